@@ -1,0 +1,221 @@
+"""The MQTT -> Kafka bridge: validate every message, forward it keyed by vehicle, ack only once Kafka has it.
+
+Guarantees (see docs/device-contract.md):
+- At-least-once: a device's QoS 1 message is acknowledged to the broker only after Kafka confirmed the record
+  (to the telemetry topic, or to the dead-letter topic when invalid). Until then the broker keeps it in our
+  persistent session and redelivers it after a crash.
+- Nothing is treated as a duplicate here (not even the MQTT dup flag): repeats are removed downstream by seq.
+- Bounded: at most ``max_in_flight`` messages wait for Kafka; beyond that we stop reading from the broker.
+- Kafka down: records are retried with backoff and not acknowledged; the bridge resumes by itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from kafka import KafkaProducer
+
+from ingest.contract import Rejected, decode, parse_topic
+from ingest.kafka_io import make_producer
+from ingest.mqtt_io import make_client
+from ubi.config import Config
+
+log = logging.getLogger("ubi.bridge")
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, float("inf"))
+
+
+@dataclass
+class BridgeStats:
+    """Every message is in exactly one of: delivered, dead-lettered, in flight (received = sum of the three)."""
+
+    received: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
+    latency_sum_ms: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def observe_latency(self, ms: float) -> None:
+        for i, bound in enumerate(LATENCY_BUCKETS_MS):
+            if ms <= bound:
+                self.latency_counts[i] += 1
+                break
+        self.latency_sum_ms += ms
+
+    def prometheus(self) -> str:
+        with self.lock:
+            lines = [
+                "# TYPE ubi_bridge_received_total counter", f"ubi_bridge_received_total {self.received}",
+                "# TYPE ubi_bridge_delivered_total counter", f"ubi_bridge_delivered_total {self.delivered}",
+                "# TYPE ubi_bridge_dead_lettered_total counter",
+                f"ubi_bridge_dead_lettered_total {self.dead_lettered}",
+                "# TYPE ubi_bridge_kafka_retries_total counter", f"ubi_bridge_kafka_retries_total {self.retries}",
+                "# TYPE ubi_bridge_in_flight gauge", f"ubi_bridge_in_flight {self.in_flight}",
+                "# TYPE ubi_bridge_dead_letter_reasons_total counter",
+            ]
+            lines += [f'ubi_bridge_dead_letter_reasons_total{{reason="{r}"}} {n}' for r, n in sorted(self.reasons.items())]
+            lines.append("# TYPE ubi_bridge_publish_to_kafka_ms histogram")
+            cum = 0
+            for bound, n in zip(LATENCY_BUCKETS_MS, self.latency_counts):
+                cum += n
+                le = "+Inf" if bound == float("inf") else str(bound)
+                lines.append(f'ubi_bridge_publish_to_kafka_ms_bucket{{le="{le}"}} {cum}')
+            lines.append(f"ubi_bridge_publish_to_kafka_ms_sum {self.latency_sum_ms:.3f}")
+            lines.append(f"ubi_bridge_publish_to_kafka_ms_count {cum}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One Kafka record to write on behalf of one MQTT message (mid/qos identify the ack owed)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    mid: int
+    qos: int
+    received_ms: int
+    dead_letter: bool
+    reason: str = ""
+
+
+def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int) -> Outgoing:
+    """Pure decision: where does this MQTT message go in Kafka, and with what key, value and headers."""
+    parsed = parse_topic(cfg.mqtt.topic_prefix, mqtt_topic)
+    decoded = (decode(parsed[0], parsed[1], payload, received_ms, cfg.ingest) if parsed and parsed[1] != "status"
+               else Rejected("unknown_topic", mqtt_topic))
+    vehicle = parsed[0] if parsed else "unknown"
+    if isinstance(decoded, Rejected):
+        body = {
+            "reason": decoded.reason, "detail": decoded.detail, "mqtt_topic": mqtt_topic,
+            "received_ms": received_ms, "payload_b64": base64.b64encode(payload).decode(),
+        }
+        return Outgoing(cfg.kafka.dead_letter_topic, vehicle.encode(), json.dumps(body).encode(),
+                        [("reason", decoded.reason.encode())], mid, qos, received_ms, True, decoded.reason)
+    headers = [("mqtt_topic", mqtt_topic.encode()), ("kind", parsed[1].encode()),
+               ("received_ms", str(received_ms).encode()), ("schema", b"1")]
+    return Outgoing(cfg.kafka.telemetry_topic, vehicle.encode(), payload, headers, mid, qos, received_ms, False)
+
+
+class Bridge:
+    def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1") -> None:
+        self.cfg = cfg
+        self.stats = BridgeStats()
+        self._slots = threading.BoundedSemaphore(cfg.ingest.max_in_flight)
+        self._stop = threading.Event()
+        self._retry_lock = threading.Lock()
+        self.producer: KafkaProducer = make_producer(cfg.kafka, client_id=client_id)
+        self.client, self._props = make_client(
+            cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, manual_ack=True,
+            session_expiry_s=7 * 24 * 3600, receive_maximum=min(cfg.ingest.max_in_flight, 65535))
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    # --- MQTT side -----------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("mqtt connect refused: %s", reason_code)
+            return
+        group, prefix = self.cfg.mqtt.share_group, self.cfg.mqtt.topic_prefix
+        client.subscribe([(f"$share/{group}/{prefix}/+/telemetry", 1), (f"$share/{group}/{prefix}/+/events", 1)])
+        log.info("connected to mqtt (session present=%s)", flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._stop.is_set():
+            log.warning("mqtt disconnected: %s (paho reconnects)", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self._stop.is_set():
+            return  # not acknowledged: the broker redelivers it to our session after restart
+        received_ms = int(time.time() * 1000)
+        out = route(self.cfg, msg.topic, msg.payload, received_ms, msg.mid, msg.qos)
+        # Bound the backlog: block the network thread (the broker then holds further messages for us).
+        while not self._slots.acquire(timeout=1.0):
+            if self._stop.is_set():
+                return
+        with self.stats.lock:
+            self.stats.received += 1
+            self.stats.in_flight += 1
+        self._send(out)
+
+    # --- Kafka side ----------------------------------------------------------
+    def _send(self, out: Outgoing) -> None:
+        try:
+            fut = self.producer.send(out.topic, key=out.key, value=out.value, headers=out.headers)
+        except Exception as exc:  # buffer full or producer closed: retry later, never ack
+            self._retry(out, exc)
+            return
+        fut.add_callback(lambda _md, o=out: self._delivered(o))
+        fut.add_errback(lambda exc, o=out: self._retry(o, exc))
+
+    def _delivered(self, out: Outgoing) -> None:
+        if out.qos > 0:
+            self.client.ack(out.mid, out.qos)
+        latency = time.time() * 1000 - out.received_ms
+        with self.stats.lock:
+            self.stats.in_flight -= 1
+            if out.dead_letter:
+                self.stats.dead_lettered += 1
+                self.stats.reasons[out.reason] = self.stats.reasons.get(out.reason, 0) + 1
+            else:
+                self.stats.delivered += 1
+            self.stats.observe_latency(latency)
+        self._slots.release()
+
+    def _retry(self, out: Outgoing, exc: BaseException) -> None:
+        with self.stats.lock:
+            self.stats.retries += 1
+        log.warning("kafka write failed (%s); retrying, message not acknowledged", exc)
+        timer = threading.Timer(1.0, self._send, args=(out,))
+        timer.daemon = True
+        timer.start()
+
+    # --- lifecycle -----------------------------------------------------------
+    def run(self, install_signals: bool = True) -> BridgeStats:
+        if install_signals:
+            signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+            signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        self.client.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s,
+                            clean_start=False, properties=self._props)
+        self.client.loop_start()
+        last_report = time.monotonic()
+        while not self._stop.wait(0.5):
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                s = self.stats
+                log.info("received=%d delivered=%d dead_lettered=%d in_flight=%d",
+                         s.received, s.delivered, s.dead_lettered, s.in_flight)
+        return self.drain()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def drain(self, timeout: float = 30.0) -> BridgeStats:
+        """Stop taking messages, wait for in-flight ones to be confirmed and acknowledged, then disconnect.
+
+        The subscription stays in the persistent session, so the broker keeps queueing for our return.
+        """
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        self.producer.flush(timeout=timeout)
+        while self.stats.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # let the network thread write the last PUBACKs
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.producer.close(timeout=5)
+        log.info("bridge stopped: %s", {k: v for k, v in vars(self.stats).items() if k not in ("lock", "latency_counts")})
+        return self.stats

@@ -1,0 +1,245 @@
+"""The device contract, version 1: topics, payloads and the rules every message must pass.
+
+Documented for device makers in ``docs/device-contract.md``. Decoding never raises on bad input: it returns a
+``Rejected`` value carrying a machine-readable reason, which the bridge sends to the dead-letter topic.
+
+Topics (``<prefix>`` = ``ubi/v1/vehicles``; ``<vehicle>`` = the device's username)::
+
+    <prefix>/<vehicle>/telemetry   QoS 1   batched GPS + accelerometer samples
+    <prefix>/<vehicle>/events      QoS 1   ignition_on / ignition_off
+    <prefix>/<vehicle>/status      QoS 1   retained "online"/"offline" (last will)
+
+Units: SI throughout. Time: UTC epoch milliseconds. ``seq``: one counter per device over telemetry and events,
++1 per message; repeats (same seq) are removed downstream, never by the MQTT dup flag.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from ubi.config import IngestConfig
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+EVENT_TYPES = frozenset({"ignition_on", "ignition_off"})
+
+# Physical ranges a sample must respect (beyond them it is a broken sensor or a broken encoder).
+MAX_SPEED_MPS = 100.0  # 360 km/h
+MAX_ACCEL_MPS2 = 160.0  # 16 g, the range of common MEMS accelerometers
+MAX_ACCURACY_M = 10_000.0
+IMU_HZ_RANGE = (10, 200)
+GPS_MAX_HZ = 20
+
+
+@dataclass(frozen=True)
+class TelemetryBatch:
+    vehicle: str
+    seq: int
+    sent_ms: int
+    gps_t: np.ndarray  # int64 ms
+    lat: np.ndarray  # float64 degrees
+    lon: np.ndarray
+    speed: np.ndarray  # m/s
+    heading: np.ndarray  # degrees, 0 = north, clockwise
+    accuracy: np.ndarray  # metres (horizontal, 1 sigma)
+    imu_t0: int  # ms of the first accelerometer sample
+    imu_hz: int
+    acc_lon: np.ndarray  # m/s^2, vehicle frame: +forward
+    acc_lat: np.ndarray  # m/s^2, +left
+    acc_vert: np.ndarray  # m/s^2, +up (includes gravity)
+    phone: np.ndarray | None  # uint8 per GPS sample, 1 = phone handled
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    vehicle: str
+    seq: int
+    t_ms: int
+    event: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+Decoded = Union[TelemetryBatch, DeviceEvent, Rejected]
+
+
+def topic_for(prefix: str, vehicle: str, kind: str) -> str:
+    return f"{prefix}/{vehicle}/{kind}"
+
+
+def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """``<prefix>/<vehicle>/<kind>`` -> (vehicle, kind), or None if the topic is not ours."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    rest = topic[len(prefix) + 1:].split("/")
+    if len(rest) != 2 or not rest[0] or rest[1] not in ("telemetry", "events", "status"):
+        return None
+    return rest[0], rest[1]
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+
+def _field(obj: dict, key: str, kind: type | tuple, where: str = ""):
+    if key not in obj:
+        raise _Bad("missing_field", f"{where}{key}")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _Bad("wrong_type", f"{where}{key}: expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _int(obj: dict, key: str, where: str = "") -> int:
+    return _field(obj, key, int, where)
+
+
+def _array(obj: dict, key: str, n: int | None, where: str, lo: float, hi: float, dtype=np.float64) -> np.ndarray:
+    values = _field(obj, key, list, where)
+    try:
+        arr = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise _Bad("wrong_type", f"{where}{key}: expected a list of numbers") from None
+    if arr.ndim != 1 or any(isinstance(v, (bool, str)) for v in values[:1]):
+        raise _Bad("wrong_type", f"{where}{key}: expected a flat list of numbers")
+    if n is not None and arr.shape[0] != n:
+        raise _Bad("length_mismatch", f"{where}{key}: {arr.shape[0]} values, expected {n}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise _Bad("not_finite", f"{where}{key}: NaN or infinity")
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise _Bad("out_of_range", f"{where}{key}: values must lie in [{lo}, {hi}]")
+    return arr
+
+
+def decode(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig) -> Decoded:
+    """Decode and validate one MQTT message. Never raises for bad input."""
+    if len(payload) > cfg.max_payload_bytes:
+        return Rejected("oversize", f"{len(payload)} bytes > {cfg.max_payload_bytes}")
+    try:
+        try:
+            obj = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise _Bad("malformed_json", str(exc)[:200]) from None
+        if not isinstance(obj, dict):
+            raise _Bad("not_an_object", type(obj).__name__)
+        version = _int(obj, "v")
+        if version not in SUPPORTED_VERSIONS:
+            raise _Bad("unknown_version", f"v={version}; supported: {sorted(SUPPORTED_VERSIONS)}")
+        vehicle = _field(obj, "vehicle", str)
+        if vehicle != topic_vehicle:
+            raise _Bad("vehicle_mismatch", f"payload vehicle {vehicle!r} published on topic of {topic_vehicle!r}")
+        seq = _int(obj, "seq")
+        if not 0 <= seq < 2**63:
+            raise _Bad("out_of_range", "seq must be a non-negative 64-bit integer")
+        lo_ms = received_ms - int(cfg.max_age_days * 86_400_000)
+        hi_ms = received_ms + int(cfg.max_future_skew_s * 1000)
+        if kind == "events":
+            return _decode_event(obj, vehicle, seq, lo_ms, hi_ms)
+        if kind == "telemetry":
+            return _decode_telemetry(obj, vehicle, seq, lo_ms, hi_ms, cfg)
+        raise _Bad("unknown_kind", kind)
+    except _Bad as bad:
+        return Rejected(bad.reason, bad.detail)
+
+
+def _check_time(ms: int, lo_ms: int, hi_ms: int, what: str) -> None:
+    if ms < lo_ms:
+        raise _Bad("time_travel", f"{what}={ms} is older than the accepted window")
+    if ms > hi_ms:
+        raise _Bad("time_travel", f"{what}={ms} is in the future of the receive time")
+
+
+def _decode_event(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int) -> DeviceEvent:
+    t = _int(obj, "t")
+    _check_time(t, lo_ms, hi_ms, "t")
+    event = _field(obj, "event", str)
+    if event not in EVENT_TYPES:
+        raise _Bad("unknown_event", f"{event!r}; known: {sorted(EVENT_TYPES)}")
+    return DeviceEvent(vehicle, seq, t, event)
+
+
+def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig) -> TelemetryBatch:
+    sent = _int(obj, "sent")
+    gps = _field(obj, "gps", dict)
+    t = _array(gps, "t", None, "gps.", lo_ms, hi_ms, dtype=np.int64) if "t" in gps else None
+    if t is None:
+        raise _Bad("missing_field", "gps.t")
+    n = t.shape[0]
+    if n == 0:
+        raise _Bad("empty_batch", "gps.t has no samples")
+    if n > 1 and (np.diff(t) <= 0).any():
+        raise _Bad("not_increasing", "gps.t must strictly increase within a message")
+    window_s = (t[-1] - t[0]) / 1000.0
+    if window_s > cfg.max_batch_window_s:
+        raise _Bad("window_too_long", f"{window_s:.1f}s > {cfg.max_batch_window_s}s")
+    if n > GPS_MAX_HZ * (window_s + 1):
+        raise _Bad("out_of_range", "gps sample rate above 20 Hz")
+    lat = _array(gps, "lat", n, "gps.", -90.0, 90.0)
+    lon = _array(gps, "lon", n, "gps.", -180.0, 180.0)
+    speed = _array(gps, "speed", n, "gps.", 0.0, MAX_SPEED_MPS)
+    heading = _array(gps, "heading", n, "gps.", 0.0, 360.0)
+    accuracy = _array(gps, "acc", n, "gps.", 0.0, MAX_ACCURACY_M)
+    imu = _field(obj, "imu", dict)
+    t0 = _int(imu, "t0", "imu.")
+    _check_time(t0, lo_ms, hi_ms, "imu.t0")
+    hz = _int(imu, "hz", "imu.")
+    if not IMU_HZ_RANGE[0] <= hz <= IMU_HZ_RANGE[1]:
+        raise _Bad("out_of_range", f"imu.hz={hz}; must be within {IMU_HZ_RANGE}")
+    ax = _array(imu, "lon", None, "imu.", -MAX_ACCEL_MPS2, MAX_ACCEL_MPS2)
+    m = ax.shape[0]
+    if m > hz * (cfg.max_batch_window_s + 1):
+        raise _Bad("window_too_long", f"imu has {m} samples at {hz} Hz")
+    ay = _array(imu, "lat", m, "imu.", -MAX_ACCEL_MPS2, MAX_ACCEL_MPS2)
+    az = _array(imu, "vert", m, "imu.", -MAX_ACCEL_MPS2, MAX_ACCEL_MPS2)
+    phone = None
+    if "phone" in obj and obj["phone"] is not None:
+        phone = _array(obj, "phone", n, "", 0, 1, dtype=np.int64).astype(np.uint8)
+    return TelemetryBatch(vehicle, seq, sent, t, lat, lon, speed, heading, accuracy, t0, hz, ax, ay, az, phone)
+
+
+def _round_list(arr: np.ndarray, digits: int) -> list:
+    return [round(float(x), digits) for x in arr]
+
+
+def encode_telemetry(b: TelemetryBatch) -> bytes:
+    """The JSON a device sends (used by the simulator; the inverse of ``decode``)."""
+    obj = {
+        "v": SCHEMA_VERSION,
+        "vehicle": b.vehicle,
+        "seq": int(b.seq),
+        "sent": int(b.sent_ms),
+        "gps": {
+            "t": [int(x) for x in b.gps_t],
+            "lat": _round_list(b.lat, 7),
+            "lon": _round_list(b.lon, 7),
+            "speed": _round_list(b.speed, 3),
+            "heading": _round_list(b.heading, 1),
+            "acc": _round_list(b.accuracy, 1),
+        },
+        "imu": {
+            "t0": int(b.imu_t0),
+            "hz": int(b.imu_hz),
+            "lon": _round_list(b.acc_lon, 3),
+            "lat": _round_list(b.acc_lat, 3),
+            "vert": _round_list(b.acc_vert, 3),
+        },
+    }
+    if b.phone is not None:
+        obj["phone"] = [int(x) for x in b.phone]
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_event(e: DeviceEvent) -> bytes:
+    return json.dumps({"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event},
+                      separators=(",", ":")).encode()
+
+

@@ -1,0 +1,124 @@
+"""The monthly premium, one policy at a time, with a trace of every step. Pure logic: no database here.
+
+    g        = product of the band relativities of the month's features
+    Z        = km / (km + k)                       (0 when below the minimum data)
+    factor   = clamp(1 + Z * (g - 1), floor, ceiling), rounded to 4 decimals
+    uncapped = base_premium * factor               (cents, half up)
+    premium  = clamp(uncapped, previous * (1 - max_decrease), previous * (1 + max_increase))   (cents, half up)
+
+``previous`` is last month's premium, or the base premium in a policy's first month.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from pricing.rulebook import Rulebook
+
+CENT = Decimal("0.01")
+FACTOR_PLACES = Decimal("0.0001")
+
+
+def money(x: Decimal | float | str) -> Decimal:
+    return Decimal(str(x)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class MonthFeatures:
+    trips: int
+    km: float
+    driving_hours: float
+    harsh_brakes: int
+    harsh_accels: int
+
+    def value(self, feature: str) -> float:
+        per100 = 100.0 / self.km if self.km > 0 else 0.0
+        return {
+            "harsh_brakes_per_100km": self.harsh_brakes * per100,
+            "harsh_accels_per_100km": self.harsh_accels * per100,
+            "km": self.km,
+            "driving_hours": self.driving_hours,
+        }[feature]
+
+
+@dataclass(frozen=True)
+class PremiumResult:
+    base_premium: Decimal
+    previous_premium: Decimal
+    g: float
+    credibility: float
+    factor: Decimal
+    uncapped: Decimal
+    premium: Decimal
+    cap_applied: str  # none | increase | decrease
+    gated: bool
+    trace: dict = field(repr=False)
+
+
+def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: MonthFeatures) -> PremiumResult:
+    base = money(base)
+    prev = money(previous) if previous is not None else base
+    steps = []
+    g = 1.0
+    for factor in rb.factors:
+        x = f.value(factor.feature)
+        band = factor.band_for(x)
+        g *= band.relativity
+        steps.append({"feature": factor.feature, "label": factor.label, "value": round(x, 4),
+                      "band": band.label, "from": band.lo, "to": None if band.hi == float("inf") else band.hi,
+                      "relativity": band.relativity})
+    gated = f.trips < rb.min_trips or f.km < rb.min_km
+    z = 0.0 if gated else f.km / (f.km + rb.k_km)
+    raw = 1.0 + z * (g - 1.0)
+    clamped = min(max(raw, rb.factor_floor), rb.factor_ceiling)
+    factor = Decimal(repr(clamped)).quantize(FACTOR_PLACES, rounding=ROUND_HALF_UP)
+    uncapped = money(base * factor)
+    hi = money(prev * (1 + Decimal(repr(rb.max_increase))))
+    lo = money(prev * (1 - Decimal(repr(rb.max_decrease))))
+    premium, cap = uncapped, "none"
+    if uncapped > hi:
+        premium, cap = hi, "increase"
+    elif uncapped < lo:
+        premium, cap = lo, "decrease"
+    trace = {
+        "rulebook": {"version": rb.version, "sha256": rb.sha256},
+        "features": {"trips": f.trips, "km": round(f.km, 3), "driving_hours": round(f.driving_hours, 3),
+                     "harsh_brakes": f.harsh_brakes, "harsh_accels": f.harsh_accels},
+        "factors": steps,
+        "g": round(g, 6),
+        "gate": {"min_trips": rb.min_trips, "min_km": rb.min_km, "gated": gated},
+        "credibility": {"k_km": rb.k_km, "z": round(z, 6)},
+        "factor": {"raw": round(raw, 6), "floor": rb.factor_floor, "ceiling": rb.factor_ceiling,
+                   "final": str(factor)},
+        "base_premium": str(base), "uncapped": str(uncapped),
+        "cap": {"previous": str(prev), "low": str(lo), "high": str(hi), "applied": cap},
+        "premium": str(premium),
+    }
+    return PremiumResult(base, prev, g, z, factor, uncapped, premium, cap, gated, trace)
+
+
+def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
+    """Plain words for the policyholder: what changed and why."""
+    t = r.trace
+    change = (r.premium - r.previous_premium) / r.previous_premium * 100 if r.previous_premium else Decimal(0)
+    lines = [f"Your premium for {month_label} is {currency} {r.premium} "
+             f"(last month {currency} {r.previous_premium}, {change:+.1f}%)."]
+    feats = t["features"]
+    lines.append(f"You drove {feats['km']:.0f} km in {feats['trips']} trips.")
+    if r.gated:
+        lines.append(f"We need at least {t['gate']['min_trips']} trips and {t['gate']['min_km']:.0f} km in a month "
+                     "before your driving changes your price, so this month your base premium applies.")
+    else:
+        for s in t["factors"]:
+            effect = "lowers" if s["relativity"] < 1 else "raises" if s["relativity"] > 1 else "does not change"
+            lines.append(f"Your {s['label']} ({s['value']:.1f} per 100 km) is '{s['band']}', which {effect} "
+                         f"your price (x{s['relativity']:.2f}).")
+        lines.append(f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
+                     f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}.")
+    if r.cap_applied == "increase":
+        lines.append("Your price would have risen more, but monthly increases are capped so changes stay predictable.")
+    elif r.cap_applied == "decrease":
+        lines.append("Your price would have fallen further; the rest of the saving follows in the coming months "
+                     "as monthly decreases are capped.")
+    return " ".join(lines)

@@ -1,0 +1,217 @@
+"""The rulebook: a versioned TOML file actuaries edit, validated before it can price anything.
+
+Validation collects every problem (with the line where it can be found, else the key path) and refuses the
+file as a whole; a refused rulebook changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from ubi.errors import RulebookError
+
+# Features the monthly run computes per policy; a factor may use only these.
+KNOWN_FEATURES = {
+    "harsh_brakes_per_100km": "harsh brakes per 100 km",
+    "harsh_accels_per_100km": "fast starts per 100 km",
+    "km": "kilometres driven in the month",
+    "driving_hours": "hours driven in the month",
+}
+ALWAYS_PROHIBITED = {"gender", "sex"}
+RELATIVITY_RANGE = (0.5, 2.0)  # PIPL-reported coefficient bounds [0.5, 1.5] fit inside; wider is refused
+
+
+@dataclass(frozen=True)
+class Band:
+    lo: float
+    hi: float  # math.inf for the open top band
+    relativity: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Factor:
+    feature: str
+    label: str
+    bands: tuple[Band, ...]
+
+    def band_for(self, value: float) -> Band:
+        for b in self.bands:
+            if b.lo <= value < b.hi:
+                return b
+        return self.bands[-1] if value >= self.bands[-1].lo else self.bands[0]
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    version: str
+    effective_from: date
+    author: str
+    notes: str
+    prohibited: tuple[str, ...]
+    k_km: float
+    min_trips: int
+    min_km: float
+    factor_floor: float
+    factor_ceiling: float
+    max_increase: float
+    max_decrease: float
+    factors: tuple[Factor, ...]
+    sha256: str
+    text: str
+    path: str
+
+
+def _line_of(text: str, pattern: str) -> int | None:
+    """First line matching a regex: TOML parsers do not report key positions, so we find the key's text."""
+    rx = re.compile(pattern)
+    for i, line in enumerate(text.splitlines(), 1):
+        if rx.search(line.split("#", 1)[0]):
+            return i
+    return None
+
+
+def load_rulebook(path: Path | str) -> Rulebook:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RulebookError([f"cannot read: {exc.strerror}"], str(path)) from None
+    return parse_rulebook(text, str(path))
+
+
+def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulebookError([f"not valid TOML: {exc}"], path) from None
+    problems: list[str] = []
+
+    def where(key_path: str, needle: str | None = None) -> str:
+        key = key_path.split(".")[-1].split("[")[0]
+        line = _line_of(text, needle or rf"^\s*{re.escape(key)}\s*=")
+        return f"line {line} ({key_path})" if line else key_path
+
+    def get(section: str, key: str, kind: type | tuple, lo: float | None = None, hi: float | None = None):
+        sec = data.get(section)
+        if not isinstance(sec, dict):
+            problems.append(f"[{section}]: section missing")
+            return None
+        if key not in sec:
+            problems.append(f"{section}.{key}: missing")
+            return None
+        value = sec[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            problems.append(f"{where(f'{section}.{key}')}: expected {getattr(kind, '__name__', 'number')}")
+            return None
+        if lo is not None and (value < lo or (hi is not None and value > hi)):
+            problems.append(f"{where(f'{section}.{key}')}: {value} out of range [{lo}, {hi}]")
+            return None
+        return value
+
+    known_sections = {"meta", "base", "credibility", "limits", "factors"}
+    for name in data:
+        if name not in known_sections:
+            section_rx = rf"^\s*\[+\s*{re.escape(name)}\s*\]"
+            problems.append(f"{where(name, section_rx)}: unknown section")
+    version = get("meta", "version", str)
+    eff = get("meta", "effective_from", (str, date))
+    effective = None
+    if isinstance(eff, date):
+        effective = eff
+    elif isinstance(eff, str):
+        try:
+            effective = date.fromisoformat(eff)
+        except ValueError:
+            problems.append(f"{where('meta.effective_from')}: not an ISO date: {eff!r}")
+    author = data.get("meta", {}).get("author", "")
+    notes = data.get("meta", {}).get("notes", "")
+    prohibited = data.get("meta", {}).get("prohibited_factors", [])
+    if not isinstance(prohibited, list) or not all(isinstance(p, str) for p in prohibited):
+        problems.append(f"{where('meta.prohibited_factors')}: expected a list of names")
+        prohibited = []
+    prohibited_all = tuple(sorted(set(prohibited) | ALWAYS_PROHIBITED))
+    source = data.get("base", {}).get("source")
+    if source != "policy":
+        problems.append(f"{where('base.source')}: only 'policy' is supported, got {source!r}")
+    k_km = get("credibility", "k_km", (int, float), 1e-9, 1e9)
+    min_trips = get("credibility", "min_trips", int, 0, 10_000)
+    min_km = get("credibility", "min_km", (int, float), 0, 1e6)
+    floor = get("limits", "factor_floor", (int, float), 0.1, 1.0)
+    ceiling = get("limits", "factor_ceiling", (int, float), 1.0, 5.0)
+    max_inc = get("limits", "max_increase", (int, float), 0.0, 1.0)
+    max_dec = get("limits", "max_decrease", (int, float), 0.0, 1.0)
+
+    factors: list[Factor] = []
+    raw_factors = data.get("factors", [])
+    if not isinstance(raw_factors, list):
+        problems.append("factors: expected [[factors]] tables")
+        raw_factors = []
+    seen = set()
+    for i, f in enumerate(raw_factors):
+        key = f"factors[{i}]"
+        feat = f.get("feature") if isinstance(f, dict) else None
+        if not isinstance(feat, str):
+            problems.append(f"{key}.feature: missing")
+            continue
+        loc = where(f"{key}.feature", rf'feature\s*=\s*"{re.escape(feat)}"')
+        if feat in prohibited_all or any(p in feat for p in prohibited_all):
+            problems.append(f"{loc}: {feat!r} is a prohibited factor and may not be priced on")
+            continue
+        if feat not in KNOWN_FEATURES:
+            problems.append(f"{loc}: unknown feature {feat!r}; known: {sorted(KNOWN_FEATURES)}")
+            continue
+        if feat in seen:
+            problems.append(f"{loc}: feature {feat!r} appears twice")
+        seen.add(feat)
+        bands = _parse_bands(f.get("bands"), f"{key}.bands", loc, problems)
+        if bands:
+            factors.append(Factor(feat, str(f.get("label", KNOWN_FEATURES[feat])), bands))
+    if floor is not None and ceiling is not None and floor > ceiling:
+        problems.append("limits: factor_floor is above factor_ceiling")
+    if problems:
+        raise RulebookError(problems, path)
+    return Rulebook(
+        version=version, effective_from=effective, author=str(author), notes=str(notes), prohibited=prohibited_all,
+        k_km=float(k_km), min_trips=int(min_trips), min_km=float(min_km), factor_floor=float(floor),
+        factor_ceiling=float(ceiling), max_increase=float(max_inc), max_decrease=float(max_dec),
+        factors=tuple(factors), sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, path=path,
+    )
+
+
+def _parse_bands(raw, key: str, loc: str, problems: list[str]) -> tuple[Band, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"{loc}: {key} must be a non-empty list of bands")
+        return ()
+    bands = []
+    for j, b in enumerate(raw):
+        bk = f"{key}[{j}]"
+        if not isinstance(b, dict) or "from" not in b or "relativity" not in b:
+            problems.append(f"{loc}: {bk} needs 'from' and 'relativity'")
+            return ()
+        lo, hi, rel = b["from"], b.get("to", math.inf), b["relativity"]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (lo, hi, rel)):
+            problems.append(f"{loc}: {bk} from/to/relativity must be numbers")
+            return ()
+        if not RELATIVITY_RANGE[0] <= rel <= RELATIVITY_RANGE[1]:
+            problems.append(f"{loc}: {bk} relativity {rel} outside {list(RELATIVITY_RANGE)}")
+        if hi <= lo:
+            problems.append(f"{loc}: {bk} is empty or reversed (from {lo} to {hi})")
+        bands.append(Band(float(lo), float(hi), float(rel), str(b.get("label", f"{lo}-{hi}"))))
+    bands.sort(key=lambda b: b.lo)
+    if bands[0].lo != 0.0:
+        problems.append(f"{loc}: {key} must start at 0, starts at {bands[0].lo}")
+    for a, b in zip(bands, bands[1:]):
+        if b.lo < a.hi:
+            problems.append(f"{loc}: {key} bands overlap at {b.lo} (previous band ends at {a.hi})")
+        elif b.lo > a.hi:
+            problems.append(f"{loc}: {key} leaves a gap between {a.hi} and {b.lo}")
+    if bands[-1].hi != math.inf:
+        problems.append(f"{loc}: {key} last band must be open-ended (no 'to'), ends at {bands[-1].hi}")
+    return tuple(bands)

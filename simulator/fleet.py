@@ -1,0 +1,188 @@
+"""A seeded fleet: drivers, policies, trip schedules, sensor streams and the ground truth beside them.
+
+Deterministic for a seed: the same (vehicles, days, seed, start) always yields the same messages, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Iterator
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from ingest.contract import DeviceEvent, TelemetryBatch
+from simulator.motion import DT, G, IMU_HZ, DriverProfile, TripTrace, make_trip
+
+EARTH_R = 6_371_000.0
+TZ = "Europe/Amsterdam"
+REGIONS = ("north", "south", "east", "west", "capital")
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    vehicles: int = 20
+    days: int = 7
+    seed: int = 42
+    start: date = date(2026, 10, 1)
+    batch_s: int = 10  # seconds of GPS per telemetry message (device contract: 1..60)
+    tz: str = TZ
+
+
+@dataclass(frozen=True)
+class Policy:
+    policy_id: str
+    vehicle_id: str
+    start_date: date
+    base_premium: float  # monthly, from traditional factors
+    vehicle_group: str
+    age_band: str
+    region: str
+    gender: str  # protected: kept only for fairness audits, never priced on
+
+
+@dataclass(frozen=True)
+class SimTrip:
+    vehicle_id: str
+    start_ms: int  # ignition on
+    end_ms: int  # ignition off
+    trace: TripTrace = field(repr=False)
+    home: tuple[float, float] = (52.37, 4.89)
+
+    @property
+    def distance_m(self) -> float:
+        return self.trace.distance_m
+
+
+def vehicle_ids(n: int) -> list[str]:
+    return [f"VH{i:05d}" for i in range(1, n + 1)]
+
+
+def _sub_rng(seed: int, *parts: object) -> np.random.Generator:
+    digest = hashlib.sha256(("|".join(map(str, (seed, *parts)))).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def driver_profile(seed: int, vehicle: str) -> DriverProfile:
+    rng = _sub_rng(seed, "driver", vehicle)
+    aggression = float(rng.beta(2.0, 4.0))
+    return DriverProfile(
+        aggression=aggression,
+        speed_factor=0.9 + 0.25 * aggression,
+        harsh_brake_rate=0.01 + 0.25 * aggression**2,
+        harsh_accel_rate=0.005 + 0.15 * aggression**2,
+        motorway_share=float(rng.uniform(0.05, 0.3)),
+    )
+
+
+def make_policies(spec: FleetSpec) -> list[Policy]:
+    out = []
+    for i, vid in enumerate(vehicle_ids(spec.vehicles)):
+        rng = _sub_rng(spec.seed, "policy", vid)
+        group = rng.choice(["A", "B", "C", "D"], p=[0.3, 0.35, 0.25, 0.1])
+        age = rng.choice(["18-24", "25-39", "40-64", "65+"], p=[0.1, 0.35, 0.4, 0.15])
+        base = 55.0 * {"A": 0.85, "B": 1.0, "C": 1.2, "D": 1.5}[group]
+        base *= {"18-24": 1.8, "25-39": 1.0, "40-64": 0.9, "65+": 1.1}[age]
+        out.append(Policy(
+            policy_id=f"PL{i + 1:06d}", vehicle_id=vid, start_date=spec.start - timedelta(days=int(rng.integers(30, 900))),
+            base_premium=round(float(base), 2), vehicle_group=str(group), age_band=str(age),
+            region=str(rng.choice(REGIONS)), gender=str(rng.choice(["female", "male"])),
+        ))
+    return out
+
+
+def _day_schedule(rng: np.random.Generator, day: date, tz: ZoneInfo) -> list[tuple[datetime, int]]:
+    """(local start time, number of legs) for the day's trips: commutes on weekdays, errands, a night trip now and then."""
+    trips = []
+    weekday = day.weekday() < 5
+    if weekday and rng.random() < 0.85:
+        trips.append((7.0 + rng.uniform(0, 2.0), int(rng.integers(6, 16))))
+        trips.append((16.5 + rng.uniform(0, 2.5), int(rng.integers(6, 16))))
+    for _ in range(int(rng.poisson(0.6 if weekday else 1.5))):
+        trips.append((10.0 + rng.uniform(0, 10.0), int(rng.integers(3, 10))))
+    if rng.random() < 0.08:
+        trips.append((22.5 + rng.uniform(0, 3.0), int(rng.integers(4, 12))))
+    out = []
+    for hour, legs in sorted(trips):
+        start = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(hours=float(hour))
+        out.append((start, legs))
+    return out
+
+
+def make_trips(spec: FleetSpec, vehicle: str) -> list[SimTrip]:
+    """Every trip of one vehicle over the spec's days, non-overlapping, in time order."""
+    tz = ZoneInfo(spec.tz)
+    driver = driver_profile(spec.seed, vehicle)
+    trips: list[SimTrip] = []
+    busy_until = 0
+    for d in range(spec.days):
+        day = spec.start + timedelta(days=d)
+        rng = _sub_rng(spec.seed, "trips", vehicle, day.isoformat())
+        for start_local, legs in _day_schedule(rng, day, tz):
+            start_ms = int(start_local.timestamp() * 1000)
+            start_ms = max(start_ms, busy_until + 10 * 60_000)
+            trace = make_trip(rng, driver, legs)
+            end_ms = start_ms + int(round(trace.duration_s * 1000))
+            trips.append(SimTrip(vehicle, start_ms, end_ms, trace))
+            busy_until = end_ms
+    return trips
+
+
+def _positions(trace: TripTrace, home: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    north = np.cumsum(trace.speed * np.cos(trace.heading)) * DT
+    east = np.cumsum(trace.speed * np.sin(trace.heading)) * DT
+    lat = home[0] + np.degrees(north / EARTH_R)
+    lon = home[1] + np.degrees(east / (EARTH_R * np.cos(np.radians(home[0]))))
+    return lat, lon
+
+
+def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
+    """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0."""
+    rng = _sub_rng(spec.seed, "sensor", trip.vehicle_id, trip.start_ms)
+    tr = trip.trace
+    n = len(tr.speed)
+    t_ms = trip.start_ms + np.round(np.arange(n) * DT * 1000).astype(np.int64)
+    lat, lon = _positions(tr, trip.home)
+    step = IMU_HZ  # GPS at 1 Hz: every 10th kinematic sample
+    gi = np.arange(0, n, step)
+    gps_speed = np.maximum(tr.speed[gi] + rng.normal(0, 0.08, gi.shape[0]) * (tr.speed[gi] > 0), 0.0)
+    gps_lat = lat[gi] + rng.normal(0, 2.0, gi.shape[0]) / 111_000
+    gps_lon = lon[gi] + rng.normal(0, 2.0, gi.shape[0]) / 70_000
+    gps_heading = np.degrees(tr.heading[gi]) % 360.0
+    gps_acc = rng.uniform(2.0, 6.0, gi.shape[0])
+    acc_lon = tr.accel + rng.normal(0, 0.05, n)
+    acc_lat = tr.speed * tr.yaw_rate + rng.normal(0, 0.05, n)
+    acc_vert = G + rng.normal(0, 0.05, n)
+
+    seq = seq0
+    yield DeviceEvent(trip.vehicle_id, seq, trip.start_ms, "ignition_on")
+    seq += 1
+    per_msg = spec.batch_s
+    for k in range(0, gi.shape[0], per_msg):
+        g = slice(k, min(k + per_msg, gi.shape[0]))
+        i0 = gi[g][0]
+        i1 = min(gi[g][-1] + step, n)
+        yield TelemetryBatch(
+            trip.vehicle_id, seq, int(t_ms[gi[g][-1]]), t_ms[gi[g]], gps_lat[g], gps_lon[g], gps_speed[g],
+            gps_heading[g], gps_acc[g], int(t_ms[i0]), IMU_HZ, acc_lon[i0:i1], acc_lat[i0:i1], acc_vert[i0:i1], None,
+        )
+        seq += 1
+    yield DeviceEvent(trip.vehicle_id, seq, trip.end_ms, "ignition_off")
+
+
+def ground_truth_rows(trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
+    """Trips and injected events as plain rows (written beside the data as Parquet)."""
+    trip_rows, event_rows = [], []
+    for tr in trips:
+        trip_rows.append({
+            "vehicle_id": tr.vehicle_id, "start_ms": tr.start_ms, "end_ms": tr.end_ms,
+            "distance_m": tr.distance_m, "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
+        })
+        for kind, s, e, peak in tr.trace.events:
+            event_rows.append({
+                "vehicle_id": tr.vehicle_id, "trip_start_ms": tr.start_ms, "type": kind,
+                "start_ms": tr.start_ms + int(s * 1000), "end_ms": tr.start_ms + int(e * 1000), "peak_mps2": peak,
+            })
+    return trip_rows, event_rows

@@ -1,0 +1,37 @@
+"""Run a simulated fleet: write policies and ground truth beside the data, and stream devices' messages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from simulator.devices import Message
+from simulator.fleet import FleetSpec, SimTrip, device_messages, ground_truth_rows, make_policies, make_trips, vehicle_ids
+
+
+def vehicle_stream(spec: FleetSpec, trips: list[SimTrip]) -> Iterator[Message]:
+    """One device's messages over all its trips, with one sequence counter across them."""
+    seq = 0
+    for trip in trips:
+        for m in device_messages(spec, trip, seq):
+            seq = m.seq + 1
+            yield m
+
+
+def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
+    """Policies and ground truth as Parquet under ``out``; returns each vehicle's trips."""
+    out.mkdir(parents=True, exist_ok=True)
+    trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles)}
+    all_trips = [t for ts in trips.values() for t in ts]
+    trip_rows, event_rows = ground_truth_rows(all_trips)
+    pl.DataFrame(trip_rows).write_parquet(out / "truth_trips.parquet")
+    schema = {"vehicle_id": pl.String, "trip_start_ms": pl.Int64, "type": pl.String, "start_ms": pl.Int64,
+              "end_ms": pl.Int64, "peak_mps2": pl.Float64}
+    pl.DataFrame(event_rows, schema=schema).write_parquet(out / "truth_events.parquet")
+    pl.DataFrame([asdict(p) for p in make_policies(spec)]).write_parquet(out / "policies.parquet")
+    (out / "spec.json").write_text(json.dumps({**asdict(spec), "start": spec.start.isoformat()}, indent=1))
+    return trips

@@ -1,0 +1,195 @@
+"""`ubi`: one command line for the platform. `ubi --help` lists the subcommands; each has its own --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+from ubi.config import get_config
+from ubi.errors import UBIError
+
+
+def _stack(args) -> int:
+    from ubi.stack import Stack
+
+    stack = Stack(get_config())
+    result = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
+    for name, state in result.items():
+        print(f"{name:<10} {state}")
+    return 0
+
+
+def _devices(args) -> int:
+    from ubi.stack import Stack
+
+    stack = Stack(get_config())
+    creds = stack.credentials()
+    if args.action == "add":
+        for vehicle, password in creds.add(args.vehicles).items():
+            print(f"{vehicle} {password}")
+        print("# passwords are shown once; the broker stores only their hashes", file=sys.stderr)
+    elif args.action == "revoke":
+        gone = creds.revoke(args.vehicles)
+        print(f"revoked: {' '.join(gone) or '(none)'}")
+    else:
+        print("\n".join(u for u in creds.users()))
+    stack.mosquitto_reload()
+    return 0
+
+
+def _simulate(args) -> int:
+    from simulator.fleet import FleetSpec
+    from ubi.pipeline import play_fleet
+
+    cfg = get_config()
+    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s)
+    out = args.out or cfg.home / "sim" / f"seed{args.seed}"
+    sent, trips = play_fleet(cfg, spec, out, speedup=args.speedup)
+    print(f"published {sent} messages for {sum(map(len, trips.values()))} trips; ground truth in {out}")
+    return 0
+
+
+def _bridge(args) -> int:
+    from ubi.stack import Stack
+    from ingest.bridge import Bridge
+
+    cfg = get_config()
+    password = Stack(cfg).credentials().password(cfg.mqtt.bridge_user)
+    Bridge(cfg, password, client_id=args.client_id).run()
+    return 0
+
+
+def _score(args) -> int:
+    from ubi.stages.score import ScoreStage
+
+    ScoreStage(get_config(), client_id=args.client_id).run()
+    return 0
+
+
+def _store(args) -> int:
+    from ubi.stages.store import StoreStage
+
+    StoreStage(get_config(), client_id=args.client_id).run()
+    return 0
+
+
+def _policies(args) -> int:
+    from ubi import store
+    from ubi.policies import load_policies
+
+    con = store.connect(get_config().db_path)
+    print(f"loaded {load_policies(con, args.file)} policies")
+    return 0
+
+
+def _price(args) -> int:
+    from pricing.rulebook import load_rulebook
+    from ubi import store
+    from ubi.price_run import month_start, run_month
+
+    cfg = get_config()
+    rb = load_rulebook(args.rulebook or cfg.rulebook)
+    con = store.connect(cfg.db_path)
+    s = run_month(con, rb, month_start(args.month))
+    print(json.dumps(s.__dict__, default=str, indent=1))
+    return 0
+
+
+def _rulebook(args) -> int:
+    from pricing.rulebook import load_rulebook
+
+    rb = load_rulebook(args.file)
+    print(f"ok: {args.file} version {rb.version}, {len(rb.factors)} factors, sha256 {rb.sha256[:12]}")
+    return 0
+
+
+def _sql(args) -> int:
+    from ubi import store
+
+    con = store.connect(args.db or get_config().db_path, read_only=True)
+    print(con.sql(args.query))
+    return 0
+
+
+def _demo(args) -> int:
+    from ubi.demo import run_demo
+
+    return run_demo(get_config(), args.vehicles, args.days, args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ubi", description=__doc__)
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="set up and run the whole pipeline end to end, then print a summary")
+    s.add_argument("--vehicles", type=int, default=20)
+    s.add_argument("--days", type=int, default=10)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(func=_demo)
+
+    s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.set_defaults(func=_stack)
+
+    s = sub.add_parser("devices", help="enrol or revoke per-device MQTT credentials (stored hashed)")
+    s.add_argument("action", choices=["add", "revoke", "list"])
+    s.add_argument("vehicles", nargs="*")
+    s.set_defaults(func=_devices)
+
+    s = sub.add_parser("simulate", help="publish a simulated fleet's telemetry over MQTT, with ground truth")
+    s.add_argument("--vehicles", type=int, default=20)
+    s.add_argument("--days", type=int, default=7)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--start", type=date.fromisoformat, default=date.today())
+    s.add_argument("--speedup", type=float, default=0.0, help="accelerated clock factor; 0 = as fast as possible")
+    s.add_argument("--batch-s", type=int, default=10, help="seconds of samples per message (1-60)")
+    s.add_argument("--out", type=Path, default=None, help="where to write policies and ground truth")
+    s.set_defaults(func=_simulate)
+
+    for name, func, what in (("bridge", _bridge, "move device messages from MQTT to Kafka (at-least-once)"),
+                             ("score", _score, "cut trips from the Kafka stream and score them (numba)"),
+                             ("store", _store, "write scored trips from Kafka into DuckDB (single writer)")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("--client-id", default=f"ubi-{name}-1")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("policies", help="load policy data (Parquet) into DuckDB")
+    s.add_argument("action", choices=["load"])
+    s.add_argument("file", type=Path)
+    s.set_defaults(func=_policies)
+
+    s = sub.add_parser("price", help="price a month: telematics factors, caps, premiums with traces")
+    s.add_argument("--month", required=True, help="YYYY-MM")
+    s.add_argument("--rulebook", type=Path, default=None)
+    s.set_defaults(func=_price)
+
+    s = sub.add_parser("rulebook", help="validate a rulebook file")
+    s.add_argument("action", choices=["check"])
+    s.add_argument("file", type=Path)
+    s.set_defaults(func=_rulebook)
+
+    s = sub.add_parser("sql", help="run read-only SQL against the DuckDB store")
+    s.add_argument("query")
+    s.add_argument("--db", type=Path, default=None)
+    s.set_defaults(func=_sql)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ubi import logs
+
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        return args.func(args)
+    except UBIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

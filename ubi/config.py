@@ -1,0 +1,138 @@
+"""The one configuration object, loaded once.
+
+Values come from defaults below, then an optional TOML file (``UBI_CONFIG`` or ``./ubi.toml``), then
+environment variables ``UBI_<SECTION>_<KEY>`` for the handful that deployments change. Every scoring threshold
+lives here (never in a kernel), with the source it comes from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+
+from ubi.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "ubi/v1/vehicles"
+    bridge_user: str = "bridge"
+    share_group: str = "ubi-bridge"
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    telemetry_topic: str = "ubi.telemetry.v1"
+    dead_letter_topic: str = "ubi.telemetry.dlq.v1"
+    trips_topic: str = "ubi.trips.v1"
+    partitions: int = 6
+    scorer_group: str = "ubi-scorer"
+    store_group: str = "ubi-store"
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    # Hard braking: speed drop >= 7 mph/s = 3.13 m/s^2 (Progressive Snapshot, second-hand; domain/telematics.md).
+    harsh_brake_mps2: float = 3.13
+    # Fast start: speed gain >= 9 mph/s = 4.02 m/s^2 (Progressive, second-hand).
+    harsh_accel_mps2: float = 4.02
+    # Longitudinal events only at >= 10 km/h (Teltonika FMB gating).
+    min_event_speed_mps: float = 10 / 3.6
+    # A gap in the GPS longer than this is not integrated into distance (no speed evidence across it).
+    max_integration_gap_s: float = 10.0
+    # Data gap that ends a trip when no ignition-off arrives (Traccar default: 3600 s).
+    trip_gap_end_s: float = 3600.0
+    # Fixes whose reported horizontal accuracy is worse than this are dropped (our choice; no published figure).
+    max_gps_accuracy_m: float = 50.0
+    # A trip whose ignition_off arrived but that still misses messages closes after this much stream time.
+    close_grace_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_payload_bytes: int = 256 * 1024
+    max_batch_window_s: float = 60.0
+    # Accept sample times up to this far in the future of the bridge's clock (device clock drift).
+    max_future_skew_s: float = 300.0
+    # Store-and-forward may deliver old data; older than this is refused as time travel.
+    max_age_days: float = 35.0
+    max_in_flight: int = 2000
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = PROJECT_ROOT / ".ubi"
+    db_path: Path = PROJECT_ROOT / ".ubi" / "ubi.duckdb"
+    rulebook: Path = PROJECT_ROOT / "ubi" / "rulebooks" / "starter.toml"
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+
+def _apply(section: object, values: dict, where: str) -> object:
+    known = {f.name: f for f in fields(section)}  # type: ignore[arg-type]
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown setting")
+        current = getattr(section, key)
+        if isinstance(current, Path):
+            value = Path(value)
+        elif isinstance(current, bool) or not isinstance(value, type(current)) and not (
+            isinstance(current, float) and isinstance(value, int)
+        ):
+            raise ConfigError(f"{where}.{key}: expected {type(current).__name__}, got {value!r}")
+        changes[key] = value
+    return replace(section, **changes)  # type: ignore[type-var]
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Build the configuration from defaults, an optional TOML file and ``UBI_*`` environment variables."""
+    cfg = Config()
+    home = os.environ.get("UBI_HOME")
+    if home:
+        cfg = replace(cfg, home=Path(home), db_path=Path(home) / "ubi.duckdb")
+    path = path or (Path(os.environ["UBI_CONFIG"]) if os.environ.get("UBI_CONFIG") else None)
+    if path is None and (Path.cwd() / "ubi.toml").exists():
+        path = Path.cwd() / "ubi.toml"
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        sections = {f.name for f in fields(cfg) if not isinstance(getattr(cfg, f.name), (Path,))}
+        top = {k: v for k, v in data.items() if k not in sections}
+        cfg = _apply(cfg, top, str(path))  # type: ignore[assignment]
+        for name in sections:
+            if name in data:
+                cfg = replace(cfg, **{name: _apply(getattr(cfg, name), data[name], f"{path}:{name}")})
+    if os.environ.get("UBI_DB"):
+        cfg = replace(cfg, db_path=Path(os.environ["UBI_DB"]))
+    if os.environ.get("UBI_KAFKA_BOOTSTRAP"):
+        cfg = replace(cfg, kafka=replace(cfg.kafka, bootstrap=os.environ["UBI_KAFKA_BOOTSTRAP"]))
+    if os.environ.get("UBI_MQTT_PORT"):
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, port=int(os.environ["UBI_MQTT_PORT"])))
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def get_config() -> Config:
+    return load_config()

@@ -1,0 +1,103 @@
+"""`ubi demo`: the whole pipeline end to end on the real services, ending with a summary a person can read.
+
+simulated fleet -> Mosquitto (MQTT 5, QoS 1, per-device auth) -> bridge -> Kafka -> scorer (numba) ->
+Kafka scored trips -> store (DuckDB) -> monthly pricing (rulebook) -> summary
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
+
+from pricing.rulebook import load_rulebook
+from scoring.trips import trip_id
+from simulator.fleet import FleetSpec
+from ubi import store
+from ubi.config import Config
+from ubi.errors import UBIError
+from ubi.pipeline import play_fleet, start_stage
+from ubi.policies import load_policies
+from ubi.price_run import run_month
+from ubi.progress import Progress
+from ubi.stack import Stack
+from ubi.stages.store import read_status
+
+
+def months_between(start: date, end: date) -> list[date]:
+    out, m = [], date(start.year, start.month, 1)
+    while m <= end:
+        out.append(m)
+        m = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
+    return out
+
+
+def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600) -> int:
+    cfg = replace(cfg, db_path=cfg.home / "demo.duckdb")
+    print(f"== stack: {', '.join(f'{k} {v}' for k, v in Stack(cfg).up().items())}")
+    today = datetime.now(timezone.utc).date()
+    spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days))
+    out = cfg.home / "sim" / "demo"
+    shutil.rmtree(out, ignore_errors=True)
+    for p in (cfg.db_path, cfg.db_path.with_suffix(".duckdb.wal"), cfg.run_dir / "store-status.json"):
+        p.unlink(missing_ok=True)
+    print(f"== fleet: {vehicles} vehicles, {days} days from {spec.start}, seed {seed}")
+    stages = [start_stage(cfg, "bridge"), start_stage(cfg, "score"), start_stage(cfg, "store")]
+    try:
+        time.sleep(2.0)
+        for s in stages:
+            if s.proc.poll() is not None:
+                raise UBIError(f"stage {s.name} exited at start-up; see {s.log}")
+        sent, trips = play_fleet(cfg, spec, out)
+        expected = {trip_id(t.vehicle_id, t.start_ms) for ts in trips.values() for t in ts}
+        bar = Progress("scored trips -> duckdb", len(expected), "trips")
+        deadline = time.monotonic() + timeout
+        stored = 0
+        while stored < len(expected):
+            stored = read_status(cfg.run_dir / "store-status.json").get("trips", 0)
+            bar.update(stored)
+            for s in stages:
+                if s.proc.poll() is not None:
+                    raise UBIError(f"stage {s.name} died (exit {s.proc.returncode}); see {s.log}")
+            if time.monotonic() > deadline:
+                raise UBIError(f"only {stored}/{len(expected)} trips stored after {timeout}s; see {cfg.home / 'logs'}")
+            time.sleep(0.3)
+        bar.done(stored)
+    finally:
+        for s in reversed(stages):
+            s.stop()
+    con = store.connect(cfg.db_path)
+    try:
+        load_policies(con, out / "policies.parquet")
+        rb = load_rulebook(cfg.rulebook)
+        months = months_between(spec.start, spec.start + timedelta(days=days - 1))
+        for m in months:
+            s = run_month(con, rb, m, actor="demo")
+            print(f"== priced {m:%Y-%m} with rulebook {rb.version}: {s.policies} policies, "
+                  f"{s.priced_on_driving} on driving data, caps hit {s.capped_up} up / {s.capped_down} down")
+        print_summary(con, months[-1])
+    finally:
+        con.close()
+    print(f"\nDuckDB file: {cfg.db_path}")
+    print("Try:  .venv/bin/ubi sql --db " + str(cfg.db_path) +
+          " \"SELECT vehicle_id, count(*) trips, round(sum(distance_km)) km FROM trips GROUP BY ALL ORDER BY km DESC LIMIT 5\"")
+    return 0
+
+
+def print_summary(con, month: date) -> None:
+    rows = con.execute("""
+        SELECT p.policy_id, f.trips, f.km, f.harsh_brakes_per_100km, p.previous_premium, p.premium, p.cap_applied
+        FROM premiums p JOIN monthly_features f USING (policy_id, month)
+        WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchall()
+    print(f"\nPremiums for {month:%B %Y} (monthly, EUR)")
+    print(f"{'policy':<10} {'trips':>5} {'km':>8} {'brakes/100km':>13} {'old':>8} {'new':>8} {'change':>8}  cap")
+    tot_old = tot_new = 0
+    for pid, trips, km, b100, old, new, cap in rows:
+        change = (new - old) / old * 100
+        tot_old += old
+        tot_new += new
+        b = f"{b100:.2f}" if b100 is not None else "-"
+        print(f"{pid:<10} {trips:>5} {km:>8.1f} {b:>13} {old:>8} {new:>8} {change:>+7.1f}%  {'' if cap == 'none' else cap}")
+    change = (tot_new - tot_old) / tot_old * 100 if tot_old else 0
+    print(f"{'book':<10} {'':>5} {'':>8} {'':>13} {tot_old:>8} {tot_new:>8} {change:>+7.1f}%")

@@ -1,0 +1,42 @@
+"""One root exception for the whole platform, with a small documented tree.
+
+    UBIError
+    ├── ConfigError          bad or missing configuration
+    ├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
+    ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
+    ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
+    └── StoreError           DuckDB could not be written as asked
+"""
+
+from __future__ import annotations
+
+
+class UBIError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(UBIError):
+    pass
+
+
+class StackError(UBIError):
+    pass
+
+
+class ContractError(UBIError):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RulebookError(UBIError):
+    def __init__(self, problems: list[str], path: str = "<rulebook>") -> None:
+        self.problems = problems
+        self.path = path
+        lines = "\n".join(f"  {path}: {p}" for p in problems)
+        super().__init__(f"rulebook refused ({len(problems)} problem(s)):\n{lines}")
+
+
+class StoreError(UBIError):
+    pass

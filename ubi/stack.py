@@ -1,0 +1,220 @@
+"""Start, stop and inspect the local services (Mosquitto and a KRaft Kafka broker) without Docker.
+
+State, data and logs live in one ignored folder (``.ubi/`` by default). ``up`` is idempotent: a service that
+already answers is left alone. Each start waits until the service really answers, or says why it could not.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ubi.config import PROJECT_ROOT, Config
+from ubi.credentials import CredentialStore
+from ubi.errors import StackError
+
+DEPLOY = PROJECT_ROOT / "deploy" / "local"
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_pid(pid_file: Path, name: str, timeout: float = 30.0) -> bool:
+    pid = _pid_alive(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+@dataclass
+class Stack:
+    cfg: Config
+
+    # --- paths ---------------------------------------------------------------
+    @property
+    def mq_dir(self) -> Path:
+        return self.cfg.home / "mosquitto"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.cfg.home / "kafka"
+
+    @property
+    def kafka_libs(self) -> Path:
+        return self.cfg.home / "kafka-libs"
+
+    def credentials(self) -> CredentialStore:
+        return CredentialStore(self.mq_dir / "passwd", self.cfg.secrets_dir / "mqtt.json")
+
+    # --- mosquitto -------------------------------------------------------------
+    def _mosquitto_bin(self) -> str:
+        found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if not found:
+            raise StackError("mosquitto is not installed: run deploy/local/install.sh (apt-get install mosquitto)")
+        return found
+
+    def mosquitto_up(self) -> str:
+        pid_file = self.mq_dir / "mosquitto.pid"
+        host, port = self.cfg.mqtt.host, self.cfg.mqtt.port
+        if _pid_alive(pid_file) and port_open(host, port):
+            return "already running"
+        if port_open(host, port):
+            raise StackError(f"port {port} is taken by another process (a system mosquitto? `systemctl stop mosquitto`)")
+        binary = self._mosquitto_bin()
+        (self.mq_dir / "data").mkdir(parents=True, exist_ok=True)
+        creds = self.credentials()
+        creds.ensure([self.cfg.mqtt.bridge_user])
+        text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+        text = text.replace("@STATE@", str(self.mq_dir)).replace("@PORT@", str(port))
+        text = text.replace("@USER@", getpass.getuser())
+        (self.mq_dir / "mosquitto.conf").write_text(text)
+        shutil.copy(DEPLOY / "mosquitto" / "acl", self.mq_dir / "acl")
+        log = open(self.mq_dir / "stdout.log", "ab")
+        proc = subprocess.Popen(
+            [binary, "-c", str(self.mq_dir / "mosquitto.conf")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        pid_file.write_text(str(proc.pid))
+        self._wait(lambda: port_open(host, port), proc, "mosquitto", 15, self.mq_dir / "mosquitto.log")
+        return f"started (pid {proc.pid}) on {host}:{port}"
+
+    def mosquitto_reload(self) -> None:
+        """Re-read the password and ACL files (after devices are added or revoked)."""
+        pid = _pid_alive(self.mq_dir / "mosquitto.pid")
+        if pid:
+            os.kill(pid, signal.SIGHUP)
+
+    # --- kafka -----------------------------------------------------------------
+    def _java(self) -> str:
+        java = shutil.which("java")
+        if not java:
+            raise StackError("Java 17+ is required for Kafka: install openjdk-17-jre-headless")
+        return java
+
+    def kafka_up(self) -> str:
+        pid_file = self.kafka_dir / "kafka.pid"
+        host, port = self.cfg.kafka.bootstrap.split(":")
+        if _pid_alive(pid_file) and port_open(host, int(port)):
+            self.ensure_topics()
+            return "already running"
+        for p in (int(port), 9093):
+            if port_open(host, p):
+                raise StackError(f"port {p} is taken by another process; stop it or change the Kafka ports")
+        if not (self.kafka_libs / ".complete").exists():
+            raise StackError(f"Kafka jars missing in {self.kafka_libs}: run deploy/local/install.sh")
+        java = self._java()
+        data = self.kafka_dir / "data"
+        logs = self.cfg.home / "logs"
+        data.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        props = (DEPLOY / "kafka" / "server.properties").read_text().replace("@DATA_DIR@", str(data))
+        (self.kafka_dir / "server.properties").write_text(props)
+        cp = f"{self.kafka_libs}/*"
+        cid_file = self.kafka_dir / "cluster_id"
+        if not cid_file.exists():
+            cid = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            cid_file.write_text(cid)
+        fmt = subprocess.run(
+            [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", cid_file.read_text().strip(),
+             "-c", str(self.kafka_dir / "server.properties"), "--ignore-formatted"],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise StackError(f"kafka storage format failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
+        log = open(logs / "kafka-stdout.log", "ab")
+        proc = subprocess.Popen(
+            [java, "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+             f"-Dkafka.logs.dir={logs}", f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
+             "-cp", cp, "kafka.Kafka", str(self.kafka_dir / "server.properties")],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        pid_file.write_text(str(proc.pid))
+        self._wait(lambda: port_open(host, int(port)), proc, "kafka", 90, logs / "kafka-server.log")
+        self.ensure_topics(timeout=60)
+        return f"started (pid {proc.pid}) on {self.cfg.kafka.bootstrap}"
+
+    def ensure_topics(self, timeout: float = 30) -> None:
+        from ingest.kafka_io import ensure_topics
+
+        ensure_topics(self.cfg.kafka, timeout=timeout)
+
+    # --- common ----------------------------------------------------------------
+    @staticmethod
+    def _wait(ready, proc: subprocess.Popen, name: str, timeout: float, log: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise StackError(f"{name} exited with code {proc.returncode} during start-up. Log tail:\n{tail}")
+            if ready():
+                return
+            time.sleep(0.3)
+        raise StackError(f"{name} did not answer within {timeout:.0f}s; see {log}")
+
+    def up(self, services: tuple[str, ...] = ("mosquitto", "kafka")) -> dict[str, str]:
+        self.cfg.home.mkdir(parents=True, exist_ok=True)
+        out = {}
+        if "mosquitto" in services:
+            out["mosquitto"] = self.mosquitto_up()
+        if "kafka" in services:
+            out["kafka"] = self.kafka_up()
+        return out
+
+    def down(self) -> dict[str, str]:
+        return {
+            "kafka": "stopped" if _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60) else "not running",
+            "mosquitto": "stopped" if _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto") else "not running",
+        }
+
+    def status(self) -> dict[str, str]:
+        host, port = self.cfg.kafka.bootstrap.split(":")
+        rows = {}
+        for name, pid_file, h, p in (
+            ("mosquitto", self.mq_dir / "mosquitto.pid", self.cfg.mqtt.host, self.cfg.mqtt.port),
+            ("kafka", self.kafka_dir / "kafka.pid", host, int(port)),
+        ):
+            pid = _pid_alive(pid_file)
+            answering = port_open(h, p)
+            if pid and answering:
+                rows[name] = f"running (pid {pid}) on {h}:{p}"
+            elif answering:
+                rows[name] = f"port {h}:{p} answers but not started by us"
+            elif pid:
+                rows[name] = f"process {pid} alive but {h}:{p} not answering"
+            else:
+                rows[name] = "stopped"
+        return rows

@@ -1,0 +1,186 @@
+"""DuckDB adapter: the schema (docs/schema.md), idempotent upserts, and nothing half-written.
+
+Every write is one transaction: either all of a batch lands or none of it. DuckDB allows one writing process per
+file, so exactly one stage (``ubi store``) writes trips while the pipeline runs; pricing runs after or beside it
+on its own schedule.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+
+from ubi.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS policies (
+    policy_id      VARCHAR PRIMARY KEY,
+    vehicle_id     VARCHAR NOT NULL,          -- the device id: a pseudonym; no name or address is stored here
+    start_date     DATE NOT NULL,
+    base_premium   DECIMAL(12, 2) NOT NULL,   -- monthly premium from traditional rating factors
+    vehicle_group  VARCHAR,
+    age_band       VARCHAR,
+    region         VARCHAR
+);
+
+-- Protected attributes live apart from rating data and are read only by `ubi actuary fairness`.
+CREATE TABLE IF NOT EXISTS protected_attributes (
+    policy_id VARCHAR PRIMARY KEY,
+    gender    VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS trips (
+    trip_id        VARCHAR PRIMARY KEY,
+    vehicle_id     VARCHAR NOT NULL,
+    start_ts       TIMESTAMP NOT NULL,        -- UTC
+    end_ts         TIMESTAMP NOT NULL,        -- UTC
+    duration_s     DOUBLE NOT NULL,
+    distance_km    DOUBLE NOT NULL,
+    moving_s       DOUBLE NOT NULL,
+    idle_s         DOUBLE NOT NULL,
+    max_speed_kmh  DOUBLE NOT NULL,
+    mean_speed_kmh DOUBLE NOT NULL,
+    harsh_brakes   INTEGER NOT NULL,
+    harsh_accels   INTEGER NOT NULL,
+    gps_fixes      INTEGER NOT NULL,
+    gps_dropped    INTEGER NOT NULL,
+    messages       INTEGER NOT NULL,
+    complete       BOOLEAN NOT NULL,
+    ended_by       VARCHAR NOT NULL,
+    scorer_version VARCHAR NOT NULL,
+    stored_at      TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS rulebooks (
+    sha256         VARCHAR PRIMARY KEY,
+    version        VARCHAR NOT NULL,
+    effective_from DATE NOT NULL,
+    author         VARCHAR,
+    content        VARCHAR NOT NULL,
+    stored_at      TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,
+    kind            VARCHAR NOT NULL,
+    month           DATE,
+    rulebook_sha256 VARCHAR,
+    actor           VARCHAR NOT NULL,
+    started_at      TIMESTAMP NOT NULL,
+    finished_at     TIMESTAMP,
+    inputs          JSON,
+    summary         JSON
+);
+
+CREATE TABLE IF NOT EXISTS monthly_features (
+    policy_id               VARCHAR NOT NULL,
+    month                   DATE NOT NULL,
+    trips                   INTEGER NOT NULL,
+    km                      DOUBLE NOT NULL,
+    driving_hours           DOUBLE NOT NULL,
+    harsh_brakes            INTEGER NOT NULL,
+    harsh_accels            INTEGER NOT NULL,
+    harsh_brakes_per_100km  DOUBLE,
+    harsh_accels_per_100km  DOUBLE,
+    run_id                  VARCHAR NOT NULL,
+    PRIMARY KEY (policy_id, month)
+);
+
+CREATE TABLE IF NOT EXISTS premiums (
+    policy_id         VARCHAR NOT NULL,
+    month             DATE NOT NULL,
+    base_premium      DECIMAL(12, 2) NOT NULL,
+    previous_premium  DECIMAL(12, 2) NOT NULL,
+    telematics_factor DOUBLE NOT NULL,
+    credibility       DOUBLE NOT NULL,
+    uncapped_premium  DECIMAL(12, 2) NOT NULL,
+    premium           DECIMAL(12, 2) NOT NULL,
+    cap_applied       VARCHAR NOT NULL,          -- none | increase | decrease
+    rulebook_version  VARCHAR NOT NULL,
+    rulebook_sha256   VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    trace             JSON NOT NULL,
+    statement         VARCHAR NOT NULL,
+    PRIMARY KEY (policy_id, month)
+);
+
+CREATE TABLE IF NOT EXISTS audit (
+    ts     TIMESTAMP NOT NULL,
+    actor  VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    detail JSON
+);
+
+CREATE OR REPLACE VIEW v_policy_month AS
+SELECT p.policy_id, p.month, f.trips, round(f.km, 1) AS km, round(f.harsh_brakes_per_100km, 2) AS brakes_per_100km,
+       p.previous_premium, p.premium, round(p.premium / p.previous_premium - 1, 4) AS change,
+       p.telematics_factor, p.cap_applied, p.rulebook_version
+FROM premiums p LEFT JOIN monthly_features f USING (policy_id, month);
+
+CREATE OR REPLACE VIEW v_vehicle_day AS
+SELECT vehicle_id, CAST(start_ts AS DATE) AS day, count(*) AS trips, sum(distance_km) AS km,
+       sum(harsh_brakes) AS harsh_brakes, sum(harsh_accels) AS harsh_accels
+FROM trips GROUP BY ALL;
+"""
+
+TRIP_COLUMNS = [
+    "trip_id", "vehicle_id", "start_ms", "end_ms", "duration_s", "distance_km", "moving_s", "idle_s",
+    "max_speed_kmh", "mean_speed_kmh", "harsh_brakes", "harsh_accels", "gps_fixes", "gps_dropped", "messages",
+    "complete", "ended_by", "scorer_version",
+]
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    if not read_only:
+        con.execute(SCHEMA)
+        if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
+            con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def upsert_trips(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
+    """Insert or replace scored trips by trip_id, all in one transaction. Returns rows written."""
+    if not rows:
+        return 0
+    latest = {r["trip_id"]: r for r in rows}  # a batch may carry the same trip twice (replay): last wins
+    df = pl.DataFrame([{c: r[c] for c in TRIP_COLUMNS} for r in latest.values()])  # noqa: F841 (used by SQL)
+    with transaction(con):
+        con.execute("""
+            INSERT OR REPLACE INTO trips
+            SELECT trip_id, vehicle_id, make_timestamp(start_ms * 1000), make_timestamp(end_ms * 1000), duration_s,
+                   distance_km, moving_s, idle_s, max_speed_kmh, mean_speed_kmh, harsh_brakes, harsh_accels,
+                   gps_fixes, gps_dropped, messages, complete, ended_by, scorer_version, now()::TIMESTAMP
+            FROM df
+        """)
+    return len(latest)
+
+
+def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, detail: dict) -> None:
+    con.execute("INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)", [actor, action, json.dumps(detail, default=str)])
