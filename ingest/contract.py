@@ -170,12 +170,12 @@ def _decode_event(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int) -> 
 def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig) -> TelemetryBatch:
     sent = _int(obj, "sent")
     gps = _field(obj, "gps", dict)
-    t = _array(gps, "t", None, "gps.", lo_ms, hi_ms, dtype=np.int64) if "t" in gps else None
-    if t is None:
-        raise _Bad("missing_field", "gps.t")
+    t = _array(gps, "t", None, "gps.", 0, 2**62, dtype=np.int64)
     n = t.shape[0]
     if n == 0:
         raise _Bad("empty_batch", "gps.t has no samples")
+    _check_time(int(t.min()), lo_ms, hi_ms, "gps.t")
+    _check_time(int(t.max()), lo_ms, hi_ms, "gps.t")
     if n > 1 and (np.diff(t) <= 0).any():
         raise _Bad("not_increasing", "gps.t must strictly increase within a message")
     window_s = (t[-1] - t[0]) / 1000.0

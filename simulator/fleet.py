@@ -29,6 +29,7 @@ class FleetSpec:
     start: date = date(2026, 10, 1)
     batch_s: int = 10  # seconds of GPS per telemetry message (device contract: 1..60)
     tz: str = TZ
+    id_prefix: str = "VH"  # vehicle ids are <prefix><5 digits>
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class SimTrip:
         return self.trace.distance_m
 
 
-def vehicle_ids(n: int) -> list[str]:
-    return [f"VH{i:05d}" for i in range(1, n + 1)]
+def vehicle_ids(n: int, prefix: str = "VH") -> list[str]:
+    return [f"{prefix}{i:05d}" for i in range(1, n + 1)]
 
 
 def _sub_rng(seed: int, *parts: object) -> np.random.Generator:
@@ -79,7 +80,7 @@ def driver_profile(seed: int, vehicle: str) -> DriverProfile:
 
 def make_policies(spec: FleetSpec) -> list[Policy]:
     out = []
-    for i, vid in enumerate(vehicle_ids(spec.vehicles)):
+    for i, vid in enumerate(vehicle_ids(spec.vehicles, spec.id_prefix)):
         rng = _sub_rng(spec.seed, "policy", vid)
         group = rng.choice(["A", "B", "C", "D"], p=[0.3, 0.35, 0.25, 0.1])
         age = rng.choice(["18-24", "25-39", "40-64", "65+"], p=[0.1, 0.35, 0.4, 0.15])

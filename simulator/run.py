@@ -25,7 +25,7 @@ def vehicle_stream(spec: FleetSpec, trips: list[SimTrip]) -> Iterator[Message]:
 def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
     """Policies and ground truth as Parquet under ``out``; returns each vehicle's trips."""
     out.mkdir(parents=True, exist_ok=True)
-    trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles)}
+    trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles, spec.id_prefix)}
     all_trips = [t for ts in trips.values() for t in ts]
     trip_rows, event_rows = ground_truth_rows(all_trips)
     pl.DataFrame(trip_rows).write_parquet(out / "truth_trips.parquet")

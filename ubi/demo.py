@@ -22,7 +22,7 @@ from ubi.policies import load_policies
 from ubi.price_run import run_month
 from ubi.progress import Progress
 from ubi.stack import Stack
-from ubi.stages.store import read_status
+from ubi.stages.store import read_status, status_path
 
 
 def months_between(start: date, end: date) -> list[date]:
@@ -40,7 +40,7 @@ def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 
     spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days))
     out = cfg.home / "sim" / "demo"
     shutil.rmtree(out, ignore_errors=True)
-    for p in (cfg.db_path, cfg.db_path.with_suffix(".duckdb.wal"), cfg.run_dir / "store-status.json"):
+    for p in (cfg.db_path, cfg.db_path.with_suffix(".duckdb.wal"), status_path(cfg)):
         p.unlink(missing_ok=True)
     print(f"== fleet: {vehicles} vehicles, {days} days from {spec.start}, seed {seed}")
     stages = [start_stage(cfg, "bridge"), start_stage(cfg, "score"), start_stage(cfg, "store")]
@@ -55,7 +55,7 @@ def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 
         deadline = time.monotonic() + timeout
         stored = 0
         while stored < len(expected):
-            stored = read_status(cfg.run_dir / "store-status.json").get("trips", 0)
+            stored = read_status(status_path(cfg)).get("trips", 0)
             bar.update(stored)
             for s in stages:
                 if s.proc.poll() is not None:

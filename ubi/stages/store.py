@@ -25,6 +25,11 @@ def write_status(path: Path, status: dict) -> None:
     os.replace(tmp, path)
 
 
+def status_path(cfg: Config) -> Path:
+    """Where the store publishes its progress (the DuckDB file itself is locked by the writer)."""
+    return cfg.run_dir / f"store-status-{cfg.kafka.store_group}.json"
+
+
 def read_status(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -38,7 +43,7 @@ class StoreStage:
         self._stop = threading.Event()
         self.con = store.connect(cfg.db_path)
         self.consumer = make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id)
-        self.status_path = cfg.run_dir / "store-status.json"
+        self.status_path = status_path(cfg)
         self.written = 0
 
     def stop(self) -> None:

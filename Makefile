@@ -1,0 +1,28 @@
+# The two commands of the README, plus a few helpers. Everything installs itself on first use.
+.PHONY: demo test install up down status bench clean
+
+demo: install          ## set up everything and run the pipeline end to end
+	.venv/bin/ubi demo
+
+test: install          ## run unit and integration tests (starts Mosquitto and Kafka if needed)
+	.venv/bin/ubi stack up
+	.venv/bin/python -m pytest
+
+install:
+	bash deploy/local/install.sh
+
+up: install
+	.venv/bin/ubi stack up
+
+down:
+	.venv/bin/ubi stack down
+
+status:
+	.venv/bin/ubi stack status
+
+bench: install
+	.venv/bin/ubi stack up
+	.venv/bin/python bench/run_all.py
+
+clean: down
+	rm -rf .ubi

@@ -1,0 +1,144 @@
+"""The device contract: good messages decode; each kind of bad message is rejected with its reason."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.bridge import route
+from ingest.contract import DeviceEvent, Rejected, TelemetryBatch, decode, encode_event, encode_telemetry, parse_topic
+from ubi.config import Config, IngestConfig
+
+CFG = IngestConfig()
+NOW = int(time.time() * 1000)
+
+
+def good_obj(vehicle="VH00001", n=10, hz=10):
+    t = [NOW - 10_000 + 1000 * i for i in range(n)]
+    return {
+        "v": 1, "vehicle": vehicle, "seq": 7, "sent": t[-1],
+        "gps": {"t": t, "lat": [52.1] * n, "lon": [4.9] * n, "speed": [10.0] * n, "heading": [90.0] * n,
+                "acc": [3.0] * n},
+        "imu": {"t0": t[0], "hz": hz, "lon": [0.1] * (n * hz), "lat": [0.0] * (n * hz), "vert": [9.8] * (n * hz)},
+    }
+
+
+def dec(obj, vehicle="VH00001", kind="telemetry"):
+    payload = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return decode(vehicle, kind, payload, NOW, CFG)
+
+
+def test_good_telemetry_roundtrip():
+    b = dec(good_obj())
+    assert isinstance(b, TelemetryBatch)
+    assert b.gps_t.dtype == np.int64 and b.speed.shape == (10,) and b.acc_lon.shape == (100,)
+    again = dec(encode_telemetry(b))
+    assert isinstance(again, TelemetryBatch) and again.seq == 7
+    assert np.array_equal(again.gps_t, b.gps_t)
+
+
+def test_good_event_roundtrip():
+    e = DeviceEvent("VH00001", 3, NOW, "ignition_on")
+    assert dec(encode_event(e), kind="events") == e
+
+
+def mutate(path, value):
+    obj = good_obj()
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return obj
+
+
+@pytest.mark.parametrize("obj,reason", [
+    (b"{not json", "malformed_json"),
+    (b"\xff\xfe", "malformed_json"),
+    (b"[1,2]", "not_an_object"),
+    (mutate(["v"], 2), "unknown_version"),
+    (mutate(["v"], KeyError), "missing_field"),
+    (mutate(["seq"], "7"), "wrong_type"),
+    (mutate(["seq"], True), "wrong_type"),
+    (mutate(["vehicle"], "VH00002"), "vehicle_mismatch"),
+    (mutate(["gps", "speed"], [10.0] * 9 + [500.0]), "out_of_range"),
+    (mutate(["gps", "lat"], [91.0] * 10), "out_of_range"),
+    (mutate(["gps", "speed"], [10.0] * 9), "length_mismatch"),
+    (mutate(["gps", "speed"], ["a"] * 10), "wrong_type"),
+    (mutate(["gps", "t"], [NOW + 3_600_000 + i for i in range(10)]), "time_travel"),
+    (mutate(["gps", "t"], [NOW - 400 * 86_400_000 + i for i in range(10)]), "time_travel"),
+    (mutate(["gps", "t"], [NOW - 1000 * i for i in range(10)]), "not_increasing"),
+    (mutate(["gps", "t"], []), "empty_batch"),
+    (mutate(["imu", "hz"], 1), "out_of_range"),
+    (mutate(["imu", "lat"], [0.0] * 99), "length_mismatch"),
+    (mutate(["gps", "t"], [NOW - 120_000, NOW - 1000] + [NOW - 900 + i for i in range(8)]), "window_too_long"),
+])
+def test_bad_telemetry_is_rejected_with_reason(obj, reason):
+    out = dec(obj)
+    assert isinstance(out, Rejected), out
+    assert out.reason == reason
+
+
+def test_nan_and_infinity_rejected():
+    raw = json.dumps(good_obj()).replace('"speed": [10.0', '"speed": [NaN').encode()
+    assert dec(raw).reason == "not_finite"
+    raw = json.dumps(good_obj()).replace('"lon": [0.1', '"lon": [Infinity').encode()
+    assert dec(raw).reason == "not_finite"
+
+
+def test_oversize_rejected_before_parsing():
+    out = decode("VH00001", "telemetry", b" " * (CFG.max_payload_bytes + 1), NOW, CFG)
+    assert out == Rejected("oversize", f"{CFG.max_payload_bytes + 1} bytes > {CFG.max_payload_bytes}")
+
+
+def test_unknown_event_rejected():
+    out = dec({"v": 1, "vehicle": "VH00001", "seq": 1, "t": NOW, "event": "teleport"}, kind="events")
+    assert out.reason == "unknown_event"
+
+
+def test_topics():
+    assert parse_topic("ubi/v1/vehicles", "ubi/v1/vehicles/VH1/telemetry") == ("VH1", "telemetry")
+    assert parse_topic("ubi/v1/vehicles", "ubi/v1/vehicles/VH1/other") is None
+    assert parse_topic("ubi/v1/vehicles", "elsewhere/VH1/telemetry") is None
+
+
+def test_route_sends_bad_data_to_dead_letter_with_original_bytes():
+    cfg = Config()
+    out = route(cfg, "ubi/v1/vehicles/VH00001/telemetry", b"{oops", NOW, 5, 1)
+    assert out.dead_letter and out.topic == cfg.kafka.dead_letter_topic
+    body = json.loads(out.value)
+    assert body["reason"] == "malformed_json" and body["mqtt_topic"].endswith("/telemetry")
+    import base64
+    assert base64.b64decode(body["payload_b64"]) == b"{oops"
+    good = route(cfg, "ubi/v1/vehicles/VH00001/telemetry", json.dumps(good_obj()).encode(), NOW, 6, 1)
+    assert not good.dead_letter and good.topic == cfg.kafka.telemetry_topic and good.key == b"VH00001"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_crash(payload):
+    assert isinstance(decode("VH00001", "telemetry", payload, NOW, CFG), (Rejected, TelemetryBatch))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["v", "seq", "sent", "gps", "imu", "vehicle"]), json_values,
+       st.sampled_from(["t", "lat", "lon", "speed", "heading", "acc"]), json_values)
+def test_near_valid_payloads_never_crash(top_key, top_value, gps_key, gps_value):
+    obj = good_obj()
+    obj[top_key] = top_value
+    if isinstance(obj.get("gps"), dict):
+        obj["gps"][gps_key] = gps_value
+    out = decode("VH00001", "telemetry", json.dumps(obj).encode(), NOW, CFG)
+    assert isinstance(out, (Rejected, TelemetryBatch))
