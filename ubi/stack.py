@@ -194,9 +194,12 @@ class Stack:
             out["kafka"] = self.kafka_up()
         return out
 
+    def kafka_down(self) -> bool:
+        return _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60)
+
     def down(self) -> dict[str, str]:
         return {
-            "kafka": "stopped" if _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60) else "not running",
+            "kafka": "stopped" if self.kafka_down() else "not running",
             "mosquitto": "stopped" if _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto") else "not running",
         }
 

@@ -1,0 +1,133 @@
+"""The bridge on the real services: dead letters with reasons while good traffic flows, and nothing lost when
+the bridge is SIGKILLed or Kafka is stopped mid-stream."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from ingest.contract import DeviceEvent
+from simulator.devices import DeviceFleet
+from simulator.fleet import make_trips
+from simulator.run import vehicle_stream
+from tests.integration.kafka_read import read_topic, seqs_by_vehicle
+
+
+def enrol(stack, vehicles):
+    creds = stack.credentials()
+    creds.ensure(vehicles)
+    stack.mosquitto_reload()
+    time.sleep(0.3)
+    return {v: creds.password(v) for v in vehicles}
+
+
+def wait_count(bootstrap, topic, n, timeout=90):
+    deadline = time.monotonic() + timeout
+    recs = []
+    while time.monotonic() < deadline:
+        recs = read_topic(bootstrap, topic, timeout_s=2)
+        if len(recs) >= n:
+            return recs
+        time.sleep(0.5)
+    return recs
+
+
+def test_bad_messages_go_to_dead_letter_with_reason(stack, env):
+    cfg = env.config
+    v = f"T{env.tag}D"
+    fleet = DeviceFleet(cfg.mqtt, enrol(stack, [v]))
+    now = int(time.time() * 1000)
+    good = DeviceEvent(v, 1, now, "ignition_on")
+    cases = {
+        "malformed_json": b"{nope",
+        "wrong_type": json.dumps({"v": 1, "vehicle": v, "seq": "x", "t": now, "event": "ignition_on"}).encode(),
+        "missing_field": json.dumps({"v": 1, "vehicle": v, "seq": 2, "event": "ignition_on"}).encode(),
+        "unknown_version": json.dumps({"v": 9, "vehicle": v, "seq": 3}).encode(),
+        "time_travel": json.dumps({"v": 1, "vehicle": v, "seq": 4, "t": now + 86_400_000,
+                                   "event": "ignition_on"}).encode(),
+        "oversize": b"[" + b" " * (cfg.ingest.max_payload_bytes + 10) + b"]",
+        "vehicle_mismatch": json.dumps({"v": 1, "vehicle": "SOMEONE", "seq": 5, "t": now,
+                                        "event": "ignition_on"}).encode(),
+    }
+    bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
+    time.sleep(1.5)
+    fleet.send(good)
+    dev = fleet.devices[v]
+    for payload in cases.values():
+        fleet._publish(dev, f"{cfg.mqtt.topic_prefix}/{v}/events", payload)
+    fleet.send(DeviceEvent(v, 6, now + 1000, "ignition_off"))
+    fleet.close()
+    dlq = wait_count(cfg.kafka.bootstrap, cfg.kafka.dead_letter_topic, len(cases))
+    good_recs = wait_count(cfg.kafka.bootstrap, cfg.kafka.telemetry_topic, 2)
+    reasons = sorted(json.loads(r.value)["reason"] for r in dlq)
+    assert reasons == sorted(cases)
+    for r in dlq:
+        body = json.loads(r.value)
+        assert body["mqtt_topic"].endswith("/events") and body["received_ms"] >= now - 5000
+    assert seqs_by_vehicle(good_recs) == {v: [1, 6]}
+    assert bridge.stop() == 0
+
+
+def stream_messages(env, vehicles: int, days: int):
+    spec = env.fleet(vehicles=vehicles, days=days, seed=5)
+    from simulator.fleet import vehicle_ids
+
+    streams = {}
+    total = 0
+    for vid in vehicle_ids(spec.vehicles, spec.id_prefix):
+        msgs = list(vehicle_stream(spec, make_trips(spec, vid)))
+        total += len(msgs)
+        streams[vid] = iter(msgs)
+    return streams, total
+
+
+def assert_all_in_kafka(cfg, streams_total: int, expected_per_vehicle: dict[str, int]):
+    recs = wait_count(cfg.kafka.bootstrap, cfg.kafka.telemetry_topic, streams_total)
+    seqs = seqs_by_vehicle(recs)
+    for v, n in expected_per_vehicle.items():
+        assert set(seqs.get(v, [])) == set(range(n)), f"{v}: missing {set(range(n)) - set(seqs.get(v, []))}"
+
+
+def test_bridge_sigkill_mid_stream_loses_nothing(stack, env):
+    cfg = env.config
+    streams, total = stream_messages(env, vehicles=3, days=2)
+    per_vehicle = {}
+    msgs = {}
+    for v, it in streams.items():
+        msgs[v] = list(it)
+        per_vehicle[v] = len(msgs[v])
+    fleet = DeviceFleet(cfg.mqtt, enrol(stack, list(msgs)))
+    bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
+    time.sleep(1.5)
+    half = {v: iter(m[: len(m) // 2]) for v, m in msgs.items()}
+    rest = {v: iter(m[len(m) // 2:]) for v, m in msgs.items()}
+    fleet.play(half)
+    bridge.proc.send_signal(signal.SIGKILL)
+    bridge.proc.wait()
+    fleet.play(rest)  # the broker holds these for the bridge's persistent session
+    fleet.close()
+    env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
+    assert_all_in_kafka(cfg, total, per_vehicle)
+
+
+def test_kafka_down_for_30s_loses_nothing(stack, env):
+    cfg = env.config
+    streams, total = stream_messages(env, vehicles=2, days=1)
+    msgs = {v: list(it) for v, it in streams.items()}
+    fleet = DeviceFleet(cfg.mqtt, enrol(stack, list(msgs)))
+    bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
+    time.sleep(1.5)
+    third = {v: len(m) // 3 for v, m in msgs.items()}
+    fleet.play({v: iter(m[: third[v]]) for v, m in msgs.items()})
+    try:
+        assert stack.kafka_down()
+        t0 = time.monotonic()
+        fleet.play({v: iter(m[third[v]:]) for v, m in msgs.items()})
+        fleet.close()
+        time.sleep(max(0.0, 30 - (time.monotonic() - t0)))
+        assert bridge.proc.poll() is None, "bridge must survive a Kafka outage"
+    finally:
+        stack.kafka_up()
+    assert_all_in_kafka(cfg, total, {v: len(m) for v, m in msgs.items()})
+    assert bridge.stop() == 0

@@ -1,0 +1,68 @@
+"""Broker security on the real Mosquitto: no anonymous access, wrong passwords refused, and a device may
+publish only under its own vehicle id (checked with the real `mosquitto_pub` and `mosquitto_sub` clients)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import paho.mqtt.client as mqtt
+
+from ingest.mqtt_io import make_client
+
+
+def pub(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-V", "mqttv5", "-q", "1", *args],
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_anonymous_connect_refused(stack):
+    r = pub(["-t", "ubi/v1/vehicles/ANY/telemetry", "-m", "{}"])
+    assert r.returncode != 0
+    assert "not authorised" in (r.stderr + r.stdout).lower() or "not authorized" in (r.stderr + r.stdout).lower()
+
+
+def test_wrong_password_refused(stack, env):
+    creds = stack.credentials()
+    v = f"T{env.tag}A"
+    creds.add([v])
+    stack.mosquitto_reload()
+    time.sleep(0.3)
+    r = pub(["-u", v, "-P", "wrong-password", "-t", f"ubi/v1/vehicles/{v}/telemetry", "-m", "{}"])
+    assert r.returncode != 0
+
+
+def test_device_cannot_publish_as_another_vehicle(stack, env):
+    creds = stack.credentials()
+    me, other = f"T{env.tag}A", f"T{env.tag}B"
+    creds.add([me, other])
+    stack.mosquitto_reload()
+    time.sleep(0.3)
+    got: list[str] = []
+    sub, props = make_client(env.config.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"))
+    sub.on_message = lambda c, u, m: got.append(m.topic)
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("ubi/v1/vehicles/+/telemetry", qos=1)
+    sub.connect("127.0.0.1", 1883, properties=props)
+    sub.loop_start()
+    try:
+        time.sleep(1.0)
+        pw = creds.password(me)
+        spoof = pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{other}/telemetry", "-m", "spoofed"])
+        own = pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{me}/telemetry", "-m", "mine"])
+        assert own.returncode == 0, own.stderr
+        deadline = time.monotonic() + 5
+        while f"ubi/v1/vehicles/{me}/telemetry" not in got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert f"ubi/v1/vehicles/{me}/telemetry" in got
+    assert f"ubi/v1/vehicles/{other}/telemetry" not in got, spoof
+    # revoking the credential locks the device out
+    creds.revoke([me])
+    stack.mosquitto_reload()
+    time.sleep(0.3)
+    assert pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{me}/telemetry", "-m", "x"]).returncode != 0
+    creds.revoke([other])
+    stack.mosquitto_reload()
