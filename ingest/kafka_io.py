@@ -43,6 +43,20 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
     raise StackError(f"could not create Kafka topics on {cfg.bootstrap}: {last}")
 
 
+def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> None:
+    """Delete topics if present and wait until the broker has forgotten them (used to reset the demo)."""
+    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="ubi-admin", request_timeout_ms=10000)
+    try:
+        present = [t for t in topics if t in set(admin.list_topics())]
+        if present:
+            admin.delete_topics(present, raise_errors=False)
+        deadline = time.monotonic() + timeout
+        while set(present) & set(admin.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        admin.close()
+
+
 def make_producer(cfg: KafkaConfig, client_id: str, **overrides) -> KafkaProducer:
     """Idempotent producer, acks from all in-sync replicas: a record confirmed here survives a broker restart."""
     settings = dict(

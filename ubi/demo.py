@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
+from pathlib import Path
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
@@ -15,7 +17,9 @@ from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
 from simulator.fleet import FleetSpec
 from ubi import store
-from ubi.config import Config
+from ingest.kafka_io import delete_topics, ensure_topics
+from ingest.mqtt_io import make_client
+from ubi.config import Config, load_config
 from ubi.errors import UBIError
 from ubi.pipeline import play_fleet, start_stage
 from ubi.policies import load_policies
@@ -33,17 +37,52 @@ def months_between(start: date, end: date) -> list[date]:
     return out
 
 
+DEMO_TOML = """# written by `ubi demo`: the demo's own topics, groups and MQTT session, reset on every run
+[kafka]
+telemetry_topic = "ubi.demo.telemetry.v1"
+dead_letter_topic = "ubi.demo.telemetry.dlq.v1"
+trips_topic = "ubi.demo.trips.v1"
+scorer_group = "ubi-demo-scorer-{run}"
+store_group = "ubi-demo-store-{run}"
+
+[mqtt]
+share_group = "ubi-demo"
+"""
+DEMO_BRIDGE_ID = "ubi-demo-bridge"
+
+
+def prepare_demo(cfg: Config) -> tuple[Config, Path]:
+    """A fresh namespace for this run: recreated topics, new consumer groups, an empty MQTT session."""
+    run = uuid.uuid4().hex[:8]
+    toml = cfg.run_dir / "demo.toml"
+    toml.parent.mkdir(parents=True, exist_ok=True)
+    toml.write_text(DEMO_TOML.format(run=run))
+    demo = replace(load_config(toml), db_path=cfg.home / "demo.duckdb")
+    k = demo.kafka
+    delete_topics(k, [k.telemetry_topic, k.dead_letter_topic, k.trips_topic])
+    ensure_topics(k)
+    # Discard whatever a previous, interrupted demo left queued for the bridge's persistent session.
+    client, _ = make_client(demo.mqtt, DEMO_BRIDGE_ID, demo.mqtt.bridge_user,
+                            Stack(demo).credentials().password(demo.mqtt.bridge_user))
+    client.connect(demo.mqtt.host, demo.mqtt.port, clean_start=True)
+    client.loop(1.0)
+    client.disconnect()
+    for p in (demo.db_path, demo.db_path.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    return demo, toml
+
+
 def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600) -> int:
-    cfg = replace(cfg, db_path=cfg.home / "demo.duckdb")
     print(f"== stack: {', '.join(f'{k} {v}' for k, v in Stack(cfg).up().items())}")
+    cfg, toml = prepare_demo(cfg)
     today = datetime.now(timezone.utc).date()
     spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days))
     out = cfg.home / "sim" / "demo"
     shutil.rmtree(out, ignore_errors=True)
-    for p in (cfg.db_path, cfg.db_path.with_suffix(".duckdb.wal"), status_path(cfg)):
-        p.unlink(missing_ok=True)
     print(f"== fleet: {vehicles} vehicles, {days} days from {spec.start}, seed {seed}")
-    stages = [start_stage(cfg, "bridge"), start_stage(cfg, "score"), start_stage(cfg, "store")]
+    env = {"UBI_CONFIG": str(toml)}
+    stages = [start_stage(cfg, "bridge", "--client-id", DEMO_BRIDGE_ID, env=env),
+              start_stage(cfg, "score", env=env), start_stage(cfg, "store", env=env)]
     try:
         time.sleep(2.0)
         for s in stages:

@@ -44,7 +44,7 @@ def start_stage(cfg: Config, name: str, *args: str, env: dict | None = None) -> 
     """Start ``ubi <name> ...`` as its own process, logging to .ubi/logs/<name>.log."""
     logs = cfg.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}{'-' + args[-1] if args else ''}.log"
+    log = logs / f"{name}.log"
     full_env = {**os.environ, "UBI_HOME": str(cfg.home), "UBI_DB": str(cfg.db_path), **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "ubi.cli", name, *args], stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
