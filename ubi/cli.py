@@ -120,6 +120,19 @@ def _demo(args) -> int:
     return run_demo(get_config(), args.vehicles, args.days, args.seed)
 
 
+def _actuary(args) -> int:
+    from ubi import actuary
+
+    return {"whatif": actuary.whatif_cmd, "fit": actuary.fit_cmd, "fairness": actuary.fairness_cmd}[args.action](
+        get_config(), args)
+
+
+def _score_file(args) -> int:
+    from ubi import score_file
+
+    return score_file.main(get_config(), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ubi", description=__doc__)
     p.add_argument("--log-level", default="INFO")
@@ -166,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--month", required=True, help="YYYY-MM")
     s.add_argument("--rulebook", type=Path, default=None)
     s.set_defaults(func=_price)
+
+    s = sub.add_parser("score-file", help="score historical telemetry from CSV or Parquet files (back-tests)")
+    s.add_argument("paths", nargs="+", type=Path, help="telemetry files (see docs/score-file.md for columns)")
+    s.add_argument("--imu", nargs="*", type=Path, default=[], help="accelerometer files, if separate from GPS")
+    s.add_argument("--out", type=Path, required=True, help="output file: .csv, .parquet or .json")
+    s.set_defaults(func=_score_file)
+
+    s = sub.add_parser("actuary", help="actuary tools: what-if dislocation report, claim-frequency fit, fairness audit")
+    s.add_argument("action", choices=["whatif", "fit", "fairness"])
+    s.add_argument("--rulebook", type=Path, default=None, help="proposed rulebook (whatif)")
+    s.add_argument("--month", default=None, help="YYYY-MM (default: latest priced month)")
+    s.add_argument("--out", type=Path, default=None, help="report folder (default: .ubi/reports/<action>)")
+    s.add_argument("--threshold", type=float, default=None, help="fairness: disparity that raises a flag")
+    s.set_defaults(func=_actuary)
 
     s = sub.add_parser("rulebook", help="validate a rulebook file")
     s.add_argument("action", choices=["check"])
