@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paho.mqtt.client as mqtt
 from kafka import KafkaProducer
@@ -109,6 +110,34 @@ def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: i
     return Outgoing(cfg.kafka.telemetry_topic, vehicle.encode(), payload, headers, mid, qos, received_ms, False)
 
 
+def serve_metrics(stats: BridgeStats, port: int) -> ThreadingHTTPServer | None:
+    """Expose the counters at http://127.0.0.1:<port>/metrics for Prometheus; a taken port only logs a warning."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            body = stats.prometheus().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        log.warning("metrics endpoint not started on port %d: %s", port, exc)
+        return None
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    return server
+
+
 class Bridge:
     def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1") -> None:
         self.cfg = cfg
@@ -191,6 +220,7 @@ class Bridge:
         self.client.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s,
                             clean_start=False, properties=self._props)
         self.client.loop_start()
+        metrics = serve_metrics(self.stats, self.cfg.ingest.metrics_port) if self.cfg.ingest.metrics_port else None
         last_report = time.monotonic()
         while not self._stop.wait(0.5):
             if time.monotonic() - last_report > 10:
@@ -198,7 +228,11 @@ class Bridge:
                 s = self.stats
                 log.info("received=%d delivered=%d dead_lettered=%d in_flight=%d",
                          s.received, s.delivered, s.dead_lettered, s.in_flight)
-        return self.drain()
+        try:
+            return self.drain()
+        finally:
+            if metrics:
+                metrics.shutdown()
 
     def stop(self) -> None:
         self._stop.set()

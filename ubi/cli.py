@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def _bridge(args) -> int:
     from ingest.bridge import Bridge
 
     cfg = get_config()
+    if args.metrics_port is not None:
+        cfg = replace(cfg, ingest=replace(cfg.ingest, metrics_port=args.metrics_port))
     password = Stack(cfg).credentials().password(cfg.mqtt.bridge_user)
     Bridge(cfg, password, client_id=args.client_id).run()
     return 0
@@ -168,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("store", _store, "write scored trips from Kafka into DuckDB (single writer)")):
         s = sub.add_parser(name, help=what)
         s.add_argument("--client-id", default=f"ubi-{name}-1")
+        if name == "bridge":
+            s.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0 = off)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("policies", help="load policy data (Parquet) into DuckDB")

@@ -26,6 +26,8 @@ class MqttConfig:
     bridge_user: str = "bridge"
     share_group: str = "ubi-bridge"
     keepalive_s: int = 30
+    tls_port: int = 8883
+    tls_bind: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class IngestConfig:
     # Store-and-forward may deliver old data; older than this is refused as time travel.
     max_age_days: float = 35.0
     max_in_flight: int = 2000
+    # Prometheus text exposition of the bridge's counters on http://127.0.0.1:<port>/metrics (0 = off).
+    metrics_port: int = 9464
 
 
 @dataclass(frozen=True)

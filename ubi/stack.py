@@ -91,15 +91,24 @@ class Stack:
         host, port = self.cfg.mqtt.host, self.cfg.mqtt.port
         if _pid_alive(pid_file) and port_open(host, port):
             return "already running"
-        if port_open(host, port):
-            raise StackError(f"port {port} is taken by another process (a system mosquitto? `systemctl stop mosquitto`)")
+        for p in (port, self.cfg.mqtt.tls_port):
+            if port_open(host, p):
+                raise StackError(f"port {p} is taken by another process (a system mosquitto? "
+                                 "`systemctl stop mosquitto`)")
         binary = self._mosquitto_bin()
         (self.mq_dir / "data").mkdir(parents=True, exist_ok=True)
+        tls_dir = self.cfg.home / "tls"
+        if not (tls_dir / "server.crt").exists():
+            made = subprocess.run(["bash", str(DEPLOY / "make-dev-certs.sh"), str(tls_dir)], capture_output=True,
+                                  text=True)
+            if made.returncode != 0:
+                raise StackError(f"could not make development TLS certificates: {made.stderr.strip()}")
         creds = self.credentials()
         creds.ensure([self.cfg.mqtt.bridge_user])
         text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
         text = text.replace("@STATE@", str(self.mq_dir)).replace("@PORT@", str(port))
-        text = text.replace("@USER@", getpass.getuser())
+        text = text.replace("@USER@", getpass.getuser()).replace("@TLS_DIR@", str(tls_dir))
+        text = text.replace("@TLS_PORT@", str(self.cfg.mqtt.tls_port)).replace("@TLS_BIND@", self.cfg.mqtt.tls_bind)
         (self.mq_dir / "mosquitto.conf").write_text(text)
         shutil.copy(DEPLOY / "mosquitto" / "acl", self.mq_dir / "acl")
         log = open(self.mq_dir / "stdout.log", "ab")
@@ -194,13 +203,16 @@ class Stack:
             out["kafka"] = self.kafka_up()
         return out
 
+    def mosquitto_down(self) -> bool:
+        return _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto")
+
     def kafka_down(self) -> bool:
         return _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60)
 
     def down(self) -> dict[str, str]:
         return {
             "kafka": "stopped" if self.kafka_down() else "not running",
-            "mosquitto": "stopped" if _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto") else "not running",
+            "mosquitto": "stopped" if self.mosquitto_down() else "not running",
         }
 
     def status(self) -> dict[str, str]:

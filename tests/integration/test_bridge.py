@@ -131,3 +131,32 @@ def test_kafka_down_for_30s_loses_nothing(stack, env):
         stack.kafka_up()
     assert_all_in_kafka(cfg, total, {v: len(m) for v, m in msgs.items()})
     assert bridge.stop() == 0
+
+
+def test_metrics_endpoint_counts_every_message(stack, env):
+    import urllib.request
+
+    cfg = env.config
+    v = f"T{env.tag}M"
+    fleet = DeviceFleet(cfg.mqtt, enrol(stack, [v]))
+    bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge", "--metrics-port", "19464")
+    time.sleep(1.5)
+    now = int(time.time() * 1000)
+    fleet.send(DeviceEvent(v, 1, now, "ignition_on"))
+    fleet._publish(fleet.devices[v], f"{cfg.mqtt.topic_prefix}/{v}/events", b"not json")
+    fleet.close()
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen("http://127.0.0.1:19464/metrics", timeout=2).read().decode()
+        except OSError:
+            text = ""
+        if "ubi_bridge_received_total 2" in text and "ubi_bridge_in_flight 0" in text:
+            break
+        time.sleep(0.3)
+    assert "ubi_bridge_received_total 2" in text, text
+    assert "ubi_bridge_delivered_total 1" in text and "ubi_bridge_dead_lettered_total 1" in text
+    assert 'ubi_bridge_dead_letter_reasons_total{reason="malformed_json"} 1' in text
+    assert 'ubi_bridge_publish_to_kafka_ms_bucket{le="+Inf"} 2' in text
+    assert bridge.stop() == 0

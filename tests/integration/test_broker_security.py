@@ -66,3 +66,28 @@ def test_device_cannot_publish_as_another_vehicle(stack, env):
     assert pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{me}/telemetry", "-m", "x"]).returncode != 0
     creds.revoke([other])
     stack.mosquitto_reload()
+
+
+def test_tls_listener_accepts_devices_with_the_ca_and_refuses_unverified(stack, env):
+    import ssl
+
+    creds = stack.credentials()
+    me = f"T{env.tag}S"
+    creds.add([me])
+    stack.mosquitto_reload()
+    time.sleep(0.3)
+    ca = str(stack.cfg.home / "tls" / "ca.crt")
+    ok = pub(["-p", str(env.config.mqtt.tls_port), "--cafile", ca, "-u", me, "-P", creds.password(me),
+              "-t", f"ubi/v1/vehicles/{me}/status", "-m", "online"])
+    # `pub` passes -p 1883 first; the later -p wins in mosquitto_pub
+    assert ok.returncode == 0, ok.stderr
+    client, props = make_client(env.config.mqtt, f"it-{env.tag}-tls", me, creds.password(me))
+    client.tls_set(cert_reqs=ssl.CERT_REQUIRED)  # system CAs only: our development CA is not trusted
+    try:
+        client.connect("127.0.0.1", env.config.mqtt.tls_port, properties=props)
+        refused = False
+    except ssl.SSLError:
+        refused = True
+    assert refused, "a client that cannot verify the server certificate must not connect"
+    creds.revoke([me])
+    stack.mosquitto_reload()
