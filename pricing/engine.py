@@ -3,7 +3,7 @@
     g        = product of the band relativities of the month's features
     Z        = km / (km + k)                       (0 when below the minimum data)
     factor   = clamp(1 + Z * (g - 1), floor, ceiling), rounded to 4 decimals
-    uncapped = base_premium * factor               (cents, half up)
+    uncapped = base_premium * factor * c           (cents, half up; c = off-balance factor, 6 decimals, default 1)
     premium  = clamp(uncapped, previous * (1 - max_decrease), previous * (1 + max_increase))   (cents, half up)
 
 ``previous`` is last month's premium, or the base premium in a policy's first month.
@@ -18,6 +18,7 @@ from pricing.rulebook import Rulebook
 
 CENT = Decimal("0.01")
 FACTOR_PLACES = Decimal("0.0001")
+OB_PLACES = Decimal("0.000001")
 
 
 def money(x: Decimal | float | str) -> Decimal:
@@ -56,8 +57,16 @@ class PremiumResult:
     trace: dict = field(repr=False)
 
 
-def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: MonthFeatures) -> PremiumResult:
+def off_balance_decimal(c: float | Decimal | None) -> Decimal | None:
+    """The off-balance factor as applied: 6 decimals, half up (None when the rulebook has none)."""
+    return None if c is None else Decimal(repr(c) if isinstance(c, float) else c).quantize(
+        OB_PLACES, rounding=ROUND_HALF_UP)
+
+
+def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: MonthFeatures,
+                 off_balance: float | Decimal | None = None) -> PremiumResult:
     base = money(base)
+    ob = off_balance_decimal(off_balance)
     prev = money(previous) if previous is not None else base
     steps = []
     g = 1.0
@@ -73,7 +82,7 @@ def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: Month
     raw = 1.0 + z * (g - 1.0)
     clamped = min(max(raw, rb.factor_floor), rb.factor_ceiling)
     factor = Decimal(repr(clamped)).quantize(FACTOR_PLACES, rounding=ROUND_HALF_UP)
-    uncapped = money(base * factor)
+    uncapped = money(base * factor if ob is None else base * factor * ob)
     hi = money(prev * (1 + Decimal(repr(rb.max_increase))))
     lo = money(prev * (1 - Decimal(repr(rb.max_decrease))))
     premium, cap = uncapped, "none"
@@ -91,7 +100,7 @@ def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: Month
         "credibility": {"k_km": rb.k_km, "z": round(z, 6)},
         "factor": {"raw": round(raw, 6), "floor": rb.factor_floor, "ceiling": rb.factor_ceiling,
                    "final": str(factor)},
-        "base_premium": str(base), "uncapped": str(uncapped),
+        "base_premium": str(base), "off_balance": None if ob is None else str(ob), "uncapped": str(uncapped),
         "cap": {"previous": str(prev), "low": str(lo), "high": str(hi), "applied": cap},
         "premium": str(premium),
     }
@@ -116,6 +125,10 @@ def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
                          f"your price (x{s['relativity']:.2f}).")
         lines.append(f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
                      f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}.")
+    ob = t.get("off_balance")
+    if ob is not None and Decimal(ob) != 1:
+        lines.append(f"All premiums this month include a book-wide adjustment of x{Decimal(ob):.4f} that keeps the "
+                     "insurer's total premium unchanged.")
     if r.cap_applied == "increase":
         lines.append("Your price would have risen more, but monthly increases are capped so changes stay predictable.")
     elif r.cap_applied == "decrease":

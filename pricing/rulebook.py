@@ -66,6 +66,11 @@ class Rulebook:
     sha256: str
     text: str
     path: str
+    # Optional [offbalance]: rescale every premium by one factor c so the book's revenue equals last month's.
+    off_balance: bool = False
+    off_balance_tolerance: float = 1e-4  # accepted relative revenue gap
+    off_balance_max_iterations: int = 50
+    off_balance_bounds: tuple[float, float] = (0.8, 1.25)  # c outside these is refused as a solve, not applied
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -115,7 +120,7 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
             return None
         return value
 
-    known_sections = {"meta", "base", "credibility", "limits", "factors"}
+    known_sections = {"meta", "base", "credibility", "limits", "factors", "offbalance"}
     for name in data:
         if name not in known_sections:
             section_rx = rf"^\s*\[+\s*{re.escape(name)}\s*\]"
@@ -175,14 +180,41 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
             factors.append(Factor(feat, str(f.get("label", KNOWN_FEATURES[feat])), bands))
     if floor is not None and ceiling is not None and floor > ceiling:
         problems.append("limits: factor_floor is above factor_ceiling")
+    ob = _parse_offbalance(data, get, problems)
     if problems:
         raise RulebookError(problems, path)
     return Rulebook(
         version=version, effective_from=effective, author=str(author), notes=str(notes), prohibited=prohibited_all,
         k_km=float(k_km), min_trips=int(min_trips), min_km=float(min_km), factor_floor=float(floor),
         factor_ceiling=float(ceiling), max_increase=float(max_inc), max_decrease=float(max_dec),
-        factors=tuple(factors), sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, path=path,
+        factors=tuple(factors), sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, path=path, **ob,
     )
+
+
+def _parse_offbalance(data: dict, get, problems: list[str]) -> dict:
+    """The optional [offbalance] section; absent means off, so older rulebooks keep pricing exactly as before."""
+    sec = data.get("offbalance")
+    if sec is None:
+        return {}
+    if not isinstance(sec, dict):
+        problems.append("offbalance: expected a table [offbalance]")
+        return {}
+    for key in sec:
+        if key not in {"enabled", "tolerance", "max_iterations", "min_factor", "max_factor"}:
+            problems.append(f"offbalance.{key}: unknown setting")
+    enabled = sec.get("enabled", False)
+    if not isinstance(enabled, bool):
+        problems.append("offbalance.enabled: expected true or false")
+        enabled = False
+    out: dict = {"off_balance": enabled}
+    if "tolerance" in sec:
+        out["off_balance_tolerance"] = get("offbalance", "tolerance", (int, float), 1e-9, 0.05)
+    if "max_iterations" in sec:
+        out["off_balance_max_iterations"] = get("offbalance", "max_iterations", int, 1, 1000)
+    lo = get("offbalance", "min_factor", (int, float), 0.5, 1.0) if "min_factor" in sec else 0.8
+    hi = get("offbalance", "max_factor", (int, float), 1.0, 2.0) if "max_factor" in sec else 1.25
+    out["off_balance_bounds"] = (float(lo or 0.8), float(hi or 1.25))
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _parse_bands(raw, key: str, loc: str, problems: list[str]) -> tuple[Band, ...]:

@@ -5,7 +5,8 @@
     ├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
     ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
     ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
-    └── StoreError           DuckDB could not be written as asked
+    ├── StoreError           DuckDB could not be written as asked
+    └── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
 """
 
 from __future__ import annotations
@@ -40,3 +41,7 @@ class RulebookError(UBIError):
 
 class StoreError(UBIError):
     pass
+
+
+class PricingError(UBIError):
+    """Pricing or an actuary tool cannot go on with the data it was given."""
