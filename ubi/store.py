@@ -113,6 +113,47 @@ CREATE TABLE IF NOT EXISTS premiums (
     PRIMARY KEY (policy_id, month)
 );
 
+-- Off-balance factor applied to the row (NULL: the rulebook has none). Added after v1: ALTER keeps old files valid.
+ALTER TABLE premiums ADD COLUMN IF NOT EXISTS off_balance DOUBLE;
+
+-- Claims experience for `ubi actuary fit` (from the claims system, or the simulator's claims generator).
+CREATE TABLE IF NOT EXISTS claims (
+    claim_id    VARCHAR PRIMARY KEY,
+    policy_id   VARCHAR NOT NULL,
+    claim_date  DATE NOT NULL,
+    amount      DECIMAL(14, 2) NOT NULL       -- ground-up severity
+);
+
+-- Earned exposure with the period's driving features, for periods not priced month by month in this store
+-- (history, or a simulated book). Claims fall in a period by policy and date.
+CREATE TABLE IF NOT EXISTS exposure_periods (
+    policy_id       VARCHAR NOT NULL,
+    period_start    DATE NOT NULL,
+    period_end      DATE NOT NULL,            -- exclusive
+    exposure_years  DOUBLE NOT NULL,
+    km              DOUBLE NOT NULL,
+    harsh_brakes    BIGINT NOT NULL,
+    harsh_accels    BIGINT NOT NULL,
+    driving_hours   DOUBLE NOT NULL,
+    PRIMARY KEY (policy_id, period_start)
+);
+
+-- One row per policy period with exposure, features and claim count: priced months plus loaded periods.
+CREATE OR REPLACE VIEW v_experience AS
+WITH periods AS (
+    SELECT policy_id, month AS period_start, CAST(month + INTERVAL 1 MONTH AS DATE) AS period_end,
+           1.0 / 12 AS exposure_years,
+           km, harsh_brakes, harsh_accels, driving_hours FROM monthly_features
+    UNION ALL
+    SELECT policy_id, period_start, period_end, exposure_years, km, harsh_brakes, harsh_accels, driving_hours
+    FROM exposure_periods
+)
+SELECT e.policy_id, e.period_start, e.period_end, e.exposure_years, e.km, e.harsh_brakes, e.harsh_accels,
+       e.driving_hours, pol.vehicle_group, pol.age_band, pol.region, count(c.claim_id) AS claims
+FROM periods e JOIN policies pol USING (policy_id)
+LEFT JOIN claims c ON c.policy_id = e.policy_id AND c.claim_date >= e.period_start AND c.claim_date < e.period_end
+GROUP BY ALL;
+
 CREATE TABLE IF NOT EXISTS audit (
     ts     TIMESTAMP NOT NULL,
     actor  VARCHAR NOT NULL,
