@@ -148,7 +148,8 @@ class Bridge:
         self.producer: KafkaProducer = make_producer(cfg.kafka, client_id=client_id)
         self.client, self._props = make_client(
             cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, manual_ack=True,
-            session_expiry_s=7 * 24 * 3600, receive_maximum=min(cfg.ingest.max_in_flight, 65535))
+            session_expiry_s=cfg.mqtt.bridge_session_expiry_s,
+            receive_maximum=min(cfg.ingest.max_in_flight, 65535))
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -187,10 +188,10 @@ class Bridge:
         except Exception as exc:  # buffer full or producer closed: retry later, never ack
             self._retry(out, exc)
             return
-        fut.add_callback(lambda _md, o=out: self._delivered(o))
-        fut.add_errback(lambda exc, o=out: self._retry(o, exc))
+        fut.add_callback(self._delivered, out)
+        fut.add_errback(self._retry, out)
 
-    def _delivered(self, out: Outgoing) -> None:
+    def _delivered(self, out: Outgoing, _metadata=None) -> None:
         if out.qos > 0:
             self.client.ack(out.mid, out.qos)
         latency = time.time() * 1000 - out.received_ms

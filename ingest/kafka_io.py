@@ -71,6 +71,7 @@ def make_producer(cfg: KafkaConfig, client_id: str, **overrides) -> KafkaProduce
         delivery_timeout_ms=120000,
         request_timeout_ms=30000,
         reconnect_backoff_max_ms=2000,
+        metrics_enabled=False,  # kafka-python's own sensors cost ~10% per record; we count what matters ourselves
     )
     settings.update(overrides)
     return KafkaProducer(**settings)

@@ -82,6 +82,14 @@ class DeviceFleet:
         dev.unacked.add(info.mid)
         dev.sent += 1
 
+    def publish_raw(self, vehicle: str, kind: str, payload: bytes) -> None:
+        """Publish pre-encoded bytes as ``vehicle`` on its ``kind`` topic (benchmarks, bad-input tests)."""
+        self._publish(self.devices[vehicle], topic_for(self.cfg.topic_prefix, vehicle, kind), payload)
+
+    def pump(self) -> None:
+        """Let every client's network loop run once (call while pacing)."""
+        self._pump()
+
     def send(self, m: Message) -> None:
         dev = self.devices[m.vehicle]
         if isinstance(m, DeviceEvent):

@@ -28,6 +28,8 @@ class MqttConfig:
     keepalive_s: int = 30
     tls_port: int = 8883
     tls_bind: str = "127.0.0.1"
+    # How long the broker keeps the bridge's session (and queues for it) while no bridge is connected.
+    bridge_session_expiry_s: int = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,71 @@ class ScoringConfig:
     max_gps_accuracy_m: float = 50.0
     # A trip whose ignition_off arrived but that still misses messages closes after this much stream time.
     close_grace_s: float = 600.0
+    # --- GPS cleaning ---
+    # A fix implying a jump faster than this from the last kept fix is dropped (scikit-mobility: 500 km/h).
+    max_jump_speed_kmh: float = 500.0
+    # After this many jump-rejected fixes in a row the cleaner re-anchors on the current fix (our choice: a
+    # glitch in the anchor itself must not reject the rest of the trip).
+    max_jump_rejects: int = 3
+    # --- accelerometer-confirmed harsh events (10 Hz+ vehicle-frame IMU) ---
+    # Minimum duration above threshold: Damoov SDK braking >= 600 ms (vendor manual).
+    min_event_duration_s: float = 0.6
+    # Qualifying runs closer than this merge into one event (bursts merged; our choice, Traccar does no merging).
+    event_merge_gap_s: float = 1.0
+    # An IMU gap longer than this ends a run (10 Hz devices: 5 missing samples; our choice).
+    max_imu_gap_s: float = 0.5
+    # GPS speed is unreliable while the receiver locks on (domain doc: 9 -> 79 km/h jumps in one second); speed
+    # gating is not trusted for this long after the first fix and after every GPS gap (no published figure).
+    gps_warmup_s: float = 3.0
+    # Harsh cornering: lateral >= 5.5 m/s^2 (Digital Matter default, vendor manual), only at >= 30 km/h
+    # (Teltonika FMB gating).
+    harsh_corner_mps2: float = 5.5
+    min_corner_speed_mps: float = 30 / 3.6
+    # Severity grades by peak. Brake/accel: grade 1 from the event threshold, grade 2 from 11 mph/s = 4.92 m/s^2,
+    # grade 3 from 14 mph/s = 6.26 m/s^2 (the upper cut points of So, Boucher & Valdez 2021).
+    grade2_mps2: float = 4.92
+    grade3_mps2: float = 6.26
+    # Cornering grades (our choice: +1 and +2 m/s^2 above the Digital Matter threshold; no published grading).
+    corner_grade2_mps2: float = 6.5
+    corner_grade3_mps2: float = 7.5
+    # --- exposure in the vehicle's local time ---
+    # IANA zone of the book's market; DST handled per sample.
+    time_zone: str = "Europe/Amsterdam"
+    # Night: midnight to 4 am (Progressive Snapshot; Allstate 23-04, academic work 22-07). A band may wrap
+    # midnight (start > end).
+    night_start_h: float = 0.0
+    night_end_h: float = 4.0
+    # Rush hours, Monday to Friday (our choice: the domain doc names rush hours as a risk factor without times).
+    rush_am_start_h: float = 7.0
+    rush_am_end_h: float = 9.0
+    rush_pm_start_h: float = 16.0
+    rush_pm_end_h: float = 19.0
+    # --- speeding ---
+    # Margin above the posted limit for the second speeding band: 10 km/h (our choice; Traccar multiplies the limit).
+    speeding_margin_mps: float = 10 / 3.6
+    # Absolute high speed, the fallback where no limit is known: 80 mph = 35.76 m/s (Allstate).
+    high_speed_mps: float = 80 * 0.44704
+    # --- speed x acceleration heatmap (Gao, Meng & Wuethrich 2019), fixed bins so per-driver sums make sense ---
+    heatmap_speed_step_kmh: float = 10.0
+    heatmap_speed_bins: int = 14  # 0-10, ..., >= 130 km/h (last bin open)
+    heatmap_accel_step_mps2: float = 0.5
+    heatmap_accel_bins: int = 12  # -3.0..+3.0 in 0.5 steps, both end bins open
+    # --- trip score: 100 minus weighted penalties; each feature scaled to 0..1 at its cap. Weights follow the
+    # CMT crash study's ranking (phone 3.4x, excessive speeding 3.0x, hard braking 1.8x); caps are our choice.
+    score_w_phone: float = 25.0
+    score_cap_phone_share: float = 0.10  # share of moving time with the phone handled
+    score_w_speeding: float = 25.0
+    score_cap_speeding_share: float = 0.20  # share of distance above limit + margin (or above high_speed_mps)
+    score_w_brakes: float = 20.0
+    score_cap_brakes_per_100km: float = 10.0
+    score_w_accels: float = 10.0
+    score_cap_accels_per_100km: float = 10.0
+    score_w_corners: float = 10.0
+    score_cap_corners_per_100km: float = 10.0
+    score_w_night: float = 10.0
+    score_cap_night_share: float = 0.5  # share of distance at night
+    # Per-100-km rates of trips shorter than this are not scored (one event on 300 m would saturate the part).
+    score_min_km: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ partitions = 3
 
 [mqtt]
 share_group = "it-{tag}"
+bridge_session_expiry_s = 120
 """)
     db = tmp_path / "it.duckdb"
     import os

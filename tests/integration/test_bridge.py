@@ -53,9 +53,8 @@ def test_bad_messages_go_to_dead_letter_with_reason(stack, env):
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
     time.sleep(1.5)
     fleet.send(good)
-    dev = fleet.devices[v]
     for payload in cases.values():
-        fleet._publish(dev, f"{cfg.mqtt.topic_prefix}/{v}/events", payload)
+        fleet.publish_raw(v, "events", payload)
     fleet.send(DeviceEvent(v, 6, now + 1000, "ignition_off"))
     fleet.close()
     dlq = wait_count(cfg.kafka.bootstrap, cfg.kafka.dead_letter_topic, len(cases))
@@ -143,7 +142,7 @@ def test_metrics_endpoint_counts_every_message(stack, env):
     time.sleep(1.5)
     now = int(time.time() * 1000)
     fleet.send(DeviceEvent(v, 1, now, "ignition_on"))
-    fleet._publish(fleet.devices[v], f"{cfg.mqtt.topic_prefix}/{v}/events", b"not json")
+    fleet.publish_raw(v, "events", b"not json")
     fleet.close()
     deadline = time.monotonic() + 20
     text = ""
