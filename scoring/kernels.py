@@ -60,3 +60,218 @@ def trip_kernel(t_s: np.ndarray, v: np.ndarray, brake_thr: float, accel_thr: flo
         else:
             in_accel = False
     return dist, moving, idle, vmax, n_brake, n_accel
+
+
+EARTH_R_M = 6_371_000.0
+
+
+@njit(cache=True, nogil=True)
+def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarray, max_acc: float,
+                 max_jump_mps: float, max_rejects: int, keep: np.ndarray) -> tuple[int, int]:
+    """Mark the GPS fixes worth scoring in ``keep`` (uint8); returns (n_invalid_or_inaccurate, n_jumps).
+
+    A fix is invalid if a coordinate is non-finite or out of range, or exactly (0, 0) (a receiver's "no fix"), and
+    inaccurate if ``acc`` is non-finite or above ``max_acc``. A valid fix whose great-circle distance from the last
+    kept fix implies more than ``max_jump_mps`` is a jump; after ``max_rejects`` jumps in a row the cleaner
+    re-anchors on the current fix so a glitched anchor cannot reject the rest of the trip.
+    """
+    n = t_s.shape[0]
+    bad = 0
+    jumps = 0
+    last = -1
+    run = 0
+    for i in range(n):
+        keep[i] = 0
+        la = lat[i]
+        lo = lon[i]
+        a = acc[i]
+        if not (la >= -90.0 and la <= 90.0 and lo >= -180.0 and lo <= 180.0) or (la == 0.0 and lo == 0.0):
+            bad += 1
+            continue
+        if not (a <= max_acc):  # also catches NaN
+            bad += 1
+            continue
+        if last >= 0:
+            dt = t_s[i] - t_s[last]
+            p1 = np.radians(lat[last])
+            p2 = np.radians(la)
+            dp = p2 - p1
+            dl = np.radians(lo - lon[last])
+            h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+            d = 2.0 * EARTH_R_M * np.arcsin(min(1.0, np.sqrt(h)))
+            if dt <= 0.0 or d > max_jump_mps * dt:
+                run += 1
+                if run <= max_rejects:
+                    jumps += 1
+                    continue
+        keep[i] = 1
+        last = i
+        run = 0
+    return bad, jumps
+
+
+@njit(cache=True, nogil=True)
+def event_kernel(t_s: np.ndarray, a: np.ndarray, v: np.ndarray, sign: int, thr: float, min_speed: float,
+                 min_dur: float, merge_gap: float, max_gap: float, out_start: np.ndarray, out_end: np.ndarray,
+                 out_peak: np.ndarray) -> int:
+    """Harsh events from an accelerometer channel; writes (start_s, end_s, peak) per event, returns the count.
+
+    A sample is hot when ``sign * a`` (``|a|`` for sign 0) is at or above ``thr`` and the speed ``v`` at that
+    sample is at or above ``min_speed`` (NaN speed = untrusted, never hot; NaN ``a`` is never hot). A run of hot
+    samples with no IMU gap above ``max_gap`` qualifies when last - first sample time >= ``min_dur``; a qualifying
+    run starting within ``merge_gap`` of the previous event's end extends it (bursts merged).
+    """
+    n = t_s.shape[0]
+    k = 0
+    in_run = False
+    rs = 0.0
+    re = 0.0
+    pk = 0.0
+    for i in range(n + 1):
+        hot = False
+        y = 0.0
+        if i < n:
+            x = a[i]
+            y = x if sign > 0 else (-x if sign < 0 else abs(x))
+            hot = y >= thr and v[i] >= min_speed
+            if in_run and t_s[i] - t_s[i - 1] > max_gap:
+                hot_continues = False
+            else:
+                hot_continues = hot
+        else:
+            hot_continues = False
+        if in_run and not hot_continues:
+            if re - rs >= min_dur:
+                if k > 0 and rs - out_end[k - 1] <= merge_gap:
+                    out_end[k - 1] = re
+                    if pk > out_peak[k - 1]:
+                        out_peak[k - 1] = pk
+                else:
+                    out_start[k] = rs
+                    out_end[k] = re
+                    out_peak[k] = pk
+                    k += 1
+            in_run = False
+        if hot:
+            if not in_run:
+                in_run = True
+                rs = t_s[i]
+                pk = y
+            re = t_s[i]
+            if y > pk:
+                pk = y
+    return k
+
+
+@njit(cache=True, nogil=True)
+def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: float, night_a: float,
+                    night_b: float, am_a: float, am_b: float, pm_a: float, pm_b: float) -> tuple[
+                        float, float, float, float, float, float]:
+    """Moving time and distance at night, in weekday rush hours and at weekends, in local time.
+
+    Each interval between fixes (skipped across gaps above ``max_gap``) is placed by its midpoint; ``off_s[i-1]``
+    is the UTC offset (s) at the midpoint of interval i-1..i, so a DST change is exact to the interval. Hours are
+    [a, b) bands and wrap midnight when a > b. Returns (night_s, night_m, rush_s, rush_m, weekend_s, weekend_m).
+    """
+    n = t_s.shape[0]
+    ns = nm = rs = rm = ws = wm = 0.0
+    for i in range(1, n):
+        dt = t_s[i] - t_s[i - 1]
+        if dt <= 0.0 or dt > max_gap:
+            continue
+        v0 = v[i - 1]
+        v1 = v[i]
+        d = 0.5 * (v0 + v1) * dt
+        mv = dt if (v0 > MOVING_MPS or v1 > MOVING_MPS) else 0.0
+        loc = 0.5 * (t_s[i - 1] + t_s[i]) + off_s[i - 1]
+        day = np.floor(loc / 86400.0)
+        h = (loc - day * 86400.0) / 3600.0
+        wd = (int(day) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+        if (night_a <= h < night_b) if night_a <= night_b else (h >= night_a or h < night_b):
+            ns += mv
+            nm += d
+        if wd >= 5:
+            ws += mv
+            wm += d
+        elif am_a <= h < am_b or pm_a <= h < pm_b:
+            rs += mv
+            rm += d
+    return ns, nm, rs, rm, ws, wm
+
+
+@njit(cache=True, nogil=True)
+def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: float) -> tuple[float, float]:
+    """(phone_s, reported_s): moving time with the phone handled at the interval's start, and moving time where
+    the device reported the phone state at all (``phone`` < 0 = not reported)."""
+    n = t_s.shape[0]
+    ph = 0.0
+    rep = 0.0
+    for i in range(1, n):
+        dt = t_s[i] - t_s[i - 1]
+        if dt <= 0.0 or dt > max_gap:
+            continue
+        if not (v[i - 1] > MOVING_MPS or v[i] > MOVING_MPS):
+            continue
+        p = phone[i - 1]
+        if p >= 0:
+            rep += dt
+            if p > 0:
+                ph += dt
+    return ph, rep
+
+
+@njit(cache=True, nogil=True)
+def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: float, nv: int, a_step: float,
+                   na: int, out: np.ndarray) -> None:
+    """Add each moving interval's seconds to ``out[iv * na + ia]``: iv = mean speed // v_step (last bin open),
+    ia = floor(dv/dt / a_step) + na // 2 clamped to [0, na - 1] (both end bins open)."""
+    n = t_s.shape[0]
+    half = na // 2
+    for i in range(1, n):
+        dt = t_s[i] - t_s[i - 1]
+        if dt <= 0.0 or dt > max_gap:
+            continue
+        v0 = v[i - 1]
+        v1 = v[i]
+        if not (v0 > MOVING_MPS or v1 > MOVING_MPS):
+            continue
+        iv = int(0.5 * (v0 + v1) / v_step_mps)
+        if iv > nv - 1:
+            iv = nv - 1
+        ia = int(np.floor((v1 - v0) / dt / a_step)) + half
+        if ia < 0:
+            ia = 0
+        elif ia > na - 1:
+            ia = na - 1
+        out[iv * na + ia] += dt
+
+
+@njit(cache=True, nogil=True)
+def speeding_kernel(t_s: np.ndarray, v: np.ndarray, limit: np.ndarray, margin: float, high: float,
+                    max_gap: float) -> tuple[float, float, float, float, float, float]:
+    """Distances (m): (total, with a known limit, above the limit, above limit + margin, above ``high``, above
+    ``high`` where the limit is unknown).
+
+    An interval takes the limit at its start (NaN = unknown) and its mean speed; distance by the trapezoid rule.
+    """
+    n = t_s.shape[0]
+    tot = known = over = over_m = hi = hi_u = 0.0
+    for i in range(1, n):
+        dt = t_s[i] - t_s[i - 1]
+        if dt <= 0.0 or dt > max_gap:
+            continue
+        vm = 0.5 * (v[i - 1] + v[i])
+        d = vm * dt
+        tot += d
+        if vm > high:
+            hi += d
+        lim = limit[i - 1]
+        if lim == lim:  # not NaN
+            known += d
+            if vm > lim:
+                over += d
+                if vm > lim + margin:
+                    over_m += d
+        elif vm > high:
+            hi_u += d
+    return tot, known, over, over_m, hi, hi_u

@@ -30,3 +30,130 @@ def trip_reference(t_s: list[float], v: list[float], brake_thr: float, accel_thr
         accels += is_accel and not prev_accel
         prev_brake, prev_accel = is_brake, is_accel
     return dist, moving, idle, vmax, brakes, accels
+
+
+# ---- references for the feature kernels: written the obvious way, with the standard library where it helps ----
+import math
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+
+def clean_reference(t_s, lat, lon, acc, max_acc, max_jump_mps, max_rejects):
+    """Returns (keep list of bools, n_bad, n_jumps)."""
+    keep, bad, jumps, last, run = [], 0, 0, None, 0
+    for i in range(len(t_s)):
+        valid = (-90 <= lat[i] <= 90) and (-180 <= lon[i] <= 180) and not (lat[i] == 0 and lon[i] == 0)
+        if not valid or not (acc[i] <= max_acc):
+            bad += 1
+            keep.append(False)
+            continue
+        if last is not None:
+            p1, p2 = math.radians(lat[last]), math.radians(lat[i])
+            h = (math.sin((p2 - p1) / 2) ** 2
+                 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon[i] - lon[last]) / 2) ** 2)
+            d = 2 * 6_371_000.0 * math.asin(min(1.0, math.sqrt(h)))
+            dt = t_s[i] - t_s[last]
+            if dt <= 0 or d > max_jump_mps * dt:
+                run += 1
+                if run <= max_rejects:
+                    jumps += 1
+                    keep.append(False)
+                    continue
+        keep.append(True)
+        last, run = i, 0
+    return keep, bad, jumps
+
+
+def event_reference(t_s, a, v, sign, thr, min_speed, min_dur, merge_gap, max_gap):
+    """List of (start_s, end_s, peak): find runs first, then filter by duration, then merge."""
+    def score(x):
+        return x if sign > 0 else (-x if sign < 0 else abs(x))
+    runs, cur = [], None
+    for i in range(len(t_s)):
+        y = score(a[i])
+        hot = (not math.isnan(y)) and (not math.isnan(v[i])) and y >= thr and v[i] >= min_speed
+        if cur is not None and (not hot or t_s[i] - t_s[i - 1] > max_gap):
+            runs.append(cur)
+            cur = None
+        if hot:
+            cur = [t_s[i], t_s[i], y] if cur is None else [cur[0], t_s[i], max(cur[2], y)]
+    if cur is not None:
+        runs.append(cur)
+    events = []
+    for s, e, p in runs:
+        if e - s < min_dur:
+            continue
+        if events and s - events[-1][1] <= merge_gap:
+            events[-1] = (events[-1][0], e, max(events[-1][2], p))
+        else:
+            events.append((s, e, p))
+    return events
+
+
+def _in_band(h, a, b):
+    return a <= h < b if a <= b else (h >= a or h < b)
+
+
+def exposure_reference(t_s, v, tz, max_gap, night, am, pm):
+    """(night_s, night_m, rush_s, rush_m, weekend_s, weekend_m) with datetime doing the local-time work."""
+    zone = ZoneInfo(tz)
+    out = [0.0] * 6
+    for i in range(1, len(t_s)):
+        dt = t_s[i] - t_s[i - 1]
+        if not (0 < dt <= max_gap):
+            continue
+        d = (v[i] + v[i - 1]) / 2 * dt
+        mv = dt if max(v[i], v[i - 1]) > MOVING_MPS else 0.0
+        local = datetime.fromtimestamp((t_s[i] + t_s[i - 1]) / 2, timezone.utc).astimezone(zone)
+        h = local.hour + local.minute / 60 + (local.second + local.microsecond / 1e6) / 3600
+        if _in_band(h, *night):
+            out[0] += mv
+            out[1] += d
+        if local.weekday() >= 5:
+            out[4] += mv
+            out[5] += d
+        elif _in_band(h, *am) or _in_band(h, *pm):
+            out[2] += mv
+            out[3] += d
+    return tuple(out)
+
+
+def phone_reference(t_s, v, phone, max_gap):
+    ph = rep = 0.0
+    for i in range(1, len(t_s)):
+        dt = t_s[i] - t_s[i - 1]
+        if 0 < dt <= max_gap and max(v[i], v[i - 1]) > MOVING_MPS and phone[i - 1] >= 0:
+            rep += dt
+            ph += dt if phone[i - 1] > 0 else 0.0
+    return ph, rep
+
+
+def heatmap_reference(t_s, v, max_gap, v_step_mps, nv, a_step, na):
+    out = [0.0] * (nv * na)
+    for i in range(1, len(t_s)):
+        dt = t_s[i] - t_s[i - 1]
+        if not (0 < dt <= max_gap) or max(v[i], v[i - 1]) <= MOVING_MPS:
+            continue
+        iv = min(int((v[i] + v[i - 1]) / 2 / v_step_mps), nv - 1)
+        ia = min(max(math.floor((v[i] - v[i - 1]) / dt / a_step) + na // 2, 0), na - 1)
+        out[iv * na + ia] += dt
+    return out
+
+
+def speeding_reference(t_s, v, limit, margin, high, max_gap):
+    tot = known = over = over_m = hi = hi_u = 0.0
+    for i in range(1, len(t_s)):
+        dt = t_s[i] - t_s[i - 1]
+        if not (0 < dt <= max_gap):
+            continue
+        vm = (v[i] + v[i - 1]) / 2
+        d = vm * dt
+        tot += d
+        hi += d if vm > high else 0.0
+        if not math.isnan(limit[i - 1]):
+            known += d
+            over += d if vm > limit[i - 1] else 0.0
+            over_m += d if vm > limit[i - 1] + margin else 0.0
+        else:
+            hi_u += d if vm > high else 0.0
+    return tot, known, over, over_m, hi, hi_u

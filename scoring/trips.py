@@ -53,6 +53,13 @@ class ClosedTrip:
     complete: bool  # every seq between the ignition events arrived
     ended_by: str  # "ignition_off" | "next_trip" | "grace_timeout"
     partition: int
+    # The IMU and phone flags travel with the trip so the feature kernels see everything the device sent.
+    imu_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted, unique
+    acc_lon: np.ndarray = field(default_factory=lambda: np.zeros(0))  # m/s^2, +forward
+    acc_lat: np.ndarray = field(default_factory=lambda: np.zeros(0))  # m/s^2, +left
+    phone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # per GPS fix: 1/0, -1 = not reported
+    lat: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (for jump cleaning)
+    lon: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -128,17 +135,9 @@ class TripCutter:
     def _close(self, trip: OpenTrip, ended_by: str) -> ClosedTrip:
         del self.open[trip.vehicle]
         batches = [trip.batches[s] for s in sorted(trip.batches)]
-        if batches:
-            t = np.concatenate([b.gps_t for b in batches])
-            sp = np.concatenate([b.speed for b in batches])
-            acc = np.concatenate([b.accuracy for b in batches])
-            order = np.argsort(t, kind="stable")
-            t, sp, acc = t[order], sp[order], acc[order]
-            keep = np.concatenate([[True], np.diff(t) > 0])
-            t, sp, acc = t[keep], sp[keep], acc[keep]
-        else:
-            t = np.zeros(0, np.int64)
-            sp = acc = np.zeros(0)
+        g = _concat_gps(batches)
+        imu_t, a_lon, a_lat = _concat_imu(batches)
+        t = g[0]
         if trip.off is not None:
             end_ms = trip.off.t_ms
             self.last_closed_seq[trip.vehicle] = trip.off.seq
@@ -148,5 +147,38 @@ class TripCutter:
         complete = trip.complete()
         self.counters.closed += 1
         self.counters.incomplete += not complete
-        return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, sp, acc,
-                          len(batches) + 1 + (trip.off is not None), complete, ended_by, trip.partition)
+        return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, g[1], g[2],
+                          len(batches) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
+                          imu_t, a_lon, a_lat, g[3], g[4], g[5])
+
+
+def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
+    """(t_ms, speed, accuracy, phone, lat, lon) over the batches, sorted by time; a repeated time keeps its first
+    fix (batches are in seq order, so the device's first word wins, as on every replay)."""
+    if not batches:
+        return (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0), np.zeros(0))
+    t = np.concatenate([b.gps_t for b in batches]).astype(np.int64)
+    cols = [np.concatenate([np.asarray(getattr(b, k), dtype=np.float64) for b in batches])
+            for k in ("speed", "accuracy", "lat", "lon")]
+    phone = np.concatenate([np.full(b.gps_t.shape[0], -1, np.int8) if b.phone is None
+                            else np.asarray(b.phone).astype(np.int8) for b in batches])
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    keep = np.concatenate([[True], np.diff(t) > 0])
+    sp, acc, lat, lon = (c[order][keep] for c in cols)
+    return t[keep], sp, acc, phone[order][keep], lat, lon
+
+
+def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t_ms, lon, lat) accelerometer samples over the batches; sample k of a batch is at t0 + round(k*1000/hz)."""
+    parts = [b for b in batches if b.acc_lon.shape[0]]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    t = np.concatenate([b.imu_t0 + np.round(np.arange(b.acc_lon.shape[0]) * (1000.0 / b.imu_hz)).astype(np.int64)
+                        for b in parts])
+    a_lon = np.concatenate([np.asarray(b.acc_lon, dtype=np.float64) for b in parts])
+    a_lat = np.concatenate([np.asarray(b.acc_lat, dtype=np.float64) for b in parts])
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    keep = np.concatenate([[True], np.diff(t) > 0])
+    return t[keep], a_lon[order][keep], a_lat[order][keep]

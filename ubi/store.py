@@ -57,8 +57,65 @@ CREATE TABLE IF NOT EXISTS trips (
     complete       BOOLEAN NOT NULL,
     ended_by       VARCHAR NOT NULL,
     scorer_version VARCHAR NOT NULL,
-    stored_at      TIMESTAMP NOT NULL
+    stored_at      TIMESTAMP NOT NULL,
+    -- features added with scorer version 2 (nullable: version 1 rows have none)
+    harsh_corners           INTEGER,  -- accelerometer events; NULL on rows from scorer version 1
+    event_source            VARCHAR,  -- imu: harsh_* counted from the accelerometer; gps: from the speed channel
+    harsh_brakes_gps        INTEGER,  -- speed-channel counts, kept for comparison
+    harsh_accels_gps        INTEGER,
+    harsh_brake_grades      INTEGER[],  -- [grade 1, grade 2, grade 3] by peak (ScoringConfig.grade*_mps2)
+    harsh_accel_grades      INTEGER[],
+    harsh_corner_grades     INTEGER[],
+    harsh_brakes_per_100km  DOUBLE,  -- NULL for a trip of 0 km
+    harsh_accels_per_100km  DOUBLE,
+    harsh_corners_per_100km DOUBLE,
+    gps_jumps               INTEGER,  -- fixes dropped as impossible position jumps (also in gps_dropped)
+    night_s                 DOUBLE,  -- moving seconds / km in the night band, vehicle's local time
+    night_km                DOUBLE,
+    rush_s                  DOUBLE,  -- weekday rush hours
+    rush_km                 DOUBLE,
+    weekend_s               DOUBLE,  -- Saturday and Sunday, local time
+    weekend_km              DOUBLE,
+    phone_s                 DOUBLE,  -- moving seconds with the phone handled
+    phone_reported_s        DOUBLE,  -- moving seconds for which the device reported the phone state
+    limit_known_km          DOUBLE,  -- distance with a known posted limit
+    over_limit_km           DOUBLE,
+    over_limit_margin_km    DOUBLE,  -- above limit + ScoringConfig.speeding_margin_mps
+    high_speed_km           DOUBLE,  -- above ScoringConfig.high_speed_mps anywhere
+    high_speed_unknown_km   DOUBLE,  -- the same where no limit is known (the speeding fallback)
+    heatmap_s               DOUBLE[],  -- seconds per (speed, acceleration) bin, speed-major; sum per driver
+    score                   DOUBLE,  -- 0-100
+    score_parts             JSON     -- per feature: value, cap, weight, points_lost
 );
+
+-- files created before scorer version 2 get the new trip columns
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_corners INTEGER;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS event_source VARCHAR;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_brakes_gps INTEGER;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_accels_gps INTEGER;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_brake_grades INTEGER[];
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_accel_grades INTEGER[];
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_corner_grades INTEGER[];
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_brakes_per_100km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_accels_per_100km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_corners_per_100km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS gps_jumps INTEGER;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS night_s DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS night_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS rush_s DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS rush_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS weekend_s DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS weekend_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS phone_s DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS phone_reported_s DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS limit_known_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS over_limit_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS over_limit_margin_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS high_speed_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS high_speed_unknown_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS heatmap_s DOUBLE[];
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS score DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS score_parts JSON;
 
 CREATE TABLE IF NOT EXISTS rulebooks (
     sha256         VARCHAR PRIMARY KEY,
@@ -177,6 +234,11 @@ TRIP_COLUMNS = [
     "trip_id", "vehicle_id", "start_ms", "end_ms", "duration_s", "distance_km", "moving_s", "idle_s",
     "max_speed_kmh", "mean_speed_kmh", "harsh_brakes", "harsh_accels", "gps_fixes", "gps_dropped", "messages",
     "complete", "ended_by", "scorer_version",
+    "harsh_corners", "event_source", "harsh_brakes_gps", "harsh_accels_gps", "harsh_brake_grades",
+    "harsh_accel_grades", "harsh_corner_grades", "harsh_brakes_per_100km", "harsh_accels_per_100km",
+    "harsh_corners_per_100km", "gps_jumps", "night_s", "night_km", "rush_s", "rush_km", "weekend_s", "weekend_km",
+    "phone_s", "phone_reported_s", "limit_known_km", "over_limit_km", "over_limit_margin_km", "high_speed_km",
+    "high_speed_unknown_km", "heatmap_s", "score", "score_parts",
 ]
 
 
@@ -211,13 +273,19 @@ def upsert_trips(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
     if not rows:
         return 0
     latest = {r["trip_id"]: r for r in rows}  # a batch may carry the same trip twice (replay): last wins
-    df = pl.DataFrame([{c: r[c] for c in TRIP_COLUMNS} for r in latest.values()])  # noqa: F841 (used by SQL)
+    # rows from an older scorer lack the newer features: they are stored as NULL
+    df = pl.DataFrame([{c: r.get(c) for c in TRIP_COLUMNS} for r in latest.values()],  # noqa: F841 (used by SQL)
+                      infer_schema_length=None)
+    extra = TRIP_COLUMNS[TRIP_COLUMNS.index("scorer_version") + 1:]
     with transaction(con):
-        con.execute("""
-            INSERT OR REPLACE INTO trips
+        con.execute(f"""
+            INSERT OR REPLACE INTO trips (trip_id, vehicle_id, start_ts, end_ts, duration_s, distance_km, moving_s,
+                   idle_s, max_speed_kmh, mean_speed_kmh, harsh_brakes, harsh_accels, gps_fixes, gps_dropped, messages,
+                   complete, ended_by, scorer_version, stored_at, {", ".join(extra)})
             SELECT trip_id, vehicle_id, make_timestamp(start_ms * 1000), make_timestamp(end_ms * 1000), duration_s,
                    distance_km, moving_s, idle_s, max_speed_kmh, mean_speed_kmh, harsh_brakes, harsh_accels,
-                   gps_fixes, gps_dropped, messages, complete, ended_by, scorer_version, now()::TIMESTAMP
+                   gps_fixes, gps_dropped, messages, complete, ended_by, scorer_version, now()::TIMESTAMP,
+                   {", ".join(extra)}
             FROM df
         """)
     return len(latest)
