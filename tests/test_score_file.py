@@ -1,0 +1,110 @@
+"""``ubi score-file`` gives the same trips and features as the live stream path, from CSV or Parquet."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scoring.features import score_trip
+from scoring.trips import TripCutter
+from simulator.fleet import FleetSpec, device_messages, make_trips, vehicle_ids
+from ubi import score_file
+from ubi.config import Config, ScoringConfig
+
+CFG = ScoringConfig()
+SPEC = FleetSpec(vehicles=3, days=2, seed=5)
+
+
+def stream_rows(spec: FleetSpec) -> tuple[list[dict], list]:
+    """The live path without Kafka: each vehicle's messages through TripCutter and score_trip."""
+    rows, messages = [], []
+    for v in vehicle_ids(spec.vehicles):
+        cutter, seq = TripCutter(CFG.close_grace_s), 0
+        for trip in make_trips(spec, v):
+            for m in device_messages(spec, trip, seq):
+                seq = m.seq + 1
+                messages.append(m)
+                rows += [score_trip(t, CFG) for t in cutter.feed(m, 0, len(messages))]
+    rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
+    return rows, messages
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return stream_rows(SPEC)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_file_path_equals_stream_path(fleet, tmp_path, fmt):
+    live, messages = fleet
+    gps, imu = score_file.messages_to_frames(messages)
+    gp, ip = tmp_path / f"gps.{fmt}", tmp_path / f"imu.{fmt}"
+    getattr(gps, f"write_{fmt}")(gp)
+    getattr(imu, f"write_{fmt}")(ip)
+    got = score_file.score_paths([gp], [ip], CFG)
+    assert len(got) == len(live) >= 10
+    for a, b in zip(got, live):
+        assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+@pytest.mark.parametrize("ext", ["json", "csv", "parquet"])
+def test_cli_writes_each_format(fleet, tmp_path, ext):
+    live, messages = fleet
+    gps, imu = score_file.messages_to_frames(messages)
+    gps.write_parquet(tmp_path / "g.parquet")
+    imu.write_parquet(tmp_path / "i.parquet")
+    out = tmp_path / f"trips.{ext}"
+    args = Namespace(paths=[tmp_path / "g.parquet"], imu=[tmp_path / "i.parquet"], out=out)
+    assert score_file.main(Config(), args) == 0
+    if ext == "json":
+        back = json.loads(out.read_text())
+        assert back == json.loads(json.dumps(live))
+    else:
+        back = pl.read_csv(out) if ext == "csv" else pl.read_parquet(out)
+        assert back["trip_id"].to_list() == [r["trip_id"] for r in live]
+        assert back["distance_km"].to_list() == pytest.approx([r["distance_km"] for r in live], rel=1e-12)
+        hm = back["heatmap_s"].to_list()
+        assert [json.loads(x) if isinstance(x, str) else x for x in hm] == [r["heatmap_s"] for r in live]
+
+
+def test_without_events_trips_are_cut_at_data_gaps(tmp_path):
+    t = np.concatenate([np.arange(0, 600), np.arange(5000, 5300)]) * 1000 + 1_790_000_000_000
+    n = t.shape[0]
+    df = pl.DataFrame({"vehicle_id": ["X1"] * n, "t_ms": t, "lat": np.full(n, 52.0), "lon": np.full(n, 4.0),
+                       "speed_mps": np.full(n, 10.0), "phone": np.where(np.arange(n) % 10 == 0, 1, 0)})
+    df.write_csv(tmp_path / "g.csv")
+    rows = score_file.score_paths([tmp_path / "g.csv"], [], CFG)
+    assert [r["start_ms"] for r in rows] == [int(t[0]), int(t[600])]
+    assert rows[0]["distance_km"] == pytest.approx(5.99) and rows[0]["event_source"] == "gps"
+    assert rows[0]["phone_s"] == pytest.approx(60.0) and rows[0]["phone_reported_s"] == pytest.approx(599.0)
+
+
+def test_irregular_imu_goes_on_the_grid_with_holes(tmp_path):
+    t0 = 1_790_000_000_000
+    gt = t0 + np.arange(0, 30) * 1000
+    g = pl.DataFrame({"vehicle_id": ["X1"] * 30, "t_ms": gt, "lat": np.full(30, 52.0), "lon": np.full(30, 4.0),
+                      "speed_mps": np.full(30, 20.0)})
+    it = t0 + np.arange(0, 300) * 100
+    keep = (np.arange(300) < 120) | (np.arange(300) >= 125)  # half a second missing
+    it = it[keep] + np.random.default_rng(0).integers(-3, 4, keep.sum())  # device jitter of a few ms
+    a = np.where((it >= t0 + 10_000) & (it < t0 + 15_000), -5.0, 0.0)  # a 5 s brake across the hole
+    i = pl.DataFrame({"vehicle_id": ["X1"] * it.shape[0], "t_ms": it, "acc_lon": a, "acc_lat": np.zeros_like(a)})
+    g.write_parquet(tmp_path / "g.parquet")
+    i.write_parquet(tmp_path / "i.parquet")
+    [row] = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG)
+    assert row["event_source"] == "imu" and row["harsh_brakes"] == 1  # the hole splits the run, merging rejoins it
+
+
+def test_bad_input_is_reported(tmp_path):
+    (tmp_path / "g.csv").write_text("vehicle,t\nA,1\n")
+    args = Namespace(paths=[tmp_path / "g.csv"], imu=[], out=tmp_path / "o.json")
+    assert score_file.main(Config(), args) == 2
+    args = Namespace(paths=[tmp_path / "g.csv"], imu=[], out=tmp_path / "o.xlsx")
+    assert score_file.main(Config(), args) == 2
+    (tmp_path / "h.csv").write_text("vehicle_id,t_ms,lat\nA,1,52.0\n")
+    with pytest.raises(score_file.ScoreFileError, match="lack one of"):
+        score_file.score_paths([tmp_path / "h.csv"], [], CFG)

@@ -1,0 +1,231 @@
+"""``ubi score-file``: score historical telemetry from CSV or Parquet with the live stage's cutter and scorer.
+
+Files become the same ``TelemetryBatch``/``DeviceEvent`` objects a device sends (docs/score-file.md has the columns),
+go through the same ``TripCutter`` and ``score_trip``, so a back-test of bought data and the live stream give
+identical trips and features for identical data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import polars as pl
+
+from ingest.contract import DeviceEvent, TelemetryBatch
+from scoring.features import score_trip
+from scoring.trips import ClosedTrip, TripCutter
+from ubi.config import Config, ScoringConfig
+
+log = logging.getLogger("ubi.score_file")
+
+BATCH_FIXES = 10  # GPS fixes per synthesised message: the devices' typical 10 s at 1 Hz
+GPS_COLUMNS = {"vehicle_id": pl.String, "t_ms": pl.Int64, "lat": pl.Float64, "lon": pl.Float64,
+               "speed_mps": pl.Float64, "heading_deg": pl.Float64, "accuracy_m": pl.Float64, "phone": pl.Int8,
+               "limit_kmh": pl.Float64, "event": pl.String}
+IMU_COLUMNS = {"vehicle_id": pl.String, "t_ms": pl.Int64, "acc_lon": pl.Float64, "acc_lat": pl.Float64,
+               "acc_vert": pl.Float64}
+REQUIRED_GPS = ("vehicle_id", "t_ms")
+REQUIRED_FIX = ("lat", "lon", "speed_mps")
+REQUIRED_IMU = ("vehicle_id", "t_ms", "acc_lon", "acc_lat")
+
+
+class ScoreFileError(ValueError):
+    """Bad input file: the message names the file and the problem."""
+
+
+def read_table(path: Path, columns: dict[str, pl.DataType], required: Iterable[str]) -> pl.DataFrame:
+    """One CSV or Parquet file with the documented columns (others ignored), cast to their types."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+        elif suffix in (".csv", ".txt"):
+            df = pl.read_csv(path, infer_schema_length=10_000)
+        else:
+            raise ScoreFileError(f"{path}: unknown file type {suffix!r} (use .csv or .parquet)")
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ScoreFileError(f"{path}: {exc}") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ScoreFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    try:
+        return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, dtype=t).alias(c)
+                          for c, t in columns.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise ScoreFileError(f"{path}: {exc}") from exc
+
+
+def _regular_imu(t: np.ndarray, cols: list[np.ndarray], hz: int, t_end: int) -> tuple[int, list[np.ndarray]]:
+    """Put IMU samples on the regular grid a TelemetryBatch implies (t0 + round(k*1000/hz)); grid points with no
+    sample within half a period become NaN, which the event kernels read as quiet (like a gap)."""
+    t0 = int(t[0])
+    k = int(np.floor((t_end - t0) * hz / 1000.0)) + 1
+    grid = t0 + np.round(np.arange(k) * (1000.0 / hz)).astype(np.int64)
+    j = np.clip(np.searchsorted(t, grid), 1, t.shape[0] - 1) if t.shape[0] > 1 else np.zeros(k, np.int64)
+    if t.shape[0] > 1:
+        j = np.where(np.abs(t[j - 1] - grid) <= np.abs(t[j] - grid), j - 1, j)
+    hit = np.abs(t[j] - grid) <= 500.0 / hz
+    return t0, [np.where(hit, c[j], np.nan) for c in cols]
+
+
+def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
+                     ) -> Iterator[DeviceEvent | TelemetryBatch]:
+    """One vehicle's rows as the messages its device would have sent, seq from 0.
+
+    Ignition events come from ``event`` rows; a vehicle with none is cut at data gaps of ``trip_gap_end_s``
+    (ignition synthesised at the first and last fix of each stretch). A message never straddles an event.
+    """
+    ev = gps.filter(pl.col("event").is_not_null()).sort("t_ms")
+    fx = gps.filter(pl.col("event").is_null()).sort("t_ms", maintain_order=True)
+    bad = fx.filter(pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED_FIX]))
+    if bad.height:
+        raise ScoreFileError(f"{vehicle}: {bad.height} fix rows lack one of {', '.join(REQUIRED_FIX)}")
+    unknown = set(ev["event"].unique().to_list()) - {"ignition_on", "ignition_off"}
+    if unknown:
+        raise ScoreFileError(f"{vehicle}: unknown event(s) {sorted(unknown)}")
+    t = fx["t_ms"].to_numpy()
+    if ev.height:
+        events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list()))
+    elif t.shape[0]:
+        cuts = np.flatnonzero(np.diff(t) >= cfg.trip_gap_end_s * 1000)
+        starts = np.concatenate([[0], cuts + 1])
+        ends = np.concatenate([cuts, [t.shape[0] - 1]])
+        events = [e for s, x in zip(starts, ends) for e in ((int(t[s]), "ignition_on"), (int(t[x]), "ignition_off"))]
+    else:
+        events = []
+    lat, lon, speed = (fx[c].to_numpy() for c in ("lat", "lon", "speed_mps"))
+    heading = fx["heading_deg"].fill_null(0.0).to_numpy()
+    acc = fx["accuracy_m"].fill_null(0.0).to_numpy()
+    phone = fx["phone"].fill_null(-1).to_numpy().astype(np.int8)
+    has_phone = fx["phone"].is_not_null().to_numpy()
+    if imu is not None and imu.height:
+        imu = imu.sort("t_ms")
+        it = imu["t_ms"].to_numpy()
+        ia = [imu[c].fill_null(np.nan).to_numpy() for c in ("acc_lon", "acc_lat", "acc_vert")]
+        ia[2] = np.where(np.isnan(ia[2]), 9.80665, ia[2])
+        hz = int(round(1000.0 / np.median(np.diff(it)))) if it.shape[0] > 1 else 10
+    else:
+        it, ia, hz = np.zeros(0, np.int64), [np.zeros(0)] * 3, 10
+
+    # timeline: an ignition_on precedes fixes at its time, an ignition_off follows them
+    items = sorted([(te, 0 if e == "ignition_on" else 2, e) for te, e in events])
+    seq = 0
+    i = 0
+    n = t.shape[0]
+    bounds = [(te, order) for te, order, _ in items] + [(np.iinfo(np.int64).max, 0)]
+    for k in range(len(bounds)):
+        te, order = bounds[k]
+        # fixes before this event: t < te, or t <= te for an ignition_off
+        stop = int(np.searchsorted(t, te, side="right" if order == 2 else "left"))
+        while i < stop:
+            j = min(i + BATCH_FIXES, stop)
+            nxt = int(t[j]) if j < stop else (te + 1 if order == 2 else te)  # IMU window end, exclusive
+            g = slice(i, j)
+            lo, hi = np.searchsorted(it, t[i]), np.searchsorted(it, nxt)
+            if hi > lo:
+                t0, (al, at, av) = _regular_imu(it[lo:hi], [c[lo:hi] for c in ia], hz, int(it[hi - 1]))
+            else:
+                t0, al, at, av = int(t[i]), np.zeros(0), np.zeros(0), np.zeros(0)
+            ph = phone[g] if has_phone[g].any() else None
+            yield TelemetryBatch(vehicle, seq, int(t[j - 1]), t[g], lat[g], lon[g], speed[g], heading[g], acc[g],
+                                 t0, hz, al, at, av, ph)
+            seq += 1
+            i = j
+        if k < len(items):
+            yield DeviceEvent(vehicle, seq, int(te), items[k][2])
+            seq += 1
+    if i < n:
+        log.warning("%s: %d fixes after the last event were not scored", vehicle, n - i)
+
+
+def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig) -> list[dict]:
+    """Cut and score every vehicle in the frames; rows in (vehicle, start) order."""
+    rows: list[dict] = []
+    for (vehicle,), g in gps.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
+        if vehicle is None:
+            raise ScoreFileError("rows without vehicle_id")
+        v_imu = imu.filter(pl.col("vehicle_id") == vehicle) if imu is not None else None
+        fixes = g.filter(pl.col("event").is_null()).sort("t_ms")
+        lim_t = fixes["t_ms"].to_numpy()
+        lim = (fixes["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6) if fixes["limit_kmh"].is_not_null().any() else None
+        cutter = TripCutter(cfg.close_grace_s)
+        trips: list[ClosedTrip] = []
+        for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
+            trips += cutter.feed(m, 0, off)
+        trips += cutter.expire(np.iinfo(np.int64).max)
+        for trip in trips:
+            limit = None if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
+            rows.append(score_trip(trip, cfg, limit))
+    rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
+    return rows
+
+
+def messages_to_frames(messages: Iterable[DeviceEvent | TelemetryBatch]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The inverse: device messages as (gps+events, imu) frames in the score-file format (tests, bench, exports)."""
+    gps, imu = [], []
+    for m in messages:
+        if isinstance(m, DeviceEvent):
+            gps.append(pl.DataFrame({"vehicle_id": [m.vehicle], "t_ms": [m.t_ms], "event": [m.event]}))
+            continue
+        n = m.gps_t.shape[0]
+        gps.append(pl.DataFrame({
+            "vehicle_id": [m.vehicle] * n, "t_ms": m.gps_t, "lat": m.lat, "lon": m.lon, "speed_mps": m.speed,
+            "heading_deg": m.heading, "accuracy_m": m.accuracy,
+            "phone": None if m.phone is None else np.asarray(m.phone, np.int8)}))
+        k = m.acc_lon.shape[0]
+        imu.append(pl.DataFrame({
+            "vehicle_id": [m.vehicle] * k,
+            "t_ms": m.imu_t0 + np.round(np.arange(k) * (1000.0 / m.imu_hz)).astype(np.int64),
+            "acc_lon": m.acc_lon, "acc_lat": m.acc_lat, "acc_vert": m.acc_vert}))
+    g = pl.concat([f.select([pl.col(c).cast(t) if c in f.columns else pl.lit(None, dtype=t).alias(c)
+                             for c, t in GPS_COLUMNS.items()]) for f in gps]) if gps else pl.DataFrame(schema=GPS_COLUMNS)
+    i = pl.concat(imu).select([pl.col(c).cast(t) for c, t in IMU_COLUMNS.items()]) if imu else \
+        pl.DataFrame(schema=IMU_COLUMNS)
+    return g, i
+
+
+LIST_COLUMNS = ("harsh_brake_grades", "harsh_accel_grades", "harsh_corner_grades", "heatmap_s")
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    """Scored trips as CSV (list columns as JSON text), Parquet or JSON (an array of records), by extension."""
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".json":
+        out.write_text(json.dumps(rows, indent=None) + "\n")
+        return
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    if suffix == ".parquet":
+        df.write_parquet(out)
+    elif suffix == ".csv":
+        df.with_columns([pl.Series(c, [json.dumps(r[c]) for r in rows]) for c in LIST_COLUMNS if c in df.columns]
+                        ).write_csv(out)
+    else:
+        raise ScoreFileError(f"{out}: unknown output type {suffix!r} (use .csv, .parquet or .json)")
+
+
+def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) -> list[dict]:
+    gps = pl.concat([read_table(p, GPS_COLUMNS, REQUIRED_GPS) for p in paths])
+    imu = pl.concat([read_table(p, IMU_COLUMNS, REQUIRED_IMU) for p in imu_paths]) if imu_paths else None
+    return score_frames(gps, imu, cfg)
+
+
+def main(cfg: Config, args) -> int:
+    """CLI entry (ubi/cli.py): args.paths, args.imu, args.out."""
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet", ".json"):
+        print(f"error: {out}: output must end in .csv, .parquet or .json")
+        return 2
+    try:
+        rows = score_paths(list(args.paths), list(args.imu or []), cfg.scoring)
+        write_rows(rows, out)
+    except ScoreFileError as exc:
+        print(f"error: {exc}")
+        return 2
+    km = sum(r["distance_km"] for r in rows)
+    print(f"scored {len(rows)} trips of {len({r['vehicle_id'] for r in rows})} vehicles, {km:,.1f} km -> {out}")
+    return 0
