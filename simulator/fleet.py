@@ -75,6 +75,7 @@ def driver_profile(seed: int, vehicle: str) -> DriverProfile:
         harsh_brake_rate=0.01 + 0.25 * aggression**2,
         harsh_accel_rate=0.005 + 0.15 * aggression**2,
         motorway_share=float(rng.uniform(0.05, 0.3)),
+        harsh_corner_rate=0.01 + 0.2 * aggression**2,  # derived, no draw: the seed's other outputs stay the same
     )
 
 
@@ -121,10 +122,11 @@ def make_trips(spec: FleetSpec, vehicle: str) -> list[SimTrip]:
     for d in range(spec.days):
         day = spec.start + timedelta(days=d)
         rng = _sub_rng(spec.seed, "trips", vehicle, day.isoformat())
+        corner_rng = _sub_rng(spec.seed, "corners", vehicle, day.isoformat())
         for start_local, legs in _day_schedule(rng, day, tz):
             start_ms = int(start_local.timestamp() * 1000)
             start_ms = max(start_ms, busy_until + 10 * 60_000)
-            trace = make_trip(rng, driver, legs)
+            trace = make_trip(rng, driver, legs, corner_rng)
             end_ms = start_ms + int(round(trace.duration_s * 1000))
             trips.append(SimTrip(vehicle, start_ms, end_ms, trace))
             busy_until = end_ms

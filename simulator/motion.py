@@ -33,6 +33,7 @@ class DriverProfile:
     harsh_brake_rate: float  # probability that a stop is a harsh brake
     harsh_accel_rate: float  # probability that a start is a harsh acceleration
     motorway_share: float
+    harsh_corner_rate: float = 0.0  # probability that a cruise (>= 36 km/h) contains a harsh corner
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,13 @@ class TripTrace:
         return float(np.sum((v[1:] + v[:-1]) * 0.5) * DT)
 
 
-def make_trip(rng: np.random.Generator, driver: DriverProfile, n_legs: int) -> TripTrace:
-    """Build one trip of ``n_legs`` legs; ignition on 3 s before moving and off 3 s after the last stop."""
+def make_trip(rng: np.random.Generator, driver: DriverProfile, n_legs: int,
+              corner_rng: np.random.Generator | None = None) -> TripTrace:
+    """Build one trip of ``n_legs`` legs; ignition on 3 s before moving and off 3 s after the last stop.
+
+    Harsh corners draw only from ``corner_rng`` (None = none), so adding them leaves every other output of a seed
+    unchanged: speeds, distances, longitudinal events and sensor noise.
+    """
     acc_parts, yaw_parts, lim_parts = [np.zeros(30)], [np.zeros(30)], [np.full(30, 50 / 3.6)]
     turn_parts = [np.zeros(30)]
     events: list[tuple[str, float, float, float]] = []
@@ -88,6 +94,12 @@ def make_trip(rng: np.random.Generator, driver: DriverProfile, n_legs: int) -> T
         if n_cruise > 50:
             curve = np.sin(np.linspace(0, np.pi, n_cruise)) * rng.uniform(-1, 1) * min(0.05, 2.0 / cruise)
             yaw[n_up:n_up + n_cruise] = curve
+        if corner_rng is not None and n_cruise > 60 and cruise >= 10.0 and corner_rng.random() < driver.harsh_corner_rate:
+            n_c = int(corner_rng.integers(15, 31))  # 1.5-3 s
+            a_lat = corner_rng.uniform(6.0, 8.0)  # above the 5.5 m/s^2 cornering threshold
+            c0 = n_up + int(corner_rng.integers(5, n_cruise - n_c - 5))
+            yaw[c0:c0 + n_c] = a_lat / cruise * corner_rng.choice([-1.0, 1.0])
+            events.append(("harsh_corner", (n_total + c0) * DT, (n_total + c0 + n_c) * DT, a_lat))
         if harsh_start:
             events.append(("harsh_accel", n_total * DT, (n_total + n_up) * DT, a_up_exact))
         if harsh_stop:

@@ -96,7 +96,8 @@ def test_replay_from_committed_offset_rebuilds_the_same_trips():
     order = sorted(range(len(stream)), key=lambda i: (stream[i].seq, stream[i].vehicle, i))
     records = [stream[i] for i in order]
     def summary(trips):
-        return {t.trip_id: (t.start_ms, t.end_ms, t.t_ms.tolist(), t.complete) for t in trips}
+        return {t.trip_id: (t.start_ms, t.end_ms, t.t_ms.tolist(), t.imu_t_ms.tolist(), t.acc_lon.tolist(),
+                            t.phone.tolist(), t.complete) for t in trips}
 
     clean = summary(feed_all(TripCutter(), records))
     assert len(clean) == 4
@@ -110,3 +111,15 @@ def test_replay_from_committed_offset_rebuilds_the_same_trips():
             assert emitted.get(tid, content) == content, crash_at
         emitted.update(replayed)
         assert emitted == clean, crash_at
+
+
+def test_closed_trip_carries_imu_and_phone_in_time_order():
+    b1 = batch(1, 0)
+    b2 = batch(2, 10)
+    b2 = TelemetryBatch(b2.vehicle, b2.seq, b2.sent_ms, b2.gps_t, b2.lat, b2.lon, b2.speed, b2.heading, b2.accuracy,
+                        b2.imu_t0, b2.imu_hz, np.arange(100.0), np.zeros(100), np.zeros(100), np.ones(10, np.uint8))
+    [t] = feed_all(TripCutter(), [on(0, 0), b2, b1, b1, off(3, 20)])
+    assert t.imu_t_ms.shape == (200,) and (np.diff(t.imu_t_ms) == 100).all()
+    assert t.acc_lon[100:].tolist() == list(range(100)) and (t.acc_lon[:100] == 0).all()
+    assert t.phone.tolist() == [-1] * 10 + [1] * 10  # batch 1 reported nothing, batch 2 the phone in hand
+    assert t.lat.shape == t.speed.shape == (20,)
