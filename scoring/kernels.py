@@ -29,10 +29,11 @@ def trip_kernel(t_s: np.ndarray, v: np.ndarray, brake_thr: float, accel_thr: flo
     n_accel = 0
     in_brake = False
     in_accel = False
-    for i in range(n):
+    if n > 0 and v[0] > vmax:
+        vmax = v[0]
+    for i in range(1, n):
         if v[i] > vmax:
             vmax = v[i]
-    for i in range(1, n):
         dt = t_s[i] - t_s[i - 1]
         if dt <= 0.0 or dt > max_gap:
             in_brake = False
@@ -71,7 +72,7 @@ def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndar
     """Mark the GPS fixes worth scoring in ``keep`` (uint8); returns (n_invalid_or_inaccurate, n_jumps).
 
     A fix is invalid if a coordinate is non-finite or out of range, or exactly (0, 0) (a receiver's "no fix"), and
-    inaccurate if ``acc`` is non-finite or above ``max_acc``. A valid fix whose great-circle distance from the last
+    inaccurate if ``acc`` is non-finite or above ``max_acc``. A valid fix whose distance (equirectangular) from the last
     kept fix implies more than ``max_jump_mps`` is a jump; after ``max_rejects`` jumps in a row the cleaner
     re-anchors on the current fix so a glitched anchor cannot reject the rest of the trip.
     """
@@ -80,6 +81,8 @@ def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndar
     jumps = 0
     last = -1
     run = 0
+    cos_lat = 1000.0  # latitude at which cos_val was taken (none yet)
+    cos_val = 1.0
     for i in range(n):
         keep[i] = 0
         la = lat[i]
@@ -93,12 +96,12 @@ def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndar
             continue
         if last >= 0:
             dt = t_s[i] - t_s[last]
-            p1 = np.radians(lat[last])
-            p2 = np.radians(la)
-            dp = p2 - p1
-            dl = np.radians(lo - lon[last])
-            h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-            d = 2.0 * EARTH_R_M * np.arcsin(min(1.0, np.sqrt(h)))
+            if abs(la - cos_lat) > 0.01:  # refresh cos(latitude) only when it moved ~1 km north-south
+                cos_lat = la
+                cos_val = np.cos(np.radians(la))
+            dy = np.radians(la - lat[last]) * EARTH_R_M
+            dx = np.radians(lo - lon[last]) * EARTH_R_M * cos_val
+            d = np.sqrt(dx * dx + dy * dy)
             if dt <= 0.0 or d > max_jump_mps * dt:
                 run += 1
                 if run <= max_rejects:

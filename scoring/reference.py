@@ -39,8 +39,10 @@ from zoneinfo import ZoneInfo
 
 
 def clean_reference(t_s, lat, lon, acc, max_acc, max_jump_mps, max_rejects):
-    """Returns (keep list of bools, n_bad, n_jumps)."""
+    """Returns (keep list of bools, n_bad, n_jumps). Distance: equirectangular, with cos(latitude) refreshed
+    whenever the latitude moved more than 0.01 degrees (error far below what a 500 km/h test needs)."""
     keep, bad, jumps, last, run = [], 0, 0, None, 0
+    cos_lat, cos_val = 1000.0, 1.0
     for i in range(len(t_s)):
         valid = (-90 <= lat[i] <= 90) and (-180 <= lon[i] <= 180) and not (lat[i] == 0 and lon[i] == 0)
         if not valid or not (acc[i] <= max_acc):
@@ -48,10 +50,11 @@ def clean_reference(t_s, lat, lon, acc, max_acc, max_jump_mps, max_rejects):
             keep.append(False)
             continue
         if last is not None:
-            p1, p2 = math.radians(lat[last]), math.radians(lat[i])
-            h = (math.sin((p2 - p1) / 2) ** 2
-                 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon[i] - lon[last]) / 2) ** 2)
-            d = 2 * 6_371_000.0 * math.asin(min(1.0, math.sqrt(h)))
+            if abs(lat[i] - cos_lat) > 0.01:
+                cos_lat, cos_val = lat[i], math.cos(math.radians(lat[i]))
+            dy = math.radians(lat[i] - lat[last]) * 6_371_000.0
+            dx = math.radians(lon[i] - lon[last]) * 6_371_000.0 * cos_val
+            d = math.sqrt(dx * dx + dy * dy)
             dt = t_s[i] - t_s[last]
             if dt <= 0 or d > max_jump_mps * dt:
                 run += 1
