@@ -9,6 +9,7 @@ from typing import Iterator
 
 import polars as pl
 
+from simulator.claims import fleet_claims
 from simulator.devices import Message
 from simulator.fleet import FleetSpec, SimTrip, device_messages, ground_truth_rows, make_policies, make_trips, vehicle_ids
 
@@ -23,7 +24,7 @@ def vehicle_stream(spec: FleetSpec, trips: list[SimTrip]) -> Iterator[Message]:
 
 
 def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
-    """Policies and ground truth as Parquet under ``out``; returns each vehicle's trips."""
+    """Policies, ground truth and claims (from the true risk model) as Parquet under ``out``; returns trips."""
     out.mkdir(parents=True, exist_ok=True)
     trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles, spec.id_prefix)}
     all_trips = [t for ts in trips.values() for t in ts]
@@ -32,6 +33,9 @@ def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
     schema = {"vehicle_id": pl.String, "trip_start_ms": pl.Int64, "type": pl.String, "start_ms": pl.Int64,
               "end_ms": pl.Int64, "peak_mps2": pl.Float64}
     pl.DataFrame(event_rows, schema=schema).write_parquet(out / "truth_events.parquet")
-    pl.DataFrame([asdict(p) for p in make_policies(spec)]).write_parquet(out / "policies.parquet")
+    policies = make_policies(spec)
+    pl.DataFrame([asdict(p) for p in policies]).write_parquet(out / "policies.parquet")
+    km = {v: sum(t.distance_m for t in ts) / 1000.0 for v, ts in trips.items()}
+    fleet_claims(spec.seed, policies, km, spec.start, spec.days).write_parquet(out / "claims.parquet")
     (out / "spec.json").write_text(json.dumps({**asdict(spec), "start": spec.start.isoformat()}, indent=1))
     return trips

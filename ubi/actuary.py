@@ -1,0 +1,249 @@
+"""`ubi actuary whatif | fit | fairness`: the actuary's tools against DuckDB. Reports go to HTML + CSV files.
+
+All database access for the tools lives here; the analysis is in ``pricing.whatif``, ``pricing.fit`` and
+``pricing.fairness``. The tools read; none writes premiums. ``python -m ubi.actuary load-book DIR`` loads a
+simulated book (``python -m simulator.claims``) or any Parquet set of the same shape for ``fit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from pricing import fairness, fit, fit_report, whatif
+from pricing.report import page, write_csv
+from pricing.rulebook import Rulebook, load_rulebook, parse_rulebook
+from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
+from ubi import store
+from ubi.errors import PricingError, StoreError
+from ubi.price_run import month_start, price_month_book
+
+CAP_CODES = {"none": CAP_NONE, "increase": CAP_UP, "decrease": CAP_DOWN}
+
+
+def _open(cfg) -> duckdb.DuckDBPyConnection:
+    if not Path(cfg.db_path).exists():
+        raise StoreError(f"no database at {cfg.db_path}; price a month first")
+    return store.connect(cfg.db_path, read_only=True)
+
+
+def _month(con: duckdb.DuckDBPyConnection, text: str | None) -> date:
+    """The asked month, or the latest month that has premiums."""
+    if text:
+        return month_start(text)
+    row = con.execute("SELECT max(month) FROM premiums").fetchone()
+    if row is None or row[0] is None:
+        raise PricingError("no priced month in the store; run `ubi price --month YYYY-MM` first")
+    return row[0]
+
+
+def _out(cfg, args, name: str) -> Path:
+    out = Path(args.out) if args.out else Path(cfg.home) / "reports" / name
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ---------------------------------------------------------------- what-if
+
+@dataclass
+class PricedMonth:
+    """A priced month as arrays: the book's inputs, the live premiums, reporting segments."""
+
+    book: Book
+    premium_c: np.ndarray
+    cap: np.ndarray
+    factor: np.ndarray
+    segments: dict[str, np.ndarray]
+    rulebook_versions: list[str]
+    rulebook_sha: str
+
+
+def priced_month(con: duckdb.DuckDBPyConnection, month: date) -> PricedMonth:
+    r = con.execute("""
+        SELECT CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
+               CAST(round(p.previous_premium * 100) AS BIGINT) AS prev_c,
+               CAST(round(p.premium * 100) AS BIGINT) AS premium_c, p.cap_applied, p.telematics_factor,
+               f.trips, f.km, f.driving_hours, f.harsh_brakes, f.harsh_accels,
+               coalesce(pol.vehicle_group, 'unknown') AS vehicle_group, coalesce(pol.age_band, 'unknown') AS age_band,
+               coalesce(pol.region, 'unknown') AS region, p.rulebook_version, p.rulebook_sha256
+        FROM premiums p JOIN monthly_features f USING (policy_id, month)
+        LEFT JOIN policies pol USING (policy_id)
+        WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
+    if len(r["base_c"]) == 0:
+        raise PricingError(f"no premiums for {month:%Y-%m}; run `ubi price --month {month:%Y-%m}` first")
+    book = Book(r["base_c"].astype(np.int64), r["prev_c"].astype(np.int64), r["trips"].astype(np.int64),
+                r["km"].astype(np.float64), r["driving_hours"].astype(np.float64),
+                r["harsh_brakes"].astype(np.int64), r["harsh_accels"].astype(np.int64))
+    caps = np.array([CAP_CODES[c] for c in r["cap_applied"]], dtype=np.int8)
+    shas = np.unique(r["rulebook_sha256"].astype(str))
+    return PricedMonth(book, r["premium_c"].astype(np.int64), caps, r["telematics_factor"].astype(np.float64),
+                       {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")},
+                       sorted(set(r["rulebook_version"].astype(str))), str(shas[0]))
+
+
+def whatif_report(con: duckdb.DuckDBPyConnection, proposed: Rulebook, month: date,
+                  out: Path) -> whatif.Dislocation:
+    """Price the month's book under the proposed rulebook and compare with the live premiums; write the report."""
+    pm = priced_month(con, month)
+    priced, ob = price_month_book(proposed, pm.book)
+    d = whatif.dislocation(pm.premium_c, priced.premium_c, priced.cap, pm.segments, pm.cap,
+                           ob.factor if ob else None)
+    write_csv(out / "summary.csv", [{"month": f"{month:%Y-%m}", "current_rulebook": "+".join(pm.rulebook_versions),
+                                     "proposed_rulebook": proposed.version, **d.summary}])
+    write_csv(out / "histogram.csv", d.histogram)
+    write_csv(out / "segments.csv", d.segments)
+    title = f"What-if {month:%Y-%m}: {proposed.version} vs {'+'.join(pm.rulebook_versions)}"
+    (out / "report.html").write_text(page(title, whatif.html_sections(d, "+".join(pm.rulebook_versions),
+                                                                      proposed.version)))
+    return d
+
+
+def whatif_cmd(cfg, args) -> int:
+    if not args.rulebook:
+        raise PricingError("whatif needs the proposed rulebook: --rulebook FILE")
+    proposed = load_rulebook(args.rulebook)
+    con = _open(cfg)
+    try:
+        month = _month(con, args.month)
+        out = _out(cfg, args, "whatif")
+        d = whatif_report(con, proposed, month, out)
+    finally:
+        con.close()
+    s = d.summary
+    print(f"what-if {month:%Y-%m}, {proposed.version}: {s['policies']:,} policies, revenue "
+          f"{s['revenue_current']:,.2f} -> {s['revenue_proposed']:,.2f} ({s['revenue_change_pct']:+.2f}%), "
+          f"median change {s['median_change_pct']:+.2f}%, {s['share_up']:.1%} up / {s['share_down']:.1%} down, "
+          f"caps {s['capped_up_proposed']} up / {s['capped_down_proposed']} down"
+          + (f", off-balance {s['off_balance_proposed']:.6f}" if s["off_balance_proposed"] else ""))
+    print(f"report: {out / 'report.html'}  numbers: {out}/*.csv")
+    return 0
+
+
+# ---------------------------------------------------------------- fit
+
+def experience(con: duckdb.DuckDBPyConnection) -> fit.Experience:
+    try:
+        r = con.execute("""SELECT exposure_years, claims, km, harsh_brakes, harsh_accels, driving_hours,
+                                  coalesce(vehicle_group, 'unknown') AS vehicle_group,
+                                  coalesce(age_band, 'unknown') AS age_band, coalesce(region, 'unknown') AS region
+                           FROM v_experience ORDER BY policy_id, period_start""").fetchnumpy()
+    except duckdb.CatalogException as exc:
+        raise StoreError(f"the store predates claims data ({exc}); open it once with `ubi price` to upgrade") from exc
+    return fit.Experience(r["exposure_years"].astype(float), r["claims"].astype(float), r["km"].astype(float),
+                          r["harsh_brakes"].astype(float), r["harsh_accels"].astype(float),
+                          r["driving_hours"].astype(float),
+                          {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")})
+
+
+def fit_report_files(rb: Rulebook, exp: fit.Experience, out: Path) -> fit.FitResult:
+    res = fit.fit(rb, exp)
+    draft = out / "draft_rulebook.toml"
+    draft.write_text(res.draft_toml)
+    parse_rulebook(draft.read_text(), str(draft))
+    write_csv(out / "metrics.csv", res.metrics)
+    write_csv(out / "relativities.csv", fit_report.relativity_rows(res))
+    write_csv(out / "calibration.csv", fit_report.calibration_rows(res))
+    write_csv(out / "lorenz.csv", fit_report.lorenz_rows(res))
+    (out / "report.html").write_text(page(f"Claim-frequency fit against {rb.version}",
+                                          fit_report.html_sections(res, str(draft))))
+    return res
+
+
+def fit_cmd(cfg, args) -> int:
+    rb = load_rulebook(args.rulebook or cfg.rulebook)
+    con = _open(cfg)
+    try:
+        exp = experience(con)
+    finally:
+        con.close()
+    out = _out(cfg, args, "fit")
+    res = fit_report_files(rb, exp, out)
+    for m in res.metrics:
+        print(f"{m['model']:<30} deviance {m['mean_poisson_deviance']:.4f}  D2 {m['d2']:+.4f}  Gini {m['gini']:.3f}  "
+              f"claims predicted {m['predicted_claims']:.0f} / actual {m['actual_claims']:.0f}")
+    for b in res.bands:
+        print(f"  {b.feature:<24} {b.label:<14} fitted {b.relativity:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}]  "
+              f"draft {b.draft:.3f}  ({b.exposure_share:.1%} of exposure)")
+    if res.km_elasticity is not None:
+        print(f"  km per year elasticity {res.km_elasticity:.3f}")
+    print(f"draft rulebook: {out / 'draft_rulebook.toml'}  report: {out / 'report.html'}")
+    return 0
+
+
+def load_book(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
+    """Load policies.parquet, exposure_periods.parquet and claims.parquet (replacing rows with the same keys)."""
+    from ubi.policies import load_policies
+
+    counts = {"policies": load_policies(con, folder / "policies.parquet")}
+    with store.transaction(con):
+        con.execute("""INSERT OR REPLACE INTO exposure_periods
+                       SELECT policy_id, period_start, period_end, exposure_years, km, harsh_brakes, harsh_accels,
+                              driving_hours FROM read_parquet(?)""", [str(folder / "exposure_periods.parquet")])
+        con.execute("""INSERT OR REPLACE INTO claims SELECT claim_id, policy_id, claim_date, amount
+                       FROM read_parquet(?)""", [str(folder / "claims.parquet")])
+        counts["exposure_periods"] = con.execute("SELECT count(*) FROM read_parquet(?)",
+                                                 [str(folder / "exposure_periods.parquet")]).fetchone()[0]
+        counts["claims"] = con.execute("SELECT count(*) FROM read_parquet(?)",
+                                       [str(folder / "claims.parquet")]).fetchone()[0]
+        store.audit(con, "ubi", "load_book", {"path": str(folder), **counts})
+    return counts
+
+
+# ---------------------------------------------------------------- fairness
+
+def fairness_cmd(cfg, args) -> int:
+    threshold = args.threshold if args.threshold is not None else fairness.DEFAULT_THRESHOLD
+    con = _open(cfg)
+    try:
+        month = _month(con, args.month)
+        r = con.execute("""
+            SELECT p.premium / p.previous_premium - 1 AS change, p.telematics_factor, p.cap_applied = 'increase',
+                   coalesce(pa.gender, 'unknown') AS gender, coalesce(pol.age_band, 'unknown') AS age_band
+            FROM premiums p LEFT JOIN policies pol USING (policy_id)
+            LEFT JOIN protected_attributes pa USING (policy_id)
+            WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
+    finally:
+        con.close()
+    if len(r["change"]) == 0:
+        raise PricingError(f"no premiums for {month:%Y-%m}")
+    cols = list(r)
+    res = fairness.audit(r[cols[0]].astype(float), r[cols[1]].astype(float), r[cols[2]].astype(bool),
+                         {"gender": r["gender"].astype(str), "age_band": r["age_band"].astype(str)}, threshold)
+    out = _out(cfg, args, "fairness")
+    write_csv(out / "groups.csv", res.groups)
+    write_csv(out / "disparities.csv", res.disparities)
+    (out / "report.html").write_text(page(f"Fairness audit {month:%Y-%m}", fairness.html_sections(res, f"{month:%Y-%m}")))
+    for d in res.disparities:
+        mark = "FLAG" if d["flagged"] else "ok  "
+        print(f"{mark} {d['attribute']:<9} {d['metric']:<12} gap {d['gap']:.4f} ({d['highest']} vs {d['lowest']}), "
+              f"threshold {threshold}")
+    print(f"report: {out / 'report.html'}")
+    if res.flagged:
+        print("disparity above threshold: review before this rulebook goes live", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ubi.config import get_config
+
+    ap = argparse.ArgumentParser(prog="python -m ubi.actuary", description="load a claims book for `ubi actuary fit`")
+    ap.add_argument("action", choices=["load-book"])
+    ap.add_argument("folder", type=Path)
+    a = ap.parse_args(argv)
+    con = store.connect(get_config().db_path)
+    try:
+        print(load_book(con, a.folder))
+    finally:
+        con.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
