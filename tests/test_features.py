@@ -277,3 +277,41 @@ def test_score_is_explained_part_by_part():
     assert score == pytest.approx(100 - sum(p["points_lost"] for p in parts.values()))
     assert F.trip_score({}, CFG)[0] == 100.0
     json.dumps(parts)
+
+
+# ---------------------------------------------------------------- the scored-trip record
+def closed_trip(v, a_lon, phone=None, t0_ms=1_795_000_000_000):
+    from scoring.trips import ClosedTrip
+    n = len(v)
+    t = t0_ms + np.arange(n, dtype=np.int64) * 1000
+    m = 10 * n
+    return ClosedTrip("id", "V1", int(t[0]), int(t[-1]), t, np.asarray(v, float), np.full(n, 3.0), 3, True,
+                      "ignition_off", 0, t0_ms + np.arange(m, dtype=np.int64) * 100, np.asarray(a_lon, float),
+                      np.zeros(m), np.full(n, -1, np.int8) if phone is None else np.asarray(phone, np.int8),
+                      52.0 + np.arange(n) * 1e-4, np.full(n, 4.0))
+
+
+def test_gps_lock_on_jump_is_not_a_harsh_acceleration():
+    # the domain doc's phone recording: 9 -> 79 km/h in one second right after the fix, accelerometer quiet
+    v = np.concatenate([[9 / 3.6, 79 / 3.6], np.full(58, 79 / 3.6)])
+    row = F.score_trip(closed_trip(v, np.zeros(600)), CFG)
+    assert row["harsh_accels_gps"] == 1 and row["harsh_accels"] == 0 and row["event_source"] == "imu"
+
+
+def test_score_trip_record_with_phone_and_limits():
+    n = 300
+    v = np.full(n, 25.0)  # 90 km/h
+    a = np.zeros(10 * n)
+    a[1000:1020] = -5.0  # a 2 s brake at 90 km/h, grade 2 (>= 4.92)
+    phone = (np.arange(n) < 30).astype(np.int8)  # 30 s of phone in hand
+    limit = np.where(np.arange(n) < 150, 80 / 3.6, np.nan)  # speeding for half, no map for the rest
+    row = F.score_trip(closed_trip(v, a, phone), CFG, limit)
+    assert row["harsh_brakes"] == 1 and row["harsh_brake_grades"] == [0, 1, 0]
+    assert row["phone_s"] == 30.0 and row["phone_reported_s"] == 299.0
+    assert row["over_limit_km"] == pytest.approx(3.75) and row["over_limit_margin_km"] == 0.0  # 90 < 80 + 10
+    assert row["limit_known_km"] == pytest.approx(3.75) and row["high_speed_unknown_km"] == 0.0
+    parts = json.loads(row["score_parts"])
+    assert row["score"] == pytest.approx(100 - sum(p["points_lost"] for p in parts.values()), abs=1e-6)
+    assert parts["phone_share"]["value"] == pytest.approx(30 / 299, abs=1e-6)
+    assert sum(row["heatmap_s"]) == pytest.approx(299.0)
+    json.dumps(row)  # the Kafka record is plain JSON
