@@ -42,10 +42,11 @@ def dislocation(current_c: np.ndarray, proposed_c: np.ndarray, proposed_cap: np.
     cur = current_c.astype(np.float64)
     prop = proposed_c.astype(np.float64)
     change = np.divide(prop - cur, cur, out=np.zeros_like(cur), where=cur > 0)
-    rev_cur, rev_prop = float(cur.sum()) / 100, float(prop.sum()) / 100
+    cents_cur, cents_prop = int(current_c.sum()), int(proposed_c.sum())  # integers: exact money
+    rev_cur, rev_prop = cents_cur / 100, cents_prop / 100
     summary = {
         "policies": int(cur.size), "revenue_current": rev_cur, "revenue_proposed": rev_prop,
-        "revenue_change": rev_prop - rev_cur, "revenue_change_pct": (rev_prop / rev_cur - 1) * 100 if rev_cur else 0.0,
+        "revenue_change": (cents_prop - cents_cur) / 100, "revenue_change_pct": (rev_prop / rev_cur - 1) * 100 if rev_cur else 0.0,
         "mean_change_pct": float(change.mean() * 100) if cur.size else 0.0,
         **{f"{k}_change_pct": v * 100 for k, v in _quantiles(change).items()},
         "share_up": float((change > 0.005).mean()) if cur.size else 0.0,
@@ -65,7 +66,7 @@ def dislocation(current_c: np.ndarray, proposed_c: np.ndarray, proposed_cap: np.
         labels = np.asarray(labels).astype(str)
         for value in np.unique(labels):
             m = labels == value
-            rc, rp = float(cur[m].sum()) / 100, float(prop[m].sum()) / 100
+            rc, rp = int(current_c[m].sum()) / 100, int(proposed_c[m].sum()) / 100
             q = _quantiles(change[m])
             seg_rows.append({
                 "segment": name, "value": value, "policies": int(m.sum()), "revenue_current": rc,

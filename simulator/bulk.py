@@ -70,6 +70,7 @@ def load_bulk(con: duckdb.DuckDBPyConnection, policies: int, trips_each: int, mo
         n = min(chunk, policies - first + 1)
         pol = bulk_policies(n, seed, first)
         trips = bulk_trips(pol["vehicle_id"].to_list(), trips_each, month, seed, first)
+        con.complete()  # DuckDB refuses register() while an earlier result is unread
         con.register("pol_df", pol)
         con.register("trips_df", trips)
         con.execute("""INSERT INTO policies SELECT policy_id, vehicle_id, start_date, base_premium, vehicle_group,

@@ -166,6 +166,7 @@ def run_month(con: duckdb.DuckDBPyConnection, rb: Rulebook, month: date, actor: 
 
 def _insert(con: duckdb.DuckDBPyConnection, feats: pl.DataFrame, prems: pl.DataFrame, month: date, run_id: str,
             rb: Rulebook, ob_value: float | None) -> None:
+    con.complete()  # DuckDB refuses register() while an earlier result is unread
     con.register("feats_df", feats)
     con.register("prems_df", prems)
     try:

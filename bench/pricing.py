@@ -1,0 +1,137 @@
+"""Benchmark: the monthly pricing run and a what-if over the same book (issue 6).
+
+    .venv/bin/python bench/pricing.py                          # 100,000 policies x 60 trips
+    .venv/bin/python bench/pricing.py --policies 1000000       # the growth check
+
+Targets for 100,000 policies with 60 trips each: run <= 30 s, what-if <= 15 s, peak memory <= 2 GB.
+The book (policies + a month of trips, ``simulator.bulk``) is built once per size into --dir and reused; each
+measured step runs in its own fresh process so its peak RSS (getrusage) is its own. The run is the real
+``run_month`` (features by SQL over the month's trips, array pricing, per-row trace and statement, DataFrame
+inserts, one transaction); the what-if is the real ``whatif_report`` (HTML, plots and CSVs included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MONTH = date(2026, 10, 1)
+TARGETS = {"run_s": 30.0, "whatif_s": 15.0, "peak_mb": 2048.0}
+
+
+def build(db: Path, policies: int, trips: int) -> float:
+    from simulator.bulk import load_bulk
+    from ubi import store
+
+    t = time.perf_counter()
+    con = store.connect(db)
+    load_bulk(con, policies, trips, MONTH, seed=1, chunk=100_000)
+    con.execute("CHECKPOINT")
+    con.close()
+    return time.perf_counter() - t
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not getrusage: Linux carries ru_maxrss over exec from the
+    forking parent, which here has just built the book."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step(kind: str, db: Path, out: Path) -> dict:
+    """Runs in a child process: one measured step, JSON on stdout."""
+    from pricing.rulebook import load_rulebook, parse_rulebook
+    from ubi import store
+    from ubi.config import Config
+
+    base_mb = peak_mb()
+    rb = load_rulebook(Config().rulebook)
+    con = store.connect(db)
+    t = time.perf_counter()
+    if kind == "run":
+        from ubi.price_run import run_month
+
+        s = run_month(con, rb, MONTH, actor="bench")
+        detail = {"policies": s.policies, "capped_up": s.capped_up, "capped_down": s.capped_down}
+    else:
+        from ubi.actuary import whatif_report
+
+        proposed = parse_rulebook(rb.text.replace("{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.45")
+                                  + "\n[offbalance]\nenabled = true\n", "proposal.toml")
+        d = whatif_report(con, proposed, MONTH, out)
+        detail = {"policies": d.summary["policies"], "revenue_change_pct": round(d.summary["revenue_change_pct"], 3),
+                  "off_balance": d.summary["off_balance_proposed"]}
+    secs = time.perf_counter() - t
+    con.close()
+    return {"step": kind, "seconds": round(secs, 2), "peak_mb": round(peak_mb()),
+            "imports_mb": round(base_mb), **detail}
+
+
+def child(kind: str, db: Path, out: Path) -> dict:
+    r = subprocess.run([sys.executable, __file__, "_step", kind, str(db), str(out)], capture_output=True, text=True,
+                       check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"{kind} failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_build":
+        print(build(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_step":
+        print(json.dumps(step(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policies", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--trips", type=int, default=60)
+    ap.add_argument("--dir", type=Path, default=ROOT / ".ubi" / "bench")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per step; the month is replaced each time")
+    a = ap.parse_args()
+    a.dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in a.policies:
+        db = a.dir / f"pricing_{n}x{a.trips}.duckdb"
+        if not db.exists():
+            print(f"building {n:,} policies x {a.trips} trips into {db} ...", flush=True)
+            r = subprocess.run([sys.executable, __file__, "_build", str(db), str(n), str(a.trips)], check=True,
+                               capture_output=True, text=True)
+            print(f"  built in {float(r.stdout.split()[-1]):.1f} s", flush=True)
+        for kind in ("run", "whatif"):
+            for i in range(a.repeat):
+                r = {"policies_book": n, "trips_each": a.trips, **child(kind, db, a.dir / f"whatif_{n}")}
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    print("\nbest of repeats:")
+    best: dict[tuple[int, str], dict] = {}
+    for r in results:
+        k = (r["policies_book"], r["step"])
+        if k not in best or r["seconds"] < best[k]["seconds"]:
+            best[k] = r
+    print(f"{'policies':>10} {'step':<7} {'seconds':>8} {'peak MB':>8}  target")
+    for (n, kind), r in sorted(best.items()):
+        tgt = TARGETS["run_s" if kind == "run" else "whatif_s"]
+        ok = "" if n != 100_000 else ("ok" if r["seconds"] <= tgt and r["peak_mb"] <= TARGETS["peak_mb"] else "MISSED")
+        print(f"{n:>10,} {kind:<7} {r['seconds']:>8.2f} {r['peak_mb']:>8}  {ok}")
+    sizes = sorted({n for n, _ in best})
+    if len(sizes) > 1:
+        for kind in ("run", "whatif"):
+            a0, a1 = best[(sizes[0], kind)], best[(sizes[-1], kind)]
+            print(f"{kind}: x{sizes[-1] / sizes[0]:.0f} policies -> x{a1['seconds'] / a0['seconds']:.1f} time, "
+                  f"x{a1['peak_mb'] / a0['peak_mb']:.1f} peak memory")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
