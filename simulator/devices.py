@@ -1,9 +1,13 @@
 """Simulated on-board devices speaking the MQTT device contract, many from one thread.
 
 Each vehicle is its own MQTT client with its own credential. One thread drives every client's network loop
-(``loop(timeout=0)`` round-robin), so a fleet needs no thread per vehicle. A device keeps at most ``window``
-unacknowledged messages; paho resends unacknowledged QoS 1 messages after a reconnect, so a broker restart
-loses nothing the device sent.
+(``loop(timeout=0)`` round-robin), so a fleet needs no thread per vehicle.
+
+Store-and-forward, as a real device does it: every message first goes to the device's own buffer (bounded;
+overflow drops the oldest and is counted). While connected, up to ``window`` messages are handed to MQTT and
+wait for their PUBACK; a message leaves the device only when acknowledged. When the broker is unreachable the
+device keeps buffering, reconnects with back-off, and paho resends the unacknowledged ones first, so order is
+kept and nothing acknowledged-by-nobody is lost.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -33,76 +38,111 @@ def message_time(m: Message) -> int:
 class Device:
     vehicle: str
     client: mqtt.Client
+    props: object
+    buffer: deque = field(default_factory=deque)  # (topic, payload, retain) not yet handed to MQTT
     unacked: set[int] = field(default_factory=set)
     sent: int = 0
     acked: int = 0
+    dropped: int = 0
+    next_reconnect: float = 0.0
+    backoff: float = 0.2
 
 
 class DeviceFleet:
-    def __init__(self, cfg: MqttConfig, credentials: dict[str, str], window: int = 50) -> None:
+    def __init__(self, cfg: MqttConfig, credentials: dict[str, str], window: int = 50,
+                 max_buffer: int = 200_000) -> None:
         self.cfg = cfg
         self.window = window
+        self.max_buffer = max_buffer
         self.devices: dict[str, Device] = {}
         for vehicle, password in credentials.items():
             client, props = make_client(cfg, f"dev-{vehicle}", vehicle, password)
-            status = topic_for(cfg.topic_prefix, vehicle, "status")
-            client.will_set(status, b"offline", qos=1, retain=True)
-            dev = Device(vehicle, client)
+            client.will_set(topic_for(cfg.topic_prefix, vehicle, "status"), b"offline", qos=1, retain=True)
+            client.max_queued_messages_set(0)
+            dev = Device(vehicle, client, props)
             client.on_publish = self._on_publish_for(dev)
+            client.on_connect = self._on_connect_for(dev)
             client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, properties=props)
             self.devices[vehicle] = dev
         self._pump_until(lambda: all(d.client.is_connected() for d in self.devices.values()), 30, "connect")
-        for dev in self.devices.values():
-            self._publish(dev, topic_for(cfg.topic_prefix, dev.vehicle, "status"), b"online", retain=True)
 
-    @staticmethod
-    def _on_publish_for(dev: Device) -> Callable:
+    def _on_publish_for(self, dev: Device) -> Callable:
         def on_publish(client, userdata, mid, reason_code, properties):
             if mid in dev.unacked:
                 dev.unacked.discard(mid)
                 dev.acked += 1
         return on_publish
 
-    def _pump(self) -> None:
+    def _on_connect_for(self, dev: Device) -> Callable:
+        def on_connect(client, userdata, flags, reason_code, properties):
+            if not reason_code.is_failure:
+                dev.backoff = 0.2
+                status = topic_for(self.cfg.topic_prefix, dev.vehicle, "status")
+                dev.buffer.appendleft((status, b"online", True))
+        return on_connect
+
+    # --- network loop ----------------------------------------------------------
+    def _service(self, dev: Device) -> None:
+        client = dev.client
+        if not client.is_connected():
+            client.loop(timeout=0)  # let a pending CONNACK land
+            if not client.is_connected() and time.monotonic() >= dev.next_reconnect:
+                dev.next_reconnect = time.monotonic() + dev.backoff
+                dev.backoff = min(dev.backoff * 2, 5.0)
+                try:
+                    client.reconnect()
+                except OSError:
+                    pass
+            return
+        while dev.buffer and len(dev.unacked) < self.window:
+            topic, payload, retain = dev.buffer.popleft()
+            info = client.publish(topic, payload, qos=1, retain=retain)
+            dev.unacked.add(info.mid)
+            dev.sent += 1
+        client.loop(timeout=0)
+
+    def pump(self) -> None:
+        """Let every device's network loop run once (send, receive acks, reconnect)."""
         for dev in self.devices.values():
-            dev.client.loop(timeout=0)
+            self._service(dev)
 
     def _pump_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"devices: {what} did not finish within {timeout}s")
-            self._pump()
+            self.pump()
             time.sleep(0.001)
 
-    def _publish(self, dev: Device, topic: str, payload: bytes, retain: bool = False) -> None:
-        if len(dev.unacked) >= self.window:
-            self._pump_until(lambda: len(dev.unacked) < self.window, 120, f"{dev.vehicle} window")
-        info = dev.client.publish(topic, payload, qos=1, retain=retain)
-        dev.unacked.add(info.mid)
-        dev.sent += 1
+    # --- sending -----------------------------------------------------------------
+    def _enqueue(self, dev: Device, topic: str, payload: bytes, retain: bool = False) -> None:
+        if len(dev.buffer) >= self.max_buffer:
+            dev.buffer.popleft()
+            dev.dropped += 1
+        dev.buffer.append((topic, payload, retain))
+        if len(dev.buffer) > self.window:
+            self._service(dev)
+
+    def buffered(self) -> int:
+        return sum(len(d.buffer) + len(d.unacked) for d in self.devices.values())
 
     def publish_raw(self, vehicle: str, kind: str, payload: bytes) -> None:
         """Publish pre-encoded bytes as ``vehicle`` on its ``kind`` topic (benchmarks, bad-input tests)."""
-        self._publish(self.devices[vehicle], topic_for(self.cfg.topic_prefix, vehicle, kind), payload)
-
-    def pump(self) -> None:
-        """Let every client's network loop run once (call while pacing)."""
-        self._pump()
+        self._enqueue(self.devices[vehicle], topic_for(self.cfg.topic_prefix, vehicle, kind), payload)
 
     def send(self, m: Message) -> None:
         dev = self.devices[m.vehicle]
         if isinstance(m, DeviceEvent):
-            self._publish(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "events"), encode_event(m))
+            self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "events"), encode_event(m))
         else:
-            self._publish(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "telemetry"), encode_telemetry(m))
+            self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "telemetry"), encode_telemetry(m))
 
     def play(self, streams: dict[str, Iterator[Message]], speedup: float = 0.0,
-             progress: Callable[[int], None] | None = None) -> int:
+             progress: Callable[[int], None] | None = None, max_pending: int = 5000) -> int:
         """Send every vehicle's messages in device-time order across the fleet.
 
         ``speedup`` > 0 paces sending on an accelerated clock (3600 = an hour a second); 0 sends as fast as the
-        broker acknowledges.
+        broker acknowledges, keeping at most ``max_pending`` messages buffered across the fleet while connected.
         """
         heap: list[tuple[int, str, Message, Iterator[Message]]] = []
         for vehicle, it in streams.items():
@@ -115,13 +155,16 @@ class DeviceFleet:
         while heap:
             t, vehicle, m, it = heapq.heappop(heap)
             if speedup > 0:
-                wait = (t - t0_dev) / 1000.0 / speedup - (time.monotonic() - t0_wall)
-                if wait > 0:
-                    time.sleep(min(wait, 1.0))
+                while (wait := (t - t0_dev) / 1000.0 / speedup - (time.monotonic() - t0_wall)) > 0:
+                    self.pump()
+                    time.sleep(min(wait, 0.01))
             self.send(m)
             sent += 1
-            if sent % 200 == 0:
-                self._pump()
+            if sent % 100 == 0:
+                self.pump()
+                while self.buffered() > max_pending and all(d.client.is_connected() for d in self.devices.values()):
+                    self.pump()
+                    time.sleep(0.0005)
                 if progress:
                     progress(sent)
             nxt = next(it, None)
@@ -131,12 +174,19 @@ class DeviceFleet:
             progress(sent)
         return sent
 
+    def flush(self, timeout: float = 120) -> None:
+        """Wait until every buffered message has been acknowledged by the broker."""
+        self._pump_until(lambda: self.buffered() == 0, timeout, "flush")
+
     def close(self, timeout: float = 120) -> None:
-        """Wait for every message to be acknowledged by the broker, announce offline, disconnect."""
-        self._pump_until(lambda: all(not d.unacked for d in self.devices.values()), timeout, "final acks")
+        """Flush, announce offline, disconnect."""
+        self.flush(timeout)
         for dev in self.devices.values():
-            self._publish(dev, topic_for(self.cfg.topic_prefix, dev.vehicle, "status"), b"offline", retain=True)
-        self._pump_until(lambda: all(not d.unacked for d in self.devices.values()), timeout, "status acks")
+            self._enqueue(dev, topic_for(self.cfg.topic_prefix, dev.vehicle, "status"), b"offline", retain=True)
+        self.flush(timeout)
         for dev in self.devices.values():
             dev.client.disconnect()
             dev.client.loop(timeout=0)
+        dropped = sum(d.dropped for d in self.devices.values())
+        if dropped:
+            log.warning("devices dropped %d messages on buffer overflow", dropped)

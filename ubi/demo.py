@@ -47,6 +47,8 @@ store_group = "ubi-demo-store-{run}"
 
 [mqtt]
 share_group = "ubi-demo"
+# the demo's bridge session must not keep collecting everyone's traffic for days after the demo
+bridge_session_expiry_s = 300
 """
 DEMO_BRIDGE_ID = "ubi-demo-bridge"
 

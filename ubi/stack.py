@@ -117,7 +117,7 @@ class Stack:
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         pid_file.write_text(str(proc.pid))
-        self._wait(lambda: port_open(host, port), proc, "mosquitto", 15, self.mq_dir / "mosquitto.log")
+        self._wait(lambda: port_open(host, port), proc, "mosquitto", 60, self.mq_dir / "mosquitto.log")
         return f"started (pid {proc.pid}) on {host}:{port}"
 
     def mosquitto_reload(self) -> None:
