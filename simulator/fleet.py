@@ -141,15 +141,30 @@ def _positions(trace: TripTrace, home: tuple[float, float]) -> tuple[np.ndarray,
     return lat, lon
 
 
-def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
-    """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0."""
+@dataclass(frozen=True)
+class SensorStreams:
+    """What a trip's sensors record: GPS at 1 Hz and the accelerometer at 10 Hz, noise included."""
+
+    gps_t: np.ndarray  # int64 ms
+    lat: np.ndarray
+    lon: np.ndarray
+    speed: np.ndarray
+    heading: np.ndarray
+    accuracy: np.ndarray
+    imu_t: np.ndarray  # int64 ms
+    acc_lon: np.ndarray
+    acc_lat: np.ndarray
+    acc_vert: np.ndarray
+    gps_index: np.ndarray  # position of each GPS fix in the 10 Hz trace
+
+
+def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
     rng = _sub_rng(spec.seed, "sensor", trip.vehicle_id, trip.start_ms)
     tr = trip.trace
     n = len(tr.speed)
     t_ms = trip.start_ms + np.round(np.arange(n) * DT * 1000).astype(np.int64)
     lat, lon = _positions(tr, trip.home)
-    step = IMU_HZ  # GPS at 1 Hz: every 10th kinematic sample
-    gi = np.arange(0, n, step)
+    gi = np.arange(0, n, IMU_HZ)  # GPS at 1 Hz: every 10th kinematic sample
     gps_speed = np.maximum(tr.speed[gi] + rng.normal(0, 0.08, gi.shape[0]) * (tr.speed[gi] > 0), 0.0)
     gps_lat = lat[gi] + rng.normal(0, 2.0, gi.shape[0]) / 111_000
     gps_lon = lon[gi] + rng.normal(0, 2.0, gi.shape[0]) / 70_000
@@ -158,7 +173,14 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
     acc_lon = tr.accel + rng.normal(0, 0.05, n)
     acc_lat = tr.speed * tr.yaw_rate + rng.normal(0, 0.05, n)
     acc_vert = G + rng.normal(0, 0.05, n)
+    return SensorStreams(t_ms[gi], gps_lat, gps_lon, gps_speed, gps_heading, gps_acc, t_ms, acc_lon, acc_lat,
+                         acc_vert, gi)
 
+
+def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
+    """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0."""
+    ss = sensor_streams(spec, trip)
+    gi, n = ss.gps_index, ss.imu_t.shape[0]
     seq = seq0
     yield DeviceEvent(trip.vehicle_id, seq, trip.start_ms, "ignition_on")
     seq += 1
@@ -166,10 +188,11 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
     for k in range(0, gi.shape[0], per_msg):
         g = slice(k, min(k + per_msg, gi.shape[0]))
         i0 = gi[g][0]
-        i1 = min(gi[g][-1] + step, n)
+        i1 = min(gi[g][-1] + IMU_HZ, n)
         yield TelemetryBatch(
-            trip.vehicle_id, seq, int(t_ms[gi[g][-1]]), t_ms[gi[g]], gps_lat[g], gps_lon[g], gps_speed[g],
-            gps_heading[g], gps_acc[g], int(t_ms[i0]), IMU_HZ, acc_lon[i0:i1], acc_lat[i0:i1], acc_vert[i0:i1], None,
+            trip.vehicle_id, seq, int(ss.gps_t[g][-1]), ss.gps_t[g], ss.lat[g], ss.lon[g], ss.speed[g],
+            ss.heading[g], ss.accuracy[g], int(ss.imu_t[i0]), IMU_HZ, ss.acc_lon[i0:i1], ss.acc_lat[i0:i1],
+            ss.acc_vert[i0:i1], None,
         )
         seq += 1
     yield DeviceEvent(trip.vehicle_id, seq, trip.end_ms, "ignition_off")

@@ -48,6 +48,15 @@ def _simulate(args) -> int:
     cfg = get_config()
     spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s)
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
+    if args.offline:
+        from simulator.offline import write_offline
+        from simulator.run import write_truth
+
+        trips = write_truth(spec, out)
+        gps, imu, n = write_offline(spec, trips, out)
+        print(f"wrote {n:,} samples of {sum(map(len, trips.values()))} trips to {gps} and {imu}; "
+              f"ground truth and policies in {out}")
+        return 0
     sent, trips = play_fleet(cfg, spec, out, speedup=args.speedup)
     print(f"published {sent} messages for {sum(map(len, trips.values()))} trips; ground truth in {out}")
     return 0
@@ -164,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speedup", type=float, default=0.0, help="accelerated clock factor; 0 = as fast as possible")
     s.add_argument("--batch-s", type=int, default=10, help="seconds of samples per message (1-60)")
     s.add_argument("--out", type=Path, default=None, help="where to write policies and ground truth")
+    s.add_argument("--offline", action="store_true",
+                   help="write telemetry to Parquet in --out (the `ubi score-file` format) instead of MQTT")
     s.set_defaults(func=_simulate)
 
     for name, func, what in (("bridge", _bridge, "move device messages from MQTT to Kafka (at-least-once)"),
