@@ -278,3 +278,68 @@ def speeding_kernel(t_s: np.ndarray, v: np.ndarray, limit: np.ndarray, margin: f
         elif vm > high:
             hi_u += d
     return tot, known, over, over_m, hi, hi_u
+
+
+@njit(cache=True, nogil=True)
+def motion_kernel(t_s: np.ndarray, v: np.ndarray, move_m: float, stop_s: float, gap_s: float, max_gap: float,
+                  out_start: np.ndarray, out_end: np.ndarray) -> int:
+    """Trips by motion for a vehicle without ignition events; writes (first, last) sample indices, returns count.
+
+    Distance is the speed channel's trapezoid (not across gaps above ``max_gap``). The window of sample i is
+    (t_i - stop_s, t_i], clipped to the current data segment (a gap >= ``gap_s`` starts a new segment, as does the
+    first sample). Outside a trip, a trip starts when the window holds >= ``move_m`` of movement; it begins at the
+    standing fix just before the window's first movement (not before the previous trip's end). In a trip, once the window spans stop_s
+    and holds < ``move_m``, the trip ends at the first sample after its last moving one; a gap or the end of the
+    data ends it at the last moving sample's successor before the gap (or the last sample).
+    """
+    n = t_s.shape[0]
+    k = 0
+    if n == 0:
+        return 0
+    d = np.empty(n)
+    d[0] = 0.0
+    for i in range(1, n):
+        dt = t_s[i] - t_s[i - 1]
+        d[i] = d[i - 1] + (0.5 * (v[i - 1] + v[i]) * dt if 0.0 < dt <= max_gap else 0.0)
+    in_trip = False
+    seg0 = 0
+    j = 0
+    last_moving = -1
+    start = 0
+    prev_end = 0
+    for i in range(n):
+        if i > 0 and t_s[i] - t_s[i - 1] >= gap_s:
+            if in_trip:
+                out_start[k] = start
+                out_end[k] = min(last_moving + 1, i - 1) if last_moving >= start else i - 1
+                k += 1
+                in_trip = False
+            seg0 = i
+            j = i
+        lim = t_s[i] - stop_s
+        while j + 1 <= i and t_s[j + 1] <= lim:
+            j += 1
+        ref = j if t_s[j] <= lim else seg0
+        wdist = d[i] - d[ref]
+        if v[i] > MOVING_MPS:
+            last_moving = i
+        if not in_trip:
+            if wdist >= move_m:
+                lo = ref if ref > prev_end else prev_end
+                m = lo
+                while m <= i and v[m] <= MOVING_MPS:
+                    m += 1
+                # the standing fix just before the window's first movement
+                start = i if m > i else (m - 1 if m > lo else lo)
+                in_trip = True
+        elif t_s[i] - t_s[seg0] >= stop_s and wdist < move_m:
+            out_start[k] = start
+            out_end[k] = min(last_moving + 1, i) if last_moving >= start else i
+            prev_end = out_end[k]
+            k += 1
+            in_trip = False
+    if in_trip:
+        out_start[k] = start
+        out_end[k] = min(last_moving + 1, n - 1) if last_moving >= start else n - 1
+        k += 1
+    return k

@@ -315,3 +315,69 @@ def test_score_trip_record_with_phone_and_limits():
     assert parts["phone_share"]["value"] == pytest.approx(30 / 299, abs=1e-6)
     assert sum(row["heatmap_s"]) == pytest.approx(299.0)
     json.dumps(row)  # the Kafka record is plain JSON
+
+
+# ---------------------------------------------------------------- motion-based trips (no ignition events)
+def run_motion(t, v, cfg=CFG):
+    got = F.motion_trips(np.asarray(t, float), np.asarray(v, float), cfg)
+    ref = R.motion_reference(list(map(float, t)), list(map(float, v)), cfg.motion_move_m, cfg.motion_stop_s,
+                             cfg.trip_gap_end_s, cfg.max_integration_gap_s)
+    assert got == ref
+    return got
+
+
+def stop_and_go(seed, n_trips=4):
+    """Drives separated by stops of random length and data gaps, at 1 Hz."""
+    rng = np.random.default_rng(seed)
+    t, v, now = [], [], 0.0
+    for _ in range(n_trips):
+        for _ in range(int(rng.integers(1, 5))):  # legs with short stops (traffic lights)
+            m = int(rng.integers(20, 300))
+            sp = np.concatenate([np.linspace(0, rng.uniform(5, 30), 10), np.full(m, rng.uniform(5, 30)),
+                                 np.linspace(rng.uniform(5, 30), 0, 10)])
+            sp = np.concatenate([sp, np.zeros(int(rng.integers(1, 60)))])
+            t += list(now + np.arange(sp.shape[0]))
+            v += list(np.abs(sp + rng.normal(0, 0.1, sp.shape[0]) * (sp > 0)))
+            now = t[-1] + 1
+        kind = rng.integers(0, 3)
+        if kind == 0:  # parked with the device on
+            k = int(rng.integers(150, 400))
+            t += list(now + np.arange(k))
+            v += [0.0] * k
+            now = t[-1] + 1
+        else:  # device off: a gap, shorter or longer than trip_gap_end_s
+            now += float(rng.choice([900.0, 5000.0]))
+    return np.array(t), np.array(v)
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_motion_matches_reference(seed):
+    t, v = stop_and_go(seed)
+    trips = run_motion(t, v)
+    assert all(a <= b for a, b in trips)
+
+
+@pytest.mark.parametrize("t,v,n", [
+    ([], [], 0), ([0.0], [10.0], 0),
+    (np.arange(600.0), np.full(600, 10.0), 1),  # constant speed: one trip over all of it
+    (np.arange(600.0), np.full(600, 0.3), 0),  # creeping GPS jitter never makes a trip
+    (np.arange(100.0), np.full(100, 1.5), 0),  # 150 m only
+])
+def test_motion_edges(t, v, n):
+    assert len(run_motion(t, v)) == n
+
+
+@pytest.mark.parametrize("stop_s,n", [(150, 1), (175, 2), (190, 2)])
+def test_motion_stop_is_180s_without_200m(stop_s, n):
+    # 180 s "without moving 200 m" counts the approach too: 150 s standing + 30 s at 10 m/s is 300 m (no stop),
+    # 175 s standing + 5 s at 10 m/s is 50 m (a stop, before the car has stood for 180 s)
+    v = np.concatenate([np.full(100, 10.0), np.zeros(stop_s), np.full(100, 10.0), np.zeros(200)])
+    trips = run_motion(np.arange(float(v.shape[0])), v)
+    assert len(trips) == n
+    assert trips[0][0] == 0 and trips[-1][1] == 100 + stop_s + 100  # ends at the first standing fix
+
+
+def test_motion_gap_ends_a_trip_and_the_start_counts_as_parked():
+    t = np.concatenate([np.arange(300.0), 4000 + np.arange(300.0)])
+    trips = run_motion(t, np.full(600, 12.0))
+    assert trips == [(0, 299), (300, 599)]

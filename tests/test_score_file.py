@@ -108,3 +108,20 @@ def test_bad_input_is_reported(tmp_path):
     (tmp_path / "h.csv").write_text("vehicle_id,t_ms,lat\nA,1,52.0\n")
     with pytest.raises(score_file.ScoreFileError, match="lack one of"):
         score_file.score_paths([tmp_path / "h.csv"], [], CFG)
+
+
+def test_without_ignition_events_motion_cutting_finds_the_same_trips(fleet, tmp_path):
+    """The simulated fleet with its ignition rows removed: motion rules find every trip, with the same distance
+    and events; the start moves from ignition-on to the last standing fix before moving (ignition is 3 s earlier)."""
+    live, messages = fleet
+    gps, imu = score_file.messages_to_frames(messages)
+    gps.filter(pl.col("event").is_null()).write_parquet(tmp_path / "g.parquet")
+    imu.write_parquet(tmp_path / "i.parquet")
+    got = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG)
+    assert len(got) == len(live)
+    for a, b in zip(got, live):
+        assert a["vehicle_id"] == b["vehicle_id"] and 0 <= a["start_ms"] - b["start_ms"] <= 5_000
+        assert 0 <= b["end_ms"] - a["end_ms"] <= 45_000  # the last stop (0.5-40.5 s) + 3 s to ignition off
+        assert a["distance_km"] == pytest.approx(b["distance_km"], abs=0.002)  # crawl below 0.5 m/s at the ends
+        for k in ("harsh_brakes", "harsh_accels", "harsh_corners", "harsh_brakes_gps", "max_speed_kmh"):
+            assert a[k] == b[k], k

@@ -55,6 +55,10 @@ class ScoringConfig:
     max_integration_gap_s: float = 10.0
     # Data gap that ends a trip when no ignition-off arrives (Traccar default: 3600 s).
     trip_gap_end_s: float = 3600.0
+    # Motion-based trips for data without ignition events (Traccar defaults): a trip starts once the vehicle moved
+    # 200 m, and ends after 180 s without moving 200 m (or at a trip_gap_end_s data gap).
+    motion_move_m: float = 200.0
+    motion_stop_s: float = 180.0
     # Fixes whose reported horizontal accuracy is worse than this are dropped (our choice; no published figure).
     max_gps_accuracy_m: float = 50.0
     # A trip whose ignition_off arrived but that still misses messages closes after this much stream time.

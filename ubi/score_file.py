@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ingest.contract import DeviceEvent, TelemetryBatch
-from scoring.features import score_trip
+from scoring.features import motion_trips, score_trip
 from scoring.trips import ClosedTrip, TripCutter
 from ubi.config import Config, ScoringConfig
 
@@ -76,8 +76,8 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
                      ) -> Iterator[DeviceEvent | TelemetryBatch]:
     """One vehicle's rows as the messages its device would have sent, seq from 0.
 
-    Ignition events come from ``event`` rows; a vehicle with none is cut at data gaps of ``trip_gap_end_s``
-    (ignition synthesised at the first and last fix of each stretch). A message never straddles an event.
+    Ignition events come from ``event`` rows; a vehicle with none is cut by motion (scoring.features.motion_trips)
+    and ignition is synthesised at each trip's first and last fix. A message never straddles an event.
     """
     ev = gps.filter(pl.col("event").is_not_null()).sort("t_ms")
     fx = gps.filter(pl.col("event").is_null()).sort("t_ms", maintain_order=True)
@@ -91,10 +91,14 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
     if ev.height:
         events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list()))
     elif t.shape[0]:
-        cuts = np.flatnonzero(np.diff(t) >= cfg.trip_gap_end_s * 1000)
-        starts = np.concatenate([[0], cuts + 1])
-        ends = np.concatenate([cuts, [t.shape[0] - 1]])
-        events = [e for s, x in zip(starts, ends) for e in ((int(t[s]), "ignition_on"), (int(t[x]), "ignition_off"))]
+        good = fx["accuracy_m"].fill_null(0.0).to_numpy() <= cfg.max_gps_accuracy_m  # as score_trip sees them
+        good &= np.concatenate([[True], np.diff(t) > 0])  # a repeated time keeps its first fix, as in ClosedTrip
+        tg = t[good]
+        try:
+            segs = motion_trips(tg / 1000.0, fx["speed_mps"].to_numpy()[good], cfg)
+        except ValueError as exc:
+            raise ScoreFileError(f"{vehicle}: {exc}") from exc
+        events = [e for s, x in segs for e in ((int(tg[s]), "ignition_on"), (int(tg[x]), "ignition_off"))]
     else:
         events = []
     lat, lon, speed = (fx[c].to_numpy() for c in ("lat", "lon", "speed_mps"))
