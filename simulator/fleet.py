@@ -198,13 +198,37 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
     yield DeviceEvent(trip.vehicle_id, seq, trip.end_ms, "ignition_off")
 
 
+def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.ndarray]:
+    """The roads the fleet drove, as straight segments with their posted limit (the scorer's map layer).
+
+    Sampled every ``every_s`` of driving along each true path; a segment takes the limit of its start.
+    """
+    step = max(1, int(round(every_s / DT)))
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("lat1", "lon1", "lat2", "lon2", "maxspeed_kmh")}
+    for tr in trips:
+        lat, lon = _positions(tr.trace, tr.home)
+        idx = np.arange(0, lat.shape[0], step)
+        if idx[-1] != lat.shape[0] - 1:
+            idx = np.append(idx, lat.shape[0] - 1)
+        moving = np.hypot(np.diff(lat[idx]), np.diff(lon[idx])) > 0
+        a, b = idx[:-1][moving], idx[1:][moving]
+        for key, arr in (("lat1", lat[a]), ("lon1", lon[a]), ("lat2", lat[b]), ("lon2", lon[b]),
+                         ("maxspeed_kmh", np.round(tr.trace.limit[a] * 3.6))):
+            parts[key].append(arr)
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+
+
 def ground_truth_rows(trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
     """Trips and injected events as plain rows (written beside the data as Parquet)."""
     trip_rows, event_rows = [], []
     for tr in trips:
+        v, lim = tr.trace.speed, tr.trace.limit
+        step_m = (v[1:] + v[:-1]) * 0.5 * DT
         trip_rows.append({
             "vehicle_id": tr.vehicle_id, "start_ms": tr.start_ms, "end_ms": tr.end_ms,
             "distance_m": tr.distance_m, "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
+            # true distance driven above the posted limit of the road (the map layer's maxspeed)
+            "over_limit_m": float(step_m[v[:-1] > lim[:-1]].sum()),
         })
         for kind, s, e, peak in tr.trace.events:
             event_rows.append({

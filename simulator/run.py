@@ -11,7 +11,8 @@ import polars as pl
 
 from simulator.claims import fleet_claims
 from simulator.devices import Message
-from simulator.fleet import FleetSpec, SimTrip, device_messages, ground_truth_rows, make_policies, make_trips, vehicle_ids
+from simulator.fleet import (FleetSpec, SimTrip, device_messages, ground_truth_rows, make_policies, make_trips,
+                             map_segments, vehicle_ids)
 
 
 def vehicle_stream(spec: FleetSpec, trips: list[SimTrip]) -> Iterator[Message]:
@@ -33,6 +34,7 @@ def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
     schema = {"vehicle_id": pl.String, "trip_start_ms": pl.Int64, "type": pl.String, "start_ms": pl.Int64,
               "end_ms": pl.Int64, "peak_mps2": pl.Float64}
     pl.DataFrame(event_rows, schema=schema).write_parquet(out / "truth_events.parquet")
+    pl.DataFrame(map_segments(all_trips)).write_parquet(out / "speed_limits.parquet")  # docs/map-layer.md
     policies = make_policies(spec)
     pl.DataFrame([asdict(p) for p in policies]).write_parquet(out / "policies.parquet")
     km = {v: sum(t.distance_m for t in ts) / 1000.0 for v, ts in trips.items()}
