@@ -76,6 +76,7 @@ def driver_profile(seed: int, vehicle: str) -> DriverProfile:
         harsh_accel_rate=0.005 + 0.15 * aggression**2,
         motorway_share=float(rng.uniform(0.05, 0.3)),
         harsh_corner_rate=0.01 + 0.2 * aggression**2,  # derived, no draw: the seed's other outputs stay the same
+        phone_per_hour=0.3 + 2.5 * aggression**2,  # derived too; episodes come from their own RNG stream
     )
 
 
@@ -156,6 +157,18 @@ class SensorStreams:
     acc_lat: np.ndarray
     acc_vert: np.ndarray
     gps_index: np.ndarray  # position of each GPS fix in the 10 Hz trace
+    phone: np.ndarray  # uint8 per GPS fix: 1 while the driver handles the phone
+
+
+def phone_flags(spec: FleetSpec, trip: SimTrip, n_fixes: int) -> np.ndarray:
+    """Phone-handling episodes (10-60 s each) at the driver's rate, from their own RNG stream."""
+    rng = _sub_rng(spec.seed, "phone", trip.vehicle_id, trip.start_ms)
+    rate = driver_profile(spec.seed, trip.vehicle_id).phone_per_hour
+    flags = np.zeros(n_fixes, np.uint8)
+    for _ in range(int(rng.poisson(rate * n_fixes / 3600.0))):
+        start = int(rng.integers(0, max(n_fixes, 1)))
+        flags[start:start + int(rng.integers(10, 61))] = 1
+    return flags
 
 
 def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
@@ -174,7 +187,7 @@ def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
     acc_lat = tr.speed * tr.yaw_rate + rng.normal(0, 0.05, n)
     acc_vert = G + rng.normal(0, 0.05, n)
     return SensorStreams(t_ms[gi], gps_lat, gps_lon, gps_speed, gps_heading, gps_acc, t_ms, acc_lon, acc_lat,
-                         acc_vert, gi)
+                         acc_vert, gi, phone_flags(spec, trip, gi.shape[0]))
 
 
 def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
@@ -192,7 +205,7 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
         yield TelemetryBatch(
             trip.vehicle_id, seq, int(ss.gps_t[g][-1]), ss.gps_t[g], ss.lat[g], ss.lon[g], ss.speed[g],
             ss.heading[g], ss.accuracy[g], int(ss.imu_t[i0]), IMU_HZ, ss.acc_lon[i0:i1], ss.acc_lat[i0:i1],
-            ss.acc_vert[i0:i1], None,
+            ss.acc_vert[i0:i1], ss.phone[g],
         )
         seq += 1
     yield DeviceEvent(trip.vehicle_id, seq, trip.end_ms, "ignition_off")
@@ -218,17 +231,20 @@ def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.nda
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
-def ground_truth_rows(trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
+def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
     """Trips and injected events as plain rows (written beside the data as Parquet)."""
     trip_rows, event_rows = [], []
     for tr in trips:
         v, lim = tr.trace.speed, tr.trace.limit
+        ss = sensor_streams(spec, tr)
         step_m = (v[1:] + v[:-1]) * 0.5 * DT
         trip_rows.append({
             "vehicle_id": tr.vehicle_id, "start_ms": tr.start_ms, "end_ms": tr.end_ms,
             "distance_m": tr.distance_m, "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
             # true distance driven above the posted limit of the road (the map layer's maxspeed)
             "over_limit_m": float(step_m[v[:-1] > lim[:-1]].sum()),
+            # true seconds of phone handling while moving (the flags every fix carries)
+            "phone_moving_s": float(((ss.phone == 1) & (v[ss.gps_index] > 0.5)).sum()),
         })
         for kind, s, e, peak in tr.trace.events:
             event_rows.append({

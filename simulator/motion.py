@@ -34,6 +34,7 @@ class DriverProfile:
     harsh_accel_rate: float  # probability that a start is a harsh acceleration
     motorway_share: float
     harsh_corner_rate: float = 0.0  # probability that a cruise (>= 36 km/h) contains a harsh corner
+    phone_per_hour: float = 0.0  # phone-handling episodes per hour of driving
 
 
 @dataclass(frozen=True)

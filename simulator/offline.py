@@ -19,7 +19,7 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
     """GPS (with ignition event rows) and IMU frames for a list of trips, built column-wise in one go."""
     names = sorted({t.vehicle_id for t in trips})
     code = {v: i for i, v in enumerate(names)}
-    g = {k: [] for k in ("vid", "t", "lat", "lon", "speed", "heading", "acc", "event")}
+    g = {k: [] for k in ("vid", "t", "lat", "lon", "speed", "heading", "acc", "phone", "event")}
     m = {k: [] for k in ("vid", "t", "lon", "lat", "vert")}
     nan = np.array([np.nan])
     for trip in trips:
@@ -28,7 +28,7 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
         g["vid"].append(np.full(n + 2, code[trip.vehicle_id], np.int32))
         g["t"].append(np.concatenate([[trip.start_ms], ss.gps_t, [trip.end_ms]]))
         for key, arr in (("lat", ss.lat), ("lon", ss.lon), ("speed", ss.speed), ("heading", ss.heading),
-                         ("acc", ss.accuracy)):
+                         ("acc", ss.accuracy), ("phone", ss.phone.astype(np.float64))):
             g[key].append(np.concatenate([nan, arr, nan]))
         ev = np.zeros(n + 2, np.int8)
         ev[0], ev[-1] = 1, 2
@@ -45,7 +45,7 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
         "vehicle_id": vehicles.gather(cat["vid"]),
         "t_ms": cat["t"].astype(np.int64),
         "lat": cat["lat"], "lon": cat["lon"], "speed_mps": cat["speed"], "heading_deg": cat["heading"],
-        "accuracy_m": cat["acc"],
+        "accuracy_m": cat["acc"], "phone": cat["phone"],
         "event": pl.Series(cat["event"]).replace_strict({0: None, 1: "ignition_on", 2: "ignition_off"},
                                                         return_dtype=pl.String),
     }).with_columns(pl.col(c).fill_nan(None) for c in ("lat", "lon", "speed_mps", "heading_deg", "accuracy_m"))

@@ -29,7 +29,7 @@ def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
     out.mkdir(parents=True, exist_ok=True)
     trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles, spec.id_prefix)}
     all_trips = [t for ts in trips.values() for t in ts]
-    trip_rows, event_rows = ground_truth_rows(all_trips)
+    trip_rows, event_rows = ground_truth_rows(spec, all_trips)
     pl.DataFrame(trip_rows).write_parquet(out / "truth_trips.parquet")
     schema = {"vehicle_id": pl.String, "trip_start_ms": pl.Int64, "type": pl.String, "start_ms": pl.Int64,
               "end_ms": pl.Int64, "peak_mps2": pl.Float64}

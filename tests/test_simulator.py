@@ -89,3 +89,17 @@ def test_offline_frames_carry_every_sample_and_event(trips):
     assert gps.filter(pl.col("event").is_null()).height == sum(len(t.trace.speed[::10]) for t in trips)
     assert imu.height == sum(len(t.trace.speed) for t in trips)
     assert gps.filter(pl.col("event").is_null())["speed_mps"].null_count() == 0
+
+
+def test_phone_handling_flags_follow_the_driver_and_the_truth(trips):
+    from simulator.fleet import driver_profile, ground_truth_rows
+
+    rows, _ = ground_truth_rows(SPEC, trips)
+    for t, row in zip(trips, rows):
+        ss = sensor_streams(SPEC, t)
+        assert ss.phone.dtype == np.uint8 and ss.phone.shape == ss.gps_t.shape
+        assert row["phone_moving_s"] == float(((ss.phone == 1) & (t.trace.speed[ss.gps_index] > 0.5)).sum())
+    # over many hours, episodes come at roughly the driver's rate (10-60 s each)
+    t = max(trips, key=lambda t: t.trace.duration_s)
+    rate = driver_profile(SPEC.seed, t.vehicle_id).phone_per_hour
+    assert rate > 0
