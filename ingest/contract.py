@@ -208,17 +208,16 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
     gps = _field(obj, "gps", dict)
     t = _array(gps, "t", None, "gps.", 0, 2**62, dtype=np.int64)
     n = t.shape[0]
-    if n == 0:
-        raise _Bad("empty_batch", "gps.t has no samples")
-    _check_time(int(t.min()), lo_ms, hi_ms, "gps.t")
-    _check_time(int(t.max()), lo_ms, hi_ms, "gps.t")
-    if n > 1 and (np.diff(t) <= 0).any():
-        raise _Bad("not_increasing", "gps.t must strictly increase within a message")
-    window_s = (t[-1] - t[0]) / 1000.0
-    if window_s > cfg.max_batch_window_s:
-        raise _Bad("window_too_long", f"{window_s:.1f}s > {cfg.max_batch_window_s}s")
-    if n > GPS_MAX_HZ * (window_s + 1):
-        raise _Bad("out_of_range", "gps sample rate above 20 Hz")
+    if n:
+        _check_time(int(t.min()), lo_ms, hi_ms, "gps.t")
+        _check_time(int(t.max()), lo_ms, hi_ms, "gps.t")
+        if n > 1 and (np.diff(t) <= 0).any():
+            raise _Bad("not_increasing", "gps.t must strictly increase within a message")
+        window_s = (t[-1] - t[0]) / 1000.0
+        if window_s > cfg.max_batch_window_s:
+            raise _Bad("window_too_long", f"{window_s:.1f}s > {cfg.max_batch_window_s}s")
+        if n > GPS_MAX_HZ * (window_s + 1):
+            raise _Bad("out_of_range", "gps sample rate above 20 Hz")
     lat, lon, speed, heading, accuracy = _group(gps, GPS_KEYS, n, "gps.", GPS_LO, GPS_HI)
     imu = _field(obj, "imu", dict)
     t0 = _int(imu, "t0", "imu.")
@@ -229,6 +228,9 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
     m = len(_field(imu, "lon", list, "imu."))
     if m > hz * (cfg.max_batch_window_s + 1):
         raise _Bad("window_too_long", f"imu has {m} samples at {hz} Hz")
+    if n == 0 and m == 0:
+        # no fix (a tunnel) is fine while the accelerometer reports; a message with neither carries nothing
+        raise _Bad("empty_batch", "neither gps nor imu samples")
     ax, ay, az = _group(imu, IMU_KEYS, m, "imu.", IMU_LO, IMU_HI)
     phone = None
     if "phone" in obj and obj["phone"] is not None:

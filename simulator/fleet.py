@@ -30,6 +30,9 @@ class FleetSpec:
     batch_s: int = 10  # seconds of GPS per telemetry message (device contract: 1..60)
     tz: str = TZ
     id_prefix: str = "VH"  # vehicle ids are <prefix><5 digits>
+    # Real-world sensor faults: one-fix position glitches, GPS gaps (tunnels) and device clock drift. Each comes
+    # from its own RNG stream, so turning them on changes nothing else a seed produces.
+    sensor_faults: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,23 @@ class SensorStreams:
     acc_vert: np.ndarray
     gps_index: np.ndarray  # position of each GPS fix in the 10 Hz trace
     phone: np.ndarray  # uint8 per GPS fix: 1 while the driver handles the phone
+    glitches: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # true ms of glitched fixes
+    gaps: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # true [start, end) ms, no GPS
+
+
+def clock_offset_ms(spec: FleetSpec, vehicle: str, t_ms: np.ndarray | int) -> np.ndarray | int:
+    """Device clock minus true time: a fixed offset (up to 1.5 s) plus a drift of some ppm."""
+    if not spec.sensor_faults:
+        return np.zeros_like(t_ms) if isinstance(t_ms, np.ndarray) else 0
+    rng = _sub_rng(spec.seed, "clock", vehicle)
+    offset, ppm = rng.uniform(-1500, 1500), rng.normal(0, 10)
+    epoch = datetime(spec.start.year, spec.start.month, spec.start.day, tzinfo=ZoneInfo("UTC")).timestamp() * 1000
+    off = np.round(offset + ppm * 1e-6 * (np.asarray(t_ms, dtype=np.float64) - epoch)).astype(np.int64)
+    return off if isinstance(t_ms, np.ndarray) else int(off)
+
+
+def device_time(spec: FleetSpec, vehicle: str, t_ms):
+    return t_ms + clock_offset_ms(spec, vehicle, t_ms)
 
 
 def phone_flags(spec: FleetSpec, trip: SimTrip, n_fixes: int) -> np.ndarray:
@@ -186,29 +206,66 @@ def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
     acc_lon = tr.accel + rng.normal(0, 0.05, n)
     acc_lat = tr.speed * tr.yaw_rate + rng.normal(0, 0.05, n)
     acc_vert = G + rng.normal(0, 0.05, n)
-    return SensorStreams(t_ms[gi], gps_lat, gps_lon, gps_speed, gps_heading, gps_acc, t_ms, acc_lon, acc_lat,
-                         acc_vert, gi, phone_flags(spec, trip, gi.shape[0]))
+    ss = SensorStreams(t_ms[gi], gps_lat, gps_lon, gps_speed, gps_heading, gps_acc, t_ms, acc_lon, acc_lat,
+                       acc_vert, gi, phone_flags(spec, trip, gi.shape[0]))
+    return with_faults(spec, trip, ss) if spec.sensor_faults else ss
+
+
+def with_faults(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStreams:
+    """Glitches (a fix 300-1000 m off, about one per 30 min), a tunnel now and then (20-90 s without GPS while
+    moving) and the device's clock. Timestamps become device time; the recorded faults stay in true time."""
+    rng = _sub_rng(spec.seed, "faults", trip.vehicle_id, trip.start_ms)
+    n = ss.gps_t.shape[0]
+    lat, lon = ss.lat.copy(), ss.lon.copy()
+    glitch = rng.choice(n, size=min(n, int(rng.poisson(n / 1800.0))), replace=False) if n else np.zeros(0, int)
+    ang = rng.uniform(0, 2 * np.pi, glitch.shape[0])
+    dist = rng.uniform(300, 1000, glitch.shape[0])
+    lat[glitch] += dist * np.cos(ang) / 111_000
+    lon[glitch] += dist * np.sin(ang) / (111_000 * np.cos(np.radians(trip.home[0])))
+    keep = np.ones(n, bool)
+    gaps = []
+    moving = np.flatnonzero(trip.trace.speed[ss.gps_index] > 8.0)
+    if moving.shape[0] > 120 and rng.random() < 0.25:
+        i0 = int(rng.choice(moving[:-100]))
+        i1 = min(n - 1, i0 + int(rng.integers(20, 91)))
+        keep[i0:i1] = False
+        gaps.append((int(ss.gps_t[i0]), int(ss.gps_t[i1])))
+    k = np.flatnonzero(keep)
+    dev = lambda t: device_time(spec, trip.vehicle_id, t)  # noqa: E731
+    return SensorStreams(dev(ss.gps_t[k]), lat[k], lon[k], ss.speed[k], ss.heading[k], ss.accuracy[k],
+                         dev(ss.imu_t), ss.acc_lon, ss.acc_lat, ss.acc_vert, ss.gps_index[k], ss.phone[k],
+                         np.sort(ss.gps_t[glitch]).astype(np.int64),
+                         np.array(gaps, dtype=np.int64).reshape(-1, 2))
 
 
 def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
-    """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0."""
+    """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0.
+
+    A batch covers ``batch_s`` seconds of the device clock; in a tunnel it carries the accelerometer alone.
+    """
     ss = sensor_streams(spec, trip)
-    gi, n = ss.gps_index, ss.imu_t.shape[0]
+    on_ms = int(device_time(spec, trip.vehicle_id, trip.start_ms))
+    off_ms = int(device_time(spec, trip.vehicle_id, trip.end_ms))
     seq = seq0
-    yield DeviceEvent(trip.vehicle_id, seq, trip.start_ms, "ignition_on")
+    yield DeviceEvent(trip.vehicle_id, seq, on_ms, "ignition_on")
     seq += 1
-    per_msg = spec.batch_s
-    for k in range(0, gi.shape[0], per_msg):
-        g = slice(k, min(k + per_msg, gi.shape[0]))
-        i0 = gi[g][0]
-        i1 = min(gi[g][-1] + IMU_HZ, n)
+    width = spec.batch_s * 1000
+    gw = (ss.gps_t - on_ms) // width
+    iw = (ss.imu_t - on_ms) // width
+    for w in range(int(iw[-1]) + 1 if iw.shape[0] else 0):
+        g0, g1 = np.searchsorted(gw, w), np.searchsorted(gw, w + 1)
+        i0, i1 = np.searchsorted(iw, w), np.searchsorted(iw, w + 1)
+        if g1 == g0 and i1 == i0:
+            continue
+        g = slice(int(g0), int(g1))
+        last = int(ss.gps_t[g1 - 1]) if g1 > g0 else int(ss.imu_t[i1 - 1])
         yield TelemetryBatch(
-            trip.vehicle_id, seq, int(ss.gps_t[g][-1]), ss.gps_t[g], ss.lat[g], ss.lon[g], ss.speed[g],
-            ss.heading[g], ss.accuracy[g], int(ss.imu_t[i0]), IMU_HZ, ss.acc_lon[i0:i1], ss.acc_lat[i0:i1],
+            trip.vehicle_id, seq, last, ss.gps_t[g], ss.lat[g], ss.lon[g], ss.speed[g], ss.heading[g],
+            ss.accuracy[g], int(ss.imu_t[i0]) if i1 > i0 else last, IMU_HZ, ss.acc_lon[i0:i1], ss.acc_lat[i0:i1],
             ss.acc_vert[i0:i1], ss.phone[g],
         )
         seq += 1
-    yield DeviceEvent(trip.vehicle_id, seq, trip.end_ms, "ignition_off")
+    yield DeviceEvent(trip.vehicle_id, seq, off_ms, "ignition_off")
 
 
 def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.ndarray]:
@@ -240,6 +297,7 @@ def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict]
         step_m = (v[1:] + v[:-1]) * 0.5 * DT
         trip_rows.append({
             "vehicle_id": tr.vehicle_id, "start_ms": tr.start_ms, "end_ms": tr.end_ms,
+            "device_start_ms": int(device_time(spec, tr.vehicle_id, tr.start_ms)),  # what the device reports
             "distance_m": tr.distance_m, "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
             # true distance driven above the posted limit of the road (the map layer's maxspeed)
             "over_limit_m": float(step_m[v[:-1] > lim[:-1]].sum()),

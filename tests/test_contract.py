@@ -73,7 +73,7 @@ def mutate(path, value):
     (mutate(["gps", "t"], [NOW + 3_600_000 + i for i in range(10)]), "time_travel"),
     (mutate(["gps", "t"], [NOW - 400 * 86_400_000 + i for i in range(10)]), "time_travel"),
     (mutate(["gps", "t"], [NOW - 1000 * i for i in range(10)]), "not_increasing"),
-    (mutate(["gps", "t"], []), "empty_batch"),
+    (mutate(["gps", "t"], []), "length_mismatch"),
     (mutate(["imu", "hz"], 1), "out_of_range"),
     (mutate(["imu", "lat"], [0.0] * 99), "length_mismatch"),
     (mutate(["gps", "t"], [NOW - 120_000, NOW - 1000] + [NOW - 900 + i for i in range(8)]), "window_too_long"),
@@ -94,6 +94,17 @@ def test_nan_and_infinity_rejected():
 def test_oversize_rejected_before_parsing():
     out = decode("VH00001", "telemetry", b" " * (CFG.max_payload_bytes + 1), NOW, CFG)
     assert out == Rejected("oversize", f"{CFG.max_payload_bytes + 1} bytes > {CFG.max_payload_bytes}")
+
+
+def test_gps_may_be_empty_in_a_tunnel_but_not_both():
+    obj = good_obj()
+    for k in ("t", "lat", "lon", "speed", "heading", "acc"):
+        obj["gps"][k] = []
+    out = dec(obj)
+    assert isinstance(out, TelemetryBatch) and out.gps_t.shape == (0,) and out.acc_lon.shape == (100,)
+    for k in ("lon", "lat", "vert"):
+        obj["imu"][k] = []
+    assert dec(obj).reason == "empty_batch"
 
 
 def test_unknown_event_rejected():
