@@ -1,7 +1,8 @@
 """Simulated on-board devices speaking the MQTT device contract, many from one thread.
 
-Each vehicle is its own MQTT client with its own credential. One thread drives every client's network loop
-(``loop(timeout=0)`` round-robin), so a fleet needs no thread per vehicle.
+Each vehicle is its own MQTT client with its own credential. One thread drives every client's network I/O
+through one epoll selector (paho's external-loop callbacks), so a fleet of thousands needs neither a thread
+per vehicle nor ``select()``'s 1024-descriptor limit.
 
 Store-and-forward, as a real device does it: every message first goes to the device's own buffer (bounded;
 overflow drops the oldest and is counted). While connected, up to ``window`` messages are handed to MQTT and
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import selectors
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ class Device:
     sent: int = 0
     acked: int = 0
     dropped: int = 0
+    down: bool = False  # the connection was lost (not merely waiting for a CONNACK)
     next_reconnect: float = 0.0
     backoff: float = 0.2
 
@@ -55,6 +58,8 @@ class DeviceFleet:
         self.window = window
         self.max_buffer = max_buffer
         self.devices: dict[str, Device] = {}
+        self._sel = selectors.DefaultSelector()
+        self._last_misc = 0.0
         for vehicle, password in credentials.items():
             client, props = make_client(cfg, f"dev-{vehicle}", vehicle, password)
             client.will_set(topic_for(cfg.topic_prefix, vehicle, "status"), b"offline", qos=1, retain=True)
@@ -62,6 +67,8 @@ class DeviceFleet:
             dev = Device(vehicle, client, props)
             client.on_publish = self._on_publish_for(dev)
             client.on_connect = self._on_connect_for(dev)
+            client.on_disconnect = self._on_disconnect_for(dev)
+            self._attach_selector(dev)
             client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, properties=props)
             self.devices[vehicle] = dev
         self._pump_until(lambda: all(d.client.is_connected() for d in self.devices.values()), 30, "connect")
@@ -75,22 +82,75 @@ class DeviceFleet:
 
     def _on_connect_for(self, dev: Device) -> Callable:
         def on_connect(client, userdata, flags, reason_code, properties):
-            if not reason_code.is_failure:
+            if reason_code.is_failure:
+                dev.down = True
+            else:
                 dev.backoff = 0.2
                 status = topic_for(self.cfg.topic_prefix, dev.vehicle, "status")
                 dev.buffer.appendleft((status, b"online", True))
         return on_connect
 
+    @staticmethod
+    def _on_disconnect_for(dev: Device) -> Callable:
+        def on_disconnect(client, userdata, flags, reason_code, properties):
+            dev.down = True
+            dev.next_reconnect = time.monotonic() + dev.backoff
+            dev.backoff = min(dev.backoff * 2, 5.0)
+        return on_disconnect
+
     # --- network loop ----------------------------------------------------------
+    def _attach_selector(self, dev: Device) -> None:
+        """paho tells us when its socket opens, closes, or has bytes to write; the selector watches them."""
+        sel = self._sel
+
+        def opened(client, userdata, sock):
+            sel.register(sock, selectors.EVENT_READ, dev)
+
+        def closed(client, userdata, sock):
+            try:
+                sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+        def want_write(client, userdata, sock):
+            try:
+                sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, dev)
+            except (KeyError, ValueError):
+                pass
+
+        def written(client, userdata, sock):
+            try:
+                sel.modify(sock, selectors.EVENT_READ, dev)
+            except (KeyError, ValueError):
+                pass
+
+        dev.client.on_socket_open = opened
+        dev.client.on_socket_close = closed
+        dev.client.on_socket_register_write = want_write
+        dev.client.on_socket_unregister_write = written
+
+    def _io(self, timeout: float = 0.0) -> None:
+        for key, mask in self._sel.select(timeout):
+            client = key.data.client
+            if mask & selectors.EVENT_READ:
+                client.loop_read()
+            if mask & selectors.EVENT_WRITE:
+                client.loop_write()
+        now = time.monotonic()
+        if now - self._last_misc >= 1.0:  # keep-alive pings and dead-connection detection
+            self._last_misc = now
+            for dev in self.devices.values():
+                dev.client.loop_misc()
+
     def _service(self, dev: Device) -> None:
         client = dev.client
         if not client.is_connected():
-            client.loop(timeout=0)  # let a pending CONNACK land
-            if not client.is_connected() and time.monotonic() >= dev.next_reconnect:
+            if dev.down and time.monotonic() >= dev.next_reconnect:
                 dev.next_reconnect = time.monotonic() + dev.backoff
                 dev.backoff = min(dev.backoff * 2, 5.0)
                 try:
                     client.reconnect()
+                    dev.down = False
                 except OSError:
                     pass
             return
@@ -99,12 +159,13 @@ class DeviceFleet:
             info = client.publish(topic, payload, qos=1, retain=retain)
             dev.unacked.add(info.mid)
             dev.sent += 1
-        client.loop(timeout=0)
 
     def pump(self) -> None:
-        """Let every device's network loop run once (send, receive acks, reconnect)."""
+        """One round of network I/O for the whole fleet: send, receive acks, reconnect."""
         for dev in self.devices.values():
-            self._service(dev)
+            if dev.buffer or not dev.client.is_connected():
+                self._service(dev)
+        self._io()
 
     def _pump_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -122,6 +183,7 @@ class DeviceFleet:
         dev.buffer.append((topic, payload, retain))
         if len(dev.buffer) > self.window:
             self._service(dev)
+            self._io()
 
     def buffered(self) -> int:
         return sum(len(d.buffer) + len(d.unacked) for d in self.devices.values())
@@ -186,7 +248,8 @@ class DeviceFleet:
         self.flush(timeout)
         for dev in self.devices.values():
             dev.client.disconnect()
-            dev.client.loop(timeout=0)
+        self._io(0.1)
+        self._sel.close()
         dropped = sum(d.dropped for d in self.devices.values())
         if dropped:
             log.warning("devices dropped %d messages on buffer overflow", dropped)
