@@ -56,3 +56,35 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
     watcher.disconnect()
     assert expected <= got, f"missing {sorted(expected - got)[:10]}"
     assert sum(d.dropped for d in fleet.devices.values()) == 0
+
+
+def test_a_thousand_devices_from_one_thread(stack, env):
+    """More sockets than select() can watch: the fleet's epoll loop must still connect and deliver for all."""
+    cfg = env.config
+    vehicles = [f"T{env.tag}{i:04d}" for i in range(1000)]
+    creds = stack.credentials()
+    creds.ensure(vehicles)
+    stack.mosquitto_reload()
+    time.sleep(0.5)
+    got: set[str] = set()
+    watcher, props = make_client(cfg.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"))
+    watcher.on_message = lambda c, u, m: got.add(m.topic.split("/")[-2])
+    watcher.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{cfg.mqtt.topic_prefix}/+/telemetry", qos=1)
+    watcher.connect("127.0.0.1", cfg.mqtt.port, properties=props)
+    watcher.loop_start()
+    time.sleep(0.5)
+    try:
+        fleet = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles})
+        assert threading.active_count() < 10
+        for v in vehicles:
+            fleet.publish_raw(v, "telemetry", b"{}")
+        fleet.close(timeout=60)
+        deadline = time.monotonic() + 20
+        while len(got) < len(vehicles) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+        creds.revoke(vehicles)
+        stack.mosquitto_reload()
+    assert got == set(vehicles)
