@@ -203,7 +203,8 @@ def fairness_cmd(cfg, args) -> int:
     try:
         month = _month(con, args.month)
         r = con.execute("""
-            SELECT p.premium / p.previous_premium - 1 AS change, p.telematics_factor, p.cap_applied = 'increase',
+            SELECT p.premium / p.previous_premium - 1 AS change, p.telematics_factor,
+                   p.cap_applied = 'increase' AS capped_up,
                    coalesce(pa.gender, 'unknown') AS gender, coalesce(pol.age_band, 'unknown') AS age_band
             FROM premiums p LEFT JOIN policies pol USING (policy_id)
             LEFT JOIN protected_attributes pa USING (policy_id)
@@ -212,8 +213,7 @@ def fairness_cmd(cfg, args) -> int:
         con.close()
     if len(r["change"]) == 0:
         raise PricingError(f"no premiums for {month:%Y-%m}")
-    cols = list(r)
-    res = fairness.audit(r[cols[0]].astype(float), r[cols[1]].astype(float), r[cols[2]].astype(bool),
+    res = fairness.audit(r["change"].astype(float), r["telematics_factor"].astype(float), r["capped_up"].astype(bool),
                          {"gender": r["gender"].astype(str), "age_band": r["age_band"].astype(str)}, threshold)
     out = _out(cfg, args, "fairness")
     write_csv(out / "groups.csv", res.groups)
