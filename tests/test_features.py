@@ -381,3 +381,15 @@ def test_motion_gap_ends_a_trip_and_the_start_counts_as_parked():
     t = np.concatenate([np.arange(300.0), 4000 + np.arange(300.0)])
     trips = run_motion(t, np.full(600, 12.0))
     assert trips == [(0, 299), (300, 599)]
+
+
+def test_config_rejects_bad_values_at_load_time(tmp_path):
+    from ubi.config import load_config
+    from ubi.errors import ConfigError
+    for body in ('time_zone = "Mars/Olympus"', "night_start_h = 25.0", "harsh_corner_mps2 = 0.0"):
+        f = tmp_path / "ubi.toml"
+        f.write_text(f"[scoring]\n{body}\n")
+        with pytest.raises(ConfigError, match="scoring"):
+            load_config(f)
+    f.write_text('[scoring]\ntime_zone = "America/New_York"\nnight_start_h = 23\n')
+    assert load_config(f).scoring.time_zone == "America/New_York"

@@ -129,6 +129,25 @@ class ScoringConfig:
     # Per-100-km rates of trips shorter than this are not scored (one event on 300 m would saturate the part).
     score_min_km: float = 1.0
 
+    def __post_init__(self) -> None:
+        """Fail when the configuration loads, not on the first trip: a bad zone or band would stop the scorer."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"scoring.time_zone: unknown time zone {self.time_zone!r}") from exc
+        for name in ("night_start_h", "night_end_h", "rush_am_start_h", "rush_am_end_h", "rush_pm_start_h",
+                     "rush_pm_end_h"):
+            if not 0.0 <= getattr(self, name) <= 24.0:
+                raise ConfigError(f"scoring.{name}: must be an hour in [0, 24]")
+        for name in ("harsh_brake_mps2", "harsh_accel_mps2", "harsh_corner_mps2", "heatmap_speed_step_kmh",
+                     "heatmap_accel_step_mps2", "max_integration_gap_s", "motion_stop_s", "max_jump_speed_kmh"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"scoring.{name}: must be > 0")
+        if self.heatmap_speed_bins < 1 or self.heatmap_accel_bins < 1:
+            raise ConfigError("scoring.heatmap_*_bins: at least one bin per axis")
+
 
 @dataclass(frozen=True)
 class IngestConfig:
