@@ -125,3 +125,17 @@ def test_without_ignition_events_motion_cutting_finds_the_same_trips(fleet, tmp_
         assert a["distance_km"] == pytest.approx(b["distance_km"], abs=0.002)  # crawl below 0.5 m/s at the ends
         for k in ("harsh_brakes", "harsh_accels", "harsh_corners", "harsh_brakes_gps", "max_speed_kmh"):
             assert a[k] == b[k], k
+
+
+def test_simulator_offline_files_score_like_the_stream(fleet, tmp_path):
+    """`ubi simulate --offline` writes the score-file format (NaN phone on event rows included): same rows as live,
+    except `messages`, which counts the device's 10 s batches live and 10-fix batches from a file."""
+    from simulator.offline import write_offline
+    live, _ = fleet
+    trips = {v: make_trips(SPEC, v) for v in vehicle_ids(SPEC.vehicles)}
+    gps_path, imu_path, _ = write_offline(SPEC, trips, tmp_path)
+    got = score_file.score_paths([gps_path], [imu_path], CFG)
+    assert len(got) == len(live)
+    for a, b in zip(got, live):
+        diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
+        assert not diff, diff

@@ -52,9 +52,16 @@ def read_table(path: Path, columns: dict[str, pl.DataType], required: Iterable[s
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScoreFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    def col(c: str, t: pl.DataType) -> pl.Expr:
+        if c not in df.columns:
+            return pl.lit(None, dtype=t).alias(c)
+        e = pl.col(c)
+        if df.schema[c].is_float():
+            e = e.fill_nan(None)  # NaN as "no value" (e.g. phone on an event row), like an empty CSV cell
+        return e.cast(t)
+
     try:
-        return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, dtype=t).alias(c)
-                          for c, t in columns.items()])
+        return df.select([col(c, t) for c, t in columns.items()])
     except pl.exceptions.PolarsError as exc:
         raise ScoreFileError(f"{path}: {exc}") from exc
 
