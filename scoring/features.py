@@ -13,6 +13,7 @@ import numpy as np
 
 from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel, motion_kernel,
                              phone_kernel, speeding_kernel, trip_kernel)
+from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip
 from ubi.config import ScoringConfig
 
@@ -269,6 +270,13 @@ SCORER_VERSION = "2"
 
 def _per_100km(n: int, km: float, cfg: ScoringConfig) -> float | None:
     return n * 100.0 / km if km >= cfg.score_min_km else None
+
+
+def trip_limits(trip: ClosedTrip, layer: MapLayer | None) -> np.ndarray | None:
+    """Posted limit (m/s, NaN = unknown) at each of the trip's fixes from a map layer, or None without one."""
+    if layer is None or trip.lat.shape[0] != trip.t_ms.shape[0]:
+        return None
+    return layer.limits_mps(trip.lat, trip.lon)
 
 
 def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> dict:

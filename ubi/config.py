@@ -107,6 +107,10 @@ class ScoringConfig:
     speeding_margin_mps: float = 10 / 3.6
     # Absolute high speed, the fallback where no limit is known: 80 mph = 35.76 m/s (Allstate).
     high_speed_mps: float = 80 * 0.44704
+    # Speed-limit map layer (docs/map-layer.md; empty = none): a fix takes the maxspeed of the nearest segment
+    # within the radius (Traccar looks up OpenStreetMap maxspeed within 100 m; 30 m keeps parallel roads apart).
+    speed_limit_map: str = ""
+    speed_limit_radius_m: float = 30.0
     # --- speed x acceleration heatmap (Gao, Meng & Wuethrich 2019), fixed bins so per-driver sums make sense ---
     heatmap_speed_step_kmh: float = 10.0
     heatmap_speed_bins: int = 14  # 0-10, ..., >= 130 km/h (last bin open)

@@ -16,9 +16,11 @@ import numpy as np
 import polars as pl
 
 from ingest.contract import DeviceEvent, TelemetryBatch
-from scoring.features import motion_trips, score_trip
+from scoring.features import motion_trips, score_trip, trip_limits
+from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, TripCutter
 from ubi.config import Config, ScoringConfig
+from ubi.errors import ConfigError
 
 log = logging.getLogger("ubi.score_file")
 
@@ -153,8 +155,10 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
         log.warning("%s: %d fixes after the last event were not scored", vehicle, n - i)
 
 
-def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig) -> list[dict]:
-    """Cut and score every vehicle in the frames; rows in (vehicle, start) order."""
+def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig,
+                 layer: MapLayer | None = None) -> list[dict]:
+    """Cut and score every vehicle in the frames; rows in (vehicle, start) order. Posted limits come from the
+    file's ``limit_kmh`` column where a vehicle has one, else from the map layer (as in the live stage)."""
     rows: list[dict] = []
     for (vehicle,), g in gps.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
         if vehicle is None:
@@ -169,7 +173,7 @@ def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
             trips += cutter.feed(m, 0, off)
         trips += cutter.expire(np.iinfo(np.int64).max)
         for trip in trips:
-            limit = None if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
+            limit = trip_limits(trip, layer) if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
             rows.append(score_trip(trip, cfg, limit))
     rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
     return rows
@@ -222,7 +226,8 @@ def write_rows(rows: list[dict], out: Path) -> None:
 def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) -> list[dict]:
     gps = pl.concat([read_table(p, GPS_COLUMNS, REQUIRED_GPS) for p in paths])
     imu = pl.concat([read_table(p, IMU_COLUMNS, REQUIRED_IMU) for p in imu_paths]) if imu_paths else None
-    return score_frames(gps, imu, cfg)
+    layer = MapLayer.load(cfg.speed_limit_map, cfg.speed_limit_radius_m) if cfg.speed_limit_map else None
+    return score_frames(gps, imu, cfg, layer)
 
 
 def main(cfg: Config, args) -> int:
@@ -234,7 +239,7 @@ def main(cfg: Config, args) -> int:
     try:
         rows = score_paths(list(args.paths), list(args.imu or []), cfg.scoring)
         write_rows(rows, out)
-    except ScoreFileError as exc:
+    except (ScoreFileError, ConfigError) as exc:
         print(f"error: {exc}")
         return 2
     km = sum(r["distance_km"] for r in rows)

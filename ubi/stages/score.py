@@ -16,9 +16,10 @@ import threading
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from ingest.contract import Rejected, decode, parse_topic
+from ingest.contract import Rejected, decode_trusted, parse_topic
 from ingest.kafka_io import make_consumer, make_producer
-from scoring.features import score_trip
+from scoring.features import score_trip, trip_limits
+from scoring.maplayer import MapLayer
 from scoring.trips import TripCutter
 from ubi.config import Config
 
@@ -44,6 +45,8 @@ class ScoreStage:
     def __init__(self, cfg: Config, client_id: str = "ubi-scorer-1") -> None:
         self.cfg = cfg
         self.cutter = TripCutter(cfg.scoring.close_grace_s)
+        self.map = (MapLayer.load(cfg.scoring.speed_limit_map, cfg.scoring.speed_limit_radius_m)
+                    if cfg.scoring.speed_limit_map else None)
         self.position: dict[int, int] = {}
         self.committed: dict[int, int] = {}
         self.stream_ms = 0
@@ -66,7 +69,8 @@ class ScoreStage:
                 topic = headers.get("mqtt_topic", b"").decode()
                 parsed = parse_topic(self.cfg.mqtt.topic_prefix, topic)
                 received_ms = int(headers.get("received_ms", b"0") or 0)
-                item = decode(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest) if parsed else None
+                item = (decode_trusted(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest)
+                        if parsed else None)
                 if item is None or isinstance(item, Rejected):
                     self.rejected += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
@@ -76,7 +80,7 @@ class ScoreStage:
                 self.position[tp.partition] = rec.offset + 1
         closed.extend(self.cutter.expire(self.stream_ms))
         for trip in closed:
-            row = score_trip(trip, self.cfg.scoring)
+            row = score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map))
             self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(),
                                value=json.dumps(row).encode())
         self.trips_emitted += len(closed)
