@@ -26,7 +26,7 @@ Everything is vectorised NumPy and deterministic for a seed.
 from __future__ import annotations
 
 import argparse
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np

@@ -102,6 +102,9 @@ def test_monthly_run_records_off_balance(tmp_path):
     assert [r[0] for r in rows] == [Decimal("56.50"), Decimal("53.50")] and rows[0][1] == s.off_balance["factor"]
     summary = con.execute("SELECT summary->>'$.off_balance.factor' FROM runs").fetchone()[0]
     assert float(summary) == s.off_balance["factor"]
+    trace, words = con.execute("SELECT trace->>'$.off_balance', statement FROM premiums WHERE policy_id = 'P1'"
+                               ).fetchone()
+    assert trace == "1.070039" and "book-wide adjustment of x1.0700" in words
 
 
 def test_rerun_replaces_rows_and_drops_policies_gone_from_the_book(tmp_path):
