@@ -238,6 +238,28 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
     return TelemetryBatch(vehicle, seq, sent, t, lat, lon, speed, heading, accuracy, t0, hz, ax, ay, az, phone)
 
 
+def decode_trusted(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig) -> Decoded:
+    """Decode a message the bridge already validated (the scorer's hot path): parse and build arrays, no range
+    checks. Anything that does not parse cleanly goes through the full ``decode`` and its verdict."""
+    try:
+        obj = json.loads(payload)
+        if obj["v"] != SCHEMA_VERSION or obj["vehicle"] != topic_vehicle:
+            raise ValueError
+        if kind == "events":
+            return DeviceEvent(obj["vehicle"], int(obj["seq"]), int(obj["t"]), str(obj["event"]))
+        gps, imu = obj["gps"], obj["imu"]
+        g = np.array([gps["lat"], gps["lon"], gps["speed"], gps["heading"], gps["acc"]], dtype=np.float64)
+        a = np.array([imu["lon"], imu["lat"], imu["vert"]], dtype=np.float64)
+        if g.ndim != 2 or a.ndim != 2:
+            raise ValueError
+        phone = obj.get("phone")
+        return TelemetryBatch(obj["vehicle"], int(obj["seq"]), int(obj["sent"]), np.asarray(gps["t"], dtype=np.int64),
+                              g[0], g[1], g[2], g[3], g[4], int(imu["t0"]), int(imu["hz"]), a[0], a[1], a[2],
+                              None if phone is None else np.asarray(phone, dtype=np.uint8))
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+        return decode(topic_vehicle, kind, payload, received_ms, cfg)
+
+
 def _round_list(arr: np.ndarray, digits: int) -> list:
     return [round(float(x), digits) for x in arr]
 

@@ -153,3 +153,26 @@ def test_near_valid_payloads_never_crash(top_key, top_value, gps_key, gps_value)
         obj["gps"][gps_key] = gps_value
     out = decode("VH00001", "telemetry", json.dumps(obj).encode(), NOW, CFG)
     assert isinstance(out, (Rejected, TelemetryBatch))
+
+
+def test_trusted_decode_equals_full_decode_and_falls_back_on_bad_input():
+    from datetime import date, timedelta
+
+    from ingest.contract import decode_trusted
+    from simulator.fleet import FleetSpec, make_trips
+    from simulator.run import vehicle_stream
+
+    spec = FleetSpec(vehicles=1, days=2, seed=4, start=date.today() - timedelta(days=2))
+    n = 0
+    for m in vehicle_stream(spec, make_trips(spec, "VH00001")):
+        kind = "events" if isinstance(m, DeviceEvent) else "telemetry"
+        raw = encode_event(m) if kind == "events" else encode_telemetry(m)
+        full, fast = dec(raw, kind=kind), decode_trusted("VH00001", kind, raw, NOW, CFG)
+        assert type(full) is type(fast)
+        for k in full.__dataclass_fields__:
+            x, y = getattr(full, k), getattr(fast, k)
+            assert (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y), k
+        n += 1
+    assert n > 10
+    for bad in (b"{oops", json.dumps(mutate(["gps", "speed"], [10.0] * 9)).encode(), b"[]"):
+        assert decode_trusted("VH00001", "telemetry", bad, NOW, CFG) == dec(bad)

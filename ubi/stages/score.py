@@ -16,7 +16,7 @@ import threading
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from ingest.contract import Rejected, decode, parse_topic
+from ingest.contract import Rejected, decode_trusted, parse_topic
 from ingest.kafka_io import make_consumer, make_producer
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
@@ -69,7 +69,8 @@ class ScoreStage:
                 topic = headers.get("mqtt_topic", b"").decode()
                 parsed = parse_topic(self.cfg.mqtt.topic_prefix, topic)
                 received_ms = int(headers.get("received_ms", b"0") or 0)
-                item = decode(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest) if parsed else None
+                item = (decode_trusted(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest)
+                        if parsed else None)
                 if item is None or isinstance(item, Rejected):
                     self.rejected += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
