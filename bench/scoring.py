@@ -182,20 +182,22 @@ def accuracy(spec: FleetSpec) -> dict:
     """Trips matched to truth_trips.parquet by id (of the device's ignition-on time); events matched one to one to
     truth_events.parquet (moved to device time) by overlap; phone time against the truth's phone_moving_s."""
     from simulator.fleet import device_time
+    from scoring.maplayer import MapLayer
     with tempfile.TemporaryDirectory() as tmp:
         write_truth(spec, Path(tmp))
         ttr = pl.read_parquet(Path(tmp) / "truth_trips.parquet")
         tev = pl.read_parquet(Path(tmp) / "truth_events.parquet")
+        layer = MapLayer.load(Path(tmp) / "speed_limits.parquet", CFG.speed_limit_radius_m)
     truth = {trip_id(r["vehicle_id"], r["device_start_ms"]): r for r in ttr.iter_rows(named=True)}
     got: dict[str, dict] = {}
     stats = {k: [0, 0, 0] for k in ("harsh_brake", "harsh_accel", "harsh_corner")}  # detected, truth, matched
     gps_counts = {k: [0, 0] for k in ("harsh_brake", "harsh_accel")}  # speed-channel count, truth count
-    errors, phone, jumps = [], [0.0, 0.0], 0
+    errors, phone, jumps, over = [], [0.0, 0.0], 0, [0.0, 0.0]
     for v, msgs in _streams(spec):
         c = TripCutter(CFG.close_grace_s)
         for i, m in enumerate(msgs):
             for trip in c.feed(m, 0, i):
-                row = F.score_trip(trip, CFG)
+                row = F.score_trip(trip, CFG, F.trip_limits(trip, layer))
                 got[trip.trip_id] = row
                 tr = truth.get(trip.trip_id)
                 if tr is None:
@@ -204,6 +206,8 @@ def accuracy(spec: FleetSpec) -> dict:
                 errors.append(abs(row["distance_km"] * 1000 - tr["distance_m"]) / max(tr["distance_m"], 1.0))
                 phone[0] += row["phone_s"]
                 phone[1] += tr["phone_moving_s"]
+                over[0] += row["over_limit_km"] * 1000
+                over[1] += tr["over_limit_m"]
                 good = F.clean_fixes(trip.t_ms / 1000, trip.lat, trip.lon, trip.accuracy, CFG)[0]
                 it = trip.imu_t_ms / 1000
                 v_at = F.gps_trust_speed(it, trip.t_ms[good] / 1000, trip.speed[good], CFG)
@@ -228,6 +232,7 @@ def accuracy(spec: FleetSpec) -> dict:
         "events": {k: {"detected": d, "truth": t, "matched": m, "precision": m / d if d else float("nan"),
                        "recall": m / t if t else float("nan")} for k, (d, t, m) in stats.items()},
         "gps_counts": gps_counts, "phone_s": phone[0], "phone_truth_s": phone[1], "gps_jumps": jumps,
+        "over_limit_m": over[0], "over_limit_truth_m": over[1],
     }
 
 
@@ -242,6 +247,8 @@ def report_accuracy(acc: dict) -> None:
         print(f"{k:<14} speed-channel count {c} vs truth {t} (fallback without IMU)")
     print(f"phone handling while moving: measured {acc['phone_s']:,.0f} s vs truth {acc['phone_truth_s']:,.0f} s; "
           f"GPS fixes dropped as jumps: {acc['gps_jumps']}")
+    print(f"distance above the posted limit (simulator's roads as the map layer): measured "
+          f"{acc['over_limit_m'] / 1000:,.1f} km vs truth {acc['over_limit_truth_m'] / 1000:,.1f} km")
 
 
 def motion_accuracy(spec: FleetSpec) -> dict:
