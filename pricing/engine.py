@@ -121,8 +121,9 @@ def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
     else:
         for s in t["factors"]:
             effect = "lowers" if s["relativity"] < 1 else "raises" if s["relativity"] > 1 else "does not change"
-            lines.append(f"Your {s['label']} ({s['value']:.1f} per 100 km) is '{s['band']}', which {effect} "
-                         f"your price (x{s['relativity']:.2f}).")
+            unit = "km" if s["feature"] == "km" else "hours" if s["feature"] == "driving_hours" else "per 100 km"
+            lines.append(f"{s['label'].capitalize()}: {s['value']:.2f} {unit}, in the band '{s['band']}', which "
+                         f"{effect} your price (x{s['relativity']:.2f}).")
         lines.append(f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
                      f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}.")
     ob = t.get("off_balance")

@@ -7,6 +7,7 @@ Kafka scored trips -> store (DuckDB) -> monthly pricing (rulebook) -> summary
 from __future__ import annotations
 
 import shutil
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -142,3 +143,8 @@ def print_summary(con, month: date) -> None:
         print(f"{pid:<10} {trips:>5} {km:>8.1f} {b:>13} {old:>8} {new:>8} {change:>+7.1f}%  {'' if cap == 'none' else cap}")
     change = (tot_new - tot_old) / tot_old * 100 if tot_old else 0
     print(f"{'book':<10} {'':>5} {'':>8} {'':>13} {tot_old:>8} {tot_new:>8} {change:>+7.1f}%")
+    biggest = con.execute("""SELECT policy_id, statement FROM premiums WHERE month = ?
+                             ORDER BY abs(premium - previous_premium) DESC, policy_id LIMIT 1""", [month]).fetchone()
+    if biggest:
+        print(f"\nWhat {biggest[0]} reads on their statement:")
+        print(textwrap.fill(biggest[1], width=100, initial_indent="  ", subsequent_indent="  "))
