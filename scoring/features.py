@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from scoring.gapfill import fill_gaps
 from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel, motion_kernel,
                              phone_kernel, speeding_kernel, trip_kernel)
 from scoring.maplayer import MapLayer
@@ -265,7 +266,7 @@ def trip_score(parts_in: dict[str, float | None], cfg: ScoringConfig) -> tuple[f
     return round(max(0.0, 100.0 - total), 3), parts
 
 
-SCORER_VERSION = "2"
+SCORER_VERSION = "3"  # 3: distance through GPS gaps dead-reckoned on the accelerometer
 
 
 def _per_100km(n: int, km: float, cfg: ScoringConfig) -> float | None:
@@ -293,7 +294,11 @@ def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | Non
     t_s = trip.t_ms[good] / 1000.0
     v = trip.speed[good]
     f = trip_features(t_s, v, cfg)
-    km = f.distance_m / 1000.0
+    gap_m = gap_s = 0.0
+    if trip.imu_t_ms.shape[0]:
+        gap_m, gap_s, _ = fill_gaps(t_s, v, trip.imu_t_ms / 1000.0, trip.acc_lon, cfg.max_integration_gap_s,
+                                    cfg.max_gap_fill_s)
+    km = (f.distance_m + gap_m) / 1000.0
     if trip.imu_t_ms.shape[0]:
         it = trip.imu_t_ms / 1000.0
         v_at = gps_trust_speed(it, t_s, v, cfg)
@@ -353,6 +358,8 @@ def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | Non
         "harsh_accels_per_100km": per100(accels),
         "harsh_corners_per_100km": per100(corners),
         "gps_jumps": n_jumps,
+        "gap_filled_km": gap_m / 1000.0,
+        "gap_filled_s": gap_s,
         "night_s": ex.night_s,
         "night_km": ex.night_m / 1000.0,
         "rush_s": ex.rush_s,

@@ -62,3 +62,27 @@ def test_validation():
 def test_hole_in_the_accelerometer_fills_nothing():
     it = np.concatenate([np.arange(0, 20, 0.1), np.arange(25, 60.05, 0.1)])
     assert fill_gaps(np.array([0.0, 60.0]), np.array([10.0, 10.0]), it, np.zeros_like(it), 10.0, 300.0)[2] == 0
+
+
+def test_scored_distance_through_simulated_tunnels_stays_within_one_percent():
+    from datetime import date
+
+    from scoring.features import score_trip
+    from scoring.trips import TripCutter
+    from simulator.fleet import FleetSpec, ground_truth_rows, make_trips, sensor_streams, vehicle_ids
+    from simulator.run import vehicle_stream
+    from ubi.config import ScoringConfig
+
+    spec = FleetSpec(vehicles=6, days=3, seed=3, start=date(2026, 11, 1), sensor_faults=True)
+    trips = [t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)]
+    assert sum(len(sensor_streams(spec, t).gaps) for t in trips) >= 3  # the fleet really drives through tunnels
+    truth = {(r["vehicle_id"], r["device_start_ms"]): r["distance_m"] for r in ground_truth_rows(spec, trips)[0]}
+    cutter, scored = TripCutter(), {}
+    for v in vehicle_ids(spec.vehicles):
+        for i, m in enumerate(vehicle_stream(spec, [t for t in trips if t.vehicle_id == v])):
+            for closed in cutter.feed(m, 0, i):
+                scored[(closed.vehicle, closed.start_ms)] = score_trip(closed, ScoringConfig())
+    assert scored.keys() == truth.keys()
+    assert sum(r["gap_filled_s"] > 0 for r in scored.values()) >= 3
+    for key, r in scored.items():
+        assert abs(r["distance_km"] * 1000 / truth[key] - 1) <= 0.01, key

@@ -51,8 +51,11 @@ class ScoringConfig:
     harsh_accel_mps2: float = 4.02
     # Longitudinal events only at >= 10 km/h (Teltonika FMB gating).
     min_event_speed_mps: float = 10 / 3.6
-    # A gap in the GPS longer than this is not integrated into distance (no speed evidence across it).
+    # A gap in the GPS longer than this is not integrated from the speed channel (no speed evidence across it)...
     max_integration_gap_s: float = 10.0
+    # ...but, up to this long (tunnels, urban canyons), dead-reckoned on the accelerometer anchored at the speeds on
+    # both sides (scoring/gapfill.py; our choice: few tunnels take more than 5 minutes).
+    max_gap_fill_s: float = 300.0
     # Data gap that ends a trip when no ignition-off arrives (Traccar default: 3600 s).
     trip_gap_end_s: float = 3600.0
     # Motion-based trips for data without ignition events (Traccar defaults): a trip starts once the vehicle moved

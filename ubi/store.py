@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS trips (
     harsh_accels_per_100km  DOUBLE,
     harsh_corners_per_100km DOUBLE,
     gps_jumps               INTEGER,  -- fixes dropped as impossible position jumps (also in gps_dropped)
+    gap_filled_km           DOUBLE,   -- distance through GPS gaps, dead-reckoned on the accelerometer
+    gap_filled_s            DOUBLE,   -- time covered by those gaps
     night_s                 DOUBLE,  -- moving seconds / km in the night band, vehicle's local time
     night_km                DOUBLE,
     rush_s                  DOUBLE,  -- weekday rush hours
@@ -89,6 +91,8 @@ CREATE TABLE IF NOT EXISTS trips (
 );
 
 -- files created before scorer version 2 get the new trip columns
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS gap_filled_km DOUBLE;
+ALTER TABLE trips ADD COLUMN IF NOT EXISTS gap_filled_s DOUBLE;
 ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_corners INTEGER;
 ALTER TABLE trips ADD COLUMN IF NOT EXISTS event_source VARCHAR;
 ALTER TABLE trips ADD COLUMN IF NOT EXISTS harsh_brakes_gps INTEGER;
@@ -236,7 +240,7 @@ TRIP_COLUMNS = [
     "complete", "ended_by", "scorer_version",
     "harsh_corners", "event_source", "harsh_brakes_gps", "harsh_accels_gps", "harsh_brake_grades",
     "harsh_accel_grades", "harsh_corner_grades", "harsh_brakes_per_100km", "harsh_accels_per_100km",
-    "harsh_corners_per_100km", "gps_jumps", "night_s", "night_km", "rush_s", "rush_km", "weekend_s", "weekend_km",
+    "harsh_corners_per_100km", "gps_jumps", "gap_filled_km", "gap_filled_s", "night_s", "night_km", "rush_s", "rush_km", "weekend_s", "weekend_km",
     "phone_s", "phone_reported_s", "limit_known_km", "over_limit_km", "over_limit_margin_km", "high_speed_km",
     "high_speed_unknown_km", "heatmap_s", "score", "score_parts",
 ]
