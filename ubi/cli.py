@@ -46,7 +46,8 @@ def _simulate(args) -> int:
     from ubi.pipeline import play_fleet
 
     cfg = get_config()
-    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s)
+    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s,
+                     sensor_faults=args.faults)
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
     if args.offline:
         from simulator.offline import write_offline
@@ -129,7 +130,7 @@ def _sql(args) -> int:
 def _demo(args) -> int:
     from ubi.demo import run_demo
 
-    return run_demo(get_config(), args.vehicles, args.days, args.seed)
+    return run_demo(get_config(), args.vehicles, args.days, args.seed, faults=args.faults)
 
 
 def _actuary(args) -> int:
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vehicles", type=int, default=20)
     s.add_argument("--days", type=int, default=10)
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--faults", action="store_true", help="simulate GPS glitches, tunnels and clock drift")
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
@@ -173,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speedup", type=float, default=0.0, help="accelerated clock factor; 0 = as fast as possible")
     s.add_argument("--batch-s", type=int, default=10, help="seconds of samples per message (1-60)")
     s.add_argument("--out", type=Path, default=None, help="where to write policies and ground truth")
+    s.add_argument("--faults", action="store_true",
+                   help="real-world sensor faults: one-fix GPS glitches, tunnels without GPS, device clock drift")
     s.add_argument("--offline", action="store_true",
                    help="write telemetry to Parquet in --out (the `ubi score-file` format) instead of MQTT")
     s.set_defaults(func=_simulate)

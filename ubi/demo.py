@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
-from simulator.fleet import FleetSpec
+from simulator.fleet import FleetSpec, device_time
 from ubi import store
 from ingest.kafka_io import delete_topics, ensure_topics
 from ingest.mqtt_io import make_client
@@ -75,11 +75,11 @@ def prepare_demo(cfg: Config) -> tuple[Config, Path]:
     return demo, toml
 
 
-def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600) -> int:
+def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600, faults: bool = False) -> int:
     print(f"== stack: {', '.join(f'{k} {v}' for k, v in Stack(cfg).up().items())}")
     cfg, toml = prepare_demo(cfg)
     today = datetime.now(timezone.utc).date()
-    spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days))
+    spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days), sensor_faults=faults)
     out = cfg.home / "sim" / "demo"
     shutil.rmtree(out, ignore_errors=True)
     print(f"== fleet: {vehicles} vehicles, {days} days from {spec.start}, seed {seed}")
@@ -92,7 +92,9 @@ def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 
             if s.proc.poll() is not None:
                 raise UBIError(f"stage {s.name} exited at start-up; see {s.log}")
         sent, trips = play_fleet(cfg, spec, out)
-        expected = {trip_id(t.vehicle_id, t.start_ms) for ts in trips.values() for t in ts}
+        # trip ids come from the device's clock, which drifts when faults are simulated
+        expected = {trip_id(t.vehicle_id, device_time(spec, t.vehicle_id, t.start_ms))
+                    for ts in trips.values() for t in ts}
         bar = Progress("scored trips -> duckdb", len(expected), "trips")
         deadline = time.monotonic() + timeout
         stored = 0
