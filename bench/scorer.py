@@ -10,7 +10,6 @@ with bridge, scorer and store running live.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

@@ -306,7 +306,7 @@ def main() -> None:
           f"{m['truth']} true trips, {m['found']} found one to one, {m['split']} split; distance error max "
           f"{100 * m['err_max']:.3f}%")
     faulty = replace(spec, sensor_faults=True)
-    print(f"\n== the same fleet with sensor faults (position glitches, tunnels without GPS, device clock drift)")
+    print("\n== the same fleet with sensor faults (position glitches, tunnels without GPS, device clock drift)")
     report_accuracy(accuracy(faulty))
 
 

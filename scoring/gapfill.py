@@ -19,7 +19,6 @@ def gap_fill_kernel(t_s: np.ndarray, v: np.ndarray, it_s: np.ndarray, a: np.ndar
     dist = 0.0
     secs = 0.0
     filled = 0
-    m = it_s.shape[0]
     for i in range(1, t_s.shape[0]):
         t0 = t_s[i - 1]
         t1 = t_s[i]

@@ -25,7 +25,6 @@ Everything is vectorised NumPy and deterministic for a seed.
 
 from __future__ import annotations
 
-import argparse
 from datetime import date
 from pathlib import Path
 
@@ -161,20 +160,3 @@ def write_book(book: dict[str, pl.DataFrame], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, df in book.items():
         df.write_parquet(out / f"{name}.parquet")
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="write a simulated book (policies, exposure, claims) as Parquet")
-    ap.add_argument("--policies", type=int, default=50_000)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
-    book = make_book(a.policies, a.seed)
-    write_book(book, a.out)
-    print(f"{a.policies} policies, {book['claims'].height} claims, "
-          f"{book['exposure_periods']['exposure_years'].sum():.0f} policy-years -> {a.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

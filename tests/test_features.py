@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from scoring import features as F
-from scoring import kernels as K
 from scoring import reference as R
 from ubi.config import ScoringConfig
 

@@ -1,13 +1,12 @@
 """`ubi actuary whatif | fit | fairness`: the actuary's tools against DuckDB. Reports go to HTML + CSV files.
 
 All database access for the tools lives here; the analysis is in ``pricing.whatif``, ``pricing.fit`` and
-``pricing.fairness``. The tools read; none writes premiums. ``python -m ubi.actuary load-book DIR`` loads a
-simulated book (``python -m simulator.claims``) or any Parquet set of the same shape for ``fit``.
+``pricing.fairness``. The tools read; none writes premiums. ``ubi actuary load-book --book DIR`` loads a
+simulated book (``ubi actuary simulate-book``) or any Parquet set of the same shape for ``fit``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from datetime import date
@@ -228,22 +227,3 @@ def fairness_cmd(cfg, args) -> int:
         print("disparity above threshold: review before this rulebook goes live", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ubi.config import get_config
-
-    ap = argparse.ArgumentParser(prog="python -m ubi.actuary", description="load a claims book for `ubi actuary fit`")
-    ap.add_argument("action", choices=["load-book"])
-    ap.add_argument("folder", type=Path)
-    a = ap.parse_args(argv)
-    con = store.connect(get_config().db_path)
-    try:
-        print(load_book(con, a.folder))
-    finally:
-        con.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from ubi.config import get_config
-from ubi.errors import UBIError
+from ubi.errors import ConfigError, UBIError
 
 
 def _stack(args) -> int:
@@ -136,6 +136,26 @@ def _demo(args) -> int:
 def _actuary(args) -> int:
     from ubi import actuary
 
+    if args.action == "simulate-book":
+        from simulator.claims import make_book, write_book
+
+        out = args.book or get_config().home / "sim" / "book"
+        book = make_book(args.policies, args.seed)
+        write_book(book, out)
+        print(f"{args.policies} policies, {book['claims'].height} claims, "
+              f"{book['exposure_periods']['exposure_years'].sum():.0f} policy-years -> {out}")
+        return 0
+    if args.action == "load-book":
+        from ubi import store
+
+        if args.book is None:
+            raise ConfigError("load-book needs --book DIR (policies, exposure_periods and claims as Parquet)")
+        con = store.connect(get_config().db_path)
+        try:
+            print(actuary.load_book(con, args.book))
+        finally:
+            con.close()
+        return 0
     return {"whatif": actuary.whatif_cmd, "fit": actuary.fit_cmd, "fairness": actuary.fairness_cmd}[args.action](
         get_config(), args)
 
@@ -207,11 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_score_file)
 
     s = sub.add_parser("actuary", help="actuary tools: what-if dislocation report, claim-frequency fit, fairness audit")
-    s.add_argument("action", choices=["whatif", "fit", "fairness"])
+    s.add_argument("action", choices=["whatif", "fit", "fairness", "simulate-book", "load-book"])
     s.add_argument("--rulebook", type=Path, default=None, help="proposed rulebook (whatif)")
     s.add_argument("--month", default=None, help="YYYY-MM (default: latest priced month)")
     s.add_argument("--out", type=Path, default=None, help="report folder (default: .ubi/reports/<action>)")
     s.add_argument("--threshold", type=float, default=None, help="fairness: disparity that raises a flag")
+    s.add_argument("--book", type=Path, default=None, help="simulate-book / load-book: folder of Parquet files")
+    s.add_argument("--policies", type=int, default=50_000, help="simulate-book: policies in the book")
+    s.add_argument("--seed", type=int, default=7, help="simulate-book: random seed")
     s.set_defaults(func=_actuary)
 
     s = sub.add_parser("rulebook", help="validate a rulebook file")

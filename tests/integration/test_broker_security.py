@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import time
 
-import paho.mqtt.client as mqtt
 
 from ingest.mqtt_io import make_client
 
