@@ -276,7 +276,8 @@ def trip_limits(trip: ClosedTrip, layer: MapLayer | None) -> np.ndarray | None:
     """Posted limit (m/s, NaN = unknown) at each of the trip's fixes from a map layer, or None without one."""
     if layer is None or trip.lat.shape[0] != trip.t_ms.shape[0]:
         return None
-    return layer.limits_mps(trip.lat, trip.lon)
+    heading = trip.heading if trip.heading.shape[0] == trip.t_ms.shape[0] else None
+    return layer.limits_mps(trip.lat, trip.lon, heading)
 
 
 def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> dict:

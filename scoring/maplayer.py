@@ -53,10 +53,21 @@ def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float)
 
 
 @njit(cache=True)
-def lookup_kernel(lat: np.ndarray, lon: np.ndarray, lat0: float, kx: float, ky: float, cell_m: float,
-                  radius_m: float, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray,
-                  limit: np.ndarray, keys: np.ndarray, starts: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Limit (km/h) of the nearest segment within radius for each fix; NaN where none."""
+def _heading_ok(heading: float, ax: float, ay: float, bx: float, by: float, max_diff: float) -> bool:
+    """Does the road run along the vehicle's heading (either direction)? No heading, or a point segment: yes."""
+    if math.isnan(heading) or (ax == bx and ay == by):
+        return True
+    road = math.degrees(math.atan2(bx - ax, by - ay))  # 0 = north, clockwise, like a GPS heading
+    d = abs((heading - road) % 180.0)
+    return min(d, 180.0 - d) <= max_diff
+
+
+@njit(cache=True)
+def lookup_kernel(lat: np.ndarray, lon: np.ndarray, heading: np.ndarray, lat0: float, kx: float, ky: float,
+                  cell_m: float, radius_m: float, max_heading_diff: float, x1: np.ndarray, y1: np.ndarray,
+                  x2: np.ndarray, y2: np.ndarray, limit: np.ndarray, keys: np.ndarray, starts: np.ndarray,
+                  items: np.ndarray) -> np.ndarray:
+    """Limit (km/h) of the nearest segment within radius, running along the fix's heading; NaN where none."""
     n = lat.shape[0]
     out = np.full(n, np.nan)
     r2 = radius_m * radius_m
@@ -74,6 +85,8 @@ def lookup_kernel(lat: np.ndarray, lon: np.ndarray, lat0: float, kx: float, ky: 
                 if k < keys.shape[0] and keys[k] == key:
                     for j in range(starts[k], starts[k + 1]):
                         s = items[j]
+                        if not _heading_ok(heading[i], x1[s], y1[s], x2[s], y2[s], max_heading_diff):
+                            continue
                         d2 = _seg_dist2(px, py, x1[s], y1[s], x2[s], y2[s])
                         if d2 < best or (d2 == best and s < best_s):  # ties: the lowest segment index
                             best = d2
@@ -91,6 +104,9 @@ class MapLayer:
     maxspeed_kmh: np.ndarray
     radius_m: float = 30.0
     cell_m: float = 100.0
+    # A fix matches only roads within this angle of its heading: where roads of different classes cross or run
+    # close by, the heading says which one the vehicle is on (standard map-matching practice; 45 deg our choice).
+    max_heading_diff_deg: float = 45.0
 
     def __post_init__(self) -> None:
         lat0 = float(np.mean(np.concatenate([self.lat1, self.lat2]))) if self.lat1.size else 0.0
@@ -117,20 +133,23 @@ class MapLayer:
     def __len__(self) -> int:
         return int(self.lat1.shape[0])
 
-    def limits_kmh(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        """Posted limit in km/h for each fix (NaN = unknown)."""
+    def limits_kmh(self, lat: np.ndarray, lon: np.ndarray, heading: np.ndarray | None = None) -> np.ndarray:
+        """Posted limit in km/h for each fix (NaN = unknown); ``heading`` in degrees (NaN or None = unknown)."""
         lat = np.ascontiguousarray(lat, dtype=np.float64)
         lon = np.ascontiguousarray(lon, dtype=np.float64)
-        if lat.shape != lon.shape or lat.ndim != 1:
-            raise ValueError("lat and lon must be 1-D arrays of equal length")
+        heading = (np.full(lat.shape, np.nan) if heading is None
+                   else np.ascontiguousarray(heading, dtype=np.float64))
+        if lat.shape != lon.shape or lat.shape != heading.shape or lat.ndim != 1:
+            raise ValueError("lat, lon and heading must be 1-D arrays of equal length")
         if len(self) == 0:
             return np.full(lat.shape[0], np.nan)
         lat0, kx, ky, x1, y1, x2, y2, keys, starts, items = self._index  # type: ignore[attr-defined]
-        return lookup_kernel(lat, lon, lat0, kx, ky, self.cell_m, self.radius_m, x1, y1, x2, y2,
-                             np.ascontiguousarray(self.maxspeed_kmh, dtype=np.float64), keys, starts, items)
+        return lookup_kernel(lat, lon, heading, lat0, kx, ky, self.cell_m, self.radius_m, self.max_heading_diff_deg,
+                             x1, y1, x2, y2, np.ascontiguousarray(self.maxspeed_kmh, dtype=np.float64), keys,
+                             starts, items)
 
-    def limits_mps(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-        return self.limits_kmh(lat, lon) / 3.6
+    def limits_mps(self, lat: np.ndarray, lon: np.ndarray, heading: np.ndarray | None = None) -> np.ndarray:
+        return self.limits_kmh(lat, lon, heading) / 3.6
 
     # --- files -----------------------------------------------------------------
     @classmethod

@@ -60,6 +60,7 @@ class ClosedTrip:
     phone: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # per GPS fix: 1/0, -1 = not reported
     lat: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (for jump cleaning)
     lon: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    heading: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (map matching)
 
 
 @dataclass
@@ -149,24 +150,25 @@ class TripCutter:
         self.counters.incomplete += not complete
         return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, g[1], g[2],
                           len(batches) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
-                          imu_t, a_lon, a_lat, g[3], g[4], g[5])
+                          imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6])
 
 
 def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
-    """(t_ms, speed, accuracy, phone, lat, lon) over the batches, sorted by time; a repeated time keeps its first
+    """(t_ms, speed, accuracy, phone, lat, lon, heading) over the batches, sorted by time; a repeated time keeps its first
     fix (batches are in seq order, so the device's first word wins, as on every replay)."""
     if not batches:
-        return (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0), np.zeros(0))
+        return (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0), np.zeros(0),
+                np.zeros(0))
     t = np.concatenate([b.gps_t for b in batches]).astype(np.int64)
     cols = [np.concatenate([np.asarray(getattr(b, k), dtype=np.float64) for b in batches])
-            for k in ("speed", "accuracy", "lat", "lon")]
+            for k in ("speed", "accuracy", "lat", "lon", "heading")]
     phone = np.concatenate([np.full(b.gps_t.shape[0], -1, np.int8) if b.phone is None
                             else np.asarray(b.phone).astype(np.int8) for b in batches])
     order = np.argsort(t, kind="stable")
     t = t[order]
     keep = np.concatenate([[True], np.diff(t) > 0])
-    sp, acc, lat, lon = (c[order][keep] for c in cols)
-    return t[keep], sp, acc, phone[order][keep], lat, lon
+    sp, acc, lat, lon, heading = (c[order][keep] for c in cols)
+    return t[keep], sp, acc, phone[order][keep], lat, lon, heading
 
 
 def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,6 +37,8 @@ def test_kernel_matches_brute_force(seed):
     lon = 4.8 + rng.uniform(-0.001, 0.031, 500)
     segs = list(zip(layer.lat1, layer.lon1, layer.lat2, layer.lon2, layer.maxspeed_kmh))
     same(list(layer.limits_kmh(lat, lon)), limits_reference(list(lat), list(lon), segs, 30.0))
+    heading = np.where(rng.random(500) < 0.1, np.nan, rng.uniform(0, 360, 500))
+    same(list(layer.limits_kmh(lat, lon, heading)), limits_reference(list(lat), list(lon), segs, 30.0, list(heading)))
 
 
 def test_edge_cases():
@@ -48,6 +50,15 @@ def test_edge_cases():
     assert (on, near) == (50.0, 50.0) and math.isnan(far)  # 27 m away is matched, 137 m is not
     with pytest.raises(ValueError):
         layer.limits_kmh(np.zeros(2), np.zeros(3))
+
+
+def test_heading_picks_the_road_the_vehicle_is_on():
+    # a 50 km/h street running north and a 120 km/h motorway running east cross at the same point
+    layer = MapLayer(np.array([52.0, 52.0005]), np.array([4.0005, 4.0]), np.array([52.001, 52.0005]),
+                     np.array([4.0005, 4.001]), np.array([50.0, 120.0]))
+    lat, lon = np.array([52.0005, 52.0005, 52.0005]), np.array([4.0005, 4.0005, 4.0005])
+    north, east, unknown = layer.limits_kmh(lat, lon, np.array([2.0, 268.0, np.nan]))
+    assert (north, east) == (50.0, 120.0) and unknown in (50.0, 120.0)
 
 
 def test_osm_maxspeed_values():
