@@ -42,3 +42,31 @@ def test_scorer_killed_and_rebalanced_mid_stream(env):
     for tid, km, complete in rows:
         assert complete, tid
         assert abs(km * 1000 - expected[tid].distance_m) <= 0.01 * expected[tid].distance_m
+
+
+def test_store_killed_mid_stream_writes_every_trip_once(env):
+    """The DuckDB writer SIGKILLed while trips flow: its transaction is all or nothing and its offsets follow the
+    commit, so after a restart every trip is there exactly once."""
+    cfg = env.config
+    stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("score", "--client-id", "s1")]
+    store_proc = env.start("store", "--client-id", "st1")
+    spec = env.fleet(vehicles=6, days=3, seed=31)
+    result = {}
+    player = threading.Thread(target=lambda: result.update(r=play_fleet(cfg, spec, env.path / "sim", show=False)))
+    player.start()
+    deadline = time.monotonic() + 60
+    while read_status(status_path(cfg)).get("trips", 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    store_proc.proc.send_signal(signal.SIGKILL)
+    store_proc.proc.wait()
+    player.join()
+    restarted = env.start("store", "--client-id", "st1b")
+    _, trips = result["r"]
+    expected = {trip_id(t.vehicle_id, t.start_ms) for ts in trips.values() for t in ts}
+    assert wait_for_trips(cfg, len(expected), stages + [restarted]) == len(expected)
+    for s in [restarted, *stages]:
+        s.stop()
+    con = store.connect(cfg.db_path)
+    ids = [r[0] for r in con.execute("SELECT trip_id FROM trips").fetchall()]
+    con.close()
+    assert sorted(ids) == sorted(expected)
