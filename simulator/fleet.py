@@ -80,7 +80,15 @@ def driver_profile(seed: int, vehicle: str) -> DriverProfile:
         motorway_share=float(rng.uniform(0.05, 0.3)),
         harsh_corner_rate=0.01 + 0.2 * aggression**2,  # derived, no draw: the seed's other outputs stay the same
         phone_per_hour=0.3 + 2.5 * aggression**2,  # derived too; episodes come from their own RNG stream
+        **_habits(seed, vehicle, aggression),
     )
+
+
+def _habits(seed: int, vehicle: str, aggression: float) -> dict[str, float]:
+    """Night driving and annual mileage, from their own RNG stream: riskier drivers drive more at night."""
+    rng = _sub_rng(seed, "habits", vehicle)
+    return {"night_rate": float(0.02 + 0.12 * rng.beta(2, 5) + 0.08 * aggression),
+            "mileage": float(np.exp(rng.normal(0.0, 0.35)))}
 
 
 def make_policies(spec: FleetSpec) -> list[Policy]:
@@ -99,8 +107,10 @@ def make_policies(spec: FleetSpec) -> list[Policy]:
     return out
 
 
-def _day_schedule(rng: np.random.Generator, day: date, tz: ZoneInfo) -> list[tuple[datetime, int]]:
-    """(local start time, number of legs) for the day's trips: commutes on weekdays, errands, a night trip now and then."""
+def _day_schedule(rng: np.random.Generator, day: date, tz: ZoneInfo,
+                  driver: DriverProfile) -> list[tuple[datetime, int]]:
+    """(local start time, number of legs) for the day's trips: commutes on weekdays, errands, a night trip now and
+    then at the driver's own rate; the driver's mileage scales every trip's length."""
     trips = []
     weekday = day.weekday() < 5
     if weekday and rng.random() < 0.85:
@@ -108,12 +118,12 @@ def _day_schedule(rng: np.random.Generator, day: date, tz: ZoneInfo) -> list[tup
         trips.append((16.5 + rng.uniform(0, 2.5), int(rng.integers(6, 16))))
     for _ in range(int(rng.poisson(0.6 if weekday else 1.5))):
         trips.append((10.0 + rng.uniform(0, 10.0), int(rng.integers(3, 10))))
-    if rng.random() < 0.08:
+    if rng.random() < driver.night_rate:
         trips.append((22.5 + rng.uniform(0, 3.0), int(rng.integers(4, 12))))
     out = []
     for hour, legs in sorted(trips):
         start = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(hours=float(hour))
-        out.append((start, legs))
+        out.append((start, max(2, int(round(legs * driver.mileage)))))
     return out
 
 
@@ -127,7 +137,7 @@ def make_trips(spec: FleetSpec, vehicle: str) -> list[SimTrip]:
         day = spec.start + timedelta(days=d)
         rng = _sub_rng(spec.seed, "trips", vehicle, day.isoformat())
         corner_rng = _sub_rng(spec.seed, "corners", vehicle, day.isoformat())
-        for start_local, legs in _day_schedule(rng, day, tz):
+        for start_local, legs in _day_schedule(rng, day, tz, driver):
             start_ms = int(start_local.timestamp() * 1000)
             start_ms = max(start_ms, busy_until + 10 * 60_000)
             trace = make_trip(rng, driver, legs, corner_rng)

@@ -35,6 +35,8 @@ class DriverProfile:
     motorway_share: float
     harsh_corner_rate: float = 0.0  # probability that a cruise (>= 36 km/h) contains a harsh corner
     phone_per_hour: float = 0.0  # phone-handling episodes per hour of driving
+    night_rate: float = 0.08  # probability of a late-evening / night trip on a given day
+    mileage: float = 1.0  # scales the legs of every trip: low- and high-mileage drivers
 
 
 @dataclass(frozen=True)

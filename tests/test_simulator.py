@@ -109,3 +109,27 @@ def test_phone_handling_flags_follow_the_driver_and_the_truth(trips):
             expected += rate * flags.shape[0] / 3600.0
             starts += int(flags[0]) + int((np.diff(flags) == 1).sum())
     assert 0.8 * expected <= starts <= 1.05 * expected + 3 * np.sqrt(expected), (starts, expected)
+
+
+def test_night_driving_and_mileage_follow_each_drivers_habits():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from simulator.fleet import driver_profile
+
+    spec = FleetSpec(vehicles=40, days=90, seed=12, start=date(2026, 6, 1))
+    tz = ZoneInfo(spec.tz)
+    mileage, km, night_rate, nights = [], [], [], []
+    for v in vehicle_ids(spec.vehicles):
+        d = driver_profile(spec.seed, v)
+        trips = make_trips(spec, v)
+        mileage.append(d.mileage)
+        night_rate.append(d.night_rate)
+        km.append(sum(t.distance_m for t in trips) / 1000)
+        hours = [datetime.fromtimestamp(t.start_ms / 1000, tz).hour for t in trips]
+        nights.append(sum(1 for h in hours if h >= 22 or h < 2))  # night trips start 22:30-01:30
+    assert np.corrcoef(mileage, km)[0, 1] > 0.5
+    assert np.corrcoef(night_rate, nights)[0, 1] > 0.4
+    # the fleet's night trips match the drivers' rates within sampling error (one chance a day)
+    expected = sum(r * spec.days for r in night_rate)
+    assert abs(sum(nights) - expected) < 4 * np.sqrt(expected)

@@ -81,6 +81,21 @@ def _regular_imu(t: np.ndarray, cols: list[np.ndarray], hz: int, t_end: int) -> 
     return t0, [np.where(hit, c[j], np.nan) for c in cols]
 
 
+def _with_warmup(t_ms: np.ndarray, segs: list[tuple[int, int]], cfg: ScoringConfig) -> list[tuple[int, int]]:
+    """Start each motion-cut trip up to ``gps_warmup_s`` before the vehicle moves, over standing fixes without a
+    gap: the receiver was already locked then, so the warm-up distrust must not fall on the first metres driven
+    (an ignition-cut trip has the same standing seconds before moving)."""
+    out, prev_end = [], -1
+    warm_ms, gap_ms = cfg.gps_warmup_s * 1000.0, cfg.max_integration_gap_s * 1000.0
+    for s, x in segs:
+        k = s
+        while k - 1 > prev_end and t_ms[s] - t_ms[k - 1] <= warm_ms and t_ms[k] - t_ms[k - 1] <= gap_ms:
+            k -= 1
+        out.append((k, x))
+        prev_end = x
+    return out
+
+
 def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
                      ) -> Iterator[DeviceEvent | TelemetryBatch]:
     """One vehicle's rows as the messages its device would have sent, seq from 0.
@@ -107,7 +122,8 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
             segs = motion_trips(tg / 1000.0, fx["speed_mps"].to_numpy()[good], cfg)
         except ValueError as exc:
             raise ScoreFileError(f"{vehicle}: {exc}") from exc
-        events = [e for s, x in segs for e in ((int(tg[s]), "ignition_on"), (int(tg[x]), "ignition_off"))]
+        events = [e for s, x in _with_warmup(tg, segs, cfg)
+                  for e in ((int(tg[s]), "ignition_on"), (int(tg[x]), "ignition_off"))]
     else:
         events = []
     lat, lon, speed = (fx[c].to_numpy() for c in ("lat", "lon", "speed_mps"))
