@@ -298,6 +298,21 @@ def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.nda
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
+def speeding_intervals(trips: list[SimTrip]) -> list[dict]:
+    """Every stretch driven above the posted limit (true speed and limit, 10 Hz): start, end, peak excess."""
+    rows = []
+    for tr in trips:
+        over = tr.trace.speed > tr.trace.limit
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], over.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):
+            excess = (tr.trace.speed[a:b] - tr.trace.limit[a:b]).max() * 3.6
+            rows.append({"vehicle_id": tr.vehicle_id, "trip_start_ms": tr.start_ms,
+                         "start_ms": tr.start_ms + int(round(a * DT * 1000)),
+                         "end_ms": tr.start_ms + int(round(b * DT * 1000)),
+                         "limit_kmh": float(tr.trace.limit[a] * 3.6), "max_over_kmh": float(excess)})
+    return rows
+
+
 def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
     """Trips and injected events as plain rows (written beside the data as Parquet)."""
     trip_rows, event_rows = [], []

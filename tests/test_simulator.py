@@ -133,3 +133,21 @@ def test_night_driving_and_mileage_follow_each_drivers_habits():
     # the fleet's night trips match the drivers' rates within sampling error (one chance a day)
     expected = sum(r * spec.days for r in night_rate)
     assert abs(sum(nights) - expected) < 4 * np.sqrt(expected)
+
+
+def test_speeding_intervals_add_up_to_the_over_limit_distance(trips):
+    from simulator.fleet import ground_truth_rows, speeding_intervals
+
+    rows = {r["start_ms"]: r for r in ground_truth_rows(SPEC, trips)[0]}
+    intervals = speeding_intervals(trips)
+    assert intervals and all(i["end_ms"] > i["start_ms"] and i["max_over_kmh"] > 0 for i in intervals)
+    for t in trips:
+        mine = [i for i in intervals if i["trip_start_ms"] == t.start_ms]
+        v = t.trace.speed
+        dist = 0.0
+        for i in mine:
+            a = int(round((i["start_ms"] - t.start_ms) / 100))
+            b = int(round((i["end_ms"] - t.start_ms) / 100))
+            dist += float(((v[a + 1:b + 1] + v[a:b]) * 0.5 * 0.1).sum()) if b < len(v) else \
+                float(((v[a + 1:b] + v[a:b - 1]) * 0.5 * 0.1).sum())
+        assert dist == pytest.approx(rows[t.start_ms]["over_limit_m"], rel=1e-6, abs=1e-6)
