@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from scoring.align import align_to_vehicle
 from scoring.gapfill import fill_gaps
 from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel, motion_kernel,
                              phone_kernel, speeding_kernel, trip_kernel)
@@ -295,18 +296,22 @@ def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | Non
     v = trip.speed[good]
     f = trip_features(t_s, v, cfg)
     gap_m = gap_s = 0.0
-    if trip.imu_t_ms.shape[0]:
-        gap_m, gap_s, _ = fill_gaps(t_s, v, trip.imu_t_ms / 1000.0, trip.acc_lon, cfg.max_integration_gap_s,
-                                    cfg.max_gap_fill_s)
-    km = (f.distance_m + gap_m) / 1000.0
+    imu = None
     if trip.imu_t_ms.shape[0]:
         it = trip.imu_t_ms / 1000.0
+        imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v)
+        if imu.status == "unusable":
+            imu = None  # an accelerometer we cannot put in the vehicle frame: events from the speed channel
+    if imu is not None:
+        gap_m, gap_s, _ = fill_gaps(t_s, v, it, imu.lon, cfg.max_integration_gap_s, cfg.max_gap_fill_s)
+    km = (f.distance_m + gap_m) / 1000.0
+    if imu is not None:
         v_at = gps_trust_speed(it, t_s, v, cfg)
         ev = {k: harsh_events(it, a, v_at, k, cfg)
-              for k, a in (("brake", trip.acc_lon), ("accel", trip.acc_lon), ("corner", trip.acc_lat))}
+              for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))}
         brakes, accels, corners = ev["brake"].count, ev["accel"].count, ev["corner"].count
         grades = {k: list(e.grades) for k, e in ev.items()}
-        source = "imu"
+        source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
     else:
         brakes, accels, corners = f.harsh_brakes, f.harsh_accels, 0
         grades = {"brake": [brakes, 0, 0], "accel": [accels, 0, 0], "corner": [0, 0, 0]}

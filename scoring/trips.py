@@ -61,6 +61,7 @@ class ClosedTrip:
     lat: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (for jump cleaning)
     lon: np.ndarray = field(default_factory=lambda: np.zeros(0))
     heading: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (map matching)
+    acc_vert: np.ndarray = field(default_factory=lambda: np.zeros(0))  # m/s^2, +up with gravity (axis alignment)
 
 
 @dataclass
@@ -137,7 +138,7 @@ class TripCutter:
         del self.open[trip.vehicle]
         batches = [trip.batches[s] for s in sorted(trip.batches)]
         g = _concat_gps(batches)
-        imu_t, a_lon, a_lat = _concat_imu(batches)
+        imu_t, a_lon, a_lat, a_vert = _concat_imu(batches)
         t = g[0]
         if trip.off is not None:
             end_ms = trip.off.t_ms
@@ -150,7 +151,7 @@ class TripCutter:
         self.counters.incomplete += not complete
         return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, g[1], g[2],
                           len(batches) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
-                          imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6])
+                          imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6], a_vert)
 
 
 def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
@@ -171,16 +172,17 @@ def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
     return t[keep], sp, acc, phone[order][keep], lat, lon, heading
 
 
-def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(t_ms, lon, lat) accelerometer samples over the batches; sample k of a batch is at t0 + round(k*1000/hz)."""
+def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t_ms, lon, lat, vert) accelerometer samples over the batches; sample k is at t0 + round(k*1000/hz)."""
     parts = [b for b in batches if b.acc_lon.shape[0]]
     if not parts:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
     t = np.concatenate([b.imu_t0 + np.round(np.arange(b.acc_lon.shape[0]) * (1000.0 / b.imu_hz)).astype(np.int64)
                         for b in parts])
     a_lon = np.concatenate([np.asarray(b.acc_lon, dtype=np.float64) for b in parts])
     a_lat = np.concatenate([np.asarray(b.acc_lat, dtype=np.float64) for b in parts])
+    a_vert = np.concatenate([np.asarray(b.acc_vert, dtype=np.float64) for b in parts])
     order = np.argsort(t, kind="stable")
     t = t[order]
     keep = np.concatenate([[True], np.diff(t) > 0])
-    return t[keep], a_lon[order][keep], a_lat[order][keep]
+    return t[keep], a_lon[order][keep], a_lat[order][keep], a_vert[order][keep]

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS trips (
     stored_at      TIMESTAMP NOT NULL,
     -- features added with scorer version 2 (nullable: version 1 rows have none)
     harsh_corners           INTEGER,  -- accelerometer events; NULL on rows from scorer version 1
-    event_source            VARCHAR,  -- imu: harsh_* counted from the accelerometer; gps: from the speed channel
+    event_source            VARCHAR,  -- imu | imu_rotated (mis-mounted device, rotated per trip) | gps (speed channel)
     harsh_brakes_gps        INTEGER,  -- speed-channel counts, kept for comparison
     harsh_accels_gps        INTEGER,
     harsh_brake_grades      INTEGER[],  -- [grade 1, grade 2, grade 3] by peak (ScoringConfig.grade*_mps2)
