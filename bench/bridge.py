@@ -163,12 +163,9 @@ bridge_session_expiry_s = 600
                                   topic_configs={"message.timestamp.type": "LogAppendTime"})])
     admin.close()
     ensure_topics(cfg.kafka)
-    creds = stack.credentials()
     vehicles = [f"B{tag}{i:04d}" for i in range(args.vehicles)]
-    creds.ensure(vehicles)
-    stack.mosquitto_reload()
-    time.sleep(0.5)
-    bridge_pw = creds.password(cfg.mqtt.bridge_user)
+    passwords = stack.enrol(vehicles, settle_s=0.5)
+    bridge_pw = stack.credentials().password(cfg.mqtt.bridge_user)
     bridge_id = f"bench-bridge-{tag}"
     samples_per_msg = args.batch_s * 11  # 1 Hz GPS + 10 Hz accelerometer
 
@@ -183,7 +180,7 @@ bridge_session_expiry_s = 600
     base.disconnect()
 
     # 2. queue N messages for both
-    fleet = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles}, window=200)
+    fleet = DeviceFleet(cfg.mqtt, passwords, window=200)
     now = int(time.time() * 1000)
     payloads = [(vehicles[i % len(vehicles)], batch(vehicles[i % len(vehicles)], i // len(vehicles), now, args.batch_s))
                 for i in range(args.messages)]
@@ -214,7 +211,7 @@ bridge_session_expiry_s = 600
     # 5. latency at half the maximum rate: publish paced, read Kafka's log-append time
     rate = bridge_rate / 2
     n_lat = int(rate * args.latency_s)
-    fleet = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles}, window=200)
+    fleet = DeviceFleet(cfg.mqtt, passwords, window=200)
     sent_at: dict[tuple[str, int], float] = {}
     t_start = time.perf_counter()
     for i in range(n_lat):
@@ -258,7 +255,7 @@ bridge_session_expiry_s = 600
         flood_rate = 1.5 * bridge_rate
 
         def flood() -> None:
-            f = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles}, window=500)
+            f = DeviceFleet(cfg.mqtt, passwords, window=500)
             i = 0
             t0 = time.perf_counter()
             while not stop.is_set():

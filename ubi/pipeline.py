@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,12 +62,7 @@ def expected_messages(spec: FleetSpec, trips: dict[str, list[SimTrip]]) -> int:
 def play_fleet(cfg: Config, spec: FleetSpec, out: Path, speedup: float = 0.0, show: bool = True) -> tuple[int, dict]:
     """Write ground truth, enrol the devices, and publish every message over MQTT. Returns (messages, trips)."""
     trips = write_truth(spec, out)
-    stack = Stack(cfg)
-    creds = stack.credentials()
-    creds.ensure(list(trips))
-    stack.mosquitto_reload()
-    time.sleep(0.3)
-    passwords = {v: creds.password(v) for v in trips}
+    passwords = Stack(cfg).enrol(list(trips))
     total = expected_messages(spec, trips)
     bar = Progress("devices -> mqtt", total, "msgs") if show else None
     fleet = DeviceFleet(cfg.mqtt, passwords)

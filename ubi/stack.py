@@ -126,6 +126,20 @@ class Stack:
         if pid:
             os.kill(pid, signal.SIGHUP)
 
+    def enrol(self, vehicles: list[str], settle_s: float = 0.3) -> dict[str, str]:
+        """Credentials for these devices (new ones created), live in the running broker; returns the passwords."""
+        creds = self.credentials()
+        creds.ensure(list(vehicles))
+        self.mosquitto_reload()
+        time.sleep(settle_s)  # Mosquitto re-reads its password file asynchronously after SIGHUP
+        return {v: creds.password(v) for v in vehicles}
+
+    def revoke(self, vehicles: list[str]) -> list[str]:
+        """Remove these devices' credentials from the running broker."""
+        gone = self.credentials().revoke(list(vehicles))
+        self.mosquitto_reload()
+        return gone
+
     # --- kafka -----------------------------------------------------------------
     def _java(self) -> str:
         java = shutil.which("java")

@@ -14,14 +14,6 @@ from simulator.run import vehicle_stream
 from tests.integration.kafka_read import read_topic, seqs_by_vehicle
 
 
-def enrol(stack, vehicles):
-    creds = stack.credentials()
-    creds.ensure(vehicles)
-    stack.mosquitto_reload()
-    time.sleep(0.3)
-    return {v: creds.password(v) for v in vehicles}
-
-
 def wait_count(bootstrap, topic, n, timeout=90):
     deadline = time.monotonic() + timeout
     recs = []
@@ -36,7 +28,7 @@ def wait_count(bootstrap, topic, n, timeout=90):
 def test_bad_messages_go_to_dead_letter_with_reason(stack, env):
     cfg = env.config
     v = f"T{env.tag}D"
-    fleet = DeviceFleet(cfg.mqtt, enrol(stack, [v]))
+    fleet = DeviceFleet(cfg.mqtt, stack.enrol([v]))
     now = int(time.time() * 1000)
     good = DeviceEvent(v, 1, now, "ignition_on")
     cases = {
@@ -96,7 +88,7 @@ def test_bridge_sigkill_mid_stream_loses_nothing(stack, env):
     for v, it in streams.items():
         msgs[v] = list(it)
         per_vehicle[v] = len(msgs[v])
-    fleet = DeviceFleet(cfg.mqtt, enrol(stack, list(msgs)))
+    fleet = DeviceFleet(cfg.mqtt, stack.enrol(list(msgs)))
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
     time.sleep(1.5)
     half = {v: iter(m[: len(m) // 2]) for v, m in msgs.items()}
@@ -114,7 +106,7 @@ def test_kafka_down_for_30s_loses_nothing(stack, env):
     cfg = env.config
     streams, total = stream_messages(env, vehicles=2, days=1)
     msgs = {v: list(it) for v, it in streams.items()}
-    fleet = DeviceFleet(cfg.mqtt, enrol(stack, list(msgs)))
+    fleet = DeviceFleet(cfg.mqtt, stack.enrol(list(msgs)))
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
     time.sleep(1.5)
     third = {v: len(m) // 3 for v, m in msgs.items()}
@@ -137,7 +129,7 @@ def test_metrics_endpoint_counts_every_message(stack, env):
 
     cfg = env.config
     v = f"T{env.tag}M"
-    fleet = DeviceFleet(cfg.mqtt, enrol(stack, [v]))
+    fleet = DeviceFleet(cfg.mqtt, stack.enrol([v]))
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge", "--metrics-port", "19464")
     time.sleep(1.5)
     now = int(time.time() * 1000)

@@ -22,30 +22,26 @@ def test_anonymous_connect_refused(stack):
 
 
 def test_wrong_password_refused(stack, env):
-    creds = stack.credentials()
     v = f"T{env.tag}A"
-    creds.add([v])
-    stack.mosquitto_reload()
-    time.sleep(0.3)
+    stack.enrol([v])
     r = pub(["-u", v, "-P", "wrong-password", "-t", f"ubi/v1/vehicles/{v}/telemetry", "-m", "{}"])
     assert r.returncode != 0
+    stack.revoke([v])
 
 
 def test_device_cannot_publish_as_another_vehicle(stack, env):
-    creds = stack.credentials()
     me, other = f"T{env.tag}A", f"T{env.tag}B"
-    creds.add([me, other])
-    stack.mosquitto_reload()
-    time.sleep(0.3)
+    passwords = stack.enrol([me, other])
     got: list[str] = []
-    sub, props = make_client(env.config.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"))
+    sub, props = make_client(env.config.mqtt, f"it-{env.tag}-watch", "bridge",
+                             stack.credentials().password("bridge"))
     sub.on_message = lambda c, u, m: got.append(m.topic)
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe("ubi/v1/vehicles/+/telemetry", qos=1)
     sub.connect("127.0.0.1", 1883, properties=props)
     sub.loop_start()
     try:
         time.sleep(1.0)
-        pw = creds.password(me)
+        pw = passwords[me]
         spoof = pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{other}/telemetry", "-m", "spoofed"])
         own = pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{me}/telemetry", "-m", "mine"])
         assert own.returncode == 0, own.stderr
@@ -59,28 +55,23 @@ def test_device_cannot_publish_as_another_vehicle(stack, env):
     assert f"ubi/v1/vehicles/{me}/telemetry" in got
     assert f"ubi/v1/vehicles/{other}/telemetry" not in got, spoof
     # revoking the credential locks the device out
-    creds.revoke([me])
-    stack.mosquitto_reload()
+    stack.revoke([me])
     time.sleep(0.3)
     assert pub(["-u", me, "-P", pw, "-t", f"ubi/v1/vehicles/{me}/telemetry", "-m", "x"]).returncode != 0
-    creds.revoke([other])
-    stack.mosquitto_reload()
+    stack.revoke([other])
 
 
 def test_tls_listener_accepts_devices_with_the_ca_and_refuses_unverified(stack, env):
     import ssl
 
-    creds = stack.credentials()
     me = f"T{env.tag}S"
-    creds.add([me])
-    stack.mosquitto_reload()
-    time.sleep(0.3)
+    pw = stack.enrol([me])[me]
     ca = str(stack.cfg.home / "tls" / "ca.crt")
-    ok = pub(["-p", str(env.config.mqtt.tls_port), "--cafile", ca, "-u", me, "-P", creds.password(me),
-              "-t", f"ubi/v1/vehicles/{me}/status", "-m", "online"])
     # `pub` passes -p 1883 first; the later -p wins in mosquitto_pub
+    ok = pub(["-p", str(env.config.mqtt.tls_port), "--cafile", ca, "-u", me, "-P", pw,
+              "-t", f"ubi/v1/vehicles/{me}/status", "-m", "online"])
     assert ok.returncode == 0, ok.stderr
-    client, props = make_client(env.config.mqtt, f"it-{env.tag}-tls", me, creds.password(me))
+    client, props = make_client(env.config.mqtt, f"it-{env.tag}-tls", me, pw)
     client.tls_set(cert_reqs=ssl.CERT_REQUIRED)  # system CAs only: our development CA is not trusted
     try:
         client.connect("127.0.0.1", env.config.mqtt.tls_port, properties=props)
@@ -88,5 +79,4 @@ def test_tls_listener_accepts_devices_with_the_ca_and_refuses_unverified(stack, 
     except ssl.SSLError:
         refused = True
     assert refused, "a client that cannot verify the server certificate must not connect"
-    creds.revoke([me])
-    stack.mosquitto_reload()
+    stack.revoke([me])

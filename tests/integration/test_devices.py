@@ -16,10 +16,8 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
     cfg = env.config
     spec = env.fleet(vehicles=2, days=1, seed=3)
     vehicles = vehicle_ids(spec.vehicles, spec.id_prefix)
+    passwords = stack.enrol(vehicles)
     creds = stack.credentials()
-    creds.ensure(vehicles)
-    stack.mosquitto_reload()
-    time.sleep(0.3)
     msgs = {v: list(vehicle_stream(spec, make_trips(spec, v))) for v in vehicles}
     expected = {(v, m.seq) for v, ms in msgs.items() for m in ms}
 
@@ -39,7 +37,7 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
     watcher.loop_start()  # paho reconnects this one by itself; its persistent session survives the restart
     time.sleep(0.5)
 
-    fleet = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles})
+    fleet = DeviceFleet(cfg.mqtt, passwords)
     halves = {v: len(ms) // 2 for v, ms in msgs.items()}
     fleet.play({v: iter(ms[: halves[v]]) for v, ms in msgs.items()})
     fleet.flush()
@@ -62,10 +60,8 @@ def test_a_thousand_devices_from_one_thread(stack, env):
     """More sockets than select() can watch: the fleet's epoll loop must still connect and deliver for all."""
     cfg = env.config
     vehicles = [f"T{env.tag}{i:04d}" for i in range(1000)]
+    passwords = stack.enrol(vehicles, settle_s=0.5)
     creds = stack.credentials()
-    creds.ensure(vehicles)
-    stack.mosquitto_reload()
-    time.sleep(0.5)
     got: set[str] = set()
     watcher, props = make_client(cfg.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"))
     watcher.on_message = lambda c, u, m: got.add(m.topic.split("/")[-2])
@@ -74,7 +70,7 @@ def test_a_thousand_devices_from_one_thread(stack, env):
     watcher.loop_start()
     time.sleep(0.5)
     try:
-        fleet = DeviceFleet(cfg.mqtt, {v: creds.password(v) for v in vehicles})
+        fleet = DeviceFleet(cfg.mqtt, passwords)
         assert threading.active_count() < 10
         for v in vehicles:
             fleet.publish_raw(v, "telemetry", b"{}")
@@ -85,6 +81,5 @@ def test_a_thousand_devices_from_one_thread(stack, env):
     finally:
         watcher.loop_stop()
         watcher.disconnect()
-        creds.revoke(vehicles)
-        stack.mosquitto_reload()
+        stack.revoke(vehicles)
     assert got == set(vehicles)

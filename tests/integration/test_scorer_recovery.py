@@ -14,19 +14,31 @@ from ubi.pipeline import play_fleet
 from ubi.stages.store import read_status, status_path
 
 
+def play_in_background(env, seed: int) -> tuple[threading.Thread, dict]:
+    """Publish a 6-vehicle, 3-day fleet from a thread; ``result["r"]`` holds play_fleet's return when it joins."""
+    spec = env.fleet(vehicles=6, days=3, seed=seed)
+    result: dict = {}
+    player = threading.Thread(target=lambda: result.update(r=play_fleet(env.config, spec, env.path / "sim",
+                                                                        show=False)))
+    player.start()
+    return player, result
+
+
+def kill_once_stored(cfg, victim, trips: int) -> None:
+    """SIGKILL ``victim`` as soon as the store has ``trips`` trips: mid-stream, with trips still open."""
+    deadline = time.monotonic() + 60
+    while read_status(status_path(cfg)).get("trips", 0) < trips and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+
+
 def test_scorer_killed_and_rebalanced_mid_stream(env):
     cfg = env.config
     stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("store", "--client-id", "st1")]
     scorer = env.start("score", "--client-id", "s1")
-    spec = env.fleet(vehicles=6, days=3, seed=23)
-    result = {}
-    player = threading.Thread(target=lambda: result.update(r=play_fleet(cfg, spec, env.path / "sim", show=False)))
-    player.start()
-    deadline = time.monotonic() + 60
-    while read_status(status_path(cfg)).get("trips", 0) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    scorer.proc.send_signal(signal.SIGKILL)  # mid-stream: trips are open, offsets partly committed
-    scorer.proc.wait()
+    player, result = play_in_background(env, seed=23)
+    kill_once_stored(cfg, scorer, 5)  # trips are open, offsets partly committed
     scorers = [env.start("score", "--client-id", "s1b"), env.start("score", "--client-id", "s2")]
     player.join()
     _, trips = result["r"]
@@ -50,15 +62,8 @@ def test_store_killed_mid_stream_writes_every_trip_once(env):
     cfg = env.config
     stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("score", "--client-id", "s1")]
     store_proc = env.start("store", "--client-id", "st1")
-    spec = env.fleet(vehicles=6, days=3, seed=31)
-    result = {}
-    player = threading.Thread(target=lambda: result.update(r=play_fleet(cfg, spec, env.path / "sim", show=False)))
-    player.start()
-    deadline = time.monotonic() + 60
-    while read_status(status_path(cfg)).get("trips", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    store_proc.proc.send_signal(signal.SIGKILL)
-    store_proc.proc.wait()
+    player, result = play_in_background(env, seed=31)
+    kill_once_stored(cfg, store_proc, 3)
     player.join()
     restarted = env.start("store", "--client-id", "st1b")
     _, trips = result["r"]
