@@ -18,6 +18,8 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
         cfg.telemetry_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)},
         cfg.dead_letter_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)},
         cfg.trips_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)},
+        # one small record per vehicle, kept for ever (compaction keeps the latest)
+        cfg.scorer_state_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
     }
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -55,6 +57,33 @@ def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> N
             time.sleep(0.2)
     finally:
         admin.close()
+
+
+def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30) -> dict[bytes, bytes]:
+    """The latest value per key of one partition of a compacted topic, read from its start to its current end."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False,
+                             client_id="ubi-state-reader")
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        consumer.seek_to_beginning(tp)
+        out: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + timeout
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise StackError(f"reading {topic}[{partition}] took longer than {timeout} s")
+            for records in consumer.poll(timeout_ms=1000).values():
+                for r in records:
+                    if r.value is None:
+                        out.pop(r.key, None)
+                    else:
+                        out[r.key] = r.value
+        return out
+    finally:
+        consumer.close()
 
 
 def make_producer(cfg: KafkaConfig, client_id: str, **overrides) -> KafkaProducer:

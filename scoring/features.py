@@ -12,7 +12,7 @@ import numpy as np
 
 from scoring.align import align_to_vehicle
 from scoring.gapfill import fill_gaps
-from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel, motion_kernel,
+from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel,
                              phone_kernel, speeding_kernel, trip_kernel)
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip
@@ -80,19 +80,6 @@ def clean_fixes(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarr
     bad, jumps = clean_kernel(t_s, lat, lon, acc, float(cfg.max_gps_accuracy_m), cfg.max_jump_speed_kmh / 3.6,
                               int(cfg.max_jump_rejects), keep)
     return keep.astype(bool), int(bad), int(jumps)
-
-
-def motion_trips(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> list[tuple[int, int]]:
-    """(first, last) fix indices of the trips in one vehicle's time-ordered fixes, by motion (no ignition events):
-    Traccar's rules with its defaults (ScoringConfig.motion_*; trip_gap_end_s). Offline use: the start of the data
-    counts as parked. Not used by the live stage (docs/architecture.md says why)."""
-    t_s = _times(t_s)
-    v = _speeds(speed, t_s.shape[0])
-    cap = t_s.shape[0] // 2 + 1
-    s, e = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    k = motion_kernel(t_s, v, float(cfg.motion_move_m), float(cfg.motion_stop_s), float(cfg.trip_gap_end_s),
-                      float(cfg.max_integration_gap_s), s, e)
-    return [(int(a), int(b)) for a, b in zip(s[:k], e[:k])]
 
 
 @dataclass(frozen=True)

@@ -162,24 +162,25 @@ def speeding_reference(t_s, v, limit, margin, high, max_gap):
     return tot, known, over, over_m, hi, hi_u
 
 
-def motion_reference(t_s, v, move_m, stop_s, gap_s, max_gap):
-    """[(first, last)] sample indices of motion trips; the window's distance is summed afresh for every sample."""
+def motion_reference(t_s, v, move_m, stop_s, gap_s, max_gap, warmup_s):
+    """[(first, last, ended_by)] fix indices of motion trips over one vehicle's used fixes, from the rules in
+    scoring/motion.py read literally: every window is summed afresh and nothing is ever trimmed."""
     n = len(t_s)
     trips = []
     in_trip, seg0, start = False, 0, 0
 
-    def dist(a, b):  # distance from sample a to sample b
+    def dist(a, b):  # distance from fix a to fix b
         return sum((v[k] + v[k - 1]) / 2 * (t_s[k] - t_s[k - 1]) for k in range(a + 1, b + 1)
                    if 0 < t_s[k] - t_s[k - 1] <= max_gap)
 
-    def end_at(i_last):
-        moving = [k for k in range(start, i_last + 1) if v[k] > MOVING_MPS]
-        return min(moving[-1] + 1, i_last) if moving else i_last
+    def end_at(last):
+        moving = [k for k in range(start, last + 1) if v[k] > MOVING_MPS]
+        return min(moving[-1] + 1, last) if moving else last
 
     for i in range(n):
-        if i > 0 and t_s[i] - t_s[i - 1] >= gap_s:
+        if i > seg0 and t_s[i] - t_s[i - 1] >= gap_s:
             if in_trip:
-                trips.append((start, end_at(i - 1)))
+                trips.append((start, end_at(i - 1), "data_gap"))
                 in_trip = False
             seg0 = i
         older = [k for k in range(seg0, i + 1) if t_s[k] <= t_s[i] - stop_s]
@@ -187,13 +188,16 @@ def motion_reference(t_s, v, move_m, stop_s, gap_s, max_gap):
         w = dist(ref, i)
         if not in_trip:
             if w >= move_m:
-                lo = max(ref, trips[-1][1] if trips else 0)
-                moving = [k for k in range(lo, i + 1) if v[k] > MOVING_MPS]
-                start = max(moving[0] - 1, lo) if moving else i
-                in_trip = True
+                moving = [k for k in range(ref, i + 1) if v[k] > MOVING_MPS]
+                s = (moving[0] - 1 if moving[0] > ref else ref) if moving else i
+                k = s
+                while k - 1 >= seg0 and t_s[s] - t_s[k - 1] <= warmup_s and t_s[k] - t_s[k - 1] <= max_gap:
+                    k -= 1
+                start, in_trip = k, True
         elif t_s[i] - t_s[seg0] >= stop_s and w < move_m:
-            trips.append((start, end_at(i)))
-            in_trip = False
+            e = end_at(i)
+            trips.append((start, e, "motion_stop"))
+            in_trip, seg0 = False, e + 1
     if in_trip:
-        trips.append((start, end_at(n - 1)))
+        trips.append((start, end_at(n - 1), "data_gap"))
     return trips

@@ -1,6 +1,12 @@
-"""Cut one vehicle stream into trips, per vehicle, from ignition events and sequence numbers. Pure logic.
+"""Cut each vehicle's stream into trips: from ignition events where its device sends them, else by motion
+(scoring/motion.py). Pure logic.
 
-Rules (docs/architecture.md has the reasoning):
+A vehicle is cut by ignition from the first ignition event it sends; until then (and for devices that never send
+one) by motion. Which vehicles send ignition, and where each vehicle's last motion trip ended, is the cutter's
+durable state: ``take_state_updates`` hands it to the scorer, which stores it (a compacted topic) before it commits,
+and ``load_partition`` gives it back to a restarted scorer with the partition's watermark at the committed offset.
+
+Ignition rules (docs/architecture.md has the reasoning):
 - A trip runs from ``ignition_on`` to ``ignition_off``; messages are placed by the device's ``seq``.
 - A trip closes once every seq between its ignition events has arrived, or, if some never come (dead-lettered),
   when the vehicle's next trip starts or the trip has waited ``close_grace_s`` of stream time.
@@ -18,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.contract import DeviceEvent, TelemetryBatch
+from scoring.motion import MotionCut, MotionRules, MotionTrack
 
 
 def trip_id(vehicle: str, start_ms: int) -> str:
@@ -32,6 +39,7 @@ class OpenTrip:
     on_ms: int
     partition: int
     first_offset: int
+    first_wm: int  # the partition's watermark before first_offset
     batches: dict[int, TelemetryBatch] = field(default_factory=dict)
     off: DeviceEvent | None = None
     off_seen_stream_ms: int = 0
@@ -51,7 +59,7 @@ class ClosedTrip:
     accuracy: np.ndarray
     messages: int
     complete: bool  # every seq between the ignition events arrived
-    ended_by: str  # "ignition_off" | "next_trip" | "grace_timeout"
+    ended_by: str  # ignition: "ignition_off" | "next_trip" | "grace_timeout"; motion: "motion_stop" | "data_gap"
     partition: int
     # The IMU and phone flags travel with the trip so the feature kernels see everything the device sent.
     imu_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted, unique
@@ -70,16 +78,68 @@ class CutterCounters:
     repeats: int = 0
     closed: int = 0
     incomplete: int = 0
+    motion_closed: int = 0
 
 
 class TripCutter:
-    def __init__(self, close_grace_s: float = 600.0) -> None:
+    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules = MotionRules()) -> None:
         self.open: dict[str, OpenTrip] = {}
         self.last_closed_seq: dict[str, int] = {}
         self.close_grace_ms = int(close_grace_s * 1000)
         self.counters = CutterCounters()
+        self.motion = motion
+        self.ignition: set[str] = set()  # vehicles whose devices send ignition events
+        self.tracks: dict[str, MotionTrack] = {}  # the others
+        self.closed_to: dict[str, int] = {}  # where a motion vehicle's last trip ended (durable)
+        self.partition_of: dict[str, int] = {}
+        self.wm: dict[int, int] = {}  # per partition: the latest receive time seen, in offset order
+        self.state_updates: dict[str, dict] = {}
 
-    def feed(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int) -> list[ClosedTrip]:
+    @classmethod
+    def for_config(cls, cfg) -> "TripCutter":
+        """From a ScoringConfig."""
+        return cls(cfg.close_grace_s, MotionRules.of(cfg))
+
+    # ------------------------------------------------------------------ durable state
+    def load_partition(self, partition: int, wm: int, states: dict[str, dict]) -> None:
+        """A partition (re)assigned: its watermark at the committed offset and its vehicles' stored state."""
+        self.wm[partition] = wm
+        for v, st in states.items():
+            self.partition_of[v] = partition
+            if st.get("mode") == "ignition":
+                self.ignition.add(v)
+            elif st.get("closed_to_ms") is not None:
+                self.closed_to[v] = int(st["closed_to_ms"])
+
+    def take_state_updates(self) -> dict[str, tuple[int, dict]]:
+        """{vehicle: (partition, state)} changed since the last call: store them before committing."""
+        out = {v: (self.partition_of[v], st) for v, st in self.state_updates.items()}
+        self.state_updates = {}
+        return out
+
+    # ------------------------------------------------------------------ input
+    def feed(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, received_ms: int = 0
+             ) -> list[ClosedTrip]:
+        """One record in offset order; ``received_ms`` is when the bridge received it (the Kafka header)."""
+        v = item.vehicle
+        wm = self.wm.get(partition, 0)
+        self.wm[partition] = max(wm, received_ms)
+        self.partition_of[v] = partition
+        out: list[ClosedTrip] = []
+        if v not in self.ignition:
+            if isinstance(item, TelemetryBatch):
+                return self._feed_motion(item, partition, offset, wm, received_ms)
+            # the device sends ignition events after all: from now on its trips follow them
+            self.ignition.add(v)
+            self.state_updates[v] = {"mode": "ignition"}
+            track = self.tracks.pop(v, None)
+            if track is not None:
+                out += [self._close_motion(v, c) for c in track.finish()]
+            self.closed_to.pop(v, None)
+        return out + self._feed_ignition(item, partition, offset, wm)
+
+    def _feed_ignition(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int
+                       ) -> list[ClosedTrip]:
         v = item.vehicle
         if item.seq <= self.last_closed_seq.get(v, -1):
             self.counters.repeats += 1
@@ -95,7 +155,7 @@ class TripCutter:
                 return []
             if trip is not None:
                 out.append(self._close(trip, "next_trip"))
-            self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset)
+            self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
             return out
         if trip is None or item.seq < trip.on_seq or (trip.off is not None and item.seq > trip.off.seq):
             self.counters.orphans += 1
@@ -111,28 +171,83 @@ class TripCutter:
                 self.counters.repeats += 1
                 return out
             trip.batches[item.seq] = item
-        trip.first_offset = min(trip.first_offset, offset)
+        if offset < trip.first_offset:
+            trip.first_offset, trip.first_wm = offset, wm
         if trip.complete():
             out.append(self._close(trip, "ignition_off"))
         return out
 
+    def _feed_motion(self, item: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int
+                     ) -> list[ClosedTrip]:
+        v = item.vehicle
+        track = self.tracks.get(v)
+        if track is None:
+            track = self.tracks[v] = MotionTrack(v, self.motion, self.closed_to.get(v))
+        return [self._close_motion(v, c) for c in track.feed(item, partition, offset, wm, received_ms)]
+
     def expire(self, stream_ms: int) -> list[ClosedTrip]:
-        """Close trips whose ignition_off came ``close_grace_s`` ago (stream time) but that still miss messages."""
+        """Close ignition trips whose ignition_off came ``close_grace_s`` ago (stream time) but that still miss
+        messages, and motion trips whose partition's watermark shows a data gap (MotionTrack.silence)."""
         due = [t for t in self.open.values()
                if t.off is not None and stream_ms - t.off_seen_stream_ms >= self.close_grace_ms]
-        return [self._close(t, "grace_timeout") for t in due]
-
-    def oldest_open_offsets(self) -> dict[int, int]:
-        """Per partition, the first offset that an open trip still needs (commit no further than this)."""
-        out: dict[int, int] = {}
-        for t in self.open.values():
-            out[t.partition] = min(out.get(t.partition, t.first_offset), t.first_offset)
+        out = [self._close(t, "grace_timeout") for t in due]
+        for v, track in self.tracks.items():
+            out += [self._close_motion(v, c) for c in track.silence(self.wm.get(self.partition_of[v], 0))]
         return out
 
+    def finish(self) -> list[ClosedTrip]:
+        """End of the data (a file): close every trip still open, as waiting for ever would."""
+        out = self.expire(np.iinfo(np.int64).max)
+        for v, track in self.tracks.items():
+            out += [self._close_motion(v, c) for c in track.finish()]
+        return out
+
+    def held(self) -> dict[int, tuple[int, int]]:
+        """Per partition, the first offset an open trip or a motion track still needs, with the partition's
+        watermark before it: commit no further than this, and store the watermark with the commit."""
+        out: dict[int, tuple[int, int]] = {}
+        firsts = [(t.partition, t.first_offset, t.first_wm) for t in self.open.values()]
+        firsts += [(m.partition, m.offset, m.wm) for m in (tr.first_held() for tr in self.tracks.values()) if m]
+        for p, off, wm in firsts:
+            if p not in out or off < out[p][0]:
+                out[p] = (off, wm)
+        return out
+
+    def oldest_open_offsets(self) -> dict[int, int]:
+        return {p: off for p, (off, _) in self.held().items()}
+
     def drop_partitions(self, partitions: set[int]) -> None:
-        """Forget open trips of partitions we no longer own (the new owner rebuilds them by replay)."""
+        """Forget partitions we no longer own (the new owner loads their state and rebuilds by replay)."""
         for v in [v for v, t in self.open.items() if t.partition in partitions]:
             del self.open[v]
+        for v in [v for v, p in self.partition_of.items() if p in partitions]:
+            del self.partition_of[v]
+            self.tracks.pop(v, None)
+            self.closed_to.pop(v, None)
+            self.ignition.discard(v)
+            self.last_closed_seq.pop(v, None)
+            self.state_updates.pop(v, None)
+        for p in partitions:
+            self.wm.pop(p, None)
+
+    def _close_motion(self, vehicle: str, cut: MotionCut) -> ClosedTrip:
+        batches = sorted({m.batch.seq: m.batch for m in cut.messages}.values(), key=lambda b: b.seq)
+        g = _concat_gps(batches)
+        keep = (g[0] >= cut.start_ms) & (g[0] <= cut.end_ms)
+        imu = _concat_imu(batches)
+        ikeep = (imu[0] >= cut.start_ms) & (imu[0] <= cut.end_ms)
+        seqs = [b.seq for b in batches]
+        complete = not seqs or seqs[-1] - seqs[0] + 1 == len(seqs)
+        self.closed_to[vehicle] = cut.end_ms
+        self.state_updates[vehicle] = {"mode": "motion", "closed_to_ms": cut.end_ms}
+        self.counters.closed += 1
+        self.counters.motion_closed += 1
+        self.counters.incomplete += not complete
+        partition = cut.messages[0].partition if cut.messages else self.partition_of.get(vehicle, 0)
+        t, sp, acc, phone, lat, lon, heading = (c[keep] for c in g)
+        return ClosedTrip(trip_id(vehicle, cut.start_ms), vehicle, cut.start_ms, cut.end_ms, t, sp, acc,
+                          len(batches), complete, cut.ended_by, partition, imu[0][ikeep], imu[1][ikeep],
+                          imu[2][ikeep], phone, lat, lon, heading, imu[3][ikeep])
 
     def _close(self, trip: OpenTrip, ended_by: str) -> ClosedTrip:
         del self.open[trip.vehicle]

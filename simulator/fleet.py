@@ -33,6 +33,18 @@ class FleetSpec:
     # Real-world sensor faults: one-fix position glitches, GPS gaps (tunnels) and device clock drift. Each comes
     # from its own RNG stream, so turning them on changes nothing else a seed produces.
     sensor_faults: bool = False
+    # Share of vehicles whose device has no ignition wire (a phone app, a battery tracker): it sends no ignition
+    # events, and keeps reporting a parked fix every second for PARKED_REPORT_S after the engine stops, so the
+    # scorer cuts its trips by motion (scoring/motion.py). Chosen per vehicle from a hash of its id.
+    motion_only_share: float = 0.0
+
+
+PARKED_REPORT_S = 240  # a motion-only device reports this long after stopping (more than motion_stop_s = 180 s)
+
+
+def motion_only(spec: "FleetSpec", vehicle: str) -> bool:
+    """Whether this vehicle's device sends no ignition events (FleetSpec.motion_only_share)."""
+    return spec.motion_only_share > 0 and _sub_rng(spec.seed, vehicle, "ignition").random() < spec.motion_only_share
 
 
 @dataclass(frozen=True)
@@ -251,14 +263,20 @@ def with_faults(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStre
 def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
     """What the device sends for one trip: ignition on, telemetry batches, ignition off; seq numbers from seq0.
 
-    A batch covers ``batch_s`` seconds of the device clock; in a tunnel it carries the accelerometer alone.
+    A batch covers ``batch_s`` seconds of the device clock; in a tunnel it carries the accelerometer alone. A
+    motion-only device (``motion_only``) sends no ignition events and reports PARKED_REPORT_S of parked fixes after
+    the trip.
     """
     ss = sensor_streams(spec, trip)
+    if motion_only(spec, trip.vehicle_id):
+        ss = _with_parked_tail(spec, trip, ss)
     on_ms = int(device_time(spec, trip.vehicle_id, trip.start_ms))
     off_ms = int(device_time(spec, trip.vehicle_id, trip.end_ms))
     seq = seq0
-    yield DeviceEvent(trip.vehicle_id, seq, on_ms, "ignition_on")
-    seq += 1
+    events = not motion_only(spec, trip.vehicle_id)
+    if events:
+        yield DeviceEvent(trip.vehicle_id, seq, on_ms, "ignition_on")
+        seq += 1
     width = spec.batch_s * 1000
     gw = (ss.gps_t - on_ms) // width
     iw = (ss.imu_t - on_ms) // width
@@ -275,7 +293,31 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
             ss.acc_vert[i0:i1], ss.phone[g],
         )
         seq += 1
-    yield DeviceEvent(trip.vehicle_id, seq, off_ms, "ignition_off")
+    if events:
+        yield DeviceEvent(trip.vehicle_id, seq, off_ms, "ignition_off")
+
+
+def _with_parked_tail(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStreams:
+    """The streams plus PARKED_REPORT_S of a parked vehicle after ignition off: 1 Hz fixes where it stopped with
+    GPS speed jitter (|N(0, 0.1)| m/s: at rest a receiver reads 0.1-0.3 m/s), and a quiet accelerometer (gravity and noise)."""
+    rng = _sub_rng(spec.seed, trip.vehicle_id, trip.start_ms, "parked")
+    last_gps = int(ss.gps_t[-1]) if ss.gps_t.shape[0] else int(device_time(spec, trip.vehicle_id, trip.end_ms))
+    n = PARKED_REPORT_S
+    gt = last_gps + 1000 * np.arange(1, n + 1, dtype=np.int64)
+    last_imu = int(ss.imu_t[-1]) if ss.imu_t.shape[0] else last_gps
+    step = 1000 // IMU_HZ
+    it = last_imu + step * np.arange(1, n * IMU_HZ + 1, dtype=np.int64)
+    m = it.shape[0]
+    pick = (lambda a, fill: np.full(n, a[-1] if a.shape[0] else fill))
+    return SensorStreams(
+        np.concatenate([ss.gps_t, gt]), np.concatenate([ss.lat, pick(ss.lat, trip.home[0])]),
+        np.concatenate([ss.lon, pick(ss.lon, trip.home[1])]),
+        np.concatenate([ss.speed, np.abs(rng.normal(0.0, 0.1, n))]), np.concatenate([ss.heading, pick(ss.heading, 0.0)]),
+        np.concatenate([ss.accuracy, np.full(n, 5.0)]), np.concatenate([ss.imu_t, it]),
+        np.concatenate([ss.acc_lon, rng.normal(0.0, 0.05, m)]), np.concatenate([ss.acc_lat, rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.acc_vert, G + rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.gps_index, np.full(n, -1, ss.gps_index.dtype)]),
+        np.concatenate([ss.phone, np.zeros(n, ss.phone.dtype)]), ss.glitches, ss.gaps)
 
 
 def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ def stream_rows(spec: FleetSpec) -> tuple[list[dict], list]:
     """The live path without Kafka: each vehicle's messages through TripCutter and score_trip."""
     rows, messages = [], []
     for v in vehicle_ids(spec.vehicles):
-        cutter, seq = TripCutter(CFG.close_grace_s), 0
+        cutter, seq = TripCutter.for_config(CFG), 0
         for trip in make_trips(spec, v):
             for m in device_messages(spec, trip, seq):
                 seq = m.seq + 1
@@ -49,6 +49,31 @@ def test_file_path_equals_stream_path(fleet, tmp_path, fmt):
     assert len(got) == len(live) >= 10
     for a, b in zip(got, live):
         assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def test_motion_only_devices_file_path_equals_stream_path_and_truth(tmp_path):
+    """Devices without ignition events (FleetSpec.motion_only_share): the live cutter and score-file find the same
+    trips, one per true trip, with the true distance; only ``messages`` differs (10 s batches live, 10-fix
+    batches from a file)."""
+    spec = FleetSpec(vehicles=3, days=2, seed=5, motion_only_share=1.0)
+    live, messages = stream_rows(spec)
+    assert not any(isinstance(m, score_file.DeviceEvent) for m in messages)
+    gps, imu = score_file.messages_to_frames(messages)
+    gps.write_parquet(tmp_path / "g.parquet")
+    imu.write_parquet(tmp_path / "i.parquet")
+    got = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG)
+    assert len(got) == len(live) >= 10
+    for a, b in zip(got, live):
+        diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
+        assert not diff, diff
+    truth = sorted((t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)),
+                   key=lambda t: (t.vehicle_id, t.start_ms))
+    assert len(truth) == len(live)
+    for row, t in zip(live, truth):
+        assert row["ended_by"] == "motion_stop" and row["complete"]
+        assert 0 <= row["start_ms"] - t.start_ms <= 3_000  # ignition is 3 s before moving: warm-up covers it
+        assert t.end_ms - 45_000 <= row["end_ms"] <= t.end_ms  # the last stop (0.5-40.5 s) + 3 s to ignition off
+        assert row["distance_km"] * 1000 == pytest.approx(t.distance_m, rel=0.01)
 
 
 @pytest.mark.parametrize("ext", ["json", "csv", "parquet"])

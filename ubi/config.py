@@ -42,6 +42,12 @@ class KafkaConfig:
     scorer_group: str = "ubi-scorer"
     store_group: str = "ubi-store"
 
+    @property
+    def scorer_state_topic(self) -> str:
+        """The scorer group's durable trip-cutter state (compacted, keyed by vehicle): it belongs to the group, as
+        its committed offsets do, so a new group starts from scratch on both."""
+        return f"{self.scorer_group}.state.v1"
+
 
 @dataclass(frozen=True)
 class ScoringConfig:

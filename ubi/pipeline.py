@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.devices import DeviceFleet
-from simulator.fleet import FleetSpec, SimTrip
+from simulator.fleet import PARKED_REPORT_S, FleetSpec, SimTrip, motion_only
 from simulator.run import vehicle_stream, write_truth
 from ubi.config import Config
 from ubi.progress import Progress
@@ -51,11 +51,13 @@ def start_stage(cfg: Config, name: str, *args: str, env: dict | None = None) -> 
 
 
 def expected_messages(spec: FleetSpec, trips: dict[str, list[SimTrip]]) -> int:
+    """About how many messages the devices send (the progress bar's total)."""
     total = 0
-    for ts in trips.values():
+    for v, ts in trips.items():
+        tail = PARKED_REPORT_S if motion_only(spec, v) else 0
         for t in ts:
-            n_gps = (len(t.trace.speed) + 9) // 10
-            total += 2 + (n_gps + spec.batch_s - 1) // spec.batch_s
+            n_gps = (len(t.trace.speed) + 9) // 10 + tail
+            total += (0 if tail else 2) + (n_gps + spec.batch_s - 1) // spec.batch_s
     return total
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ingest.contract import DeviceEvent, TelemetryBatch
-from scoring.features import motion_trips, score_trip, trip_limits
+from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, TripCutter
 from ubi.config import Config, ScoringConfig
@@ -81,27 +81,12 @@ def _regular_imu(t: np.ndarray, cols: list[np.ndarray], hz: int, t_end: int) -> 
     return t0, [np.where(hit, c[j], np.nan) for c in cols]
 
 
-def _with_warmup(t_ms: np.ndarray, segs: list[tuple[int, int]], cfg: ScoringConfig) -> list[tuple[int, int]]:
-    """Start each motion-cut trip up to ``gps_warmup_s`` before the vehicle moves, over standing fixes without a
-    gap: the receiver was already locked then, so the warm-up distrust must not fall on the first metres driven
-    (an ignition-cut trip has the same standing seconds before moving)."""
-    out, prev_end = [], -1
-    warm_ms, gap_ms = cfg.gps_warmup_s * 1000.0, cfg.max_integration_gap_s * 1000.0
-    for s, x in segs:
-        k = s
-        while k - 1 > prev_end and t_ms[s] - t_ms[k - 1] <= warm_ms and t_ms[k] - t_ms[k - 1] <= gap_ms:
-            k -= 1
-        out.append((k, x))
-        prev_end = x
-    return out
-
-
 def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
                      ) -> Iterator[DeviceEvent | TelemetryBatch]:
     """One vehicle's rows as the messages its device would have sent, seq from 0.
 
-    Ignition events come from ``event`` rows; a vehicle with none is cut by motion (scoring.features.motion_trips)
-    and ignition is synthesised at each trip's first and last fix. A message never straddles an event.
+    Ignition events come from ``event`` rows; a vehicle with none sends telemetry only, and the trip cutter cuts it
+    by motion (scoring/motion.py) exactly as the live stage does. A message never straddles an event.
     """
     ev = gps.filter(pl.col("event").is_not_null()).sort("t_ms")
     fx = gps.filter(pl.col("event").is_null()).sort("t_ms", maintain_order=True)
@@ -112,20 +97,7 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
     if unknown:
         raise ScoreFileError(f"{vehicle}: unknown event(s) {sorted(unknown)}")
     t = fx["t_ms"].to_numpy()
-    if ev.height:
-        events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list()))
-    elif t.shape[0]:
-        good = fx["accuracy_m"].fill_null(0.0).to_numpy() <= cfg.max_gps_accuracy_m  # as score_trip sees them
-        good &= np.concatenate([[True], np.diff(t) > 0])  # a repeated time keeps its first fix, as in ClosedTrip
-        tg = t[good]
-        try:
-            segs = motion_trips(tg / 1000.0, fx["speed_mps"].to_numpy()[good], cfg)
-        except ValueError as exc:
-            raise ScoreFileError(f"{vehicle}: {exc}") from exc
-        events = [e for s, x in _with_warmup(tg, segs, cfg)
-                  for e in ((int(tg[s]), "ignition_on"), (int(tg[x]), "ignition_off"))]
-    else:
-        events = []
+    events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list()))
     lat, lon, speed = (fx[c].to_numpy() for c in ("lat", "lon", "speed_mps"))
     heading = fx["heading_deg"].fill_null(0.0).to_numpy()
     acc = fx["accuracy_m"].fill_null(0.0).to_numpy()
@@ -183,11 +155,11 @@ def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
         fixes = g.filter(pl.col("event").is_null()).sort("t_ms")
         lim_t = fixes["t_ms"].to_numpy()
         lim = (fixes["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6) if fixes["limit_kmh"].is_not_null().any() else None
-        cutter = TripCutter(cfg.close_grace_s)
+        cutter = TripCutter.for_config(cfg)
         trips: list[ClosedTrip] = []
         for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
             trips += cutter.feed(m, 0, off)
-        trips += cutter.expire(np.iinfo(np.int64).max)
+        trips += cutter.finish()
         for trip in trips:
             limit = trip_limits(trip, layer) if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
             rows.append(score_trip(trip, cfg, limit))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import replace
 
 from scoring.trips import trip_id
 from tests.integration.test_pipeline import wait_for_trips
@@ -14,9 +15,9 @@ from ubi.pipeline import play_fleet
 from ubi.stages.store import read_status, status_path
 
 
-def play_in_background(env, seed: int) -> tuple[threading.Thread, dict]:
+def play_in_background(env, seed: int, motion_only_share: float = 0.0) -> tuple[threading.Thread, dict]:
     """Publish a 6-vehicle, 3-day fleet from a thread; ``result["r"]`` holds play_fleet's return when it joins."""
-    spec = env.fleet(vehicles=6, days=3, seed=seed)
+    spec = replace(env.fleet(vehicles=6, days=3, seed=seed), motion_only_share=motion_only_share)
     result: dict = {}
     player = threading.Thread(target=lambda: result.update(r=play_fleet(env.config, spec, env.path / "sim",
                                                                         show=False)))
@@ -75,3 +76,32 @@ def test_store_killed_mid_stream_writes_every_trip_once(env):
     ids = [r[0] for r in con.execute("SELECT trip_id FROM trips").fetchall()]
     con.close()
     assert sorted(ids) == sorted(expected)
+
+
+def test_motion_cut_devices_survive_a_scorer_kill_and_a_rebalance(env):
+    """Half the fleet sends no ignition events, so the scorer cuts their trips by motion and keeps per-vehicle state
+    in its compacted topic. Scorer SIGKILLed mid-stream, restarted, a second one joining: every true trip is in
+    DuckDB exactly once (motion trips matched by time, as their start is the last standing fix, not ignition)."""
+    cfg = env.config
+    stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("store", "--client-id", "st1")]
+    scorer = env.start("score", "--client-id", "s1")
+    player, result = play_in_background(env, seed=41, motion_only_share=0.5)
+    kill_once_stored(cfg, scorer, 8)
+    scorers = [env.start("score", "--client-id", "s1b"), env.start("score", "--client-id", "s2")]
+    player.join()
+    _, trips = result["r"]
+    truth = [t for ts in trips.values() for t in ts]
+    assert wait_for_trips(cfg, len(truth), stages + scorers) == len(truth)
+    time.sleep(2)  # any late duplicate would show up now
+    for s in scorers + stages:
+        s.stop()
+    con = store.connect(cfg.db_path)
+    rows = con.execute("SELECT vehicle_id, epoch_ms(start_ts), epoch_ms(end_ts), distance_km, ended_by FROM trips"
+                       ).fetchall()
+    con.close()
+    assert len(rows) == len(truth)
+    assert {r[4] for r in rows} == {"ignition_off", "motion_stop"}
+    for t in truth:
+        match = [r for r in rows if r[0] == t.vehicle_id and r[1] < t.end_ms and r[2] > t.start_ms]
+        assert len(match) == 1, (t.vehicle_id, t.start_ms, match)
+        assert abs(match[0][3] * 1000 - t.distance_m) <= 0.01 * t.distance_m
