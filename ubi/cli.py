@@ -47,7 +47,7 @@ def _simulate(args) -> int:
 
     cfg = get_config()
     spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s,
-                     sensor_faults=args.faults)
+                     sensor_faults=args.faults, motion_only_share=args.motion_only_share)
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
     if args.offline:
         from simulator.offline import write_offline
@@ -130,7 +130,8 @@ def _sql(args) -> int:
 def _demo(args) -> int:
     from ubi.demo import run_demo
 
-    return run_demo(get_config(), args.vehicles, args.days, args.seed, faults=args.faults)
+    return run_demo(get_config(), args.vehicles, args.days, args.seed, faults=args.faults,
+                    motion_only_share=args.motion_only_share)
 
 
 def _actuary(args) -> int:
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=10)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--faults", action="store_true", help="simulate GPS glitches, tunnels and clock drift")
+    s.add_argument("--motion-only-share", type=float, default=0.2,
+                   help="share of devices that send no ignition events (trips cut by motion)")
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
@@ -199,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real-world sensor faults: one-fix GPS glitches, tunnels without GPS, device clock drift")
     s.add_argument("--offline", action="store_true",
                    help="write telemetry to Parquet in --out (the `ubi score-file` format) instead of MQTT")
+    s.add_argument("--motion-only-share", type=float, default=0.0,
+                   help="share of devices that send no ignition events, e.g. phone apps (trips cut by motion)")
     s.set_defaults(func=_simulate)
 
     for name, func, what in (("bridge", _bridge, "move device messages from MQTT to Kafka (at-least-once)"),

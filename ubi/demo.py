@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
-from simulator.fleet import FleetSpec, device_time
+from simulator.fleet import FleetSpec, device_time, motion_only, vehicle_ids
 from ubi import store
 from ingest.kafka_io import delete_topics, ensure_topics
 from ingest.mqtt_io import make_client
@@ -54,6 +54,16 @@ bridge_session_expiry_s = 300
 DEMO_BRIDGE_ID = "ubi-demo-bridge"
 
 
+def old_demo_state_topics(k) -> list[str]:
+    """The scorer state topics of earlier demo runs (each run has its own scorer group, so its own topic)."""
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=k.bootstrap, client_id="ubi-admin", request_timeout_ms=10000)
+    try:
+        return [t for t in admin.list_topics() if t.startswith("ubi-demo-scorer-") and t.endswith(".state.v1")]
+    finally:
+        admin.close()
+
+
 def prepare_demo(cfg: Config) -> tuple[Config, Path]:
     """A fresh namespace for this run: recreated topics, new consumer groups, an empty MQTT session."""
     run = uuid.uuid4().hex[:8]
@@ -62,7 +72,7 @@ def prepare_demo(cfg: Config) -> tuple[Config, Path]:
     toml.write_text(DEMO_TOML.format(run=run))
     demo = replace(load_config(toml), db_path=cfg.home / "demo.duckdb")
     k = demo.kafka
-    delete_topics(k, [k.telemetry_topic, k.dead_letter_topic, k.trips_topic])
+    delete_topics(k, [k.telemetry_topic, k.dead_letter_topic, k.trips_topic, *old_demo_state_topics(k)])
     ensure_topics(k)
     # Discard whatever a previous, interrupted demo left queued for the bridge's persistent session.
     client, _ = make_client(demo.mqtt, DEMO_BRIDGE_ID, demo.mqtt.bridge_user,
@@ -75,14 +85,18 @@ def prepare_demo(cfg: Config) -> tuple[Config, Path]:
     return demo, toml
 
 
-def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600, faults: bool = False) -> int:
+def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 600, faults: bool = False,
+             motion_only_share: float = 0.2) -> int:
     print(f"== stack: {', '.join(f'{k} {v}' for k, v in Stack(cfg).up().items())}")
     cfg, toml = prepare_demo(cfg)
     today = datetime.now(timezone.utc).date()
-    spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days), sensor_faults=faults)
+    spec = FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days), sensor_faults=faults,
+                     motion_only_share=motion_only_share)
     out = cfg.home / "sim" / "demo"
     shutil.rmtree(out, ignore_errors=True)
-    print(f"== fleet: {vehicles} vehicles, {days} days from {spec.start}, seed {seed}")
+    n_motion = sum(motion_only(spec, v) for v in vehicle_ids(vehicles))
+    print(f"== fleet: {vehicles} vehicles ({n_motion} of them without ignition events), {days} days from "
+          f"{spec.start}, seed {seed}")
     env = {"UBI_CONFIG": str(toml)}
     stages = [start_stage(cfg, "bridge", "--client-id", DEMO_BRIDGE_ID, env=env),
               start_stage(cfg, "score", env=env), start_stage(cfg, "store", env=env)]
@@ -113,6 +127,10 @@ def run_demo(cfg: Config, vehicles: int, days: int, seed: int, timeout: float = 
             s.stop()
     con = store.connect(cfg.db_path)
     try:
+        by = dict(con.execute("SELECT ended_by, count(*) FROM trips GROUP BY ALL").fetchall())
+        print(f"== trips: {sum(by.values())} stored; cut by ignition events: "
+              f"{sum(n for k, n in by.items() if k in ('ignition_off', 'next_trip', 'grace_timeout'))}, by motion: "
+              f"{sum(n for k, n in by.items() if k in ('motion_stop', 'data_gap'))}")
         load_policies(con, out / "policies.parquet")
         rb = load_rulebook(cfg.rulebook)
         months = months_between(spec.start, spec.start + timedelta(days=days - 1))
