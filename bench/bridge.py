@@ -99,6 +99,15 @@ class Baseline:
         self.client.loop_stop()
 
 
+def forget_session(cfg, client_id: str, password: str) -> None:
+    """Drop a persistent session and its queue (else the broker keeps queueing every later message for it, and
+    Mosquitto's persistence file grows by gigabytes over a few bench runs)."""
+    c, props = make_client(cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, session_expiry_s=0)
+    c.connect(cfg.mqtt.host, cfg.mqtt.port, clean_start=True, properties=props)
+    c.loop(1.0)
+    c.disconnect()
+
+
 def start_bridge(toml: Path, client_id: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "UBI_CONFIG": str(toml)}
     return subprocess.Popen([sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", "bridge", "--client-id",
@@ -143,6 +152,8 @@ def main() -> int:
     ap.add_argument("--overload-s", type=float, default=300)
     ap.add_argument("--metrics-port", type=int, default=19990)
     ap.add_argument("--bridges", type=int, default=1, help="bridge processes sharing the subscription")
+    ap.add_argument("--client", default="librdkafka", choices=["librdkafka", "kafka-python"],
+                    help="the bridge's Kafka client (KafkaConfig.bridge_client)")
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
@@ -152,6 +163,7 @@ def main() -> int:
 telemetry_topic = "bench.{tag}.telemetry"
 dead_letter_topic = "bench.{tag}.dlq"
 trips_topic = "bench.{tag}.trips"
+bridge_client = "{args.client}"
 [mqtt]
 share_group = "bench-{tag}"
 bridge_session_expiry_s = 600
@@ -198,6 +210,7 @@ bridge_session_expiry_s = 600
     base.done.wait(600)
     base_s = time.perf_counter() - base.first
     base.disconnect()
+    forget_session(cfg, f"bench-base-{tag}", bridge_pw)
     base_rate = args.messages / base_s
 
     # 4. bridge drain
@@ -288,7 +301,8 @@ bridge_session_expiry_s = 600
               f"{start_rss:.0f} MB, peak {peak:.0f} MB; max in flight {max_in_flight:.0f} "
               f"(bound {cfg.ingest.max_in_flight} per bridge)")
     stop_bridges(brs)
-    # the broker forgets the benchmark's sessions after bridge_session_expiry_s
+    for i in range(args.bridges):
+        forget_session(cfg, f"{bridge_id}-{i}", bridge_pw)
     return 0
 
 

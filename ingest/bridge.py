@@ -12,6 +12,7 @@ Guarantees (see docs/device-contract.md):
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left
 import json
 import logging
 import signal
@@ -19,12 +20,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
-from kafka import KafkaProducer
 
 from ingest.contract import Rejected, decode, parse_topic
-from ingest.kafka_io import make_producer
+from ingest.kafka_io import RecordSink, make_sink
 from ingest.mqtt_io import make_client
 from ubi.config import Config
 
@@ -48,10 +49,7 @@ class BridgeStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def observe_latency(self, ms: float) -> None:
-        for i, bound in enumerate(LATENCY_BUCKETS_MS):
-            if ms <= bound:
-                self.latency_counts[i] += 1
-                break
+        self.latency_counts[bisect_left(LATENCY_BUCKETS_MS, ms)] += 1  # the first bucket with ms <= bound
         self.latency_sum_ms += ms
 
     def prometheus(self) -> str:
@@ -77,9 +75,9 @@ class BridgeStats:
         return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One Kafka record to write on behalf of one MQTT message (mid/qos identify the ack owed)."""
+class Outgoing(NamedTuple):
+    """One Kafka record to write on behalf of one MQTT message (mid/qos identify the ack owed). A NamedTuple:
+    immutable like a frozen dataclass, and four times cheaper to build on the bridge's per-message path."""
 
     topic: str
     key: bytes
@@ -95,7 +93,8 @@ class Outgoing:
 def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int) -> Outgoing:
     """Pure decision: where does this MQTT message go in Kafka, and with what key, value and headers."""
     parsed = parse_topic(cfg.mqtt.topic_prefix, mqtt_topic)
-    decoded = (decode(parsed[0], parsed[1], payload, received_ms, cfg.ingest) if parsed and parsed[1] != "status"
+    decoded = (decode(parsed[0], parsed[1], payload, received_ms, cfg.ingest, build=False)
+               if parsed and parsed[1] != "status"
                else Rejected("unknown_topic", mqtt_topic))
     vehicle = parsed[0] if parsed else "unknown"
     if isinstance(decoded, Rejected):
@@ -145,7 +144,7 @@ class Bridge:
         self._slots = threading.BoundedSemaphore(cfg.ingest.max_in_flight)
         self._stop = threading.Event()
         self._retry_lock = threading.Lock()
-        self.producer: KafkaProducer = make_producer(cfg.kafka, client_id=client_id)
+        self.producer: RecordSink = make_sink(cfg.kafka, client_id=client_id)
         self.client, self._props = make_client(
             cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, manual_ack=True,
             session_expiry_s=cfg.mqtt.bridge_session_expiry_s,
@@ -183,15 +182,18 @@ class Bridge:
 
     # --- Kafka side ----------------------------------------------------------
     def _send(self, out: Outgoing) -> None:
+        def done(exc: BaseException | None) -> None:
+            if exc is None:
+                self._delivered(out)
+            else:
+                self._retry(out, exc)
+
         try:
-            fut = self.producer.send(out.topic, key=out.key, value=out.value, headers=out.headers)
+            self.producer.send(out.topic, out.key, out.value, out.headers, done)
         except Exception as exc:  # buffer full or producer closed: retry later, never ack
             self._retry(out, exc)
-            return
-        fut.add_callback(self._delivered, out)
-        fut.add_errback(self._retry, out)
 
-    def _delivered(self, out: Outgoing, _metadata=None) -> None:
+    def _delivered(self, out: Outgoing) -> None:
         if out.qos > 0:
             self.client.ack(out.mid, out.qos)
         latency = time.time() * 1000 - out.received_ms
@@ -245,12 +247,12 @@ class Bridge:
         """
         self._stop.set()
         deadline = time.monotonic() + timeout
-        self.producer.flush(timeout=timeout)
+        self.producer.flush(timeout)
         while self.stats.in_flight > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)  # let the network thread write the last PUBACKs
         self.client.disconnect()
         self.client.loop_stop()
-        self.producer.close(timeout=5)
+        self.producer.close(5)
         log.info("bridge stopped: %s", {k: v for k, v in vars(self.stats).items() if k not in ("lock", "latency_counts")})
         return self.stats

@@ -16,6 +16,7 @@ Units: SI throughout. Time: UTC epoch milliseconds. ``seq``: one counter per dev
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Union
 
@@ -120,44 +121,98 @@ def _array(obj: dict, key: str, n: int | None, where: str, lo: float, hi: float,
     return arr
 
 
-def _group(obj: dict, keys: tuple[str, ...], n: int, where: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Validate several equal-length number lists at once (one array, one pass): the bridge's hot path."""
+SMALL_GROUP = 64  # up to this many values a list, plain Python checks beat NumPy's per-call overhead
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _group(obj: dict, keys: tuple[str, ...], n: int, where: str, lo: tuple, hi: tuple) -> list[list]:
+    """Validate several equal-length number lists at once: the bridge's hot path. Checks, in this order over all
+    the lists: length, type (JSON numbers only: no booleans, strings or nested lists anywhere), finiteness, range.
+    Small lists are checked with C-level built-ins (sum, min, max), large ones with one NumPy array; both give the
+    same verdict (tests/test_contract.py compares them)."""
     lists = [_field(obj, k, list, where) for k in keys]
     for k, values in zip(keys, lists):
         if len(values) != n:
             raise _Bad("length_mismatch", f"{where}{k}: {len(values)} values, expected {n}")
-        if n and isinstance(values[0], (bool, str)):
+    for k, values in zip(keys, lists):
+        if not _NUMBER_TYPES.issuperset(map(type, values)):
             raise _Bad("wrong_type", f"{where}{k}: expected a list of numbers")
+    if n == 0:
+        return lists
+    if n <= SMALL_GROUP:
+        _check_small(lists, keys, where, lo, hi)
+    else:
+        _check_large(lists, keys, where, lo, hi)
+    return lists
+
+
+def _check_small(lists: list[list], keys: tuple[str, ...], where: str, lo: tuple, hi: tuple) -> None:
+    for k, values in zip(keys, lists):
+        try:  # NaN and infinities propagate through the sum; a huge int or float may overflow: look closer then
+            total = sum(values)
+            suspect = isinstance(total, float) and not math.isfinite(total)
+        except OverflowError:
+            suspect = True
+        if suspect:
+            if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+                raise _Bad("not_finite", f"{where}{k}: NaN or infinity")
+    for i, (k, values) in enumerate(zip(keys, lists)):
+        if min(values) < lo[i] or max(values) > hi[i]:
+            raise _Bad("out_of_range", f"{where}{k}: values must lie in [{lo[i]}, {hi[i]}]")
+
+
+def _check_large(lists: list[list], keys: tuple[str, ...], where: str, lo: tuple, hi: tuple) -> None:
     try:
         arr = np.array(lists, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        for k, values in zip(keys, lists):  # find the culprit for the error message
-            _array(obj, k, n, where, -np.inf, np.inf)
-        raise _Bad("wrong_type", f"{where}{keys}: expected lists of numbers") from None
-    if arr.ndim != 2:
-        raise _Bad("wrong_type", f"{where}{keys}: expected flat lists of numbers")
-    if n == 0:
-        return arr
-    if not np.isfinite(arr).all():
-        bad = keys[int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])]
-        raise _Bad("not_finite", f"{where}{bad}: NaN or infinity")
-    out = (arr.min(axis=1) < lo) | (arr.max(axis=1) > hi)
+    except OverflowError:  # an int beyond the float range: rare enough for the exact plain-Python checks
+        _check_small(lists, keys, where, lo, hi)
+        return
+    finite = np.isfinite(arr).all(axis=1)  # only JSON NaN/Infinity (or 1e400, parsed as inf) get here
+    if not finite.all():
+        raise _Bad("not_finite", f"{where}{keys[int(np.flatnonzero(~finite)[0])]}: NaN or infinity")
+    out = (arr.min(axis=1) < np.asarray(lo)) | (arr.max(axis=1) > np.asarray(hi))
     if out.any():
         i = int(np.flatnonzero(out)[0])
         raise _Bad("out_of_range", f"{where}{keys[i]}: values must lie in [{lo[i]}, {hi[i]}]")
-    return arr
+
+
+def _times(obj: dict, key: str, where: str) -> list[int]:
+    """A list of epoch milliseconds: integers (a float only where it is integral, as some JSON writers emit)."""
+    values = _field(obj, key, list, where)
+    if not _NUMBER_TYPES.issuperset(map(type, values)):
+        raise _Bad("wrong_type", f"{where}{key}: expected a list of integers")
+    if float in set(map(type, values)):
+        if not all(type(x) is int or x.is_integer() for x in values):
+            raise _Bad("wrong_type", f"{where}{key}: expected a list of integers")
+        values = [int(x) for x in values]
+    if values and (min(values) < 0 or max(values) > 2**62):
+        raise _Bad("out_of_range", f"{where}{key}: values must lie in [0, {2**62}]")
+    return values
 
 
 GPS_KEYS = ("lat", "lon", "speed", "heading", "acc")
-GPS_LO = np.array([-90.0, -180.0, 0.0, 0.0, 0.0])
-GPS_HI = np.array([90.0, 180.0, MAX_SPEED_MPS, 360.0, MAX_ACCURACY_M])
+GPS_LO = (-90.0, -180.0, 0.0, 0.0, 0.0)
+GPS_HI = (90.0, 180.0, MAX_SPEED_MPS, 360.0, MAX_ACCURACY_M)
 IMU_KEYS = ("lon", "lat", "vert")
-IMU_LO = np.full(3, -MAX_ACCEL_MPS2)
-IMU_HI = np.full(3, MAX_ACCEL_MPS2)
+IMU_LO = (-MAX_ACCEL_MPS2,) * 3
+IMU_HI = (MAX_ACCEL_MPS2,) * 3
 
 
-def decode(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig) -> Decoded:
-    """Decode and validate one MQTT message. Never raises for bad input."""
+class Valid:
+    """``decode(..., build=False)``'s verdict for a good telemetry message: the bridge forwards the bytes and needs
+    no arrays."""
+
+    def __repr__(self) -> str:
+        return "VALID"
+
+
+VALID = Valid()
+
+
+def decode(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig,
+           build: bool = True) -> Decoded | Valid:
+    """Decode and validate one MQTT message. Never raises for bad input. With ``build=False`` a good telemetry
+    message gives ``VALID`` instead of its arrays (the same checks, less work)."""
     if len(payload) > cfg.max_payload_bytes:
         return Rejected("oversize", f"{len(payload)} bytes > {cfg.max_payload_bytes}")
     try:
@@ -181,7 +236,7 @@ def decode(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg:
         if kind == "events":
             return _decode_event(obj, vehicle, seq, lo_ms, hi_ms)
         if kind == "telemetry":
-            return _decode_telemetry(obj, vehicle, seq, lo_ms, hi_ms, cfg)
+            return _decode_telemetry(obj, vehicle, seq, lo_ms, hi_ms, cfg, build)
         raise _Bad("unknown_kind", kind)
     except _Bad as bad:
         return Rejected(bad.reason, bad.detail)
@@ -203,22 +258,23 @@ def _decode_event(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int) -> 
     return DeviceEvent(vehicle, seq, t, event)
 
 
-def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig) -> TelemetryBatch:
+def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig,
+                      build: bool = True) -> TelemetryBatch | Valid:
     sent = _int(obj, "sent")
     gps = _field(obj, "gps", dict)
-    t = _array(gps, "t", None, "gps.", 0, 2**62, dtype=np.int64)
-    n = t.shape[0]
+    t = _times(gps, "t", "gps.")
+    n = len(t)
     if n:
-        _check_time(int(t.min()), lo_ms, hi_ms, "gps.t")
-        _check_time(int(t.max()), lo_ms, hi_ms, "gps.t")
-        if n > 1 and (np.diff(t) <= 0).any():
+        _check_time(min(t), lo_ms, hi_ms, "gps.t")
+        _check_time(max(t), lo_ms, hi_ms, "gps.t")
+        if n > 1 and not all(map(int.__lt__, t, t[1:])):
             raise _Bad("not_increasing", "gps.t must strictly increase within a message")
         window_s = (t[-1] - t[0]) / 1000.0
         if window_s > cfg.max_batch_window_s:
             raise _Bad("window_too_long", f"{window_s:.1f}s > {cfg.max_batch_window_s}s")
         if n > GPS_MAX_HZ * (window_s + 1):
             raise _Bad("out_of_range", "gps sample rate above 20 Hz")
-    lat, lon, speed, heading, accuracy = _group(gps, GPS_KEYS, n, "gps.", GPS_LO, GPS_HI)
+    gps_lists = _group(gps, GPS_KEYS, n, "gps.", GPS_LO, GPS_HI)
     imu = _field(obj, "imu", dict)
     t0 = _int(imu, "t0", "imu.")
     _check_time(t0, lo_ms, hi_ms, "imu.t0")
@@ -231,10 +287,15 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
     if n == 0 and m == 0:
         # no fix (a tunnel) is fine while the accelerometer reports; a message with neither carries nothing
         raise _Bad("empty_batch", "neither gps nor imu samples")
-    ax, ay, az = _group(imu, IMU_KEYS, m, "imu.", IMU_LO, IMU_HI)
+    imu_lists = _group(imu, IMU_KEYS, m, "imu.", IMU_LO, IMU_HI)
     phone = None
     if "phone" in obj and obj["phone"] is not None:
         phone = _array(obj, "phone", n, "", 0, 1, dtype=np.int64).astype(np.uint8)
+    if not build:
+        return VALID
+    t = np.asarray(t, dtype=np.int64)
+    lat, lon, speed, heading, accuracy = np.array(gps_lists, dtype=np.float64).reshape(5, n)
+    ax, ay, az = np.array(imu_lists, dtype=np.float64).reshape(3, m)
     return TelemetryBatch(vehicle, seq, sent, t, lat, lon, speed, heading, accuracy, t0, hz, ax, ay, az, phone)
 
 

@@ -176,3 +176,50 @@ def test_trusted_decode_equals_full_decode_and_falls_back_on_bad_input():
     assert n > 10
     for bad in (b"{oops", json.dumps(mutate(["gps", "speed"], [10.0] * 9)).encode(), b"[]"):
         assert decode_trusted("VH00001", "telemetry", bad, NOW, CFG) == dec(bad)
+
+
+number_lists = st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**320, 10**320),
+                                  st.floats(-100, 100)), min_size=1, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(number_lists, min_size=3, max_size=3), st.integers(1, 30))
+def test_small_and_large_list_checks_agree(lists, repeat):
+    """The plain-Python checks (short lists) and the NumPy checks (long lists) give the same verdict, reason and
+    detail, on NaN, infinities, ints beyond the float range and out-of-range values in any list."""
+    from ingest.contract import IMU_HI, IMU_KEYS, IMU_LO, _Bad, _check_large, _check_small
+    n = min(map(len, lists))
+    lists = [(v[:n] * repeat) for v in lists]
+
+    def verdict(check):
+        try:
+            check(lists, IMU_KEYS, "imu.", IMU_LO, IMU_HI)
+        except _Bad as bad:
+            return bad.reason, bad.detail
+        return None
+
+    assert verdict(_check_small) == verdict(_check_large)
+
+
+@pytest.mark.parametrize("where,value", [("gps.lat", [52.1, True]), ("gps.speed", [10.0, "10"]),
+                                         ("imu.vert", [9.8] * 10 + [[9.8]] + [9.8] * 9),
+                                         ("gps.t", None)])
+def test_numbers_only_anywhere_in_a_list(where, value):
+    """A boolean, a string or a nested list is a wrong type wherever it sits, not only first (NumPy would have
+    converted "10" and True silently); a time must be an integer."""
+    obj = good_obj(n=2)
+    group, key = where.split(".")
+    if value is None:
+        value = [obj["gps"]["t"][0], obj["gps"]["t"][1] + 0.5]
+    obj[group][key] = value
+    out = dec(obj)
+    assert isinstance(out, Rejected) and out.reason == "wrong_type", out
+
+
+def test_validation_only_gives_the_same_verdicts():
+    """The bridge validates without building arrays (build=False): same Rejected for bad input, VALID for good."""
+    from ingest.contract import VALID
+    good = json.dumps(good_obj()).encode()
+    assert decode("VH00001", "telemetry", good, NOW, CFG, build=False) is VALID
+    for bad in (b"{", json.dumps({**good_obj(), "seq": -1}).encode(), json.dumps({**good_obj(), "v": 9}).encode()):
+        assert decode("VH00001", "telemetry", bad, NOW, CFG, build=False) == dec(bad)

@@ -41,6 +41,13 @@ class KafkaConfig:
     partitions: int = 6
     scorer_group: str = "ubi-scorer"
     store_group: str = "ubi-store"
+    # The bridge's Kafka client: "librdkafka" (confluent-kafka, ~10x cheaper a record; falls back to kafka-python
+    # when not installed) or "kafka-python". Same guarantees either way (ingest/kafka_io.py).
+    bridge_client: str = "librdkafka"
+
+    def __post_init__(self) -> None:
+        if self.bridge_client not in ("librdkafka", "kafka-python"):
+            raise ConfigError(f"kafka.bridge_client: {self.bridge_client!r} is not 'librdkafka' or 'kafka-python'")
 
     @property
     def scorer_state_topic(self) -> str:
