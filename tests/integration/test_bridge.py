@@ -151,3 +151,27 @@ def test_metrics_endpoint_counts_every_message(stack, env):
     assert 'ubi_bridge_dead_letter_reasons_total{reason="malformed_json"} 1' in text
     assert 'ubi_bridge_publish_to_kafka_ms_bucket{le="+Inf"} 2' in text
     assert bridge.stop() == 0
+
+
+def test_both_kafka_clients_put_a_vehicle_on_the_same_partition(stack, env):
+    """librdkafka (the bridge's default) and kafka-python partition by the same murmur2 hash, so two bridges with
+    different clients still keep each vehicle's records in one partition, in order."""
+    import threading
+
+    from ingest.kafka_io import KafkaPythonSink, RdKafkaSink
+
+    cfg = env.config
+    topic = cfg.kafka.dead_letter_topic  # a fresh topic of this test's namespace, 3 partitions
+    keys = [f"VH{i:05d}".encode() for i in range(60)]
+    for name, sink in (("rd", RdKafkaSink(cfg.kafka, "it-rd")), ("py", KafkaPythonSink(cfg.kafka, "it-py"))):
+        confirmed = threading.Semaphore(0)
+        for k in keys:
+            sink.send(topic, k, name.encode(), [("client", name.encode())], lambda exc: confirmed.release())
+        sink.flush(30)
+        assert all(confirmed.acquire(timeout=10) for _ in keys)
+        sink.close(5)
+    where: dict[str, dict[bytes, int]] = {"rd": {}, "py": {}}
+    for r in read_topic(cfg.kafka.bootstrap, topic):
+        where[r.value.decode()][r.key] = r.partition
+    assert len(where["rd"]) == len(keys) and where["rd"] == where["py"]
+    assert len(set(where["rd"].values())) == 3
