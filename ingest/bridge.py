@@ -150,6 +150,7 @@ class Bridge:
             session_expiry_s=cfg.mqtt.bridge_session_expiry_s,
             receive_maximum=min(cfg.ingest.max_in_flight, 65535))
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
 
@@ -161,6 +162,13 @@ class Bridge:
         group, prefix = self.cfg.mqtt.share_group, self.cfg.mqtt.topic_prefix
         client.subscribe([(f"$share/{group}/{prefix}/+/telemetry", 1), (f"$share/{group}/{prefix}/+/events", 1)])
         log.info("connected to mqtt (session present=%s)", flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription refused: %s", failed)
+        else:
+            log.info("subscribed to device topics")  # ubi.pipeline.BRIDGE_READY: stages wait for this line
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self._stop.is_set():
