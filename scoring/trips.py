@@ -3,7 +3,7 @@
 
 A vehicle is cut by ignition from the first ignition event it sends; until then (and for devices that never send
 one) by motion. Which vehicles send ignition, and where each vehicle's last motion trip ended, is the cutter's
-durable state: ``take_state_updates`` hands it to the scorer, which stores it (a compacted topic) before it commits,
+durable state, with the last seq of each vehicle's last closed trip: ``take_state_updates`` hands it to the scorer, which stores it (a compacted topic) before it commits,
 and ``load_partition`` gives it back to a restarted scorer with the partition's watermark at the committed offset.
 
 Ignition rules (docs/architecture.md has the reasoning):
@@ -108,6 +108,8 @@ class TripCutter:
             self.partition_of[v] = partition
             if st.get("mode") == "ignition":
                 self.ignition.add(v)
+                if st.get("closed_seq") is not None:
+                    self.last_closed_seq[v] = int(st["closed_seq"])
             elif st.get("closed_to_ms") is not None:
                 self.closed_to[v] = int(st["closed_to_ms"])
 
@@ -262,6 +264,8 @@ class TripCutter:
             end_ms = int(t[-1]) if t.size else trip.on_ms
             self.last_closed_seq[trip.vehicle] = max([trip.on_seq, *trip.batches])
         complete = trip.complete()
+        # durable too: a repeat of this trip's messages replayed after a restart is dropped, not made a trip
+        self.state_updates[trip.vehicle] = {"mode": "ignition", "closed_seq": self.last_closed_seq[trip.vehicle]}
         self.counters.closed += 1
         self.counters.incomplete += not complete
         return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, g[1], g[2],

@@ -125,3 +125,17 @@ def test_closed_trip_carries_imu_and_phone_in_time_order():
     assert t.acc_lon[100:].tolist() == list(range(100)) and (t.acc_lon[:100] == 0).all()
     assert t.phone.tolist() == [-1] * 10 + [1] * 10  # batch 1 reported nothing, batch 2 the phone in hand
     assert t.lat.shape == t.speed.shape == (20,)
+
+
+def test_a_closed_trip_redelivered_after_a_restart_is_not_made_again():
+    """The bridge may write a message twice (a crash before its MQTT ack). If the copies of a closed trip come after
+    the scorer's commit and the scorer restarted in between, the stored last closed seq drops them: without it they
+    would rebuild the trip from a few copies, incomplete, and the upsert would replace the complete row."""
+    first = TripCutter()
+    [trip] = feed_all(first, [on(0, 0), batch(1, 0), batch(2, 10), off(3, 20)])
+    assert trip.complete
+    second = TripCutter()
+    second.load_partition(0, 0, {v: st for v, (_, st) in first.take_state_updates().items()})
+    assert feed_all(second, [on(0, 0), batch(2, 10), off(3, 20)], start_offset=10) == []
+    assert second.counters.repeats == 3
+    assert len(feed_all(second, [on(4, 100), batch(5, 100), off(6, 110)], start_offset=20)) == 1
