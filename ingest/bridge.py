@@ -141,7 +141,8 @@ class Bridge:
     def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1") -> None:
         self.cfg = cfg
         self.stats = BridgeStats()
-        self._slots = threading.BoundedSemaphore(cfg.ingest.max_in_flight)
+        # in_flight <= max_in_flight, guarded by the stats lock (one lock per message and side, not two)
+        self._room = threading.Condition(self.stats.lock)
         self._stop = threading.Event()
         self._retry_lock = threading.Lock()
         self.producer: RecordSink = make_sink(cfg.kafka, client_id=client_id)
@@ -180,10 +181,11 @@ class Bridge:
         received_ms = int(time.time() * 1000)
         out = route(self.cfg, msg.topic, msg.payload, received_ms, msg.mid, msg.qos)
         # Bound the backlog: block the network thread (the broker then holds further messages for us).
-        while not self._slots.acquire(timeout=1.0):
-            if self._stop.is_set():
-                return
-        with self.stats.lock:
+        with self._room:
+            while self.stats.in_flight >= self.cfg.ingest.max_in_flight:
+                if self._stop.is_set():
+                    return
+                self._room.wait(1.0)
             self.stats.received += 1
             self.stats.in_flight += 1
         self._send(out)
@@ -205,7 +207,7 @@ class Bridge:
         if out.qos > 0:
             self.client.ack(out.mid, out.qos)
         latency = time.time() * 1000 - out.received_ms
-        with self.stats.lock:
+        with self._room:
             self.stats.in_flight -= 1
             if out.dead_letter:
                 self.stats.dead_lettered += 1
@@ -213,7 +215,7 @@ class Bridge:
             else:
                 self.stats.delivered += 1
             self.stats.observe_latency(latency)
-        self._slots.release()
+            self._room.notify()
 
     def _retry(self, out: Outgoing, exc: BaseException) -> None:
         with self.stats.lock:

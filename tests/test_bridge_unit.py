@@ -1,0 +1,100 @@
+"""The bridge's own logic with in-memory doubles for Kafka and the MQTT client: acknowledgement only after Kafka
+confirms, the in-flight bound that stops reading from the broker, retries that never acknowledge."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from types import SimpleNamespace
+
+import ingest.bridge as bridge_mod
+from ingest.kafka_io import RecordSink
+from ubi.config import Config
+
+
+class HeldSink(RecordSink):
+    """Keeps every record until the test confirms or fails it."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, bytes, object]] = []
+        self.lock = threading.Lock()
+
+    def send(self, topic, key, value, headers, done) -> None:
+        with self.lock:
+            self.pending.append((topic, value, done))
+
+    def confirm(self, n: int, exc: BaseException | None = None) -> None:
+        with self.lock:
+            batch, self.pending = self.pending[:n], self.pending[n:]
+        for _, _, done in batch:
+            done(exc)
+
+    def flush(self, timeout: float) -> None:
+        pass
+
+    def close(self, timeout: float) -> None:
+        pass
+
+
+def make_bridge(monkeypatch, max_in_flight: int):
+    sink = HeldSink()
+    monkeypatch.setattr(bridge_mod, "make_sink", lambda cfg, client_id: sink)
+    cfg = Config()
+    cfg = replace(cfg, ingest=replace(cfg.ingest, max_in_flight=max_in_flight))
+    b = bridge_mod.Bridge(cfg, "unused")
+    acks: list[int] = []
+    b.client = SimpleNamespace(ack=lambda mid, qos: acks.append(mid))
+    return b, sink, acks
+
+
+def message(mid: int, vehicle: str = "VH00001"):
+    now = int(time.time() * 1000)
+    body = {"v": 1, "vehicle": vehicle, "seq": mid, "t": now, "event": "ignition_on"}
+    return SimpleNamespace(topic=f"ubi/v1/vehicles/{vehicle}/events", payload=json.dumps(body).encode(), mid=mid, qos=1)
+
+
+def test_acknowledged_only_after_kafka_confirms(monkeypatch):
+    b, sink, acks = make_bridge(monkeypatch, 10)
+    for mid in (1, 2, 3):
+        b._on_message(None, None, message(mid))
+    assert acks == [] and b.stats.in_flight == 3
+    sink.confirm(2)
+    assert acks == [1, 2] and b.stats.delivered == 2 and b.stats.in_flight == 1
+
+
+def test_in_flight_bound_blocks_the_network_thread_until_kafka_confirms(monkeypatch):
+    b, sink, acks = make_bridge(monkeypatch, 3)
+    reader = threading.Thread(target=lambda: [b._on_message(None, None, message(m)) for m in range(1, 6)])
+    reader.start()
+    time.sleep(0.3)
+    assert b.stats.received == 3 and b.stats.in_flight == 3 and reader.is_alive()  # the 4th waits for room
+    sink.confirm(1)
+    time.sleep(0.3)
+    assert b.stats.received == 4 and reader.is_alive()
+    sink.confirm(3)
+    reader.join(2)
+    assert not reader.is_alive() and b.stats.received == 5 and acks == [1, 2, 3, 4]
+    assert b.stats.in_flight == 1
+
+
+def test_a_failed_write_is_retried_and_never_acknowledged(monkeypatch):
+    b, sink, acks = make_bridge(monkeypatch, 10)
+    b._on_message(None, None, message(7))
+    sink.confirm(1, RuntimeError("broker down"))
+    assert acks == [] and b.stats.retries == 1 and b.stats.in_flight == 1
+    time.sleep(1.3)  # the retry timer sends it again
+    sink.confirm(1)
+    assert acks == [7] and b.stats.in_flight == 0
+
+
+def test_stop_while_waiting_for_room_leaves_the_message_unacknowledged(monkeypatch):
+    b, sink, acks = make_bridge(monkeypatch, 1)
+    b._on_message(None, None, message(1))
+    reader = threading.Thread(target=b._on_message, args=(None, None, message(2)))
+    reader.start()
+    time.sleep(0.2)
+    b.stop()
+    reader.join(3)
+    assert not reader.is_alive() and b.stats.received == 1 and acks == []
