@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator.fleet import FleetSpec, SimTrip, sensor_streams
+from simulator.fleet import FleetSpec, SimTrip, _with_parked_tail, motion_only, sensor_streams
 
 
 def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """GPS (with ignition event rows) and IMU frames for a list of trips, built column-wise in one go."""
+    """GPS (with ignition event rows) and IMU frames for a list of trips, built column-wise in one go. A motion-only
+    device (FleetSpec.motion_only_share) has no event rows and reports its parked tail, as it does live."""
     names = sorted({t.vehicle_id for t in trips})
     code = {v: i for i, v in enumerate(names)}
     g = {k: [] for k in ("vid", "t", "lat", "lon", "speed", "heading", "acc", "phone", "event")}
@@ -24,14 +25,19 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
     nan = np.array([np.nan])
     for trip in trips:
         ss = sensor_streams(spec, trip)
+        events = not motion_only(spec, trip.vehicle_id)
+        if not events:
+            ss = _with_parked_tail(spec, trip, ss)
         n = ss.gps_t.shape[0]
-        g["vid"].append(np.full(n + 2, code[trip.vehicle_id], np.int32))
-        g["t"].append(np.concatenate([[trip.start_ms], ss.gps_t, [trip.end_ms]]))
+        pad = nan if events else nan[:0]
+        g["vid"].append(np.full(n + 2 * events, code[trip.vehicle_id], np.int32))
+        g["t"].append(np.concatenate([[trip.start_ms], ss.gps_t, [trip.end_ms]]) if events else ss.gps_t)
         for key, arr in (("lat", ss.lat), ("lon", ss.lon), ("speed", ss.speed), ("heading", ss.heading),
                          ("acc", ss.accuracy), ("phone", ss.phone.astype(np.float64))):
-            g[key].append(np.concatenate([nan, arr, nan]))
-        ev = np.zeros(n + 2, np.int8)
-        ev[0], ev[-1] = 1, 2
+            g[key].append(np.concatenate([pad, arr, pad]))
+        ev = np.zeros(n + 2 * events, np.int8)
+        if events:
+            ev[0], ev[-1] = 1, 2
         g["event"].append(ev)
         m["vid"].append(np.full(ss.imu_t.shape[0], code[trip.vehicle_id], np.int32))
         m["t"].append(ss.imu_t)

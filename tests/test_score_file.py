@@ -190,3 +190,18 @@ def test_speeding_from_the_map_layer_matches_truth(tmp_path):
     bad = tmp_path / "nope.parquet"
     args = Namespace(paths=[gps_path], imu=[imu_path], out=tmp_path / "o.json")
     assert score_file.main(Config(scoring=replace(CFG, speed_limit_map=str(bad))), args) == 2
+
+
+def test_offline_files_of_a_mixed_fleet_score_like_the_stream(tmp_path):
+    """`ubi simulate --offline --motion-only-share 0.5`: motion-only vehicles have no event rows and their parked
+    tail, so the file scores exactly like the stream for both kinds of device."""
+    from simulator.offline import write_offline
+    spec = FleetSpec(vehicles=4, days=2, seed=5, motion_only_share=0.5)
+    live, _ = stream_rows(spec)
+    trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles)}
+    gps_path, imu_path, _ = write_offline(spec, trips, tmp_path)
+    got = score_file.score_paths([gps_path], [imu_path], CFG)
+    assert len(got) == len(live) and {r["ended_by"] for r in got} == {"ignition_off", "motion_stop"}
+    for a, b in zip(got, live):
+        diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
+        assert not diff, diff
