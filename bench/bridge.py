@@ -33,7 +33,7 @@ from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from ingest.contract import TelemetryBatch, encode_telemetry  # noqa: E402
 from ingest.kafka_io import ensure_topics  # noqa: E402
-from ingest.mqtt_io import make_client  # noqa: E402
+from ingest.mqtt_io import drop_session, make_client  # noqa: E402
 from simulator.devices import DeviceFleet  # noqa: E402
 from ubi.config import load_config  # noqa: E402
 from ubi.stack import Stack  # noqa: E402
@@ -97,15 +97,6 @@ class Baseline:
     def disconnect(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def forget_session(cfg, client_id: str, password: str) -> None:
-    """Drop a persistent session and its queue (else the broker keeps queueing every later message for it, and
-    Mosquitto's persistence file grows by gigabytes over a few bench runs)."""
-    c, props = make_client(cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, session_expiry_s=0)
-    c.connect(cfg.mqtt.host, cfg.mqtt.port, clean_start=True, properties=props)
-    c.loop(1.0)
-    c.disconnect()
 
 
 def start_bridge(toml: Path, client_id: str, port: int) -> subprocess.Popen:
@@ -210,7 +201,7 @@ bridge_session_expiry_s = 600
     base.done.wait(600)
     base_s = time.perf_counter() - base.first
     base.disconnect()
-    forget_session(cfg, f"bench-base-{tag}", bridge_pw)
+    drop_session(cfg.mqtt, f"bench-base-{tag}", cfg.mqtt.bridge_user, bridge_pw)
     base_rate = args.messages / base_s
 
     # 4. bridge drain
@@ -302,7 +293,7 @@ bridge_session_expiry_s = 600
               f"(bound {cfg.ingest.max_in_flight} per bridge)")
     stop_bridges(brs)
     for i in range(args.bridges):
-        forget_session(cfg, f"{bridge_id}-{i}", bridge_pw)
+        drop_session(cfg.mqtt, f"{bridge_id}-{i}", cfg.mqtt.bridge_user, bridge_pw)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -25,3 +27,14 @@ def make_client(cfg: MqttConfig, client_id: str, username: str, password: str, *
     if receive_maximum:
         props.ReceiveMaximum = receive_maximum
     return client, props
+
+
+def drop_session(cfg: MqttConfig, client_id: str, username: str, password: str) -> None:
+    """Make the broker forget a persistent session and its queue now (a clean start with expiry 0), instead of
+    collecting every later message for it until it expires; for test and benchmark clients, and the demo's reset."""
+    client, props = make_client(cfg, client_id, username, password)
+    client.connect(cfg.host, cfg.port, clean_start=True, properties=props)
+    deadline = time.monotonic() + 5.0
+    while not client.is_connected() and time.monotonic() < deadline:
+        client.loop(0.05)  # until the CONNACK: the broker has dropped the old session by then
+    client.disconnect()

@@ -9,7 +9,7 @@ and ``load_partition`` gives it back to a restarted scorer with the partition's 
 Ignition rules (docs/architecture.md has the reasoning):
 - A trip runs from ``ignition_on`` to ``ignition_off``; messages are placed by the device's ``seq``.
 - A trip closes once every seq between its ignition events has arrived, or, if some never come (dead-lettered),
-  when the vehicle's next trip starts or the trip has waited ``close_grace_s`` of stream time.
+  when the vehicle's next trip starts or ``close_grace_s`` of its partition's receive time after ignition_off.
 - Repeats (same seq) and anything at or below the last closed trip's ``ignition_off`` seq are dropped.
 - Messages with no open trip (a tail replayed after a restart, or data whose ``ignition_on`` was lost) are
   counted as orphans and dropped: replay always starts before the first message of every open trip, so a trip
@@ -42,7 +42,7 @@ class OpenTrip:
     first_wm: int  # the partition's watermark before first_offset
     batches: dict[int, TelemetryBatch] = field(default_factory=dict)
     off: DeviceEvent | None = None
-    off_seen_stream_ms: int = 0
+    off_seen_rx: int = 0  # the partition's receive-time watermark when ignition_off arrived
 
     def complete(self) -> bool:
         return self.off is not None and len(self.batches) == self.off.seq - self.on_seq - 1
@@ -143,18 +143,23 @@ class TripCutter:
     def _feed_ignition(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int
                        ) -> list[ClosedTrip]:
         v = item.vehicle
+        out: list[ClosedTrip] = []
+        trip = self.open.get(v)
+        if trip is not None and self._grace_over(trip, wm):
+            # what the periodic expire() would have done by now: decided here too, before this record, so the
+            # outcome does not depend on where poll batches happen to end
+            out.append(self._close(trip, "grace_timeout"))
+            trip = None
         if item.seq <= self.last_closed_seq.get(v, -1):
             self.counters.repeats += 1
-            return []
-        trip = self.open.get(v)
-        out: list[ClosedTrip] = []
+            return out
         if isinstance(item, DeviceEvent) and item.event == "ignition_on":
             if trip is not None and item.seq == trip.on_seq:
                 self.counters.repeats += 1
-                return []
+                return out
             if trip is not None and item.seq < trip.on_seq:
                 self.counters.orphans += 1
-                return []
+                return out
             if trip is not None:
                 out.append(self._close(trip, "next_trip"))
             self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
@@ -167,7 +172,7 @@ class TripCutter:
                 self.counters.repeats += 1
                 return out
             trip.off = item
-            trip.off_seen_stream_ms = item.t_ms
+            trip.off_seen_rx = self.wm[partition]
         else:
             if item.seq in trip.batches:
                 self.counters.repeats += 1
@@ -187,19 +192,25 @@ class TripCutter:
             track = self.tracks[v] = MotionTrack(v, self.motion, self.closed_to.get(v))
         return [self._close_motion(v, c) for c in track.feed(item, partition, offset, wm, received_ms)]
 
-    def expire(self, stream_ms: int) -> list[ClosedTrip]:
-        """Close ignition trips whose ignition_off came ``close_grace_s`` ago (stream time) but that still miss
-        messages, and motion trips whose partition's watermark shows a data gap (MotionTrack.silence)."""
-        due = [t for t in self.open.values()
-               if t.off is not None and stream_ms - t.off_seen_stream_ms >= self.close_grace_ms]
+    def _grace_over(self, trip: OpenTrip, wm: int) -> bool:
+        return trip.off is not None and wm - trip.off_seen_rx >= self.close_grace_ms
+
+    def expire(self) -> list[ClosedTrip]:
+        """Close ignition trips whose ignition_off arrived ``close_grace_s`` of their partition's receive time ago
+        but that still miss messages, and motion trips whose partition shows a data gap (MotionTrack.silence).
+        Both are monotone in the watermark and also checked on the vehicle's next record, so calling this more or
+        less often changes when a trip is emitted, never what it holds."""
+        due = [t for t in self.open.values() if self._grace_over(t, self.wm.get(t.partition, 0))]
         out = [self._close(t, "grace_timeout") for t in due]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.silence(self.wm.get(self.partition_of[v], 0))]
         return out
 
     def finish(self) -> list[ClosedTrip]:
-        """End of the data (a file): close every trip still open, as waiting for ever would."""
-        out = self.expire(np.iinfo(np.int64).max)
+        """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a
+        message, open motion trips)."""
+        out = [self._close(t, "grace_timeout") for t in [t for t in self.open.values() if t.off is not None]]
+        out += self.expire()
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.finish()]
         return out

@@ -209,7 +209,7 @@ def run_with_checkpoints(cutter, records, start, stop, every, durable):
     for off in range(start, stop):
         pending += cutter.feed(records[off], 0, off, received(records[off]))
         if (off + 1 - start) % every == 0 or off + 1 == stop:
-            pending += cutter.expire(0)
+            pending += cutter.expire()
             done += pending
             pending = []
             durable["state"].update({v: st for v, (_, st) in cutter.take_state_updates().items()})
@@ -259,7 +259,7 @@ def test_a_backlog_uploaded_hours_late_gives_the_same_trips():
         got += cutter.feed(r, 0, off, burst_at)
     # the partition goes on for another two hours: M0's last trip is closed by its silence, as it was on time
     got += cutter.feed(DeviceEvent("I", 10_000, burst_at, "ignition_on"), 0, len(records), burst_at + 2 * 3600_000)
-    got += cutter.expire(0)
+    got += cutter.expire()
     mine = {k: v for k, v in on_time.items() if v[0] == "M0"}
     assert len(mine) >= 2
     assert {k: v for k, v in summary(got).items() if v[0] == "M0"} == mine

@@ -56,11 +56,25 @@ def test_trip_waits_for_missing_seq_then_closes_on_next_trip():
 
 
 def test_grace_timeout_closes_incomplete_trip():
-    c = TripCutter(close_grace_s=60)
-    feed_all(c, [on(0, 0), batch(1, 0), off(3, 20)])
-    assert c.expire(T0 + 50_000) == []
-    trips = c.expire(T0 + 81_000)
-    assert len(trips) == 1 and trips[0].ended_by == "grace_timeout"
+    """Ten minutes (here 60 s) of the partition's receive time after ignition_off, a trip still missing a message
+    closes; whether expire() ran in between or not, a message arriving later is not added to it."""
+    def run(sweep: bool):
+        c = TripCutter(close_grace_s=60)
+        out = []
+        for off_, (item, rx) in enumerate([(on(0, 0), T0), (batch(1, 0), T0 + 10_000), (off(3, 20), T0 + 20_000),
+                                           (on(0, 0, "W"), T0 + 50_000)]):
+            out += c.feed(item, 0, off_, rx)
+        assert c.expire() == [] and out == []
+        out += c.feed(on(0, 80, "X"), 0, 4, T0 + 81_000)  # another vehicle moves the partition's clock on
+        if sweep:
+            out += c.expire()
+        out += c.feed(batch(2, 10), 0, 5, T0 + 82_000)  # the missing message, too late
+        out += c.expire()
+        return out, c
+    for sweep in (True, False):
+        trips, c = run(sweep)
+        assert [t.ended_by for t in trips] == ["grace_timeout"] and not trips[0].complete
+        assert trips[0].t_ms.shape == (10,) and c.counters.repeats == 1
 
 
 def test_orphans_and_old_repeats_are_dropped():

@@ -77,7 +77,8 @@ class ScoringConfig:
     motion_stop_s: float = 180.0
     # Fixes whose reported horizontal accuracy is worse than this are dropped (our choice; no published figure).
     max_gps_accuracy_m: float = 50.0
-    # A trip whose ignition_off arrived but that still misses messages closes after this much stream time.
+    # A trip whose ignition_off arrived but that still misses messages closes after this much of its partition's
+    # receive time (the bridge's clock, restored with the scorer's commit).
     close_grace_s: float = 600.0
     # --- GPS cleaning ---
     # A fix implying a jump faster than this from the last kept fix is dropped (scikit-mobility: 500 km/h).

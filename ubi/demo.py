@@ -19,7 +19,7 @@ from scoring.trips import trip_id
 from simulator.fleet import FleetSpec, device_time, motion_only, vehicle_ids
 from ubi import store
 from ingest.kafka_io import delete_topics, ensure_topics
-from ingest.mqtt_io import make_client
+from ingest.mqtt_io import drop_session
 from ubi.config import Config, load_config
 from ubi.errors import UBIError
 from ubi.pipeline import play_fleet, start_stage
@@ -75,11 +75,8 @@ def prepare_demo(cfg: Config) -> tuple[Config, Path]:
     delete_topics(k, [k.telemetry_topic, k.dead_letter_topic, k.trips_topic, *old_demo_state_topics(k)])
     ensure_topics(k)
     # Discard whatever a previous, interrupted demo left queued for the bridge's persistent session.
-    client, _ = make_client(demo.mqtt, DEMO_BRIDGE_ID, demo.mqtt.bridge_user,
-                            Stack(demo).credentials().password(demo.mqtt.bridge_user))
-    client.connect(demo.mqtt.host, demo.mqtt.port, clean_start=True)
-    client.loop(1.0)
-    client.disconnect()
+    drop_session(demo.mqtt, DEMO_BRIDGE_ID, demo.mqtt.bridge_user,
+                 Stack(demo).credentials().password(demo.mqtt.bridge_user))
     for p in (demo.db_path, demo.db_path.with_suffix(".duckdb.wal")):
         p.unlink(missing_ok=True)
     return demo, toml

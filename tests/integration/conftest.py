@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.kafka_io import ensure_topics
+from ingest.mqtt_io import drop_session
 from simulator.fleet import FleetSpec
 from ubi.config import Config, load_config
 from ubi.pipeline import start_stage
@@ -77,6 +78,14 @@ bridge_session_expiry_s = 120
     yield Env
     for p in procs:
         p.kill()
+    # drop this test's MQTT sessions now: left to expire, they would queue every later test's traffic (the tests
+    # share the topic prefix) and swell Mosquitto's persistence file
+    bridge_pw = stack.credentials().password(cfg.mqtt.bridge_user)
+    for client_id in (f"it-{tag}-bridge", f"it-{tag}-watch"):
+        try:
+            drop_session(cfg.mqtt, client_id, cfg.mqtt.bridge_user, bridge_pw)
+        except OSError:
+            pass  # the broker is down (a test stopped it): the session expires by itself
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

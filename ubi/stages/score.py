@@ -55,7 +55,6 @@ class ScoreStage:
                     if cfg.scoring.speed_limit_map else None)
         self.position: dict[int, int] = {}
         self.committed: dict[int, int] = {}
-        self.stream_ms = 0
         self.to_load: set[TopicPartition] = set()
         self.trips_emitted = 0
         self.rejected = 0
@@ -82,10 +81,9 @@ class ScoreStage:
                     self.rejected += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
                 else:
-                    self.stream_ms = max(self.stream_ms, getattr(item, "t_ms", 0) or int(item.sent_ms))
                     closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
                 self.position[tp.partition] = rec.offset + 1
-        closed.extend(self.cutter.expire(self.stream_ms))
+        closed.extend(self.cutter.expire())
         for trip in closed:
             row = score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map))
             self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(),
