@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -62,8 +62,6 @@ def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> N
 
 def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30) -> dict[bytes, bytes]:
     """The latest value per key of one partition of a compacted topic, read from its start to its current end."""
-    from kafka import TopicPartition
-
     consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False,
                              client_id="ubi-state-reader")
     try:
@@ -208,11 +206,7 @@ class RdKafkaSink(RecordSink):
 
 
 def make_sink(cfg: KafkaConfig, client_id: str) -> RecordSink:
-    """The bridge's Kafka writer: librdkafka when confluent-kafka is installed (the default install has it) and
-    ``KafkaConfig.bridge_client`` allows it, else kafka-python."""
+    """The bridge's Kafka writer, as ``KafkaConfig.bridge_client`` says (both clients are dependencies)."""
     if cfg.bridge_client == "librdkafka":
-        try:
-            return RdKafkaSink(cfg, client_id)
-        except ImportError:
-            pass
+        return RdKafkaSink(cfg, client_id)
     return KafkaPythonSink(cfg, client_id)

@@ -31,20 +31,22 @@ from dataclasses import dataclass
 
 from ingest.contract import TelemetryBatch
 from scoring.kernels import MOVING_MPS
+from ubi.config import ScoringConfig
 
 
 @dataclass(frozen=True)
 class MotionRules:
-    move_m: float = 200.0
-    stop_s: float = 180.0
-    gap_s: float = 3600.0
-    max_gap_s: float = 10.0
-    warmup_s: float = 3.0
-    max_accuracy_m: float = 50.0
+    """The ScoringConfig settings the track reads (defaults and their origin live there, once)."""
+
+    move_m: float
+    stop_s: float
+    gap_s: float
+    max_gap_s: float
+    warmup_s: float
+    max_accuracy_m: float
 
     @classmethod
-    def of(cls, cfg) -> "MotionRules":
-        """From a ScoringConfig."""
+    def of(cls, cfg: ScoringConfig) -> "MotionRules":
         return cls(cfg.motion_move_m, cfg.motion_stop_s, cfg.trip_gap_end_s, cfg.max_integration_gap_s,
                    cfg.gps_warmup_s, cfg.max_gps_accuracy_m)
 
@@ -77,9 +79,8 @@ class MotionTrack:
         self.r = rules
         self.msgs: deque[Buffered] = deque()  # arrival order = offset order (one vehicle, one partition)
         self.seqs: set[int] = set()
-        # fixes from global index ``base`` on: time (ms and s), speed, cumulative distance
+        # fixes from global index ``base`` on: time (ms), speed, cumulative distance
         self.ms: list[int] = []
-        self.t: list[float] = []
         self.v: list[float] = []
         self.d: list[float] = []
         self.base = 0
@@ -100,7 +101,7 @@ class MotionTrack:
         """One message, with its partition's receive-time watermark before it and its own receive time."""
         out = self.silence(wm)
         self.last_rx = max(self.last_rx, received_ms)
-        n = self.base + len(self.t)
+        n = self.base + len(self.ms)
         if batch.seq in self.seqs:
             return out  # a repeat of a message we hold
         new_t = batch.gps_t.tolist()
@@ -113,7 +114,7 @@ class MotionTrack:
         for k, tm in enumerate(new_t):
             if tm <= self.last_ms or not acc[k] <= self.r.max_accuracy_m:
                 continue
-            entry.hi_fix = self.base + len(self.t)
+            entry.hi_fix = self.base + len(self.ms)
             out += self._fix(tm, speed[k])
         if not self.in_trip:
             self._trim()
@@ -130,9 +131,9 @@ class MotionTrack:
     def finish(self) -> list[MotionCut]:
         """End of the data: close an open trip as a data gap would and forget the buffer."""
         out = []
-        if self.in_trip and self.t:
-            out.append(self._close(self._gap_end(self.base + len(self.t) - 1), "data_gap"))
-        self._reset(self.base + len(self.t))
+        if self.in_trip and self.ms:
+            out.append(self._close(self._gap_end(self.base + len(self.ms) - 1), "data_gap"))
+        self._reset(self.base + len(self.ms))
         self.msgs.clear()
         self.seqs.clear()
         return out
@@ -144,17 +145,16 @@ class MotionTrack:
     def _fix(self, tm: int, v: float) -> list[MotionCut]:
         out = []
         ts = tm / 1000.0
-        i = self.base + len(self.t)
-        if self.t and i > self.seg0 and ts - self.t[-1] >= self.r.gap_s:
+        i = self.base + len(self.ms)
+        if self.ms and i > self.seg0 and ts - self.ms[-1] / 1000.0 >= self.r.gap_s:
             if self.in_trip:
                 out.append(self._close(self._gap_end(i - 1), "data_gap"))
             self._reset(i)
         d = 0.0
-        if self.t:
-            dt = ts - self.t[-1]
+        if self.ms:
+            dt = ts - self.ms[-1] / 1000.0
             d = self.d[-1] + (0.5 * (self.v[-1] + v) * dt if 0.0 < dt <= self.r.max_gap_s else 0.0)
         self.ms.append(tm)
-        self.t.append(ts)
         self.v.append(v)
         self.d.append(d)
         self.last_ms = tm
@@ -202,14 +202,14 @@ class MotionTrack:
         """A new segment from global fix ``seg0`` on: earlier fixes and the messages holding only them go."""
         self._drop_before(seg0)
         self.seg0 = self.j = seg0
-        if seg0 < self.base + len(self.t):
+        if seg0 < self.base + len(self.ms):
             self.seg0_t = self._t(seg0)
 
     def _trim(self) -> None:
         """Parked: keep the fixes from ``warmup_s`` before the window's reference on (all a start can reach)."""
-        if not self.t:
+        if not self.ms:
             return
-        if self._t(self.j) > self.t[-1] - self.r.stop_s:
+        if self._t(self.j) > self.ms[-1] / 1000.0 - self.r.stop_s:
             return  # no reference yet: the segment's first fix is it
         floor = self._t(self.j) - self.r.warmup_s
         k = self.base
@@ -218,9 +218,9 @@ class MotionTrack:
         self._drop_before(k)
 
     def _drop_before(self, g: int) -> None:
-        cut = min(max(g - self.base, 0), len(self.t))
+        cut = min(max(g - self.base, 0), len(self.ms))
         if cut:
-            del self.ms[:cut], self.t[:cut], self.v[:cut], self.d[:cut]
+            del self.ms[:cut], self.v[:cut], self.d[:cut]
             self.base += cut
         # messages are in arrival order with non-decreasing fix indices: the ones holding only dropped fixes
         # (or placed before them) are a prefix
@@ -229,7 +229,7 @@ class MotionTrack:
             self.seqs.discard(self.msgs.popleft().batch.seq)
 
     def _t(self, g: int) -> float:
-        return self.t[g - self.base]
+        return self.ms[g - self.base] / 1000.0
 
     def _ms(self, g: int) -> int:
         return self.ms[g - self.base]

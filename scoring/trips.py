@@ -25,6 +25,7 @@ import numpy as np
 
 from ingest.contract import DeviceEvent, TelemetryBatch
 from scoring.motion import MotionCut, MotionRules, MotionTrack
+from ubi.config import ScoringConfig
 
 
 def trip_id(vehicle: str, start_ms: int) -> str:
@@ -82,12 +83,12 @@ class CutterCounters:
 
 
 class TripCutter:
-    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules = MotionRules()) -> None:
+    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules | None = None) -> None:
         self.open: dict[str, OpenTrip] = {}
         self.last_closed_seq: dict[str, int] = {}
         self.close_grace_ms = int(close_grace_s * 1000)
         self.counters = CutterCounters()
-        self.motion = motion
+        self.motion = motion or MotionRules.of(ScoringConfig())
         self.ignition: set[str] = set()  # vehicles whose devices send ignition events
         self.tracks: dict[str, MotionTrack] = {}  # the others
         self.closed_to: dict[str, int] = {}  # where a motion vehicle's last trip ended (durable)
@@ -96,7 +97,7 @@ class TripCutter:
         self.state_updates: dict[str, dict] = {}
 
     @classmethod
-    def for_config(cls, cfg) -> "TripCutter":
+    def for_config(cls, cfg: ScoringConfig) -> "TripCutter":
         """From a ScoringConfig."""
         return cls(cfg.close_grace_s, MotionRules.of(cfg))
 
@@ -210,7 +211,6 @@ class TripCutter:
         """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a
         message, open motion trips)."""
         out = [self._close(t, "grace_timeout") for t in [t for t in self.open.values() if t.off is not None]]
-        out += self.expire()
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.finish()]
         return out
@@ -225,9 +225,6 @@ class TripCutter:
             if p not in out or off < out[p][0]:
                 out[p] = (off, wm)
         return out
-
-    def oldest_open_offsets(self) -> dict[int, int]:
-        return {p: off for p, (off, _) in self.held().items()}
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget partitions we no longer own (the new owner loads their state and rebuilds by replay)."""

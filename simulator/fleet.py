@@ -268,12 +268,12 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
     the trip.
     """
     ss = sensor_streams(spec, trip)
-    if motion_only(spec, trip.vehicle_id):
+    events = not motion_only(spec, trip.vehicle_id)
+    if not events:
         ss = _with_parked_tail(spec, trip, ss)
     on_ms = int(device_time(spec, trip.vehicle_id, trip.start_ms))
     off_ms = int(device_time(spec, trip.vehicle_id, trip.end_ms))
     seq = seq0
-    events = not motion_only(spec, trip.vehicle_id)
     if events:
         yield DeviceEvent(trip.vehicle_id, seq, on_ms, "ignition_on")
         seq += 1

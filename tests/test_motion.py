@@ -1,14 +1,17 @@
 """Motion-cut trips (devices without ignition events): the streaming track against the literal reference, on
 random stop-and-go data split into messages of random size; edge cases; the rules' own examples."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from ingest.contract import DeviceEvent, TelemetryBatch
 from scoring import reference as R
 from scoring.motion import MotionRules, MotionTrack
+from ubi.config import ScoringConfig
 
-RULES = MotionRules()
+RULES = MotionRules.of(ScoringConfig())
 
 
 def batch(seq, t_ms, v, acc=None):
@@ -131,7 +134,7 @@ def test_parked_track_holds_only_the_window():
     for k in range(5000):
         tr.feed(batch(k, [k * 1000], [v[k]]), 0, k, 0)
     assert len(tr.msgs) <= RULES.stop_s + RULES.warmup_s + 2
-    assert len(tr.t) <= RULES.stop_s + RULES.warmup_s + 2
+    assert len(tr.ms) <= RULES.stop_s + RULES.warmup_s + 2
     assert tr.first_held().offset >= 5000 - 190
 
 
@@ -173,8 +176,7 @@ def fleet_records(seed, motion_vehicles=3):
         t, v = stop_and_go(seed * 10 + k)
         t = t + k * 37.0
         for seq, i in enumerate(range(0, t.shape[0], 10)):
-            b = batch(seq, (t[i:i + 10] * 1000).astype(np.int64), v[i:i + 10])
-            items.append(TelemetryBatch(f"M{k}", *list(b.__dict__.values())[1:]))
+            items.append(replace(batch(seq, (t[i:i + 10] * 1000).astype(np.int64), v[i:i + 10]), vehicle=f"M{k}"))
     on_s = 50.0
     seq = 0
     for _ in range(4):
@@ -182,8 +184,7 @@ def fleet_records(seed, motion_vehicles=3):
         seq += 1
         for i in range(30):
             tt = (on_s + i * 10 + np.arange(10)) * 1000
-            items.append(TelemetryBatch("I", seq, *list(batch(0, tt.astype(np.int64), np.full(10, 12.0))
-                                                         .__dict__.values())[2:]))
+            items.append(replace(batch(seq, tt.astype(np.int64), np.full(10, 12.0)), vehicle="I"))
             seq += 1
         items.append(DeviceEvent("I", seq, int((on_s + 300) * 1000), "ignition_off"))
         seq += 1

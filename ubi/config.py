@@ -41,8 +41,8 @@ class KafkaConfig:
     partitions: int = 6
     scorer_group: str = "ubi-scorer"
     store_group: str = "ubi-store"
-    # The bridge's Kafka client: "librdkafka" (confluent-kafka, ~10x cheaper a record; falls back to kafka-python
-    # when not installed) or "kafka-python". Same guarantees either way (ingest/kafka_io.py).
+    # The bridge's Kafka client: "librdkafka" (confluent-kafka, ~10x cheaper a record) or "kafka-python". Same
+    # guarantees either way (ingest/kafka_io.py).
     bridge_client: str = "librdkafka"
 
     def __post_init__(self) -> None:
