@@ -32,11 +32,11 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
 
 from ingest.contract import TelemetryBatch, encode_telemetry  # noqa: E402
-from ingest.kafka_io import ensure_topics  # noqa: E402
-from ingest.mqtt_io import drop_session, make_client  # noqa: E402
+from ubi.adapters.kafka import ensure_topics  # noqa: E402
+from ubi.adapters.mqtt import drop_session, make_client  # noqa: E402
 from simulator.devices import DeviceFleet  # noqa: E402
-from ubi.config import load_config  # noqa: E402
-from ubi.stack import Stack  # noqa: E402
+from ubi.common.config import load_config  # noqa: E402
+from ubi.ops.stack import Stack  # noqa: E402
 
 
 def batch(vehicle: str, seq: int, t_ms: int, seconds: int) -> bytes:

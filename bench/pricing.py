@@ -33,7 +33,7 @@ TARGETS = {"run_s": 30.0, "whatif_s": 15.0, "peak_mb": 2048.0}
 
 def build(db: Path, policies: int, trips: int) -> float:
     from simulator.bulk import load_bulk
-    from ubi import store
+    from ubi.adapters import duckdb_store as store
 
     t = time.perf_counter()
     con = store.connect(db)
@@ -55,8 +55,8 @@ def peak_mb() -> float:
 def step(kind: str, db: Path, out: Path) -> dict:
     """Runs in a child process: one measured step, JSON on stdout."""
     from pricing.rulebook import load_rulebook, parse_rulebook
-    from ubi import store
-    from ubi.config import Config
+    from ubi.adapters import duckdb_store as store
+    from ubi.common.config import Config
 
     base_mb = peak_mb()
     rb = load_rulebook(Config().rulebook)
@@ -65,12 +65,12 @@ def step(kind: str, db: Path, out: Path) -> dict:
         con.execute(f"SET memory_limit = '{os.environ['BENCH_DUCKDB_MEMORY']}'")
     t = time.perf_counter()
     if kind in ("run", "rerun"):
-        from ubi.price_run import run_month
+        from ubi.adapters.duckdb_store import run_month
 
         s = run_month(con, rb, MONTH, actor="bench")
         detail = {"policies": s.policies, "capped_up": s.capped_up, "capped_down": s.capped_down}
     else:
-        from ubi.actuary import whatif_report
+        from ubi.cli.actuary import whatif_report
 
         proposed = parse_rulebook(rb.text.replace("{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.45")
                                   + "\n[offbalance]\nenabled = true\n", "proposal.toml")
@@ -85,7 +85,7 @@ def step(kind: str, db: Path, out: Path) -> dict:
 
 def reset(db: Path) -> None:
     """Forget the month's premiums so the next run prices it for the first time (not measured)."""
-    from ubi import store
+    from ubi.adapters import duckdb_store as store
 
     con = store.connect(db)
     con.execute("DELETE FROM premiums WHERE month = ?", [MONTH])

@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from ingest.contract import DeviceEvent, encode_event, encode_telemetry  # noqa: E402
-from ingest.kafka_io import ensure_topics, make_producer  # noqa: E402
+from ubi.adapters.kafka import ensure_topics, make_producer  # noqa: E402
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids  # noqa: E402
 from simulator.run import vehicle_stream  # noqa: E402
-from ubi.config import load_config  # noqa: E402
-from ubi.pipeline import play_fleet  # noqa: E402
+from ubi.common.config import load_config  # noqa: E402
+from simulator.player import play_fleet  # noqa: E402
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

@@ -44,7 +44,7 @@ from scoring import reference as R  # noqa: E402
 from scoring.trips import TripCutter, trip_id  # noqa: E402
 from simulator.run import vehicle_stream, write_truth  # noqa: E402
 from simulator.fleet import FleetSpec  # noqa: E402
-from ubi.config import ScoringConfig  # noqa: E402
+from ubi.common.config import ScoringConfig  # noqa: E402
 
 CFG = ScoringConfig()
 
@@ -154,8 +154,8 @@ def per_trip(spec: FleetSpec) -> tuple[float, int, int]:
         for i, m in enumerate(msgs):
             trips += c.feed(m, 0, i)
     for t in trips[:3]:
-        F.score_trip(t, CFG)
-    sec = best(lambda: [F.score_trip(t, CFG) for t in trips], 3)
+        F.score_trip(t, CFG).as_row()
+    sec = best(lambda: [F.score_trip(t, CFG).as_row() for t in trips], 3)
     return sec, len(trips), sum(t.t_ms.shape[0] + t.imu_t_ms.shape[0] for t in trips)
 
 
@@ -199,7 +199,7 @@ def accuracy(spec: FleetSpec) -> dict:
         c = TripCutter(CFG.close_grace_s)
         for i, m in enumerate(msgs):
             for trip in c.feed(m, 0, i):
-                row = F.score_trip(trip, CFG, F.trip_limits(trip, layer))
+                row = F.score_trip(trip, CFG, F.trip_limits(trip, layer)).as_row()
                 got[trip.trip_id] = row
                 tr = truth.get(trip.trip_id)
                 if tr is None:
@@ -212,7 +212,7 @@ def accuracy(spec: FleetSpec) -> dict:
                 over[1] += tr["over_limit_m"]
                 if not spec.sensor_faults:  # the posted limit the simulator drove, per fix, instead of the map
                     exact = sim[trip.trip_id].trace.limit[np.round((trip.t_ms - trip.start_ms) / 100).astype(int)]
-                    over[2] += F.score_trip(trip, CFG, exact)["over_limit_km"] * 1000
+                    over[2] += F.score_trip(trip, CFG, exact).over_limit_km * 1000
                 good = F.clean_fixes(trip.t_ms / 1000, trip.lat, trip.lon, trip.accuracy, CFG)[0]
                 it = trip.imu_t_ms / 1000
                 v_at = F.gps_trust_speed(it, trip.t_ms[good] / 1000, trip.speed[good], CFG)
@@ -262,7 +262,7 @@ def motion_accuracy(spec: FleetSpec) -> dict:
     """The fleet's telemetry with every ignition event removed, cut by motion (score-file's path): how many true
     trips are found (one motion trip overlapping each), and the distance error per found trip."""
     from simulator.fleet import make_trips, vehicle_ids
-    from ubi.score_file import messages_to_frames, score_frames
+    from ubi.stages.score_file import messages_to_frames, score_frames
     msgs = [m for _, ms in _streams(spec) for m in ms]
     gps, imu = messages_to_frames(msgs)
     rows = score_frames(gps.filter(pl.col("event").is_null()), imu, CFG)

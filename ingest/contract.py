@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
-from ubi.config import IngestConfig
+from ubi.common.config import IngestConfig
+from ubi.common.messages import Decoded, DeviceEvent, Rejected, TelemetryBatch
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
@@ -36,40 +36,6 @@ IMU_HZ_RANGE = (10, 200)
 GPS_MAX_HZ = 20
 
 
-@dataclass(frozen=True)
-class TelemetryBatch:
-    vehicle: str
-    seq: int
-    sent_ms: int
-    gps_t: np.ndarray  # int64 ms
-    lat: np.ndarray  # float64 degrees
-    lon: np.ndarray
-    speed: np.ndarray  # m/s
-    heading: np.ndarray  # degrees, 0 = north, clockwise
-    accuracy: np.ndarray  # metres (horizontal, 1 sigma)
-    imu_t0: int  # ms of the first accelerometer sample
-    imu_hz: int
-    acc_lon: np.ndarray  # m/s^2, vehicle frame: +forward
-    acc_lat: np.ndarray  # m/s^2, +left
-    acc_vert: np.ndarray  # m/s^2, +up (includes gravity)
-    phone: np.ndarray | None  # uint8 per GPS sample, 1 = phone handled
-
-
-@dataclass(frozen=True)
-class DeviceEvent:
-    vehicle: str
-    seq: int
-    t_ms: int
-    event: str
-
-
-@dataclass(frozen=True)
-class Rejected:
-    reason: str
-    detail: str
-
-
-Decoded = Union[TelemetryBatch, DeviceEvent, Rejected]
 
 
 def topic_for(prefix: str, vehicle: str, kind: str) -> str:

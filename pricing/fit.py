@@ -21,7 +21,7 @@ from sklearn.linear_model import PoissonRegressor
 from sklearn.metrics import mean_poisson_deviance
 
 from pricing.rulebook import ALWAYS_PROHIBITED, RELATIVITY_RANGE, Rulebook, parse_rulebook
-from ubi.errors import PricingError
+from ubi.common.errors import PricingError
 
 REF_KM_YEAR = 12_000.0
 CONTROLS = ("vehicle_group", "age_band")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from ubi.errors import RulebookError
+from ubi.common.errors import RulebookError
 
 # Features the monthly run computes per policy; a factor may use only these.
 KNOWN_FEATURES = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -16,7 +15,8 @@ from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatma
                              phone_kernel, speeding_kernel, trip_kernel)
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
+from ubi.common.trip_record import TripRecord
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,31 @@ def trip_limits(trip: ClosedTrip, layer: MapLayer | None) -> np.ndarray | None:
     return layer.limits_mps(trip.lat, trip.lon, heading)
 
 
-def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> dict:
-    """The scored-trip record published to Kafka and stored in DuckDB (units in the field names).
+@dataclass(frozen=True)
+class TripMeasures:
+    """Everything the scorer computes for one trip, before it becomes a ``TripRecord``."""
+
+    basic: TripFeatures
+    km: float
+    gap_m: float
+    gap_s: float
+    fixes: int
+    dropped: int
+    jumps: int
+    events: dict[str, int]  # brake, accel, corner
+    grades: dict[str, list[int]]
+    event_source: str
+    exposure: Exposure
+    phone_s: float
+    phone_reported_s: float
+    speeding: Speeding
+    heatmap: np.ndarray
+    score: float
+    score_parts: dict
+
+
+def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> TripMeasures:
+    """Compute a trip's features and score.
 
     ``limit_mps``: posted limit per GPS fix of ``trip.t_ms`` (NaN where unknown), or None when no map is available.
     Harsh brakes/accels come from the accelerometer (gated by trusted GPS speed) when the trip has IMU data, else
@@ -296,76 +319,58 @@ def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | Non
         v_at = gps_trust_speed(it, t_s, v, cfg)
         ev = {k: harsh_events(it, a, v_at, k, cfg)
               for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))}
-        brakes, accels, corners = ev["brake"].count, ev["accel"].count, ev["corner"].count
+        counts = {k: e.count for k, e in ev.items()}
         grades = {k: list(e.grades) for k, e in ev.items()}
         source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
     else:
-        brakes, accels, corners = f.harsh_brakes, f.harsh_accels, 0
-        grades = {"brake": [brakes, 0, 0], "accel": [accels, 0, 0], "corner": [0, 0, 0]}
+        counts = {"brake": f.harsh_brakes, "accel": f.harsh_accels, "corner": 0}
+        grades = {"brake": [f.harsh_brakes, 0, 0], "accel": [f.harsh_accels, 0, 0], "corner": [0, 0, 0]}
         source = "gps"
     ex = exposure(t_s, v, cfg)
     phone = trip.phone[good] if trip.phone.shape[0] == n else None
     phone_s, phone_rep_s = phone_use(t_s, v, phone, cfg)
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
     sp = speeding(t_s, v, lim, cfg)
-    hm = heatmap(t_s, v, cfg)
     dist = sp.total_m
-    speeding_m = sp.over_margin_m + sp.high_speed_unknown_m
     score, parts = trip_score({
         "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
-        "speeding_share": speeding_m / dist if dist > 0 else None,
-        "harsh_brakes_per_100km": _per_100km(brakes, km, cfg),
-        "harsh_accels_per_100km": _per_100km(accels, km, cfg),
-        "harsh_corners_per_100km": _per_100km(corners, km, cfg),
+        "speeding_share": (sp.over_margin_m + sp.high_speed_unknown_m) / dist if dist > 0 else None,
+        "harsh_brakes_per_100km": _per_100km(counts["brake"], km, cfg),
+        "harsh_accels_per_100km": _per_100km(counts["accel"], km, cfg),
+        "harsh_corners_per_100km": _per_100km(counts["corner"], km, cfg),
         "night_share": ex.night_m / dist if dist > 0 else None,
     }, cfg)
+    return TripMeasures(f, km, gap_m, gap_s, int(good.sum()), int((~good).sum()), int(n_jumps), counts, grades,
+                        source, ex, phone_s, phone_rep_s, sp, heatmap(t_s, v, cfg), score, parts)
+
+
+def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
+    """The scored-trip record published to Kafka and stored in DuckDB (units in the field names)."""
+    f, ex, sp, km = m.basic, m.exposure, m.speeding, m.km
     per100 = (lambda x: x * 100.0 / km) if km > 0 else (lambda x: None)
-    return {
-        "trip_id": trip.trip_id,
-        "vehicle_id": trip.vehicle,
-        "start_ms": int(trip.start_ms),
-        "end_ms": int(trip.end_ms),
-        "duration_s": (trip.end_ms - trip.start_ms) / 1000.0,
-        "distance_km": km,
-        "moving_s": f.moving_s,
-        "idle_s": f.idle_s,
-        "max_speed_kmh": f.max_speed_mps * 3.6,
-        "mean_speed_kmh": (f.distance_m / f.moving_s * 3.6) if f.moving_s > 0 else 0.0,
-        "harsh_brakes": int(brakes),
-        "harsh_accels": int(accels),
-        "gps_fixes": int(good.sum()),
-        "gps_dropped": int((~good).sum()),
-        "messages": trip.messages,
-        "complete": trip.complete,
-        "ended_by": trip.ended_by,
-        "scorer_version": SCORER_VERSION,
-        "harsh_corners": int(corners),
-        "event_source": source,
-        "harsh_brakes_gps": f.harsh_brakes,
-        "harsh_accels_gps": f.harsh_accels,
-        "harsh_brake_grades": grades["brake"],
-        "harsh_accel_grades": grades["accel"],
-        "harsh_corner_grades": grades["corner"],
-        "harsh_brakes_per_100km": per100(brakes),
-        "harsh_accels_per_100km": per100(accels),
-        "harsh_corners_per_100km": per100(corners),
-        "gps_jumps": n_jumps,
-        "gap_filled_km": gap_m / 1000.0,
-        "gap_filled_s": gap_s,
-        "night_s": ex.night_s,
-        "night_km": ex.night_m / 1000.0,
-        "rush_s": ex.rush_s,
-        "rush_km": ex.rush_m / 1000.0,
-        "weekend_s": ex.weekend_s,
-        "weekend_km": ex.weekend_m / 1000.0,
-        "phone_s": phone_s,
-        "phone_reported_s": phone_rep_s,
-        "limit_known_km": sp.known_limit_m / 1000.0,
-        "over_limit_km": sp.over_limit_m / 1000.0,
-        "over_limit_margin_km": sp.over_margin_m / 1000.0,
-        "high_speed_km": sp.high_speed_m / 1000.0,
-        "high_speed_unknown_km": sp.high_speed_unknown_m / 1000.0,
-        "heatmap_s": [round(float(x), 3) for x in hm],
-        "score": score,
-        "score_parts": json.dumps(parts, sort_keys=True),
-    }
+    return TripRecord(
+        trip_id=trip.trip_id, vehicle_id=trip.vehicle, start_ms=int(trip.start_ms), end_ms=int(trip.end_ms),
+        duration_s=(trip.end_ms - trip.start_ms) / 1000.0, distance_km=km, moving_s=f.moving_s, idle_s=f.idle_s,
+        max_speed_kmh=f.max_speed_mps * 3.6,
+        mean_speed_kmh=(f.distance_m / f.moving_s * 3.6) if f.moving_s > 0 else 0.0,
+        harsh_brakes=m.events["brake"], harsh_accels=m.events["accel"], gps_fixes=m.fixes, gps_dropped=m.dropped,
+        messages=trip.messages, complete=trip.complete, ended_by=trip.ended_by, scorer_version=SCORER_VERSION,
+        harsh_corners=m.events["corner"], event_source=m.event_source,
+        harsh_brakes_gps=f.harsh_brakes, harsh_accels_gps=f.harsh_accels,
+        harsh_brake_grades=m.grades["brake"], harsh_accel_grades=m.grades["accel"],
+        harsh_corner_grades=m.grades["corner"],
+        harsh_brakes_per_100km=per100(m.events["brake"]), harsh_accels_per_100km=per100(m.events["accel"]),
+        harsh_corners_per_100km=per100(m.events["corner"]), gps_jumps=m.jumps,
+        gap_filled_km=m.gap_m / 1000.0, gap_filled_s=m.gap_s,
+        night_s=ex.night_s, night_km=ex.night_m / 1000.0, rush_s=ex.rush_s, rush_km=ex.rush_m / 1000.0,
+        weekend_s=ex.weekend_s, weekend_km=ex.weekend_m / 1000.0,
+        phone_s=m.phone_s, phone_reported_s=m.phone_reported_s,
+        limit_known_km=sp.known_limit_m / 1000.0, over_limit_km=sp.over_limit_m / 1000.0,
+        over_limit_margin_km=sp.over_margin_m / 1000.0, high_speed_km=sp.high_speed_m / 1000.0,
+        high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
+        heatmap_s=[round(float(x), 3) for x in m.heatmap], score=m.score, score_parts=m.score_parts)
+
+
+def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> TripRecord:
+    """Measure a trip and build its record (``measure_trip`` then ``build_record``)."""
+    return build_record(trip, measure_trip(trip, cfg, limit_mps))

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from ubi.errors import ConfigError
+from ubi.common.errors import ConfigError
 
 EARTH_R = 6_371_000.0
 _MAXSPEED = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mph|km/h|kmh|kph)?\s*$", re.IGNORECASE)

@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ingest.contract import TelemetryBatch
+from ubi.common.messages import TelemetryBatch
 from scoring.kernels import MOVING_MPS
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 
 @dataclass(frozen=True)

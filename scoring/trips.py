@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.contract import DeviceEvent, TelemetryBatch
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring.motion import MotionCut, MotionRules, MotionTrack
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 
 def trip_id(vehicle: str, start_ms: int) -> str:
@@ -304,8 +304,7 @@ def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, 
     parts = [b for b in batches if b.acc_lon.shape[0]]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
-    t = np.concatenate([b.imu_t0 + np.round(np.arange(b.acc_lon.shape[0]) * (1000.0 / b.imu_hz)).astype(np.int64)
-                        for b in parts])
+    t = np.concatenate([b.imu_t_ms() for b in parts])
     a_lon = np.concatenate([np.asarray(b.acc_lon, dtype=np.float64) for b in parts])
     a_lat = np.concatenate([np.asarray(b.acc_lat, dtype=np.float64) for b in parts])
     a_vert = np.concatenate([np.asarray(b.acc_vert, dtype=np.float64) for b in parts])

@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 import paho.mqtt.client as mqtt
 
 from ingest.contract import DeviceEvent, TelemetryBatch, encode_event, encode_telemetry, topic_for
-from ingest.mqtt_io import make_client
-from ubi.config import MqttConfig
+from ubi.adapters.mqtt import make_client
+from ubi.common.config import MqttConfig
 
 log = logging.getLogger("ubi.devices")
 

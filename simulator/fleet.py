@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ingest.contract import DeviceEvent, TelemetryBatch
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 from simulator.motion import DT, G, IMU_HZ, DriverProfile, TripTrace, make_trip
 
 EARTH_R = 6_371_000.0

@@ -1,6 +1,7 @@
 """Actuary tools on a small DuckDB built in tmp_path: what-if, fairness, fit; claims generator; the fit recovers
 the simulator's true relativities."""
 
+import inspect
 from argparse import Namespace
 from dataclasses import replace
 from datetime import date
@@ -17,9 +18,10 @@ from pricing.fit import Experience, fit
 from pricing.rulebook import load_rulebook, parse_rulebook
 from simulator import claims as sim
 from simulator.bulk import load_bulk
-from ubi import actuary, store
-from ubi.config import Config
-from ubi.price_run import run_month
+from ubi.adapters import duckdb_store as store
+from ubi.cli import actuary
+from ubi.common.config import Config
+from ubi.adapters.duckdb_store import run_month
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTER = Config().rulebook
@@ -131,9 +133,11 @@ def test_protected_attributes_never_priced_on(priced):
     run_month(con, RB, OCT, actor="tester")
     assert con.execute("SELECT policy_id, premium FROM premiums ORDER BY 1").fetchall() == first
     con.close()
-    for path in [*(ROOT / "pricing").glob("*.py"), ROOT / "ubi" / "price_run.py"]:
+    for path in (ROOT / "pricing").glob("*.py"):
         if path.name != "fairness.py":
             assert "protected_attributes" not in path.read_text(), path
+    # the pricing run's own SQL, in the DuckDB adapter, never reads it either
+    assert "protected_attributes" not in inspect.getsource(store.PricingTables) + store.MONTH_FEATURES_SQL
 
 
 def test_claims_generator_is_deterministic_and_documented():
@@ -195,7 +199,7 @@ def test_fit_recovers_simulator_truth():
 def test_fit_command_on_a_loaded_book(tmp_path):
     sim.write_book(sim.make_book(4000, seed=2), tmp_path / "book")
     con = store.connect(tmp_path / "f.duckdb")
-    counts = actuary.load_book(con, tmp_path / "book")
+    counts = store.load_book(con, tmp_path / "book")
     con.close()
     assert counts["policies"] == 4000 and counts["claims"] > 100
     cfg = replace(Config(), home=tmp_path, db_path=tmp_path / "f.duckdb")
@@ -208,7 +212,7 @@ def test_fit_command_on_a_loaded_book(tmp_path):
 
 
 def test_tools_explain_missing_data(tmp_path):
-    from ubi.errors import UBIError
+    from ubi.common.errors import UBIError
 
     con = store.connect(tmp_path / "e.duckdb")
     con.close()

@@ -11,7 +11,7 @@ from scoring.features import score_trip
 from scoring.trips import TripCutter
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids
 from simulator.run import vehicle_stream
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
 
@@ -24,7 +24,7 @@ def eventful_trips():
         cutter = TripCutter()
         for i, m in enumerate(vehicle_stream(spec, make_trips(spec, v))):
             out += cutter.feed(m, 0, i)
-    scored = [(t, score_trip(t, CFG)) for t in out]
+    scored = [(t, score_trip(t, CFG).as_row()) for t in out]
     picked = [(t, r) for t, r in scored if r["harsh_brakes"] + r["harsh_accels"] + r["harsh_corners"] > 0][:6]
     assert len(picked) >= 3
     return picked
@@ -44,7 +44,7 @@ def test_mis_mounted_device_scores_like_a_level_one(eventful_trips, angles):
     for trip, level in eventful_trips:
         device = r.T @ np.vstack([trip.acc_lon, trip.acc_lat, trip.acc_vert])  # what a rotated sensor reads
         rotated = replace(trip, acc_lon=device[0], acc_lat=device[1], acc_vert=device[2])
-        got = score_trip(rotated, CFG)
+        got = score_trip(rotated, CFG).as_row()
         assert got["event_source"] == "imu_rotated"
         for k in ("harsh_brakes", "harsh_accels", "harsh_corners"):
             assert got[k] == level[k], (k, angles)
@@ -63,6 +63,6 @@ def test_an_accelerometer_without_gravity_falls_back_to_the_speed_channel(eventf
     rng = np.random.default_rng(0)
     m = trip.imu_t_ms.shape[0]
     junk = replace(trip, acc_lon=rng.normal(0, 3, m), acc_lat=rng.normal(0, 3, m), acc_vert=rng.normal(0, 3, m))
-    got = score_trip(junk, CFG)
+    got = score_trip(junk, CFG).as_row()
     assert got["event_source"] == "gps"
     assert got["harsh_brakes"] == level["harsh_brakes_gps"]

@@ -9,9 +9,9 @@ import time
 from dataclasses import replace
 from types import SimpleNamespace
 
-import ingest.bridge as bridge_mod
-from ingest.kafka_io import RecordSink
-from ubi.config import Config
+import ubi.stages.bridge as bridge_mod
+from ubi.adapters.kafka import RecordSink
+from ubi.common.config import Config
 
 
 class HeldSink(RecordSink):

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.bridge import route
+from ubi.stages.bridge import route
 from ingest.contract import DeviceEvent, Rejected, TelemetryBatch, decode, encode_event, encode_telemetry, parse_topic
-from ubi.config import Config, IngestConfig
+from ubi.common.config import Config, IngestConfig
 
 CFG = IngestConfig()
 NOW = int(time.time() * 1000)

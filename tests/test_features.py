@@ -14,7 +14,7 @@ import pytest
 
 from scoring import features as F
 from scoring import reference as R
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
 GAP = CFG.max_integration_gap_s
@@ -293,7 +293,7 @@ def closed_trip(v, a_lon, phone=None, t0_ms=1_795_000_000_000):
 def test_gps_lock_on_jump_is_not_a_harsh_acceleration():
     # the domain doc's phone recording: 9 -> 79 km/h in one second right after the fix, accelerometer quiet
     v = np.concatenate([[9 / 3.6, 79 / 3.6], np.full(58, 79 / 3.6)])
-    row = F.score_trip(closed_trip(v, np.zeros(600)), CFG)
+    row = F.score_trip(closed_trip(v, np.zeros(600)), CFG).as_row()
     assert row["harsh_accels_gps"] == 1 and row["harsh_accels"] == 0 and row["event_source"] == "imu"
 
 
@@ -304,7 +304,7 @@ def test_score_trip_record_with_phone_and_limits():
     a[1000:1020] = -5.0  # a 2 s brake at 90 km/h, grade 2 (>= 4.92)
     phone = (np.arange(n) < 30).astype(np.int8)  # 30 s of phone in hand
     limit = np.where(np.arange(n) < 150, 80 / 3.6, np.nan)  # speeding for half, no map for the rest
-    row = F.score_trip(closed_trip(v, a, phone), CFG, limit)
+    row = F.score_trip(closed_trip(v, a, phone), CFG, limit).as_row()
     assert row["harsh_brakes"] == 1 and row["harsh_brake_grades"] == [0, 1, 0]
     assert row["phone_s"] == 30.0 and row["phone_reported_s"] == 299.0
     assert row["over_limit_km"] == pytest.approx(3.75) and row["over_limit_margin_km"] == 0.0  # 90 < 80 + 10
@@ -317,8 +317,8 @@ def test_score_trip_record_with_phone_and_limits():
 
 
 def test_config_rejects_bad_values_at_load_time(tmp_path):
-    from ubi.config import load_config
-    from ubi.errors import ConfigError
+    from ubi.common.config import load_config
+    from ubi.common.errors import ConfigError
     for body in ('time_zone = "Mars/Olympus"', "night_start_h = 25.0", "harsh_corner_mps2 = 0.0"):
         f = tmp_path / "ubi.toml"
         f.write_text(f"[scoring]\n{body}\n")

@@ -71,7 +71,7 @@ def test_scored_distance_through_simulated_tunnels_stays_within_one_percent():
     from scoring.trips import TripCutter
     from simulator.fleet import FleetSpec, ground_truth_rows, make_trips, sensor_streams, vehicle_ids
     from simulator.run import vehicle_stream
-    from ubi.config import ScoringConfig
+    from ubi.common.config import ScoringConfig
 
     spec = FleetSpec(vehicles=6, days=3, seed=3, start=date(2026, 11, 1), sensor_faults=True)
     trips = [t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)]
@@ -81,7 +81,7 @@ def test_scored_distance_through_simulated_tunnels_stays_within_one_percent():
     for v in vehicle_ids(spec.vehicles):
         for i, m in enumerate(vehicle_stream(spec, [t for t in trips if t.vehicle_id == v])):
             for closed in cutter.feed(m, 0, i):
-                scored[(closed.vehicle, closed.start_ms)] = score_trip(closed, ScoringConfig())
+                scored[(closed.vehicle, closed.start_ms)] = score_trip(closed, ScoringConfig()).as_row()
     assert scored.keys() == truth.keys()
     assert sum(r["gap_filled_s"] > 0 for r in scored.values()) >= 3
     for key, r in scored.items():

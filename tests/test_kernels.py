@@ -8,7 +8,7 @@ import pytest
 from scoring.features import trip_features
 from scoring.kernels import trip_kernel
 from scoring.reference import trip_reference
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
 ARGS = (CFG.harsh_brake_mps2, CFG.harsh_accel_mps2, CFG.min_event_speed_mps, CFG.max_integration_gap_s)

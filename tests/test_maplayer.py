@@ -9,7 +9,7 @@ import pytest
 
 from scoring.maplayer import MapLayer, parse_maxspeed
 from scoring.reference_map import limits_reference
-from ubi.errors import ConfigError
+from ubi.common.errors import ConfigError
 
 
 def random_layer(rng, n_seg):

@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ingest.contract import DeviceEvent, TelemetryBatch
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring import reference as R
 from scoring.motion import MotionRules, MotionTrack
-from ubi.config import ScoringConfig
+from ubi.common.config import ScoringConfig
 
 RULES = MotionRules.of(ScoringConfig())
 

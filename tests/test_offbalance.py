@@ -10,8 +10,8 @@ from pricing import offbalance
 from pricing.engine import MonthFeatures, price_policy
 from pricing.rulebook import parse_rulebook
 from pricing.vector import CAP_LABELS, Book, price_book, round_factor
-from ubi.config import Config
-from ubi.price_run import run_month
+from ubi.common.config import Config
+from ubi.adapters.duckdb_store import run_month
 
 TEXT = Config().rulebook.read_text()
 RB = parse_rulebook(TEXT)
@@ -82,7 +82,7 @@ def test_starter_rulebook_has_no_off_balance_and_bad_settings_are_refused():
 
 
 def test_monthly_run_records_off_balance(tmp_path):
-    from ubi import store
+    from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "ob.duckdb")
     con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
@@ -108,7 +108,7 @@ def test_monthly_run_records_off_balance(tmp_path):
 
 
 def test_rerun_replaces_rows_and_drops_policies_gone_from_the_book(tmp_path):
-    from ubi import store
+    from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "r.duckdb")
     con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"

@@ -8,10 +8,10 @@ import pytest
 
 from pricing.engine import MonthFeatures, price_policy, statement
 from pricing.rulebook import load_rulebook, parse_rulebook
-from ubi import store
-from ubi.config import Config
-from ubi.errors import RulebookError
-from ubi.price_run import run_month
+from ubi.adapters import duckdb_store as store
+from ubi.common.config import Config
+from ubi.common.errors import RulebookError
+from ubi.adapters.duckdb_store import run_month
 
 STARTER = Config().rulebook
 RB = load_rulebook(STARTER)

@@ -12,8 +12,8 @@ import pytest
 from scoring.features import score_trip
 from scoring.trips import TripCutter
 from simulator.fleet import FleetSpec, device_messages, make_trips, vehicle_ids
-from ubi import score_file
-from ubi.config import Config, ScoringConfig
+from ubi.stages import score_file
+from ubi.common.config import Config, ScoringConfig
 
 CFG = ScoringConfig()
 SPEC = FleetSpec(vehicles=3, days=2, seed=5)
@@ -28,7 +28,7 @@ def stream_rows(spec: FleetSpec) -> tuple[list[dict], list]:
             for m in device_messages(spec, trip, seq):
                 seq = m.seq + 1
                 messages.append(m)
-                rows += [score_trip(t, CFG) for t in cutter.feed(m, 0, len(messages))]
+                rows += [score_trip(t, CFG).as_row() for t in cutter.feed(m, 0, len(messages))]
     rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
     return rows, messages
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ingest.contract import DeviceEvent, TelemetryBatch
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring.trips import TripCutter, trip_id
 
 T0 = 1_790_000_000_000

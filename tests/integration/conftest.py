@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.kafka_io import ensure_topics
-from ingest.mqtt_io import drop_session
+from ubi.adapters.kafka import ensure_topics
+from ubi.adapters.mqtt import drop_session
 from simulator.fleet import FleetSpec
-from ubi.config import Config, load_config
-from ubi.pipeline import start_stage
-from ubi.stack import Stack
+from ubi.common.config import Config, load_config
+from ubi.ops.processes import start_stage
+from ubi.ops.stack import Stack
 
 
 def pytest_collection_modifyitems(items):

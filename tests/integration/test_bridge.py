@@ -7,7 +7,7 @@ import json
 import signal
 import time
 
-from ingest.contract import DeviceEvent
+from ubi.common.messages import DeviceEvent
 from simulator.devices import DeviceFleet
 from simulator.fleet import make_trips
 from simulator.run import vehicle_stream
@@ -158,7 +158,7 @@ def test_both_kafka_clients_put_a_vehicle_on_the_same_partition(stack, env):
     different clients still keep each vehicle's records in one partition, in order."""
     import threading
 
-    from ingest.kafka_io import KafkaPythonSink, RdKafkaSink
+    from ubi.adapters.kafka import KafkaPythonSink, RdKafkaSink
 
     cfg = env.config
     topic = cfg.kafka.dead_letter_topic  # a fresh topic of this test's namespace, 3 partitions

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 
-from ingest.mqtt_io import make_client
+from ubi.adapters.mqtt import make_client
 
 
 def pub(args: list[str]) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 
-from ingest.mqtt_io import make_client
+from ubi.adapters.mqtt import make_client
 from simulator.devices import DeviceFleet
 from simulator.fleet import make_trips, vehicle_ids
 from simulator.run import vehicle_stream

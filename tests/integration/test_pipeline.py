@@ -11,10 +11,10 @@ import polars as pl
 
 from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
-from ubi import store
-from ubi.pipeline import play_fleet
-from ubi.policies import load_policies
-from ubi.price_run import run_month
+from ubi.adapters import duckdb_store as store
+from simulator.player import play_fleet
+from ubi.adapters.duckdb_store import load_policies
+from ubi.adapters.duckdb_store import run_month
 from ubi.stages.store import read_status, status_path
 
 

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 from scoring.trips import trip_id
 from tests.integration.test_pipeline import wait_for_trips
-from ubi import store
-from ubi.pipeline import play_fleet
+from ubi.adapters import duckdb_store as store
+from simulator.player import play_fleet
 from ubi.stages.store import read_status, status_path
 
 

@@ -18,12 +18,13 @@ import threading
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from ingest.contract import Rejected, decode_trusted, parse_topic
-from ingest.kafka_io import make_consumer, make_producer, read_compacted
+from ingest.contract import decode_trusted, parse_topic
+from ubi.common.messages import Rejected
+from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import TripCutter
-from ubi.config import Config
+from ubi.common.config import Config
 
 log = logging.getLogger("ubi.score")
 
@@ -87,7 +88,7 @@ class ScoreStage:
         for trip in closed:
             row = score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map))
             self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(),
-                               value=json.dumps(row).encode())
+                               value=row.to_json())
         self.trips_emitted += len(closed)
         return len(closed)
 

@@ -11,11 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-from ingest.kafka_io import make_consumer
-from ubi import store
-from ubi.config import Config
+from ubi.adapters.kafka import make_consumer
+from ubi.adapters import duckdb_store as store
+from ubi.common.config import Config
 
-log = logging.getLogger("ubi.store")
+log = logging.getLogger("ubi.adapters.duckdb_store")
 
 
 def write_status(path: Path, status: dict) -> None:

@@ -15,14 +15,14 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from ingest.contract import DeviceEvent, TelemetryBatch
+from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, TripCutter
-from ubi.config import Config, ScoringConfig
-from ubi.errors import ConfigError
+from ubi.common.config import Config, ScoringConfig
+from ubi.common.errors import ConfigError
 
-log = logging.getLogger("ubi.score_file")
+log = logging.getLogger("ubi.stages.score_file")
 
 BATCH_FIXES = 10  # GPS fixes per synthesised message: the devices' typical 10 s at 1 Hz
 GPS_COLUMNS = {"vehicle_id": pl.String, "t_ms": pl.Int64, "lat": pl.Float64, "lon": pl.Float64,
@@ -73,7 +73,7 @@ def _regular_imu(t: np.ndarray, cols: list[np.ndarray], hz: int, t_end: int) -> 
     sample within half a period become NaN, which the event kernels read as quiet (like a gap)."""
     t0 = int(t[0])
     k = int(np.floor((t_end - t0) * hz / 1000.0)) + 1
-    grid = t0 + np.round(np.arange(k) * (1000.0 / hz)).astype(np.int64)
+    grid = imu_times_ms(t0, hz, k)
     j = np.clip(np.searchsorted(t, grid), 1, t.shape[0] - 1) if t.shape[0] > 1 else np.zeros(k, np.int64)
     if t.shape[0] > 1:
         j = np.where(np.abs(t[j - 1] - grid) <= np.abs(t[j] - grid), j - 1, j)
@@ -162,7 +162,7 @@ def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
         trips += cutter.finish()
         for trip in trips:
             limit = trip_limits(trip, layer) if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
-            rows.append(score_trip(trip, cfg, limit))
+            rows.append(score_trip(trip, cfg, limit).as_row())
     rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
     return rows
 
@@ -182,7 +182,7 @@ def messages_to_frames(messages: Iterable[DeviceEvent | TelemetryBatch]) -> tupl
         k = m.acc_lon.shape[0]
         imu.append(pl.DataFrame({
             "vehicle_id": [m.vehicle] * k,
-            "t_ms": m.imu_t0 + np.round(np.arange(k) * (1000.0 / m.imu_hz)).astype(np.int64),
+            "t_ms": m.imu_t_ms(),
             "acc_lon": m.acc_lon, "acc_lat": m.acc_lat, "acc_vert": m.acc_vert}))
     g = pl.concat([f.select([pl.col(c).cast(t) if c in f.columns else pl.lit(None, dtype=t).alias(c)
                              for c, t in GPS_COLUMNS.items()]) for f in gps]) if gps else pl.DataFrame(schema=GPS_COLUMNS)

@@ -16,7 +16,7 @@ import re
 import secrets
 from pathlib import Path
 
-from ubi.errors import ConfigError
+from ubi.common.errors import ConfigError
 
 ITERATIONS = 101
 _VALID_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

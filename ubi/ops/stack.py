@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ubi.config import PROJECT_ROOT, Config
-from ubi.credentials import CredentialStore
-from ubi.errors import StackError
+from ubi.common.config import PROJECT_ROOT, Config
+from ubi.ops.credentials import CredentialStore
+from ubi.common.errors import StackError
 
 DEPLOY = PROJECT_ROOT / "deploy" / "local"
 
@@ -191,7 +191,7 @@ class Stack:
         return f"started (pid {proc.pid}) on {self.cfg.kafka.bootstrap}"
 
     def ensure_topics(self, timeout: float = 30) -> None:
-        from ingest.kafka_io import ensure_topics
+        from ubi.adapters.kafka import ensure_topics
 
         ensure_topics(self.cfg.kafka, timeout=timeout)
 

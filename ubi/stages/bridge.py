@@ -24,10 +24,11 @@ from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 
-from ingest.contract import Rejected, decode, parse_topic
-from ingest.kafka_io import RecordSink, make_sink
-from ingest.mqtt_io import make_client
-from ubi.config import Config
+from ingest.contract import decode, parse_topic
+from ubi.common.messages import Rejected
+from ubi.adapters.kafka import RecordSink, make_sink
+from ubi.adapters.mqtt import make_client
+from ubi.common.config import Config
 
 log = logging.getLogger("ubi.bridge")
 
@@ -169,7 +170,7 @@ class Bridge:
         if failed:
             log.error("subscription refused: %s", failed)
         else:
-            log.info("subscribed to device topics")  # ubi.pipeline.BRIDGE_READY: stages wait for this line
+            log.info("subscribed to device topics")  # ubi.ops.processes.BRIDGE_READY: stages wait for this line
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self._stop.is_set():

@@ -8,7 +8,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ubi.config import MqttConfig
+from ubi.common.config import MqttConfig
 
 
 def make_client(cfg: MqttConfig, client_id: str, username: str, password: str, *, manual_ack: bool = False,

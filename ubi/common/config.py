@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
-from ubi.errors import ConfigError
+from ubi.common.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class IngestConfig:
 class Config:
     home: Path = PROJECT_ROOT / ".ubi"
     db_path: Path = PROJECT_ROOT / ".ubi" / "ubi.duckdb"
-    rulebook: Path = PROJECT_ROOT / "ubi" / "rulebooks" / "starter.toml"
+    rulebook: Path = PROJECT_ROOT / "pricing" / "rulebooks" / "starter.toml"
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)

@@ -17,16 +17,17 @@ from datetime import date, datetime, timedelta, timezone
 from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
 from simulator.fleet import FleetSpec, device_time, motion_only, vehicle_ids
-from ubi import store
-from ingest.kafka_io import delete_topics, ensure_topics
-from ingest.mqtt_io import drop_session
-from ubi.config import Config, load_config
-from ubi.errors import UBIError
-from ubi.pipeline import play_fleet, start_stage
-from ubi.policies import load_policies
-from ubi.price_run import run_month
-from ubi.progress import Progress
-from ubi.stack import Stack
+from ubi.adapters import duckdb_store as store
+from ubi.adapters.kafka import delete_topics, ensure_topics
+from ubi.adapters.mqtt import drop_session
+from ubi.common.config import Config, load_config
+from ubi.common.errors import UBIError
+from simulator.player import play_fleet
+from ubi.ops.processes import start_stage
+from ubi.adapters.duckdb_store import load_policies
+from ubi.adapters.duckdb_store import run_month
+from ubi.common.progress import Progress
+from ubi.ops.stack import Stack
 from ubi.stages.store import read_status, status_path
 
 
@@ -40,9 +41,9 @@ def months_between(start: date, end: date) -> list[date]:
 
 DEMO_TOML = """# written by `ubi demo`: the demo's own topics, groups and MQTT session, reset on every run
 [kafka]
-telemetry_topic = "ubi.demo.telemetry.v1"
-dead_letter_topic = "ubi.demo.telemetry.dlq.v1"
-trips_topic = "ubi.demo.trips.v1"
+telemetry_topic = "ubi.cli.demo.telemetry.v1"
+dead_letter_topic = "ubi.cli.demo.telemetry.dlq.v1"
+trips_topic = "ubi.cli.demo.trips.v1"
 scorer_group = "ubi-demo-scorer-{run}"
 store_group = "ubi-demo-store-{run}"
 

@@ -1,6 +1,6 @@
 """`ubi actuary whatif | fit | fairness`: the actuary's tools against DuckDB. Reports go to HTML + CSV files.
 
-All database access for the tools lives here; the analysis is in ``pricing.whatif``, ``pricing.fit`` and
+Database access is in ``ubi.adapters.duckdb_store``; the analysis is in ``pricing.whatif``, ``pricing.fit`` and
 ``pricing.fairness``. The tools read; none writes premiums. ``ubi actuary load-book --book DIR`` loads a
 simulated book (``ubi actuary simulate-book``) or any Parquet set of the same shape for ``fit``.
 """
@@ -8,23 +8,17 @@ simulated book (``ubi actuary simulate-book``) or any Parquet set of the same sh
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import duckdb
-import numpy as np
 
 from pricing import fairness, fit, fit_report, whatif
 from pricing.report import page, write_csv
 from pricing.rulebook import Rulebook, load_rulebook, parse_rulebook
-from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
-from ubi import store
-from ubi.errors import PricingError, StoreError
-from ubi.price_run import month_start, price_month_book
-
-CAP_CODES = {"none": CAP_NONE, "increase": CAP_UP, "decrease": CAP_DOWN}
-
+from ubi.adapters import duckdb_store as store
+from ubi.common.errors import PricingError, StoreError
+from pricing.monthly import month_start, price_month_book
 
 def _open(cfg) -> duckdb.DuckDBPyConnection:
     if not Path(cfg.db_path).exists():
@@ -36,10 +30,10 @@ def _month(con: duckdb.DuckDBPyConnection, text: str | None) -> date:
     """The asked month, or the latest month that has premiums."""
     if text:
         return month_start(text)
-    row = con.execute("SELECT max(month) FROM premiums").fetchone()
-    if row is None or row[0] is None:
+    latest = store.latest_priced_month(con)
+    if latest is None:
         raise PricingError("no priced month in the store; run `ubi price --month YYYY-MM` first")
-    return row[0]
+    return latest
 
 
 def _out(cfg, args, name: str) -> Path:
@@ -50,46 +44,10 @@ def _out(cfg, args, name: str) -> Path:
 
 # ---------------------------------------------------------------- what-if
 
-@dataclass
-class PricedMonth:
-    """A priced month as arrays: the book's inputs, the live premiums, reporting segments."""
-
-    book: Book
-    premium_c: np.ndarray
-    cap: np.ndarray
-    factor: np.ndarray
-    segments: dict[str, np.ndarray]
-    rulebook_versions: list[str]
-    rulebook_sha: str
-
-
-def priced_month(con: duckdb.DuckDBPyConnection, month: date) -> PricedMonth:
-    r = con.execute("""
-        SELECT CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
-               CAST(round(p.previous_premium * 100) AS BIGINT) AS prev_c,
-               CAST(round(p.premium * 100) AS BIGINT) AS premium_c, p.cap_applied, p.telematics_factor,
-               f.trips, f.km, f.driving_hours, f.harsh_brakes, f.harsh_accels,
-               coalesce(pol.vehicle_group, 'unknown') AS vehicle_group, coalesce(pol.age_band, 'unknown') AS age_band,
-               coalesce(pol.region, 'unknown') AS region, p.rulebook_version, p.rulebook_sha256
-        FROM premiums p JOIN monthly_features f USING (policy_id, month)
-        LEFT JOIN policies pol USING (policy_id)
-        WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
-    if len(r["base_c"]) == 0:
-        raise PricingError(f"no premiums for {month:%Y-%m}; run `ubi price --month {month:%Y-%m}` first")
-    book = Book(r["base_c"].astype(np.int64), r["prev_c"].astype(np.int64), r["trips"].astype(np.int64),
-                r["km"].astype(np.float64), r["driving_hours"].astype(np.float64),
-                r["harsh_brakes"].astype(np.int64), r["harsh_accels"].astype(np.int64))
-    caps = np.array([CAP_CODES[c] for c in r["cap_applied"]], dtype=np.int8)
-    shas = np.unique(r["rulebook_sha256"].astype(str))
-    return PricedMonth(book, r["premium_c"].astype(np.int64), caps, r["telematics_factor"].astype(np.float64),
-                       {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")},
-                       sorted(set(r["rulebook_version"].astype(str))), str(shas[0]))
-
-
 def whatif_report(con: duckdb.DuckDBPyConnection, proposed: Rulebook, month: date,
                   out: Path) -> whatif.Dislocation:
     """Price the month's book under the proposed rulebook and compare with the live premiums; write the report."""
-    pm = priced_month(con, month)
+    pm = store.priced_month(con, month)
     priced, ob = price_month_book(proposed, pm.book)
     d = whatif.dislocation(pm.premium_c, priced.premium_c, priced.cap, pm.segments, pm.cap,
                            ob.factor if ob else None)
@@ -126,20 +84,6 @@ def whatif_cmd(cfg, args) -> int:
 
 # ---------------------------------------------------------------- fit
 
-def experience(con: duckdb.DuckDBPyConnection) -> fit.Experience:
-    try:
-        r = con.execute("""SELECT exposure_years, claims, km, harsh_brakes, harsh_accels, driving_hours,
-                                  coalesce(vehicle_group, 'unknown') AS vehicle_group,
-                                  coalesce(age_band, 'unknown') AS age_band, coalesce(region, 'unknown') AS region
-                           FROM v_experience ORDER BY policy_id, period_start""").fetchnumpy()
-    except duckdb.CatalogException as exc:
-        raise StoreError(f"the store predates claims data ({exc}); open it once with `ubi price` to upgrade") from exc
-    return fit.Experience(r["exposure_years"].astype(float), r["claims"].astype(float), r["km"].astype(float),
-                          r["harsh_brakes"].astype(float), r["harsh_accels"].astype(float),
-                          r["driving_hours"].astype(float),
-                          {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")})
-
-
 def fit_report_files(rb: Rulebook, exp: fit.Experience, out: Path) -> fit.FitResult:
     res = fit.fit(rb, exp)
     draft = out / "draft_rulebook.toml"
@@ -158,7 +102,7 @@ def fit_cmd(cfg, args) -> int:
     rb = load_rulebook(args.rulebook or cfg.rulebook)
     con = _open(cfg)
     try:
-        exp = experience(con)
+        exp = store.experience(con)
     finally:
         con.close()
     out = _out(cfg, args, "fit")
@@ -175,25 +119,6 @@ def fit_cmd(cfg, args) -> int:
     return 0
 
 
-def load_book(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
-    """Load policies.parquet, exposure_periods.parquet and claims.parquet (replacing rows with the same keys)."""
-    from ubi.policies import load_policies
-
-    counts = {"policies": load_policies(con, folder / "policies.parquet")}
-    with store.transaction(con):
-        con.execute("""INSERT OR REPLACE INTO exposure_periods
-                       SELECT policy_id, period_start, period_end, exposure_years, km, harsh_brakes, harsh_accels,
-                              driving_hours FROM read_parquet(?)""", [str(folder / "exposure_periods.parquet")])
-        con.execute("""INSERT OR REPLACE INTO claims SELECT claim_id, policy_id, claim_date, amount
-                       FROM read_parquet(?)""", [str(folder / "claims.parquet")])
-        counts["exposure_periods"] = con.execute("SELECT count(*) FROM read_parquet(?)",
-                                                 [str(folder / "exposure_periods.parquet")]).fetchone()[0]
-        counts["claims"] = con.execute("SELECT count(*) FROM read_parquet(?)",
-                                       [str(folder / "claims.parquet")]).fetchone()[0]
-        store.audit(con, "ubi", "load_book", {"path": str(folder), **counts})
-    return counts
-
-
 # ---------------------------------------------------------------- fairness
 
 def fairness_cmd(cfg, args) -> int:
@@ -201,13 +126,7 @@ def fairness_cmd(cfg, args) -> int:
     con = _open(cfg)
     try:
         month = _month(con, args.month)
-        r = con.execute("""
-            SELECT p.premium / p.previous_premium - 1 AS change, p.telematics_factor,
-                   p.cap_applied = 'increase' AS capped_up,
-                   coalesce(pa.gender, 'unknown') AS gender, coalesce(pol.age_band, 'unknown') AS age_band
-            FROM premiums p LEFT JOIN policies pol USING (policy_id)
-            LEFT JOIN protected_attributes pa USING (policy_id)
-            WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
+        r = store.fairness_inputs(con, month)
     finally:
         con.close()
     if len(r["change"]) == 0:

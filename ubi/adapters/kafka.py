@@ -9,8 +9,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ubi.config import KafkaConfig
-from ubi.errors import StackError
+from ubi.common.config import KafkaConfig
+from ubi.common.errors import StackError
 
 
 def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:

@@ -9,12 +9,12 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from ubi.config import get_config
-from ubi.errors import ConfigError, UBIError
+from ubi.common.config import get_config
+from ubi.common.errors import ConfigError, UBIError
 
 
 def _stack(args) -> int:
-    from ubi.stack import Stack
+    from ubi.ops.stack import Stack
 
     stack = Stack(get_config())
     result = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
@@ -24,7 +24,7 @@ def _stack(args) -> int:
 
 
 def _devices(args) -> int:
-    from ubi.stack import Stack
+    from ubi.ops.stack import Stack
 
     stack = Stack(get_config())
     creds = stack.credentials()
@@ -43,7 +43,7 @@ def _devices(args) -> int:
 
 def _simulate(args) -> int:
     from simulator.fleet import FleetSpec
-    from ubi.pipeline import play_fleet
+    from simulator.player import play_fleet
 
     cfg = get_config()
     spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s,
@@ -64,8 +64,8 @@ def _simulate(args) -> int:
 
 
 def _bridge(args) -> int:
-    from ubi.stack import Stack
-    from ingest.bridge import Bridge
+    from ubi.ops.stack import Stack
+    from ubi.stages.bridge import Bridge
 
     cfg = get_config()
     if args.metrics_port is not None:
@@ -90,8 +90,8 @@ def _store(args) -> int:
 
 
 def _policies(args) -> int:
-    from ubi import store
-    from ubi.policies import load_policies
+    from ubi.adapters import duckdb_store as store
+    from ubi.adapters.duckdb_store import load_policies
 
     con = store.connect(get_config().db_path)
     print(f"loaded {load_policies(con, args.file)} policies")
@@ -100,8 +100,9 @@ def _policies(args) -> int:
 
 def _price(args) -> int:
     from pricing.rulebook import load_rulebook
-    from ubi import store
-    from ubi.price_run import month_start, run_month
+    from ubi.adapters import duckdb_store as store
+    from pricing.monthly import month_start
+    from ubi.adapters.duckdb_store import run_month
 
     cfg = get_config()
     rb = load_rulebook(args.rulebook or cfg.rulebook)
@@ -120,7 +121,7 @@ def _rulebook(args) -> int:
 
 
 def _sql(args) -> int:
-    from ubi import store
+    from ubi.adapters import duckdb_store as store
 
     con = store.connect(args.db or get_config().db_path, read_only=True)
     print(con.sql(args.query))
@@ -128,14 +129,14 @@ def _sql(args) -> int:
 
 
 def _demo(args) -> int:
-    from ubi.demo import run_demo
+    from ubi.cli.demo import run_demo
 
     return run_demo(get_config(), args.vehicles, args.days, args.seed, faults=args.faults,
                     motion_only_share=args.motion_only_share)
 
 
 def _actuary(args) -> int:
-    from ubi import actuary
+    from ubi.cli import actuary
 
     if args.action == "simulate-book":
         from simulator.claims import make_book, write_book
@@ -147,13 +148,13 @@ def _actuary(args) -> int:
               f"{book['exposure_periods']['exposure_years'].sum():.0f} policy-years -> {out}")
         return 0
     if args.action == "load-book":
-        from ubi import store
+        from ubi.adapters import duckdb_store as store
 
         if args.book is None:
             raise ConfigError("load-book needs --book DIR (policies, exposure_periods and claims as Parquet)")
         con = store.connect(get_config().db_path)
         try:
-            print(actuary.load_book(con, args.book))
+            print(store.load_book(con, args.book))
         finally:
             con.close()
         return 0
@@ -162,7 +163,7 @@ def _actuary(args) -> int:
 
 
 def _score_file(args) -> int:
-    from ubi import score_file
+    from ubi.stages import score_file
 
     return score_file.main(get_config(), args)
 
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ubi import logs
+    from ubi.cli import logs
 
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level)

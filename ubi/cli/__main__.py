@@ -1,0 +1,3 @@
+from ubi.cli.main import main
+
+raise SystemExit(main())

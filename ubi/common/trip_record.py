@@ -1,0 +1,147 @@
+"""A scored trip, defined once: the record the scorer builds, the JSON on ``ubi.trips.v1``, the DuckDB ``trips``
+table with its migration and insert, and the column table in ``docs/schema.md`` are all derived from the fields of
+``TripRecord`` below (``tests/test_trip_record.py`` fails when any of them drifts).
+
+Each field carries its DuckDB type and a one-line doc. Fields of the first scorer version are ``required``
+(NOT NULL in the table); every later field is nullable, so rows and JSON from an older scorer stay valid, and
+an existing database gets it by ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``. A new feature is one new field here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+
+def col(sql: str, doc: str, *, required: bool = False, column: str | None = None, expr: str | None = None) -> Any:
+    """A record field with its table column: DuckDB type, doc, and where the column's name or value differs
+    from the field's (``column``, ``expr``: the SQL that turns the JSON value into the column's)."""
+    return field(metadata={"sql": sql, "doc": doc, "required": required, "column": column, "expr": expr})
+
+
+@dataclass(frozen=True)
+class TripRecord:
+    # --- scorer version 1 (NOT NULL) ---
+    trip_id: str = col("VARCHAR", "hash of vehicle and start time; the upsert key", required=True)
+    vehicle_id: str = col("VARCHAR", "the device id (a pseudonym, no name or plate)", required=True)
+    start_ms: int = col("TIMESTAMP", "trip start, UTC (JSON: epoch ms)", required=True, column="start_ts",
+                        expr="make_timestamp(start_ms * 1000)")
+    end_ms: int = col("TIMESTAMP", "trip end, UTC (JSON: epoch ms)", required=True, column="end_ts",
+                      expr="make_timestamp(end_ms * 1000)")
+    duration_s: float = col("DOUBLE", "end minus start", required=True)
+    distance_km: float = col("DOUBLE", "GPS distance plus distance dead-reckoned through gaps", required=True)
+    moving_s: float = col("DOUBLE", "seconds above ScoringConfig.moving_mps", required=True)
+    idle_s: float = col("DOUBLE", "seconds standing with the engine on", required=True)
+    max_speed_kmh: float = col("DOUBLE", "highest trusted GPS speed", required=True)
+    mean_speed_kmh: float = col("DOUBLE", "distance over moving time", required=True)
+    harsh_brakes: int = col("INTEGER", "harsh braking events (source: event_source)", required=True)
+    harsh_accels: int = col("INTEGER", "harsh acceleration events", required=True)
+    gps_fixes: int = col("INTEGER", "fixes used", required=True)
+    gps_dropped: int = col("INTEGER", "fixes dropped as inaccurate or impossible", required=True)
+    messages: int = col("INTEGER", "device messages in the trip", required=True)
+    complete: bool = col("BOOLEAN", "every seq between the trip's ends arrived", required=True)
+    ended_by: str = col("VARCHAR", "ignition_off | next_trip | timeout | motion | gap | end_of_data", required=True)
+    scorer_version: str = col("VARCHAR", "the scorer that built the row", required=True)
+    # --- added later (nullable: older rows have none) ---
+    harsh_corners: int | None = col("INTEGER", "harsh cornering events (accelerometer only)")
+    event_source: str | None = col("VARCHAR", "imu | imu_rotated (mis-mounted device, rotated per trip) | gps")
+    harsh_brakes_gps: int | None = col("INTEGER", "speed-channel brake count, kept for comparison")
+    harsh_accels_gps: int | None = col("INTEGER", "speed-channel acceleration count")
+    harsh_brake_grades: list[int] | None = col("INTEGER[]", "[grade 1, 2, 3] by peak (ScoringConfig.grade*_mps2)")
+    harsh_accel_grades: list[int] | None = col("INTEGER[]", "the same for accelerations")
+    harsh_corner_grades: list[int] | None = col("INTEGER[]", "the same for corners")
+    harsh_brakes_per_100km: float | None = col("DOUBLE", "NULL for a trip of 0 km")
+    harsh_accels_per_100km: float | None = col("DOUBLE", "NULL for a trip of 0 km")
+    harsh_corners_per_100km: float | None = col("DOUBLE", "NULL for a trip of 0 km")
+    gps_jumps: int | None = col("INTEGER", "fixes dropped as impossible position jumps (also in gps_dropped)")
+    gap_filled_km: float | None = col("DOUBLE", "distance through GPS gaps, dead-reckoned on the accelerometer")
+    gap_filled_s: float | None = col("DOUBLE", "time covered by those gaps")
+    night_s: float | None = col("DOUBLE", "moving seconds in the night band, vehicle's local time")
+    night_km: float | None = col("DOUBLE", "km in the night band")
+    rush_s: float | None = col("DOUBLE", "moving seconds in weekday rush hours")
+    rush_km: float | None = col("DOUBLE", "km in weekday rush hours")
+    weekend_s: float | None = col("DOUBLE", "moving seconds on Saturday and Sunday, local time")
+    weekend_km: float | None = col("DOUBLE", "km on Saturday and Sunday")
+    phone_s: float | None = col("DOUBLE", "moving seconds with the phone handled")
+    phone_reported_s: float | None = col("DOUBLE", "moving seconds for which the device reported the phone state")
+    limit_known_km: float | None = col("DOUBLE", "distance with a known posted limit")
+    over_limit_km: float | None = col("DOUBLE", "distance above the posted limit")
+    over_limit_margin_km: float | None = col("DOUBLE", "above limit + ScoringConfig.speeding_margin_mps")
+    high_speed_km: float | None = col("DOUBLE", "above ScoringConfig.high_speed_mps anywhere")
+    high_speed_unknown_km: float | None = col("DOUBLE", "the same where no limit is known (the speeding fallback)")
+    heatmap_s: list[float] | None = col("DOUBLE[]", "seconds per (speed, acceleration) bin, speed-major")
+    score: float | None = col("DOUBLE", "0-100, from score_parts")
+    score_parts: dict | None = col("JSON", "per feature: value, cap, weight, points_lost")
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat row for tables and files: every field, ``score_parts`` as JSON text."""
+        row = asdict(self)
+        row["score_parts"] = None if self.score_parts is None else json.dumps(self.score_parts, sort_keys=True)
+        return row
+
+    def to_json(self) -> bytes:
+        """The value of a ``ubi.trips.v1`` record."""
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str | dict) -> "TripRecord":
+        """Read a ``ubi.trips.v1`` value; fields newer than the scorer that wrote it are None, unknown keys are
+        an error (a record from a newer scorer needs this code updated first)."""
+        obj = json.loads(data) if isinstance(data, (bytes, str)) else dict(data)
+        unknown = set(obj) - set(FIELD_NAMES)
+        if unknown:
+            raise ValueError(f"trip record has unknown fields {sorted(unknown)}")
+        missing = [f.name for f in fields(cls) if f.metadata["required"] and f.name not in obj]
+        if missing:
+            raise ValueError(f"trip record lacks required fields {missing}")
+        if isinstance(obj.get("score_parts"), str):  # scorer version 3 encoded it twice
+            obj["score_parts"] = json.loads(obj["score_parts"])
+        return cls(**{n: obj.get(n) for n in FIELD_NAMES})
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TripRecord))
+assert all(f.default is MISSING for f in fields(TripRecord)), "every field is set by the scorer"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str
+    doc: str
+    required: bool
+    expr: str  # SQL reading the column's value from a frame with the record's fields
+
+
+COLUMNS: tuple[Column, ...] = tuple(
+    Column(f.metadata["column"] or f.name, f.metadata["sql"], f.metadata["doc"], f.metadata["required"],
+           f.metadata["expr"] or f.name)
+    for f in fields(TripRecord))
+STORED_AT = Column("stored_at", "TIMESTAMP", "when the store wrote the row (UTC)", True, "now()::TIMESTAMP")
+TABLE_COLUMNS: tuple[Column, ...] = COLUMNS + (STORED_AT,)
+
+
+def create_table_sql(table: str = "trips") -> str:
+    """CREATE TABLE for a new database, then ALTERs that bring an older one up to date."""
+    lines = [f"    {c.name} {c.sql}{' NOT NULL' if c.required else ''}"
+             + (" PRIMARY KEY" if c.name == "trip_id" else "") for c in TABLE_COLUMNS]
+    ddl = f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n);\n"
+    return ddl + "".join(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c.name} {c.sql};\n"
+                         for c in TABLE_COLUMNS if not c.required)
+
+
+def upsert_sql(frame: str, table: str = "trips") -> str:
+    """INSERT OR REPLACE from a frame whose columns are the record's fields."""
+    return (f"INSERT OR REPLACE INTO {table} ({', '.join(c.name for c in TABLE_COLUMNS)})\n"
+            f"SELECT {', '.join(c.expr for c in TABLE_COLUMNS)} FROM {frame}")
+
+
+def markdown_table() -> str:
+    """The column table of docs/schema.md."""
+    rows = ["| column | type | null | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{c.name}` | {c.sql} | {'no' if c.required else 'yes'} | {c.doc} |" for c in TABLE_COLUMNS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
