@@ -1,5 +1,5 @@
 # The two commands of the README, plus a few helpers. Everything installs itself on first use.
-.PHONY: demo test install up down status bench clean
+.PHONY: demo test lint install up down status bench clean
 
 demo: install          ## set up everything and run the pipeline end to end
 	.venv/bin/ubi demo
@@ -7,6 +7,11 @@ demo: install          ## set up everything and run the pipeline end to end
 test: install          ## run unit and integration tests (starts Mosquitto and Kafka if needed)
 	.venv/bin/ubi stack up
 	.venv/bin/python -m pytest
+
+lint: install          ## ruff (lint + format check) on everything, mypy on the cores
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 install:
 	bash deploy/local/install.sh

@@ -70,11 +70,11 @@ def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: Month
     prev = money(previous) if previous is not None else base
     steps = []
     g = 1.0
-    for factor in rb.factors:
-        x = f.value(factor.feature)
-        band = factor.band_for(x)
+    for rf in rb.factors:
+        x = f.value(rf.feature)
+        band = rf.band_for(x)
         g *= band.relativity
-        steps.append({"feature": factor.feature, "label": factor.label, "value": round(x, 4),
+        steps.append({"feature": rf.feature, "label": rf.label, "value": round(x, 4),
                       "band": band.label, "from": band.lo, "to": None if band.hi == float("inf") else band.hi,
                       "relativity": band.relativity})
     gated = f.trips < rb.min_trips or f.km < rb.min_km

@@ -88,7 +88,8 @@ class FitResult:
 
 def design(rb: Rulebook, exp: Experience, ref_bands: dict[str, int] | None = None) -> tuple[Design, dict[str, int]]:
     """Band one-hots (reference band dropped), log km per year, control one-hots (most common level dropped)."""
-    cols, names = [], []
+    cols: list[np.ndarray] = []
+    names: list[str] = []
     factor_cols: dict[str, list[tuple[int, int | None]]] = {}
     refs = dict(ref_bands or {})
     w = exp.exposure

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from ubi.common.errors import RulebookError
 
@@ -111,11 +112,11 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
         if key not in sec:
             problems.append(f"{section}.{key}: missing")
             return None
-        value = sec[key]
+        value: Any = sec[key]
         if isinstance(value, bool) or not isinstance(value, kind):
             problems.append(f"{where(f'{section}.{key}')}: expected {getattr(kind, '__name__', 'number')}")
             return None
-        if lo is not None and (value < lo or (hi is not None and value > hi)):
+        if lo is not None and isinstance(value, (int, float)) and (value < lo or (hi is not None and value > hi)):
             problems.append(f"{where(f'{section}.{key}')}: {value} out of range [{lo}, {hi}]")
             return None
         return value
@@ -183,6 +184,7 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
     ob = _parse_offbalance(data, get, problems)
     if problems:
         raise RulebookError(problems, path)
+    assert effective is not None  # a missing date is a problem above
     return Rulebook(
         version=version, effective_from=effective, author=str(author), notes=str(notes), prohibited=prohibited_all,
         k_km=float(k_km), min_trips=int(min_trips), min_km=float(min_km), factor_floor=float(floor),

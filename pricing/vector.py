@@ -2,8 +2,8 @@
 
 Results equal ``pricing.engine.price_policy`` exactly: the floating-point steps run in the same order, money is
 integer cents with half-up rounding done in integers, and the 4-decimal factor rounding falls back to the engine's
-own Decimal rounding for the rare values that sit within 1e-7 of a tie. ``tests/test_pricing_vector.py`` checks
-it against the per-policy engine.
+own Decimal rounding for the rare values that sit within 1e-7 of a tie. ``test_vector_equals_engine`` in
+``tests/test_offbalance.py`` checks it against the per-policy engine.
 """
 
 from __future__ import annotations

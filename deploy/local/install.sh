@@ -52,7 +52,7 @@ STAMP="$VENV/.ubi-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   say "installing Python packages (pip)"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  "$VENV/bin/pip" install -q -e "$ROOT[test,dev]"
   touch "$STAMP"
 else
   say "python environment up to date"

@@ -42,7 +42,7 @@ class KafkaConfig:
     scorer_group: str = "ubi-scorer"
     store_group: str = "ubi-store"
     # The bridge's Kafka client: "librdkafka" (confluent-kafka, ~10x cheaper a record) or "kafka-python". Same
-    # guarantees either way (ingest/kafka_io.py).
+    # guarantees either way (ubi/adapters/kafka.py).
     bridge_client: str = "librdkafka"
 
     def __post_init__(self) -> None:

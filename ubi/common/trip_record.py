@@ -97,7 +97,8 @@ class TripRecord:
             raise ValueError(f"trip record lacks required fields {missing}")
         if isinstance(obj.get("score_parts"), str):  # scorer version 3 encoded it twice
             obj["score_parts"] = json.loads(obj["score_parts"])
-        return cls(**{n: obj.get(n) for n in FIELD_NAMES})
+        values: dict[str, Any] = {n: obj.get(n) for n in FIELD_NAMES}
+        return cls(**values)
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TripRecord))

@@ -51,7 +51,7 @@ class StageProcess:
             self.proc.wait()
 
 
-BRIDGE_READY = "subscribed to device topics"  # ingest/bridge.py logs this on its SUBACK
+BRIDGE_READY = "subscribed to device topics"  # ubi/stages/bridge.py logs this on its SUBACK
 
 
 def start_stage(cfg: Config, name: str, *args: str, env: dict | None = None) -> StageProcess:

@@ -219,7 +219,7 @@ def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) ->
 
 
 def main(cfg: Config, args) -> int:
-    """CLI entry (ubi/cli.py): args.paths, args.imu, args.out."""
+    """CLI entry (ubi/cli/main.py): args.paths, args.imu, args.out."""
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet", ".json"):
         print(f"error: {out}: output must end in .csv, .parquet or .json")
