@@ -25,6 +25,13 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] || ! comman
 else
   say "mosquitto present"
 fi
+# The broker plugin that keeps devices out of the bridge's shared subscription is compiled by `ubi stack up`.
+if ! command -v cc >/dev/null || [ ! -f /usr/include/mosquitto_broker.h ] || [ ! -f /usr/include/mosquitto.h ]; then
+  say "installing gcc and the Mosquitto headers (apt-get) for the share-group guard plugin"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev mosquitto-dev libmosquitto-dev >/dev/null
+fi
 
 # --- Kafka jars -------------------------------------------------------------
 command -v java >/dev/null || { echo "error: Java 17+ is required to run Kafka (install openjdk-17-jre-headless)" >&2; exit 2; }

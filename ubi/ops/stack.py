@@ -105,9 +105,11 @@ class Stack:
                 raise StackError(f"could not make development TLS certificates: {made.stderr.strip()}")
         creds = self.credentials()
         creds.ensure([self.cfg.mqtt.bridge_user])
+        self._build_share_guard()
         text = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
         text = text.replace("@STATE@", str(self.mq_dir)).replace("@PORT@", str(port))
         text = text.replace("@USER@", getpass.getuser()).replace("@TLS_DIR@", str(tls_dir))
+        text = text.replace("@BRIDGE_USER@", self.cfg.mqtt.bridge_user)
         text = text.replace("@TLS_PORT@", str(self.cfg.mqtt.tls_port)).replace("@TLS_BIND@", self.cfg.mqtt.tls_bind)
         (self.mq_dir / "mosquitto.conf").write_text(text)
         shutil.copy(DEPLOY / "mosquitto" / "acl", self.mq_dir / "acl")
@@ -119,6 +121,23 @@ class Stack:
         pid_file.write_text(str(proc.pid))
         self._wait(lambda: port_open(host, port), proc, "mosquitto", 60, self.mq_dir / "mosquitto.log")
         return f"started (pid {proc.pid}) on {host}:{port}"
+
+    def _build_share_guard(self) -> Path:
+        """Compile the broker plugin that keeps devices out of shared subscriptions (deploy/local/mosquitto/
+        ubi_share_guard.c) unless an up-to-date build is there. Without it the broker is not started."""
+        src = DEPLOY / "mosquitto" / "ubi_share_guard.c"
+        out = self.mq_dir / "ubi_share_guard.so"
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            return out
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if not cc or not Path("/usr/include/mosquitto_broker.h").exists():
+            raise StackError("building the broker's share-group guard needs gcc and the Mosquitto headers: run "
+                             "deploy/local/install.sh (apt-get install gcc libc6-dev mosquitto-dev libmosquitto-dev)")
+        made = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out), str(src)],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            raise StackError(f"could not build {src.name}: {made.stderr.strip()}")
+        return out
 
     def mosquitto_reload(self) -> None:
         """Re-read the password and ACL files (after devices are added or revoked)."""
