@@ -25,7 +25,7 @@ import numpy as np
 
 from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring.motion import MotionCut, MotionRules, MotionTrack
-from ubi.common.config import ScoringConfig
+from ubi.common.config import IngestConfig, ScoringConfig
 
 
 def trip_id(vehicle: str, start_ms: int) -> str:
@@ -73,6 +73,27 @@ class ClosedTrip:
     acc_vert: np.ndarray = field(default_factory=lambda: np.zeros(0))  # m/s^2, +up with gravity (axis alignment)
 
 
+@dataclass(frozen=True)
+class Quarantined:
+    """Something the cutter (or the scorer) refuses to turn into a stored trip, with a machine-readable reason: the
+    scorer writes it to the dead-letter topic and counts it. ``what``: "trip" or "message"."""
+
+    what: str
+    vehicle: str
+    reason: str
+    detail: str
+    trip_id: str = ""
+    start_ms: int = 0
+    end_ms: int = 0
+    seqs: tuple[int, ...] = ()
+    partition: int = 0
+
+    @classmethod
+    def of_trip(cls, trip: "ClosedTrip", reason: str, detail: str) -> "Quarantined":
+        return cls("trip", trip.vehicle, reason, detail, trip.trip_id, int(trip.start_ms), int(trip.end_ms),
+                   (), trip.partition)
+
+
 @dataclass
 class CutterCounters:
     orphans: int = 0
@@ -80,6 +101,7 @@ class CutterCounters:
     closed: int = 0
     incomplete: int = 0
     motion_closed: int = 0
+    quarantined: int = 0  # trips and messages refused as implausible (take_quarantined says which and why)
 
 
 class TripCutter:
@@ -95,11 +117,17 @@ class TripCutter:
         self.partition_of: dict[str, int] = {}
         self.wm: dict[int, int] = {}  # per partition: the latest receive time seen, in offset order
         self.state_updates: dict[str, dict] = {}
+        self.quarantined: list[Quarantined] = []
 
     @classmethod
-    def for_config(cls, cfg: ScoringConfig) -> "TripCutter":
-        """From a ScoringConfig."""
+    def for_config(cls, cfg: ScoringConfig, ingest: IngestConfig | None = None) -> "TripCutter":
+        """From a ScoringConfig (and the IngestConfig's plausibility limits)."""
         return cls(cfg.close_grace_s, MotionRules.of(cfg))
+
+    def take_quarantined(self) -> list[Quarantined]:
+        """What was refused since the last call (the scorer dead-letters it with the trips of the same poll)."""
+        out, self.quarantined = self.quarantined, []
+        return out
 
     # ------------------------------------------------------------------ durable state
     def load_partition(self, partition: int, wm: int, states: dict[str, dict]) -> None:

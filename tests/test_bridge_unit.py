@@ -19,11 +19,17 @@ class HeldSink(RecordSink):
 
     def __init__(self) -> None:
         self.pending: list[tuple[str, bytes, object]] = []
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
 
     def send(self, topic, key, value, headers, done) -> None:
         with self.lock:
             self.pending.append((topic, value, done))
+            self.lock.notify_all()
+
+    def wait_pending(self, n: int, timeout: float = 5.0) -> None:
+        """Until ``n`` records wait for confirmation (an event, not a sleep)."""
+        with self.lock:
+            assert self.lock.wait_for(lambda: len(self.pending) >= n, timeout), self.pending
 
     def confirm(self, n: int, exc: BaseException | None = None) -> None:
         with self.lock:
@@ -40,10 +46,9 @@ class HeldSink(RecordSink):
 
 def make_bridge(monkeypatch, max_in_flight: int):
     sink = HeldSink()
-    monkeypatch.setattr(bridge_mod, "make_sink", lambda cfg, client_id: sink)
     cfg = Config()
     cfg = replace(cfg, ingest=replace(cfg.ingest, max_in_flight=max_in_flight))
-    b = bridge_mod.Bridge(cfg, "unused")
+    b = bridge_mod.Bridge(cfg, "unused", sink=sink)
     acks: list[int] = []
     b.client = SimpleNamespace(ack=lambda mid, qos: acks.append(mid))
     return b, sink, acks
@@ -52,7 +57,8 @@ def make_bridge(monkeypatch, max_in_flight: int):
 def message(mid: int, vehicle: str = "VH00001"):
     now = int(time.time() * 1000)
     body = {"v": 1, "vehicle": vehicle, "seq": mid, "t": now, "event": "ignition_on"}
-    return SimpleNamespace(topic=f"ubi/v1/vehicles/{vehicle}/events", payload=json.dumps(body).encode(), mid=mid, qos=1)
+    return SimpleNamespace(topic=f"ubi/v1/vehicles/{vehicle}/events", payload=json.dumps(body).encode(), mid=mid, qos=1,
+                           retain=False)
 
 
 def test_acknowledged_only_after_kafka_confirms(monkeypatch):
@@ -68,10 +74,12 @@ def test_in_flight_bound_blocks_the_network_thread_until_kafka_confirms(monkeypa
     b, sink, acks = make_bridge(monkeypatch, 3)
     reader = threading.Thread(target=lambda: [b._on_message(None, None, message(m)) for m in range(1, 6)])
     reader.start()
-    time.sleep(0.3)
+    sink.wait_pending(3)
+    reader.join(0.2)
     assert b.stats.received == 3 and b.stats.in_flight == 3 and reader.is_alive()  # the 4th waits for room
     sink.confirm(1)
-    time.sleep(0.3)
+    sink.wait_pending(3)  # the 4th got room and was sent
+    reader.join(0.2)
     assert b.stats.received == 4 and reader.is_alive()
     sink.confirm(3)
     reader.join(2)
@@ -84,7 +92,7 @@ def test_a_failed_write_is_retried_and_never_acknowledged(monkeypatch):
     b._on_message(None, None, message(7))
     sink.confirm(1, RuntimeError("broker down"))
     assert acks == [] and b.stats.retries == 1 and b.stats.in_flight == 1
-    time.sleep(1.3)  # the retry timer sends it again
+    sink.wait_pending(1)  # the retry timer sends it again
     sink.confirm(1)
     assert acks == [7] and b.stats.in_flight == 0
 
@@ -94,7 +102,9 @@ def test_stop_while_waiting_for_room_leaves_the_message_unacknowledged(monkeypat
     b._on_message(None, None, message(1))
     reader = threading.Thread(target=b._on_message, args=(None, None, message(2)))
     reader.start()
-    time.sleep(0.2)
+    with b._room:  # the reader is parked in the in-flight bound's wait
+        assert b._room.wait_for(lambda: b.stats.received == 1, 2)
+    reader.join(0.1)
     b.stop()
     reader.join(3)
     assert not reader.is_alive() and b.stats.received == 1 and acks == []

@@ -76,16 +76,16 @@ def _bridge(args) -> int:
 
 
 def _score(args) -> int:
-    from ubi.stages.score import ScoreStage
+    from ubi.stages.score import run_score
 
-    ScoreStage(get_config(), client_id=args.client_id).run()
+    run_score(get_config(), client_id=args.client_id)
     return 0
 
 
 def _store(args) -> int:
-    from ubi.stages.store import StoreStage
+    from ubi.stages.store import run_store
 
-    StoreStage(get_config(), client_id=args.client_id).run()
+    run_store(get_config(), client_id=args.client_id)
     return 0
 
 

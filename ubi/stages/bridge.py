@@ -139,14 +139,16 @@ def serve_metrics(stats: BridgeStats, port: int) -> ThreadingHTTPServer | None:
 
 
 class Bridge:
-    def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1") -> None:
+    def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1",
+                 sink: RecordSink | None = None) -> None:
+        """``sink``: the Kafka writer (default: ``make_sink`` as the configuration says; a double in unit tests)."""
         self.cfg = cfg
         self.stats = BridgeStats()
         # in_flight <= max_in_flight, guarded by the stats lock (one lock per message and side, not two)
         self._room = threading.Condition(self.stats.lock)
         self._stop = threading.Event()
         self._retry_lock = threading.Lock()
-        self.producer: RecordSink = make_sink(cfg.kafka, client_id=client_id)
+        self.producer: RecordSink = sink if sink is not None else make_sink(cfg.kafka, client_id=client_id)
         self.client, self._props = make_client(
             cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, manual_ack=True,
             session_expiry_s=cfg.mqtt.bridge_session_expiry_s,

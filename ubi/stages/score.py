@@ -1,11 +1,19 @@
 """The scoring stage: a Kafka consumer group that cuts trips, scores them and publishes scored trips.
 
-Exactly-once in effect: after each poll, scored trips are flushed to Kafka first, then the trip cutter's changed
-per-vehicle state (which vehicles send ignition events, where each motion-cut trip ended) goes to the group's
-compacted state topic and is flushed, then the consumer commits, per partition, no further than the first offset
-an open trip or a motion track still needs, with the partition's watermark at that offset as commit metadata. A
-process killed at any moment restarts from that offset with that state and rebuilds every open trip whole; trips
-it emits again carry the same trip_id and are replaced, not duplicated, by the store's upsert.
+Exactly-once in effect: after each poll, scored trips (and quarantine records for trips that cannot be scored) are
+flushed to Kafka first, then the trip cutter's changed per-vehicle state (which vehicles send ignition events, where
+each motion-cut trip ended) goes to the group's compacted state topic and is flushed, then the consumer commits, per
+partition, no further than the first offset an open trip or a motion track still needs, with the partition's
+watermark at that offset as commit metadata. A process killed at any moment restarts from that offset with that
+state and rebuilds every open trip whole; trips it emits again carry the same trip_id and are replaced, not
+duplicated, by the store's upsert.
+
+A poll whose processing fails half-way is never checkpointed: the stage stops without committing (the cutter's
+state then holds trips closed in that poll but never published), and a restart replays it.
+
+The stage is given its consumer, producer and state reader (``ScoreStage.connect`` makes the Kafka ones), so its
+logic runs on in-memory doubles in the unit tests (tests/doubles.py). ``run_score`` is the process: it reconnects
+with backoff when Kafka fails (a lost broker, a commit refused after a rebalance), which is the same as a restart.
 """
 
 from __future__ import annotations
@@ -14,8 +22,13 @@ import json
 import logging
 import signal
 import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ingest.contract import decode_trusted, parse_topic
@@ -23,10 +36,24 @@ from ubi.common.messages import Rejected
 from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
-from scoring.trips import TripCutter
+from scoring.trips import ClosedTrip, Quarantined, TripCutter
 from ubi.common.config import Config
+from ubi.stages.quarantine import quarantine_record
 
 log = logging.getLogger("ubi.score")
+
+
+class StateReader(Protocol):
+    def read(self, partition: int) -> dict[bytes, bytes]:
+        """The latest value per key of one partition of the scorer's compacted state topic."""
+
+
+class KafkaStateReader:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def read(self, partition: int) -> dict[bytes, bytes]:
+        return read_compacted(self.cfg.kafka, self.cfg.kafka.scorer_state_topic, partition)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -34,7 +61,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.stage = stage
 
     def on_partitions_revoked(self, revoked):
-        self.stage.checkpoint()
+        if self.stage.healthy:
+            self.stage.checkpoint()
         self.stage.cutter.drop_partitions({tp.partition for tp in revoked})
         for tp in revoked:
             self.stage.position.pop(tp.partition, None)
@@ -48,28 +76,61 @@ class _Rebalance(ConsumerRebalanceListener):
         self.stage.to_load |= set(assigned)
 
 
+@dataclass
+class ScoreSummary:
+    """What the stage did: every record read is either fed to the cutter or counted as unreadable; every closed
+    trip is either published or quarantined (with its reason)."""
+
+    trips_emitted: int = 0
+    unreadable: int = 0
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
 class ScoreStage:
-    def __init__(self, cfg: Config, client_id: str = "ubi-scorer-1") -> None:
+    def __init__(self, cfg: Config, consumer, producer, state: StateReader,
+                 score: Callable[[ClosedTrip], bytes] | None = None) -> None:
+        """``score``: a closed trip to its ``ubi.trips.v1`` value (default: ``scoring.features.score_trip``)."""
         self.cfg = cfg
-        self.cutter = TripCutter.for_config(cfg.scoring)
+        self.score = score or self._score
+        self.cutter = TripCutter.for_config(cfg.scoring, cfg.ingest)
         self.map = (MapLayer.load(cfg.scoring.speed_limit_map, cfg.scoring.speed_limit_radius_m)
                     if cfg.scoring.speed_limit_map else None)
         self.position: dict[int, int] = {}
         self.committed: dict[int, int] = {}
         self.to_load: set[TopicPartition] = set()
-        self.trips_emitted = 0
-        self.rejected = 0
+        self.summary = ScoreSummary()
+        self.healthy = True  # False once a poll failed half-way: nothing may be checkpointed after that
         self._stop = threading.Event()
-        self.producer = make_producer(cfg.kafka, client_id=client_id)
-        self.consumer = make_consumer(cfg.kafka, cfg.kafka.scorer_group, [], client_id)
+        self.producer = producer
+        self.consumer = consumer
+        self.state = state
         self.consumer.subscribe([cfg.kafka.telemetry_topic], listener=_Rebalance(self))
+
+    @classmethod
+    def connect(cls, cfg: Config, client_id: str = "ubi-scorer-1") -> "ScoreStage":
+        """The stage on the real Kafka."""
+        return cls(cfg, make_consumer(cfg.kafka, cfg.kafka.scorer_group, [], client_id),
+                   make_producer(cfg.kafka, client_id=client_id), KafkaStateReader(cfg))
+
+    def _score(self, trip: ClosedTrip) -> bytes:
+        return score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map)).to_json()
+
+    # kept for callers that read the old counters
+    @property
+    def trips_emitted(self) -> int:
+        return self.summary.trips_emitted
+
+    @property
+    def rejected(self) -> int:
+        return self.summary.unreadable
 
     def stop(self) -> None:
         self._stop.set()
 
     def process(self, records) -> int:
         """Feed one poll's records through the cutter, publish closed trips. Returns trips emitted."""
-        closed = []
+        closed: list[ClosedTrip] = []
         for tp, batch in records.items():
             for rec in batch:
                 headers = dict(rec.headers or [])
@@ -79,18 +140,37 @@ class ScoreStage:
                 item = (decode_trusted(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest)
                         if parsed else None)
                 if item is None or isinstance(item, Rejected):
-                    self.rejected += 1  # the bridge validated it: only a contract change gets here
+                    self.summary.unreadable += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
                 else:
                     closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
                 self.position[tp.partition] = rec.offset + 1
         closed.extend(self.cutter.expire())
+        emitted = 0
         for trip in closed:
-            row = score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map))
-            self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(),
-                               value=row.to_json())
-        self.trips_emitted += len(closed)
-        return len(closed)
+            try:
+                value = self.score(trip)
+            except Exception as exc:  # one trip's data must not stop the others: quarantine it, with the reason
+                log.error("trip %s of %s cannot be scored: %s\n%s", trip.trip_id, trip.vehicle, exc,
+                          traceback.format_exc(limit=3))
+                self._quarantine(Quarantined.of_trip(trip, "unscorable", f"{type(exc).__name__}: {exc}"))
+                continue
+            self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(), value=value)
+            emitted += 1
+        for q in self.cutter.take_quarantined():
+            self._quarantine(q)
+        self.summary.trips_emitted += emitted
+        return emitted
+
+    def _quarantine(self, q: Quarantined) -> None:
+        """A dead-letter record (the DLQ topic, header reason) for what the scorer refuses; flushed with the trips,
+        before the state and the commit, so it is never lost."""
+        s = self.summary
+        s.quarantined += 1
+        s.quarantine_reasons[q.reason] = s.quarantine_reasons.get(q.reason, 0) + 1
+        log.warning("quarantined %s of %s: %s (%s)", q.what, q.vehicle, q.reason, q.detail)
+        self.producer.send(self.cfg.kafka.dead_letter_topic, key=q.vehicle.encode(), value=quarantine_record(q),
+                           headers=[("reason", q.reason.encode()), ("source", b"scorer")])
 
     def load_partition(self, tp: TopicPartition) -> None:
         """Give the cutter a newly assigned partition's stored state and its watermark at the committed offset."""
@@ -101,13 +181,15 @@ class ScoreStage:
                 wm = int(json.loads(committed.metadata).get("wm", 0))
             except (ValueError, AttributeError):
                 log.warning("unreadable commit metadata on %s: %r", tp, committed.metadata)
-        raw = read_compacted(self.cfg.kafka, self.cfg.kafka.scorer_state_topic, tp.partition)
+        raw = self.state.read(tp.partition)
         states = {k.decode(): json.loads(v) for k, v in raw.items()}
         self.cutter.load_partition(tp.partition, wm, states)
         log.info("partition %d: watermark %d, state of %d vehicles", tp.partition, wm, len(states))
 
     def checkpoint(self) -> None:
         """Make emitted trips durable, then the cutter's state, then commit what no open trip still needs."""
+        if not self.healthy:
+            raise RuntimeError("checkpoint after a failed poll would commit unpublished trips")
         self.producer.flush()
         updates = self.cutter.take_state_updates()
         for vehicle, (p, state) in updates.items():
@@ -128,21 +210,78 @@ class ScoreStage:
             for tp, om in offsets.items():
                 self.committed[tp.partition] = om.offset
 
+    def step(self, timeout_ms: int = 500) -> int:
+        """One poll: load newly assigned partitions, process, checkpoint. A failure leaves the stage unhealthy."""
+        try:
+            records = self.consumer.poll(timeout_ms=timeout_ms, max_records=2000)
+            while self.to_load:
+                self.load_partition(self.to_load.pop())
+            if not records:
+                return 0
+            n = self.process(records)
+            self.checkpoint()
+            return n
+        except BaseException:
+            self.healthy = False
+            raise
+
     def run(self, install_signals: bool = True) -> None:
+        """Until stopped, or until an error (raised after closing without a commit)."""
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         log.info("scoring %s -> %s", self.cfg.kafka.telemetry_topic, self.cfg.kafka.trips_topic)
         try:
             while not self._stop.is_set():
-                records = self.consumer.poll(timeout_ms=500, max_records=2000)
-                while self.to_load:
-                    self.load_partition(self.to_load.pop())
-                if records:
-                    self.process(records)
-                    self.checkpoint()
-        finally:
+                self.step()
             self.checkpoint()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
             self.consumer.close(autocommit=False)
+        finally:
             self.producer.close(timeout=10)
-            log.info("scorer stopped: %d trips emitted, counters %s", self.trips_emitted, self.cutter.counters)
+            log.info("scorer stopped: %s, counters %s", self.summary, self.cutter.counters)
+
+
+def run_with_retry(connect: Callable[[], object], stop: threading.Event, what: str,
+                   backoff_s: float = 0.5, max_backoff_s: float = 30.0, sleep=None) -> int:
+    """Run ``connect().run()`` until ``stop`` is set; a Kafka error (broker gone, commit refused after a rebalance,
+    timeout) closes the stage without committing and starts a fresh one after a growing pause, as a restart would.
+    Returns how many times it reconnected."""
+    wait = sleep or stop.wait
+    retries = 0
+    delay = backoff_s
+    while not stop.is_set():
+        try:
+            stage = connect()
+        except KafkaError as exc:
+            retries += 1
+            log.warning("%s: cannot reach Kafka (%s); retry %d in %.1f s", what, exc, retries, delay)
+            wait(delay)
+            delay = min(delay * 2, max_backoff_s)
+            continue
+        stage._stop = stop  # one stop for every incarnation
+        started = time.monotonic()
+        try:
+            stage.run(install_signals=False)
+            return retries
+        except KafkaError as exc:
+            retries += 1
+            if time.monotonic() - started > 60:
+                delay = backoff_s  # it ran well for a while: start the backoff again
+            log.warning("%s: Kafka failed (%s: %s); restarting from the last commit, retry %d in %.1f s",
+                        what, type(exc).__name__, exc, retries, delay)
+            wait(delay)
+            delay = min(delay * 2, max_backoff_s)
+    return retries
+
+
+def run_score(cfg: Config, client_id: str = "ubi-scorer-1", install_signals: bool = True) -> int:
+    stop = threading.Event()
+    if install_signals:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return run_with_retry(lambda: ScoreStage.connect(cfg, client_id), stop, "scorer")

@@ -38,13 +38,21 @@ def read_status(path: Path) -> dict:
 
 
 class StoreStage:
-    def __init__(self, cfg: Config, client_id: str = "ubi-store-1") -> None:
+    """Given its consumer (subscribed to the trips topic) and its DuckDB connection; ``connect`` makes the real
+    ones. ``run`` raises on a Kafka error after closing the consumer without a commit (``run_store`` retries)."""
+
+    def __init__(self, cfg: Config, consumer, con) -> None:
         self.cfg = cfg
         self._stop = threading.Event()
-        self.con = store.connect(cfg.db_path)
-        self.consumer = make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id)
+        self.con = con
+        self.consumer = consumer
         self.status_path = status_path(cfg)
         self.written = 0
+
+    @classmethod
+    def connect(cls, cfg: Config, client_id: str = "ubi-store-1", con=None) -> "StoreStage":
+        return cls(cfg, make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id),
+                   con if con is not None else store.connect(cfg.db_path))
 
     def stop(self) -> None:
         self._stop.set()
@@ -62,13 +70,33 @@ class StoreStage:
         self._publish_status()
         try:
             while not self._stop.is_set():
-                records = self.consumer.poll(timeout_ms=500, max_records=5000)
-                rows = [json.loads(r.value) for batch in records.values() for r in batch]
-                if rows:
-                    self.written += store.upsert_trips(self.con, rows)
-                    self.consumer.commit()
-                    self._publish_status()
+                self.step()
         finally:
             self.consumer.close(autocommit=False)
-            self.con.close()
             log.info("store stopped: %d rows written", self.written)
+
+    def step(self, timeout_ms: int = 500) -> int:
+        """One poll: upsert its rows in one transaction, then commit the offsets (at-least-once, idempotent)."""
+        records = self.consumer.poll(timeout_ms=timeout_ms, max_records=5000)
+        rows = [json.loads(r.value) for batch in records.values() for r in batch]
+        if rows:
+            self.written += store.upsert_trips(self.con, rows)
+            self.consumer.commit()
+            self._publish_status()
+        return len(rows)
+
+
+def run_store(cfg: Config, client_id: str = "ubi-store-1", install_signals: bool = True) -> int:
+    """The store process: one DuckDB connection for its life; a fresh Kafka consumer after each Kafka failure
+    (the rows of an uncommitted poll come again and are upserted again: same result)."""
+    from ubi.stages.score import run_with_retry
+
+    stop = threading.Event()
+    if install_signals:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+    con = store.connect(cfg.db_path)
+    try:
+        return run_with_retry(lambda: StoreStage.connect(cfg, client_id, con), stop, "store")
+    finally:
+        con.close()

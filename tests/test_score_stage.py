@@ -1,0 +1,101 @@
+"""The scoring stage's delivery logic on in-memory Kafka (tests/doubles.py): killed at every producer and consumer
+operation in turn (after a publish, after the state, before the commit, ...), restarted and run to the end, it
+publishes exactly the trips of an uninterrupted run, with the same contents and the same final cutter state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.doubles import Crash, Faults, KafkaLog, MemConsumer, MemProducer, MemStateReader
+from tests.stage_data import ignition_stream, motion_stream, publish
+from ubi.common.config import Config
+from ubi.stages.score import ScoreStage
+
+CFG = Config()
+
+
+def digest(trip) -> bytes:
+    """A stand-in for the scoring (tested elsewhere) that shows everything the cutter put into the trip."""
+    return json.dumps({"trip_id": trip.trip_id, "vehicle": trip.vehicle, "start": int(trip.start_ms),
+                       "end": int(trip.end_ms), "fixes": trip.t_ms.tolist(), "imu": int(trip.imu_t_ms.shape[0]),
+                       "messages": trip.messages, "complete": trip.complete, "ended_by": trip.ended_by}).encode()
+
+
+def make_stage(log: KafkaLog, faults: Faults = Faults(), max_records: int = 7, score=digest) -> ScoreStage:
+    return ScoreStage(CFG, MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=max_records),
+                      MemProducer(log, faults), MemStateReader(log, CFG.kafka.scorer_state_topic), score=score)
+
+
+def run_to_end(stage: ScoreStage, idle_polls: int = 2) -> None:
+    idle = 0
+    while idle < idle_polls:
+        n_before = stage.consumer.pos.copy() if stage.consumer.assigned else None
+        stage.step()
+        idle = idle + 1 if stage.consumer.caught_up() and n_before == stage.consumer.pos else 0
+    stage.checkpoint()
+
+
+def fleet_log() -> KafkaLog:
+    log = KafkaLog(partitions=3)
+    publish(log, CFG, [ignition_stream("A", 3), ignition_stream("B", 2, first_s=35), ignition_stream("C", 3, 5),
+                       motion_stream("M", 2, first_s=12)])
+    return log
+
+
+def trips_by_id(log: KafkaLog) -> dict[str, set[bytes]]:
+    out: dict[str, set[bytes]] = {}
+    for r in log.records(CFG.kafka.trips_topic):
+        out.setdefault(json.loads(r.value)["trip_id"], set()).add(r.value)
+    return out
+
+
+def final_state(log: KafkaLog) -> dict:
+    return {p: log.compacted(CFG.kafka.scorer_state_topic, p) for p in range(log.partitions)}
+
+
+@pytest.fixture(scope="module")
+def clean():
+    log = fleet_log()
+    faults = Faults()  # counts operations only
+    stage = make_stage(log, faults)
+    run_to_end(stage)
+    trips = trips_by_id(log)
+    assert len(trips) == 3 + 2 + 3 + 2
+    assert all(len(v) == 1 for v in trips.values())
+    assert stage.summary.quarantined == 0
+    return trips, final_state(log), faults.count
+
+
+@pytest.mark.parametrize("deliver", [False, True])
+def test_killed_at_every_step_then_restarted_gives_the_clean_run(clean, deliver):
+    clean_trips, clean_state, n_ops = clean
+    assert n_ops > 50
+    for at in range(1, n_ops + 1):
+        log = fleet_log()
+        first = make_stage(log, Faults(at=at))
+        with pytest.raises(Crash):
+            run_to_end(first)
+        first.producer.crash(deliver=deliver)
+        second = make_stage(log, max_records=11)  # another poll size: the restart need not cut polls alike
+        run_to_end(second)
+        got = trips_by_id(log)
+        assert got.keys() == clean_trips.keys(), f"crash at op {at}"
+        for tid, values in got.items():
+            assert values == clean_trips[tid], f"crash at op {at}: trip {tid} differs"
+        assert final_state(log) == clean_state, f"crash at op {at}"
+
+
+def test_killed_twice_in_a_row(clean):
+    clean_trips, _, n_ops = clean
+    for at in range(3, n_ops, 7):
+        log = fleet_log()
+        for crash_at in (at, 5):
+            stage = make_stage(log, Faults(at=crash_at))
+            with pytest.raises(Crash):
+                run_to_end(stage)
+            stage.producer.crash()
+        run_to_end(make_stage(log))
+        got = trips_by_id(log)
+        assert got.keys() == clean_trips.keys() and all(got[t] == clean_trips[t] for t in got)
