@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+from kafka.admin import NewTopic  # noqa: E402
 
 from ingest.contract import TelemetryBatch, encode_telemetry  # noqa: E402
-from ubi.adapters.kafka import ensure_topics  # noqa: E402
+from ubi.adapters.kafka import admin_client, auth, ensure_topics  # noqa: E402
 from ubi.adapters.mqtt import drop_session, make_client  # noqa: E402
 from simulator.devices import DeviceFleet  # noqa: E402
 from ubi.common.config import load_config  # noqa: E402
@@ -161,7 +161,7 @@ bridge_session_expiry_s = 600
 """)
     cfg = load_config(toml)
     stack = Stack(cfg)
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap)
+    admin = admin_client(cfg.kafka)
     admin.create_topics([NewTopic(cfg.kafka.telemetry_topic, cfg.kafka.partitions, 1,
                                   topic_configs={"message.timestamp.type": "LogAppendTime"})])
     admin.close()
@@ -229,7 +229,7 @@ bridge_session_expiry_s = 600
         fleet.publish_raw(v, "telemetry", batch(v, seq, int(time.time() * 1000), args.batch_s))
     fleet.close()
     wait_metric(ports, "ubi_bridge_delivered_total", args.messages + n_lat, 120)
-    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(enable_auto_commit=False, **auth(cfg.kafka, "admin"))
     tps = [TopicPartition(cfg.kafka.telemetry_topic, p) for p in consumer.partitions_for_topic(cfg.kafka.telemetry_topic)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from ingest.contract import DeviceEvent, encode_event, encode_telemetry  # noqa: E402
-from ubi.adapters.kafka import ensure_topics, make_producer  # noqa: E402
+from ubi.adapters.kafka import auth, ensure_topics, make_producer  # noqa: E402
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids  # noqa: E402
 from simulator.run import vehicle_stream  # noqa: E402
 from ubi.common.config import load_config  # noqa: E402
@@ -34,7 +35,7 @@ from simulator.player import play_fleet  # noqa: E402
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
-    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    c = KafkaConsumer(**auth(replace(load_config().kafka, bootstrap=bootstrap), "admin"))
     tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or []]
     n = sum(c.end_offsets(tps).values()) if tps else 0
     c.close()
@@ -43,7 +44,8 @@ def topic_size(bootstrap: str, topic: str) -> int:
 
 def read_all(bootstrap: str, topic: str, expected: int) -> float:
     """Baseline: a consumer that only reads (no decoding) every record; returns seconds."""
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-read-{uuid.uuid4().hex[:6]}",
+    c = KafkaConsumer(topic, **auth(replace(load_config().kafka, bootstrap=bootstrap), "admin"),
+                      group_id=f"bench-read-{uuid.uuid4().hex[:6]}",
                       auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000,
                       fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
     n = 0
@@ -87,7 +89,7 @@ metrics_port = 0
     # 1. load one-second messages straight into Kafka, as the bridge would have written them
     spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=8, start=date.today() - timedelta(days=args.days),
                      batch_s=1, id_prefix=f"S{tag}")
-    producer = make_producer(cfg.kafka, "bench-loader", linger_ms=20)
+    producer = make_producer(cfg.kafka, "bench-loader", user="bridge", linger_ms=20)
     n_msgs = n_trips = n_samples = 0
     now = str(int(time.time() * 1000)).encode()
     t0 = time.perf_counter()

@@ -33,6 +33,14 @@ if ! command -v cc >/dev/null || [ ! -f /usr/include/mosquitto_broker.h ] || [ !
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends gcc libc6-dev mosquitto-dev libmosquitto-dev >/dev/null
 fi
 
+# kcat: the integration tests check with it that Kafka refuses clients without credentials.
+if ! command -v kcat >/dev/null; then
+  say "installing kcat (apt-get)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends kcat >/dev/null
+fi
+
 # --- Kafka jars -------------------------------------------------------------
 command -v java >/dev/null || { echo "error: Java 17+ is required to run Kafka (install openjdk-17-jre-headless)" >&2; exit 2; }
 LIBS="$STATE/kafka-libs"

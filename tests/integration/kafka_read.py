@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from kafka import KafkaConsumer, TopicPartition
 
+from ubi.adapters.kafka import auth
+from ubi.common.config import load_config
+
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000))
+    """Read as the admin principal (Kafka refuses unauthenticated clients)."""
+    kafka = replace(load_config().kafka, bootstrap=bootstrap)
+    c = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=int(timeout_s * 1000), **auth(kafka, "admin"))
     tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
     c.assign(tps)
     c.seek_to_beginning(*tps)

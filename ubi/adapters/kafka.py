@@ -1,20 +1,114 @@
-"""Kafka adapter: topic creation and the producer/consumer settings every stage shares."""
+"""Kafka adapter: topic creation, per-stage ACLs and the producer/consumer settings every stage shares.
+
+Every client authenticates with SASL/SCRAM-SHA-512 as one principal: ``admin`` (topics and ACLs), ``bridge``
+(writes telemetry and the DLQ), ``scorer`` (reads telemetry and its state topic, writes trips and its state, in its
+group) or ``store`` (reads trips in its group). Passwords come from ``<home>/secrets/kafka.json`` (mode 0600,
+written by ``ubi stack up``) or the file in ``[kafka] sasl_secrets``; a missing one is an error, never a fallback
+to an anonymous connection.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
+from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import (
+    ACL,
+    ACLOperation,
+    ACLPermissionType,
+    ACLResourcePatternType,
+    NewTopic,
+    ResourcePattern,
+    ResourceType,
+)
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ubi.common.config import KafkaConfig
-from ubi.common.errors import StackError
+from ubi.common.config import KafkaConfig, load_config
+from ubi.common.errors import ConfigError, StackError
+
+PRINCIPALS = ("admin", "bridge", "scorer", "store")
+# kafka-python warns "Exchanging credentials in the clear" on every SCRAM login over a plaintext channel; SCRAM never
+# sends the password (only a proof), and the listener is on 127.0.0.1. Its other warnings stay.
+logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
+SASL_MECHANISM = "SCRAM-SHA-512"
+
+
+def secrets_file(cfg: KafkaConfig) -> Path:
+    return Path(cfg.sasl_secrets) if cfg.sasl_secrets else load_config().secrets_dir / "kafka.json"
+
+
+def _password(cfg: KafkaConfig, user: str) -> str:
+    if user not in PRINCIPALS:
+        raise ConfigError(f"no Kafka principal {user!r} (one of {', '.join(PRINCIPALS)})")
+    path = secrets_file(cfg)
+    try:
+        return json.loads(path.read_text())[user]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"no Kafka password for {user!r} in {path} ({exc!r}): run `ubi stack up`") from exc
+
+
+def auth(cfg: KafkaConfig, user: str) -> dict:
+    """kafka-python connection settings for ``user`` (bootstrap, SASL/SCRAM)."""
+    return dict(bootstrap_servers=cfg.bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=SASL_MECHANISM,
+                sasl_plain_username=user, sasl_plain_password=_password(cfg, user))
+
+
+def rdkafka_auth(cfg: KafkaConfig, user: str) -> dict:
+    """The same for librdkafka (confluent-kafka)."""
+    return {"bootstrap.servers": cfg.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": SASL_MECHANISM, "sasl.username": user, "sasl.password": _password(cfg, user)}
+
+
+def stage_acls(cfg: KafkaConfig) -> list[ACL]:
+    """What each stage's principal may do on this configuration's topics and groups, and nothing else."""
+    t, g = ResourceType.TOPIC, ResourceType.GROUP
+    read, write = ACLOperation.READ, ACLOperation.WRITE
+    grants = {
+        "bridge": [(t, cfg.telemetry_topic, write), (t, cfg.dead_letter_topic, write)],
+        "scorer": [(t, cfg.telemetry_topic, read), (g, cfg.scorer_group, read), (t, cfg.trips_topic, write),
+                   (t, cfg.scorer_state_topic, write), (t, cfg.scorer_state_topic, read)],
+        "store": [(t, cfg.trips_topic, read), (g, cfg.store_group, read)],
+    }
+    return [ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, ResourcePattern(rt, name,
+                                                                                  ACLResourcePatternType.LITERAL))
+            for user, rows in grants.items() for rt, name, op in rows]
+
+
+def admin_client(cfg: KafkaConfig, **overrides) -> KafkaAdminClient:
+    settings = dict(client_id="ubi-admin", request_timeout_ms=10000, **auth(cfg, "admin"))
+    settings.update(overrides)
+    return KafkaAdminClient(**settings)
+
+
+def probe(cfg: KafkaConfig, timeout: float = 5.0) -> str | None:
+    """None if the broker answers an authenticated metadata request within ``timeout`` s, else why not. Runs in a
+    thread so that a frozen broker (port open, nothing answering) cannot hang the caller."""
+    result: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            admin = admin_client(cfg, request_timeout_ms=int(timeout * 1000), bootstrap_timeout_ms=int(timeout * 1000))
+            try:
+                admin.list_topics()
+                result.append(None)
+            finally:
+                admin.close()
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            result.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=ask, name="kafka-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return result[0] if result else f"no answer to a metadata request within {timeout:.0f} s"
 
 
 def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
-    """Create the platform's topics if missing (idempotent); waits for the broker to accept admin calls."""
+    """Create the platform's topics if missing and grant each stage's principal its rights on them (idempotent);
+    waits for the broker to accept admin calls."""
     wanted = {
         cfg.telemetry_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)},
         cfg.dead_letter_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)},
@@ -26,7 +120,7 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="ubi-admin", request_timeout_ms=10000)
+            admin = admin_client(cfg)
             try:
                 existing = set(admin.list_topics())
                 new = [NewTopic(name, cfg.partitions, 1, topic_configs=conf)
@@ -37,6 +131,9 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
                     except TopicAlreadyExistsError:
                         pass
                 if set(wanted) <= set(admin.list_topics()):
+                    failed = admin.create_acls(stage_acls(cfg))["failed"]  # an existing binding is not doubled
+                    if failed:
+                        raise StackError(f"could not create Kafka ACLs: {failed}")
                     return
             finally:
                 admin.close()
@@ -48,7 +145,7 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
 
 def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> None:
     """Delete topics if present and wait until the broker has forgotten them (used to reset the demo)."""
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="ubi-admin", request_timeout_ms=10000)
+    admin = admin_client(cfg)
     try:
         present = [t for t in topics if t in set(admin.list_topics())]
         if present:
@@ -60,10 +157,12 @@ def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> N
         admin.close()
 
 
-def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30) -> dict[bytes, bytes]:
-    """The latest value per key of one partition of a compacted topic, read from its start to its current end."""
-    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False,
-                             client_id="ubi-state-reader")
+def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30,
+                   user: str = "scorer") -> dict[bytes, bytes]:
+    """The latest value per key of one partition of a compacted topic, read from its start to its current end
+    (the scorer's state topic: read as ``scorer`` unless told otherwise)."""
+    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, client_id="ubi-state-reader",
+                             **auth(cfg, user))
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
@@ -85,10 +184,12 @@ def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float 
         consumer.close()
 
 
-def make_producer(cfg: KafkaConfig, client_id: str, **overrides) -> KafkaProducer:
-    """Idempotent producer, acks from all in-sync replicas: a record confirmed here survives a broker restart."""
+def make_producer(cfg: KafkaConfig, client_id: str, user: str = "scorer", **overrides) -> KafkaProducer:
+    """Idempotent producer, acks from all in-sync replicas: a record confirmed here survives a broker restart.
+    It writes as ``user``: the scorer (trips and its state) unless told otherwise (the bridge's sink passes
+    ``bridge``)."""
     settings = dict(
-        bootstrap_servers=cfg.bootstrap,
+        **auth(cfg, user),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -105,10 +206,17 @@ def make_producer(cfg: KafkaConfig, client_id: str, **overrides) -> KafkaProduce
     return KafkaProducer(**settings)
 
 
-def make_consumer(cfg: KafkaConfig, group: str, topics: list[str], client_id: str, **overrides) -> KafkaConsumer:
-    """Manual commits only: each stage commits what it has made durable downstream."""
+def make_consumer(cfg: KafkaConfig, group: str, topics: list[str], client_id: str, user: str | None = None,
+                  **overrides) -> KafkaConsumer:
+    """Manual commits only: each stage commits what it has made durable downstream. The principal is the stage
+    that owns ``group`` (the scorer's or the store's group) unless ``user`` says otherwise."""
+    if user is None:
+        owners = {cfg.scorer_group: "scorer", cfg.store_group: "store"}
+        if group not in owners:
+            raise ConfigError(f"consumer group {group!r} belongs to no stage: pass the Kafka principal (user=...)")
+        user = owners[group]
     settings = dict(
-        bootstrap_servers=cfg.bootstrap,
+        **auth(cfg, user),
         group_id=group,
         client_id=client_id,
         enable_auto_commit=False,
@@ -142,7 +250,7 @@ class KafkaPythonSink(RecordSink):
     """kafka-python's producer (pure Python; about 60 µs a record on one core)."""
 
     def __init__(self, cfg: KafkaConfig, client_id: str) -> None:
-        self.producer = make_producer(cfg, client_id=client_id)
+        self.producer = make_producer(cfg, client_id=client_id, user="bridge")
 
     def send(self, topic, key, value, headers, done) -> None:
         fut = self.producer.send(topic, key=key, value=value, headers=headers)
@@ -169,7 +277,7 @@ class RdKafkaSink(RecordSink):
         from confluent_kafka import Producer
 
         self.producer = Producer({
-            "bootstrap.servers": cfg.bootstrap,
+            **rdkafka_auth(cfg, "bridge"),
             "client.id": client_id,
             "acks": "all",
             "enable.idempotence": True,

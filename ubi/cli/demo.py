@@ -57,8 +57,8 @@ DEMO_BRIDGE_ID = "ubi-demo-bridge"
 
 def old_demo_state_topics(k) -> list[str]:
     """The scorer state topics of earlier demo runs (each run has its own scorer group, so its own topic)."""
-    from kafka import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=k.bootstrap, client_id="ubi-admin", request_timeout_ms=10000)
+    from ubi.adapters.kafka import admin_client
+    admin = admin_client(k)
     try:
         return [t for t in admin.list_topics() if t.startswith("ubi-demo-scorer-") and t.endswith(".state.v1")]
     finally:

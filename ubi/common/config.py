@@ -41,6 +41,9 @@ class KafkaConfig:
     partitions: int = 6
     scorer_group: str = "ubi-scorer"
     store_group: str = "ubi-store"
+    # Every client authenticates with SASL/SCRAM-SHA-512 as its stage's principal (ubi/adapters/kafka.py); the
+    # passwords are in this JSON file (mode 0600), "" = <home>/secrets/kafka.json, written by `ubi stack up`.
+    sasl_secrets: str = ""
     # The bridge's Kafka client: "librdkafka" (confluent-kafka, ~10x cheaper a record) or "kafka-python". Same
     # guarantees either way (ubi/adapters/kafka.py).
     bridge_client: str = "librdkafka"

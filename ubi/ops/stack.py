@@ -6,8 +6,12 @@ already answers is left alone. Each start waits until the service really answers
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -17,10 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ubi.common.config import PROJECT_ROOT, Config
-from ubi.ops.credentials import CredentialStore
 from ubi.common.errors import StackError
+from ubi.ops.credentials import CredentialStore
 
 DEPLOY = PROJECT_ROOT / "deploy" / "local"
+
+
+def scram_sha512_entry(user: str, password: str, iterations: int = 8192) -> str:
+    """A StorageTool ``--add-scram`` argument with the salted SCRAM-SHA-512 password only (RFC 5802), so the
+    password itself never appears on a command line or in Kafka's files."""
+    salt = secrets.token_bytes(32)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f'SCRAM-SHA-512=[name={user},iterations={iterations},salt="{b64(salt)}",saltedpassword="{b64(salted)}"]'
+
+
+def _private_umask() -> None:
+    """For the services we start: files they create (data, logs) are readable by their owner only."""
+    os.umask(0o077)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -96,6 +119,7 @@ class Stack:
                 raise StackError(f"port {p} is taken by another process (a system mosquitto? "
                                  "`systemctl stop mosquitto`)")
         binary = self._mosquitto_bin()
+        _private_dir(self.mq_dir)
         (self.mq_dir / "data").mkdir(parents=True, exist_ok=True)
         tls_dir = self.cfg.home / "tls"
         if not (tls_dir / "server.crt").exists():
@@ -116,7 +140,7 @@ class Stack:
         log = open(self.mq_dir / "stdout.log", "ab")
         proc = subprocess.Popen(
             [binary, "-c", str(self.mq_dir / "mosquitto.conf")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
         )
         pid_file.write_text(str(proc.pid))
         self._wait(lambda: port_open(host, port), proc, "mosquitto", 60, self.mq_dir / "mosquitto.log")
@@ -166,6 +190,22 @@ class Stack:
             raise StackError("Java 17+ is required for Kafka: install openjdk-17-jre-headless")
         return java
 
+    @property
+    def kafka_secrets(self) -> Path:
+        return self.cfg.secrets_dir / "kafka.json"
+
+    def _kafka_passwords(self) -> dict[str, str]:
+        """One generated password per Kafka principal, kept only in .ubi/secrets/kafka.json (0600)."""
+        from ubi.adapters.kafka import PRINCIPALS
+
+        path = self.kafka_secrets
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        if set(PRINCIPALS) - set(kept):
+            kept = {**{u: secrets.token_urlsafe(24) for u in PRINCIPALS}, **kept}
+            CredentialStore._write_private(path, json.dumps(kept, indent=0, sort_keys=True))
+        path.parent.chmod(0o700)
+        return kept
+
     def kafka_up(self) -> str:
         pid_file = self.kafka_dir / "kafka.pid"
         host, port = self.cfg.kafka.bootstrap.split(":")
@@ -180,9 +220,28 @@ class Stack:
         java = self._java()
         data = self.kafka_dir / "data"
         logs = self.cfg.home / "logs"
-        data.mkdir(parents=True, exist_ok=True)
-        logs.mkdir(parents=True, exist_ok=True)
+        notes = []
+        _private_dir(self.kafka_dir)
+        marker = self.kafka_dir / "scram.formatted"  # the storage holds our principals' SCRAM credentials
+        had_secrets = self.kafka_secrets.exists()
+        if (data / "meta.properties").exists() and not marker.exists():
+            # formatted before authentication existed here: no principal could log in, so start it afresh
+            shutil.rmtree(data)
+            notes.append("storage re-formatted for SASL/SCRAM (its old topics were dropped)")
+        if marker.exists() and not had_secrets:
+            raise StackError(f"Kafka's storage holds SCRAM credentials but {self.kafka_secrets} is gone: no client can "
+                             f"authenticate. `ubi stack down`, remove {self.kafka_dir}, then `ubi stack up`")
+        passwords = self._kafka_passwords()
+        for d in (data, logs):
+            _private_dir(d)
+        tls = self.kafka_dir / "tls"
+        if not (tls / "controller.pem").exists():
+            made = subprocess.run(["bash", str(DEPLOY / "kafka" / "make-controller-tls.sh"), str(tls)],
+                                  capture_output=True, text=True)
+            if made.returncode != 0:
+                raise StackError(f"could not make the Kafka controller's TLS material: {made.stderr.strip()}")
         props = (DEPLOY / "kafka" / "server.properties").read_text().replace("@DATA_DIR@", str(data))
+        props = props.replace("@TLS_DIR@", str(tls))
         (self.kafka_dir / "server.properties").write_text(props)
         cp = f"{self.kafka_libs}/*"
         cid_file = self.kafka_dir / "cluster_id"
@@ -190,24 +249,29 @@ class Stack:
             cid = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
                                  capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             cid_file.write_text(cid)
+        scram = []
+        if not marker.exists():
+            for user, password in sorted(passwords.items()):
+                scram += ["--add-scram", scram_sha512_entry(user, password)]
         fmt = subprocess.run(
             [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", cid_file.read_text().strip(),
-             "-c", str(self.kafka_dir / "server.properties"), "--ignore-formatted"],
-            capture_output=True, text=True,
+             "-c", str(self.kafka_dir / "server.properties"), "--ignore-formatted", *scram],
+            capture_output=True, text=True, preexec_fn=_private_umask,
         )
         if fmt.returncode != 0:
             raise StackError(f"kafka storage format failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
+        marker.touch()
         log = open(logs / "kafka-stdout.log", "ab")
         proc = subprocess.Popen(
             [java, "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
              f"-Dkafka.logs.dir={logs}", f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
              "-cp", cp, "kafka.Kafka", str(self.kafka_dir / "server.properties")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
         )
         pid_file.write_text(str(proc.pid))
         self._wait(lambda: port_open(host, int(port)), proc, "kafka", 90, logs / "kafka-server.log")
         self.ensure_topics(timeout=60)
-        return f"started (pid {proc.pid}) on {self.cfg.kafka.bootstrap}"
+        return "; ".join([f"started (pid {proc.pid}) on {self.cfg.kafka.bootstrap}", *notes])
 
     def ensure_topics(self, timeout: float = 30) -> None:
         from ubi.adapters.kafka import ensure_topics
@@ -228,7 +292,8 @@ class Stack:
         raise StackError(f"{name} did not answer within {timeout:.0f}s; see {log}")
 
     def up(self, services: tuple[str, ...] = ("mosquitto", "kafka")) -> dict[str, str]:
-        self.cfg.home.mkdir(parents=True, exist_ok=True)
+        # data, logs, secrets and the default DuckDB file live here: owner only
+        _private_dir(self.cfg.home)
         out = {}
         if "mosquitto" in services:
             out["mosquitto"] = self.mosquitto_up()
@@ -257,6 +322,14 @@ class Stack:
         ):
             pid = _pid_alive(pid_file)
             answering = port_open(h, p)
+            if answering and name == "kafka":
+                from ubi.adapters.kafka import probe
+
+                why = probe(self.cfg.kafka, timeout=5.0)  # an open port is not an answering broker (frozen JVM)
+                if why is not None:
+                    rows[name] = (f"{'process ' + str(pid) if pid else 'a process'} holds {h}:{p} but does not "
+                                  f"answer: {why}")
+                    continue
             if pid and answering:
                 rows[name] = f"running (pid {pid}) on {h}:{p}"
             elif answering:
