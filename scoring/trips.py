@@ -254,6 +254,24 @@ class TripCutter:
                 out[p] = (off, wm)
         return out
 
+    def abandon(self, vehicle: str, reason: str, detail: str) -> None:
+        """A record of this vehicle made the cutter fail: quarantine what it held of the vehicle (its open trip or
+        motion track) and forget it, so the other vehicles go on. A replay fails on the same record and abandons
+        the same messages, so the outcome does not depend on where the scorer was restarted."""
+        trip = self.open.pop(vehicle, None)
+        track = self.tracks.pop(vehicle, None)
+        seqs: list[int] = []
+        start = end = 0
+        if trip is not None:
+            seqs = [trip.on_seq, *sorted(trip.batches)] + ([trip.off.seq] if trip.off is not None else [])
+            start, end = trip.on_ms, trip.off.t_ms if trip.off is not None else trip.on_ms
+        elif track is not None:
+            seqs = sorted({m.batch.seq for m in track.msgs})
+        self.counters.quarantined += 1
+        self.quarantined.append(Quarantined("trip" if seqs else "message", vehicle, reason, detail,
+                                            start_ms=int(start), end_ms=int(end), seqs=tuple(seqs),
+                                            partition=self.partition_of.get(vehicle, 0)))
+
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget partitions we no longer own (the new owner loads their state and rebuilds by replay)."""
         for v in [v for v, t in self.open.items() if t.partition in partitions]:
@@ -322,7 +340,7 @@ def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
                             else np.asarray(b.phone).astype(np.int8) for b in batches])
     order = np.argsort(t, kind="stable")
     t = t[order]
-    keep = np.concatenate([[True], np.diff(t) > 0])
+    keep = np.concatenate([[True], np.diff(t) > 0]) if t.size else np.zeros(0, bool)  # a trip may have no fix
     sp, acc, lat, lon, heading = (c[order][keep] for c in cols)
     return t[keep], sp, acc, phone[order][keep], lat, lon, heading
 
@@ -338,5 +356,5 @@ def _concat_imu(batches: list[TelemetryBatch]) -> tuple[np.ndarray, np.ndarray, 
     a_vert = np.concatenate([np.asarray(b.acc_vert, dtype=np.float64) for b in parts])
     order = np.argsort(t, kind="stable")
     t = t[order]
-    keep = np.concatenate([[True], np.diff(t) > 0])
+    keep = np.concatenate([[True], np.diff(t) > 0]) if t.size else np.zeros(0, bool)
     return t[keep], a_lon[order][keep], a_lat[order][keep], a_vert[order][keep]

@@ -132,6 +132,7 @@ class MemConsumer:
         self.listener = None
         self.assigned: list[TopicPartition] | None = None
         self.pos: dict[TopicPartition, int] = {}
+        self.on_idle: Callable[[], None] | None = None  # called when a poll finds nothing new (e.g. stage.stop)
 
     def subscribe(self, topics, listener=None) -> None:
         self.topics, self.listener = list(topics), listener
@@ -158,6 +159,8 @@ class MemConsumer:
                 room -= len(got)
             if room <= 0:
                 break
+        if not out and self.on_idle is not None:
+            self.on_idle()
         return out
 
     def commit(self, offsets=None) -> None:

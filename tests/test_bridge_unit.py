@@ -108,3 +108,24 @@ def test_stop_while_waiting_for_room_leaves_the_message_unacknowledged(monkeypat
     b.stop()
     reader.join(3)
     assert not reader.is_alive() and b.stats.received == 1 and acks == []
+
+
+def test_a_dead_letter_always_fits_kafka():
+    """Issue 11, item 5: a ~0.9 MB message (over the contract's 256 KiB, under Mosquitto's 1 MB) made a base64 dead
+    letter of 1.2 MB, which Kafka refused for ever, so the bridge never acknowledged it and it blocked the others."""
+    import base64
+    import hashlib
+
+    cfg = Config()
+    huge = b'{"v":1,"vehicle":"' + b"X" * 900_000 + b'"}'
+    out = bridge_mod.route(cfg, "ubi/v1/vehicles/VH00001/telemetry", huge, 1, 1, 1)
+    assert out.dead_letter and out.reason == "oversize" and len(out.value) < 100_000
+    body = json.loads(out.value)
+    assert body["payload_size"] == len(huge) and body["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert body["payload_truncated"] and huge.startswith(base64.b64decode(body["payload_b64"]))
+    # a hostile vehicle field echoed in the detail, and a huge topic, are cut too
+    small = json.dumps({"v": 1, "vehicle": "Y" * 200_000, "seq": 1, "t": 1, "event": "ignition_on"}).encode()
+    out = bridge_mod.route(cfg, "ubi/v1/vehicles/VH00001/events", small, 1, 1, 1)
+    assert out.reason == "vehicle_mismatch" and len(out.value) < 100_000
+    out = bridge_mod.route(cfg, "ubi/v1/vehicles/" + "Z" * 60_000 + "/events", b"{}", 1, 1, 1)
+    assert len(out.value) < 100_000 and len(out.key) <= 100

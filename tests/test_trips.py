@@ -158,3 +158,12 @@ def test_a_closed_trip_redelivered_after_a_restart_is_not_made_again():
     assert feed_all(second, [on(0, 0), batch(2, 10), off(3, 20)], start_offset=10) == []
     assert second.counters.repeats == 3
     assert len(feed_all(second, [on(4, 100), batch(5, 100), off(6, 110)], start_offset=20)) == 1
+
+
+def test_a_trip_without_any_gps_fix_closes_with_empty_tracks():
+    """Contract-valid: every batch has accelerometer samples and no fix (a garage, a tunnel). It used to raise
+    IndexError in _concat_gps and take the scorer down."""
+    nofix = [TelemetryBatch("V1", s, T0 + s * 10_000, np.zeros(0, np.int64), *(np.zeros(0),) * 5, T0 + s * 10_000, 10,
+                            np.zeros(100), np.zeros(100), np.zeros(100) + 9.8, None) for s in (1, 2)]
+    [t] = feed_all(TripCutter(), [on(0, 0), *nofix, off(3, 20)])
+    assert t.complete and t.t_ms.shape == (0,) and t.imu_t_ms.shape == (200,)

@@ -11,9 +11,7 @@ Guarantees (see docs/device-contract.md):
 
 from __future__ import annotations
 
-import base64
 from bisect import bisect_left
-import json
 import logging
 import signal
 import threading
@@ -29,6 +27,7 @@ from ubi.common.messages import Rejected
 from ubi.adapters.kafka import RecordSink, make_sink
 from ubi.adapters.mqtt import make_client
 from ubi.common.config import Config
+from ubi.stages.quarantine import cut, dead_letter
 
 log = logging.getLogger("ubi.bridge")
 
@@ -99,11 +98,9 @@ def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: i
                else Rejected("unknown_topic", mqtt_topic))
     vehicle = parsed[0] if parsed else "unknown"
     if isinstance(decoded, Rejected):
-        body = {
-            "reason": decoded.reason, "detail": decoded.detail, "mqtt_topic": mqtt_topic,
-            "received_ms": received_ms, "payload_b64": base64.b64encode(payload).decode(),
-        }
-        return Outgoing(cfg.kafka.dead_letter_topic, vehicle.encode(), json.dumps(body).encode(),
+        # bounded whatever came in (payload cut to 64 KiB, with its size and SHA-256): always fits Kafka
+        body = dead_letter(decoded.reason, decoded.detail, mqtt_topic, received_ms, payload)
+        return Outgoing(cfg.kafka.dead_letter_topic, cut(vehicle, 64).encode(), body,
                         [("reason", decoded.reason.encode())], mid, qos, received_ms, True, decoded.reason)
     headers = [("mqtt_topic", mqtt_topic.encode()), ("kind", parsed[1].encode()),
                ("received_ms", str(received_ms).encode()), ("schema", b"1")]

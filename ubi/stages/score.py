@@ -143,7 +143,14 @@ class ScoreStage:
                     self.summary.unreadable += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
                 else:
-                    closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
+                    try:
+                        closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
+                    except Exception as exc:  # a poison record: quarantine its vehicle's open data, go on
+                        log.error("record %s:%d of %s breaks the cutter: %s\n%s", tp, rec.offset, item.vehicle,
+                                  exc, traceback.format_exc(limit=4))
+                        self.cutter.abandon(item.vehicle, "cutter_error",
+                                            f"offset {tp.partition}:{rec.offset} seq {item.seq}: "
+                                            f"{type(exc).__name__}: {exc}")
                 self.position[tp.partition] = rec.offset + 1
         closed.extend(self.cutter.expire())
         emitted = 0
