@@ -246,11 +246,15 @@ class ScoreStage:
             self.close()
 
     def close(self) -> None:
-        try:
-            self.consumer.close(autocommit=False)
-        finally:
-            self.producer.close(timeout=10)
-            log.info("scorer stopped: %s, counters %s", self.summary, self.cutter.counters)
+        """Leave the group without committing; a producer that cannot flush (Kafka gone) is only logged: what it
+        held is re-emitted after the restart, as the commit stayed behind it."""
+        for what, close in (("consumer", lambda: self.consumer.close(autocommit=False)),
+                            ("producer", lambda: self.producer.close(timeout=10))):
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing the %s: %s", what, exc)
+        log.info("scorer stopped: %s, counters %s", self.summary, self.cutter.counters)
 
 
 def run_with_retry(connect: Callable[[], object], stop: threading.Event, what: str,

@@ -72,7 +72,10 @@ class StoreStage:
             while not self._stop.is_set():
                 self.step()
         finally:
-            self.consumer.close(autocommit=False)
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception as exc:
+                log.warning("closing the consumer: %s", exc)
             log.info("store stopped: %d rows written", self.written)
 
     def step(self, timeout_ms: int = 500) -> int:
