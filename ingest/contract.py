@@ -256,7 +256,14 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
     imu_lists = _group(imu, IMU_KEYS, m, "imu.", IMU_LO, IMU_HI)
     phone = None
     if "phone" in obj and obj["phone"] is not None:
-        phone = _array(obj, "phone", n, "", 0, 1, dtype=np.int64).astype(np.uint8)
+        flags = _field(obj, "phone", list)
+        if len(flags) != n:
+            raise _Bad("length_mismatch", f"phone: {len(flags)} values, expected {n}")
+        if not all(type(x) is int for x in flags):  # not a string, a boolean or a fraction (0.5)
+            raise _Bad("wrong_type", "phone: expected a list of the integers 0 and 1")
+        if not all(x == 0 or x == 1 for x in flags):
+            raise _Bad("out_of_range", "phone: values must be 0 or 1")
+        phone = np.asarray(flags, dtype=np.uint8)
     if not build:
         return VALID
     t = np.asarray(t, dtype=np.int64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
@@ -44,8 +45,11 @@ class RunSummary:
 
 
 def month_start(text: str) -> date:
-    y, m = text.split("-")[:2]
-    return date(int(y), int(m), 1)
+    """``YYYY-MM`` to the month's first day; anything else (``2026-13``, ``2026-11-99``, ``2026-1``) is refused."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise PricingError(f"month {text!r}: expected YYYY-MM with a month from 01 to 12, e.g. 2026-11")
+    return date(int(m.group(1)), int(m.group(2)), 1)
 
 
 def next_month(d: date) -> date:

@@ -129,3 +129,13 @@ def test_a_dead_letter_always_fits_kafka():
     assert out.reason == "vehicle_mismatch" and len(out.value) < 100_000
     out = bridge_mod.route(cfg, "ubi/v1/vehicles/" + "Z" * 60_000 + "/events", b"{}", 1, 1, 1)
     assert len(out.value) < 100_000 and len(out.key) <= 100
+
+
+def test_qos_2_and_retained_publishes_are_dead_lettered():
+    cfg = Config()
+    body = json.dumps({"v": 1, "vehicle": "VH00001", "seq": 1, "t": int(time.time() * 1000),
+                       "event": "ignition_on"}).encode()
+    topic = "ubi/v1/vehicles/VH00001/events"
+    assert not bridge_mod.route(cfg, topic, body, int(time.time() * 1000), 1, 1).dead_letter
+    assert bridge_mod.route(cfg, topic, body, 1, 1, 2).reason == "qos_not_allowed"
+    assert bridge_mod.route(cfg, topic, body, 1, 1, 1, retain=True).reason == "retained"

@@ -223,3 +223,45 @@ def test_validation_only_gives_the_same_verdicts():
     assert decode("VH00001", "telemetry", good, NOW, CFG, build=False) is VALID
     for bad in (b"{", json.dumps({**good_obj(), "seq": -1}).encode(), json.dumps({**good_obj(), "v": 9}).encode()):
         assert decode("VH00001", "telemetry", bad, NOW, CFG, build=False) == dec(bad)
+
+
+def test_phone_flags_are_the_integers_0_and_1_only():
+    """Issue 11, item 8: strings, booleans and 0.5 used to pass (0.5 was read as 0)."""
+    for bad, reason in (([1, "1"], "wrong_type"), ([True, 0], "wrong_type"), ([0.5, 0], "wrong_type"),
+                        ([1.0, 0], "wrong_type"), ([2, 0], "out_of_range"), ([-1, 0], "out_of_range"),
+                        ([1], "length_mismatch")):
+        obj = good_obj()
+        n = len(obj["gps"]["t"])
+        obj["phone"] = (bad + [0] * n)[:n] if reason != "length_mismatch" else [1] * (n + 1)
+        got = decode("VH00001", "telemetry", json.dumps(obj).encode(), NOW, CFG)
+        assert isinstance(got, Rejected) and got.reason == reason, (bad, got)
+    obj = good_obj()
+    obj["phone"] = [1] + [0] * (len(obj["gps"]["t"]) - 1)
+    got = decode("VH00001", "telemetry", json.dumps(obj).encode(), NOW, CFG)
+    assert not isinstance(got, Rejected) and got.phone.tolist()[0] == 1
+
+
+def test_month_must_be_a_real_year_and_month():
+    import pytest
+
+    from pricing.monthly import month_start
+    from ubi.common.errors import PricingError
+
+    assert month_start("2026-11") == __import__("datetime").date(2026, 11, 1)
+    for bad in ("2026-13", "2026-11-99", "2026-00", "2026-1", "26-11", "nov"):
+        with pytest.raises(PricingError, match="YYYY-MM"):
+            month_start(bad)
+
+
+def test_simulate_default_start_sends_nothing_in_the_future():
+    from datetime import date, timedelta
+
+    import pytest
+
+    from ubi.cli.main import simulate_start
+    from ubi.common.errors import ConfigError
+
+    assert simulate_start(None, 7, offline=False) == date.today() - timedelta(days=7)
+    with pytest.raises(ConfigError, match="future"):
+        simulate_start(date.today(), 7, offline=False)
+    assert simulate_start(date.today(), 7, offline=True) == date.today()

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from ubi.common.config import get_config
@@ -41,12 +41,26 @@ def _devices(args) -> int:
     return 0
 
 
+def simulate_start(start: date | None, days: int, offline: bool) -> date:
+    """The first simulated day: by default ``days`` before today, so the fleet ends yesterday. A live run whose days
+    reach past today would send future timestamps, which the bridge dead-letters as time_travel: refused here."""
+    today = date.today()
+    if start is None:
+        return today - timedelta(days=days)
+    if not offline and start + timedelta(days=days) > today:
+        raise ConfigError(f"--start {start} with --days {days} runs past today: devices would send future "
+                          f"timestamps (dead-lettered as time_travel); use --start {today - timedelta(days=days)} "
+                          "or earlier, or --offline")
+    return start
+
+
 def _simulate(args) -> int:
     from simulator.fleet import FleetSpec
     from simulator.player import play_fleet
 
     cfg = get_config()
-    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=args.start, batch_s=args.batch_s,
+    start = simulate_start(args.start, args.days, args.offline)
+    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=start, batch_s=args.batch_s,
                      sensor_faults=args.faults, motion_only_share=args.motion_only_share)
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
     if args.offline:
@@ -195,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vehicles", type=int, default=20)
     s.add_argument("--days", type=int, default=7)
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--start", type=date.fromisoformat, default=date.today())
+    s.add_argument("--start", type=date.fromisoformat, default=None,
+                   help="first simulated day (default: --days before today, so no message is in the future)")
     s.add_argument("--speedup", type=float, default=0.0, help="accelerated clock factor; 0 = as fast as possible")
     s.add_argument("--batch-s", type=int, default=10, help="seconds of samples per message (1-60)")
     s.add_argument("--out", type=Path, default=None, help="where to write policies and ground truth")

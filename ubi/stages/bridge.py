@@ -90,12 +90,18 @@ class Outgoing(NamedTuple):
     reason: str = ""
 
 
-def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int) -> Outgoing:
+def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int,
+          retain: bool = False) -> Outgoing:
     """Pure decision: where does this MQTT message go in Kafka, and with what key, value and headers."""
     parsed = parse_topic(cfg.mqtt.topic_prefix, mqtt_topic)
-    decoded = (decode(parsed[0], parsed[1], payload, received_ms, cfg.ingest, build=False)
-               if parsed and parsed[1] != "status"
-               else Rejected("unknown_topic", mqtt_topic))
+    if not parsed or parsed[1] == "status":
+        decoded = Rejected("unknown_topic", mqtt_topic)
+    elif qos == 2:  # the contract says QoS 1 (defensive: a QoS 1 subscription sees QoS 2 downgraded; see docs)
+        decoded = Rejected("qos_not_allowed", "telemetry and events are published with QoS 1, not 2")
+    elif retain:  # a retained sample would be handed to every later subscriber as if new (defensive, as above)
+        decoded = Rejected("retained", "telemetry and events must not be retained")
+    else:
+        decoded = decode(parsed[0], parsed[1], payload, received_ms, cfg.ingest, build=False)
     vehicle = parsed[0] if parsed else "unknown"
     if isinstance(decoded, Rejected):
         # bounded whatever came in (payload cut to 64 KiB, with its size and SHA-256): always fits Kafka
@@ -179,7 +185,7 @@ class Bridge:
         if self._stop.is_set():
             return  # not acknowledged: the broker redelivers it to our session after restart
         received_ms = int(time.time() * 1000)
-        out = route(self.cfg, msg.topic, msg.payload, received_ms, msg.mid, msg.qos)
+        out = route(self.cfg, msg.topic, msg.payload, received_ms, msg.mid, msg.qos, bool(msg.retain))
         # Bound the backlog: block the network thread (the broker then holds further messages for us).
         with self._room:
             while self.stats.in_flight >= self.cfg.ingest.max_in_flight:
