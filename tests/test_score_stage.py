@@ -23,7 +23,8 @@ def digest(trip) -> bytes:
                        "messages": trip.messages, "complete": trip.complete, "ended_by": trip.ended_by}).encode()
 
 
-def make_stage(log: KafkaLog, faults: Faults = Faults(), max_records: int = 7, score=digest) -> ScoreStage:
+def make_stage(log: KafkaLog, faults: Faults | None = None, max_records: int = 7, score=digest) -> ScoreStage:
+    faults = faults or Faults()
     return ScoreStage(CFG, MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=max_records),
                       MemProducer(log, faults), MemStateReader(log, CFG.kafka.scorer_state_topic), score=score)
 

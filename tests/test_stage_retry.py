@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from kafka.errors import CommitFailedError, KafkaTimeoutError, KafkaConnectionError
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaTimeoutError
 
 from tests.doubles import Faults, KafkaLog, MemConsumer, MemProducer, MemStateReader
 from tests.stage_data import ignition_stream, motion_stream, publish

@@ -14,13 +14,13 @@ import hashlib
 import json
 import time
 
+import numpy as np
+
 from simulator.devices import DeviceFleet
 from tests.integration.test_bridge import wait_count
 from tests.integration.test_pipeline import wait_for_trips
 from ubi.adapters import duckdb_store as store
 from ubi.common.messages import DeviceEvent, TelemetryBatch
-
-import numpy as np
 
 
 def now_batch(vehicle: str, seq: int, t0: int, gps: bool) -> TelemetryBatch:
