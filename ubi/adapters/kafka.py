@@ -70,6 +70,7 @@ def stage_acls(cfg: KafkaConfig) -> list[ACL]:
     grants = {
         "bridge": [(t, cfg.telemetry_topic, write), (t, cfg.dead_letter_topic, write)],
         "scorer": [(t, cfg.telemetry_topic, read), (g, cfg.scorer_group, read), (t, cfg.trips_topic, write),
+                   (t, cfg.dead_letter_topic, write),  # its quarantine (ubi/stages/score.py)
                    (t, cfg.scorer_state_topic, write), (t, cfg.scorer_state_topic, read)],
         "store": [(t, cfg.trips_topic, read), (g, cfg.store_group, read)],
     }
