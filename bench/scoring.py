@@ -101,28 +101,32 @@ def kernels(d: dict[str, np.ndarray]):
     keep = np.zeros(d["t"].shape[0], np.uint8)
     n = d["t"].shape[0]
     s, e, p = np.empty(n // 2 + 1), np.empty(n // 2 + 1), np.empty(n // 2 + 1)
-    args = (CFG.harsh_brake_mps2, CFG.harsh_accel_mps2, CFG.min_event_speed_mps, g)
+    args = (CFG.harsh_brake_mps2, CFG.harsh_accel_mps2, CFG.min_event_speed_mps, g, CFG.moving_mps)
     bands = (CFG.night_start_h, CFG.night_end_h, CFG.rush_am_start_h, CFG.rush_am_end_h, CFG.rush_pm_start_h,
              CFG.rush_pm_end_h)
     ev = (-1, CFG.harsh_brake_mps2, CFG.min_event_speed_mps, CFG.min_event_duration_s, CFG.event_merge_gap_s,
           CFG.max_imu_gap_s)
+    risk = (CFG.speeding_risk_doubling_kmh, CFG.speeding_risk_cap)
     L = lambda k, *names: [list(d[x][:k]) for x in names]  # noqa: E731
     return [
         ("trip (distance, times, GPS events)", ("t", "v"),
          lambda: K.trip_kernel(d["t"], d["v"], *args), lambda k: R.trip_reference(*L(k, "t", "v"), *args)),
         ("exposure (local-time bands)", ("t", "v", "off"),
-         lambda: K.exposure_kernel(d["t"], d["v"], d["off"], g, *bands),
-         lambda k: R.exposure_reference(*L(k, "t", "v"), CFG.time_zone, g, bands[:2], bands[2:4], bands[4:])),
+         lambda: K.exposure_kernel(d["t"], d["v"], d["off"], g, *bands, CFG.moving_mps),
+         lambda k: R.exposure_reference(*L(k, "t", "v"), CFG.time_zone, g, bands[:2], bands[2:4], bands[4:],
+                                                  CFG.moving_mps)),
         ("speeding", ("t", "v", "limit"),
-         lambda: K.speeding_kernel(d["t"], d["v"], d["limit"], CFG.speeding_margin_mps, CFG.high_speed_mps, g),
-         lambda k: R.speeding_reference(*L(k, "t", "v", "limit"), CFG.speeding_margin_mps, CFG.high_speed_mps, g)),
+         lambda: K.speeding_kernel(d["t"], d["v"], d["limit"], CFG.speeding_margin_mps, CFG.high_speed_mps, g, *risk),
+         lambda k: R.speeding_reference(*L(k, "t", "v", "limit"), CFG.speeding_margin_mps, CFG.high_speed_mps, g,
+                                             *risk)),
         ("phone", ("t", "v", "phone"),
-         lambda: K.phone_kernel(d["t"], d["v"], d["phone"], g), lambda k: R.phone_reference(*L(k, "t", "v", "phone"), g)),
+         lambda: K.phone_kernel(d["t"], d["v"], d["phone"], g, CFG.moving_mps),
+         lambda k: R.phone_reference(*L(k, "t", "v", "phone"), g, CFG.moving_mps)),
         ("heatmap", ("t", "v"),
          lambda: K.heatmap_kernel(d["t"], d["v"], g, CFG.heatmap_speed_step_kmh / 3.6, nv,
-                                  CFG.heatmap_accel_step_mps2, na, hm),
+                                  CFG.heatmap_accel_step_mps2, na, hm, CFG.moving_mps),
          lambda k: R.heatmap_reference(*L(k, "t", "v"), g, CFG.heatmap_speed_step_kmh / 3.6, nv,
-                                       CFG.heatmap_accel_step_mps2, na)),
+                                       CFG.heatmap_accel_step_mps2, na, CFG.moving_mps)),
         ("harsh events (IMU, per sample)", ("it", "a", "va"),
          lambda: K.event_kernel(d["it"], d["a"], d["va"], *ev[:2], ev[2], *ev[3:], s, e, p),
          lambda k: R.event_reference(*L(k, "it", "a", "va"), *ev[:2], ev[2], *ev[3:])),

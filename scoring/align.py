@@ -1,10 +1,21 @@
-"""Rotate a phone's or aftermarket device's accelerometer into the vehicle frame, per trip.
+"""Put a phone's or aftermarket device's accelerometer into the vehicle frame, per trip, and say why or why not.
 
-Devices are rarely mounted square. Gravity gives the vertical (the trip's mean acceleration), and the GPS speed
-changes give the forward direction inside the horizontal plane (the direction whose acceleration follows dv/dt
-best). Data that is already in the vehicle frame (gravity on the vertical axis, longitudinal axis following dv/dt)
-is returned untouched; data that cannot be aligned (no gravity, too little driving signal after rotation) is
-reported as such, and the scorer then counts events from the speed channel instead.
+Real devices differ in three ways that this module absorbs (research: issue 12):
+
+- **Gravity.** Raw input carries gravity (|mean| ~ g): the mean direction is the vertical. Many phone APIs report
+  *linear* acceleration with gravity removed (|mean| ~ 0.1-0.3 m/s^2): the vertical is then the axis of least
+  variance of the 1 s-smoothed signal (a car accelerates horizontally), signed towards the declared ``acc_vert``.
+  Input without a vertical axis (all NaN) is taken as already in the vehicle frame. Anything else ("partial
+  gravity") is unusable.
+- **Lag.** GPS speed lags the accelerometer by 0.1-1.5 s (receiver filtering). For each lag L in 0..imu_max_lag_s
+  the GPS dv/dt is fitted by least squares on the two 1 s-smoothed horizontal axes taken L earlier; the lag with the
+  highest multiple correlation R wins, and its coefficients give the forward direction and its sign.
+- **Mount.** Forward comes from that fit and left = up x forward, so any yaw (a phone turned 180 degrees) gives the
+  same vehicle-frame signal. A level mount whose fitted forward is within 15 degrees of its own x axis is returned
+  untouched (``vehicle_frame``).
+
+The IMU is used when R at the best lag reaches imu_min_r; otherwise the trip says why (``reason``) and events come
+from the speed channel. The lag is returned so the speed gate reads GPS speed at the right time.
 """
 
 from __future__ import annotations
@@ -13,7 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scoring.kernels import window_mean_kernel
+from ubi.common.config import ScoringConfig
+
 G = 9.80665
+_LEVEL_COS = float(np.cos(np.radians(15.0)))
+_MIN_OVERLAP_S = 20.0  # seconds of IMU and GPS together needed to fit a lag (our choice)
+_MIN_DV_STD = 0.2  # m/s^2: below this the GPS shows no speed changes to align on (steady cruise)
 
 
 @dataclass(frozen=True)
@@ -21,43 +38,95 @@ class Alignment:
     lon: np.ndarray  # m/s^2, +forward
     lat: np.ndarray  # m/s^2, +left
     status: str  # "vehicle_frame" | "rotated" | "unusable"
+    lag_s: float = 0.0  # GPS speed lags the IMU by this much (NaN when not fitted)
+    r: float = float("nan")  # multiple correlation of GPS dv/dt with the horizontal IMU at that lag
+    gravity: str = "raw"  # "raw" | "removed" | "no_vertical" | "partial"
+    reason: str = ""
+
+    @property
+    def used(self) -> bool:
+        return self.status != "unusable"
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 10:
-        return 0.0
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else 0.0
+def smooth(x: np.ndarray, n: int) -> np.ndarray:
+    """Centred moving mean over n samples of the finite values (NaN where none): scoring.kernels.window_mean_kernel."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError("smooth: 1-D input expected")
+    if n < 1:
+        raise ValueError("smooth: window must hold at least one sample")
+    out = np.empty(x.shape[0])
+    window_mean_kernel(x, int(n), out)
+    return out
 
 
 def align_to_vehicle(imu_t_s: np.ndarray, lon: np.ndarray, lat: np.ndarray, vert: np.ndarray, gps_t_s: np.ndarray,
-                     gps_v: np.ndarray, min_corr: float = 0.3, min_signal_mps2: float = 0.2) -> Alignment:
+                     gps_v: np.ndarray, cfg: ScoringConfig | None = None) -> Alignment:
+    cfg = cfg or ScoringConfig()
     n = imu_t_s.shape[0]
-    if n < 10 or vert.shape[0] != n or gps_t_s.shape[0] < 3:
-        return Alignment(lon, lat, "vehicle_frame")
+    if n < 10 or lat.shape[0] != n or lon.shape[0] != n or gps_t_s.shape[0] < 3:
+        return Alignment(lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, "
+                         f"{gps_t_s.shape[0]} GPS)")
+    vert = np.full(n, np.nan) if vert.shape[0] != n else vert
     A = np.vstack([lon, lat, vert]).astype(np.float64)
-    g = np.nanmean(A, axis=1)
-    g_norm = float(np.linalg.norm(g))
-    if not np.isfinite(g_norm) or abs(g_norm - G) > 2.5:
-        return Alignment(lon, lat, "vehicle_frame" if not np.isfinite(g_norm) else "unusable")
-    dv = np.interp(imu_t_s, gps_t_s, np.gradient(gps_v, gps_t_s))  # the GPS's longitudinal acceleration
-    u = g / g_norm
-    if u[2] > np.cos(np.radians(15.0)):  # gravity on the vertical axis: mounted level
-        if np.nanstd(dv) < min_signal_mps2 or _corr(A[0], dv) >= min_corr:
-            return Alignment(lon, lat, "vehicle_frame")
-    # a basis of the horizontal plane, then the forward direction that follows dv/dt best
-    x = np.eye(3)[int(np.argmin(np.abs(u)))]
+    hz = 1.0 / float(np.median(np.diff(imu_t_s)))
+    n1 = max(1, int(round(hz)))
+    if not np.isfinite(A[2]).any():
+        u, gravity = np.array([0.0, 0.0, 1.0]), "no_vertical"
+        A[2] = 0.0
+    else:
+        mean = np.nanmean(A, axis=1)
+        m = float(np.linalg.norm(mean))
+        if not np.isfinite(m):
+            return Alignment(lon, lat, "unusable", float("nan"), gravity="partial", reason="no finite samples")
+        if abs(m - G) <= cfg.imu_gravity_tol_mps2:
+            u, gravity = mean / m, "raw"
+        elif m <= cfg.imu_gravity_free_max_mps2:
+            S = np.vstack([np.nan_to_num(smooth(a, n1)) for a in A])
+            _, V = np.linalg.eigh(np.cov(S))
+            u = V[:, 0] * (1.0 if V[2, 0] >= 0 else -1.0)  # least variance = vertical, towards acc_vert
+            gravity = "removed"
+        else:
+            return Alignment(lon, lat, "unusable", float("nan"), gravity="partial",
+                             reason=f"partial gravity: |mean| = {m:.1f} m/s2")
+    level = u[2] > _LEVEL_COS
+    x = np.eye(3)[int(np.argmin(np.abs(u)))] if not level else np.array([1.0, 0.0, 0.0])
     e1 = x - x.dot(u) * u
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(u, e1)
-    h1, h2 = e1 @ np.nan_to_num(A), e2 @ np.nan_to_num(A)
+    A0 = np.nan_to_num(A)
+    h1, h2 = smooth(e1 @ A0, n1), smooth(e2 @ A0, n1)
+    t0 = max(imu_t_s[0], gps_t_s[0]) + cfg.imu_max_lag_s
+    t1 = min(imu_t_s[-1], gps_t_s[-1])
+    grid = np.arange(t0, t1, 0.1) if t1 - t0 >= _MIN_OVERLAP_S else np.zeros(0)
+    dv = np.interp(grid, gps_t_s, np.gradient(gps_v, gps_t_s)) if grid.size else grid
+    if grid.size == 0 or dv.std() < _MIN_DV_STD:
+        why = f"overlap < {_MIN_OVERLAP_S:.0f} s" if grid.size == 0 else "no speed changes to align on"
+        if level and gravity in ("raw", "no_vertical"):
+            return Alignment(lon, lat, "vehicle_frame", 0.0, gravity=gravity, reason=f"level mount, unchecked: {why}")
+        return Alignment(lon, lat, "unusable", float("nan"), gravity=gravity, reason=why)
     d = dv - dv.mean()
-    theta = np.arctan2(((h2 - h2.mean()) * d).sum(), ((h1 - h1.mean()) * d).sum())
-    fwd = np.cos(theta) * e1 + np.sin(theta) * e2
+    dd = float(d @ d)
+    best_r, best_l, best_b = -1.0, 0.0, np.zeros(2)
+    for lag in np.arange(0.0, cfg.imu_max_lag_s + 1e-9, cfg.imu_lag_step_s):
+        X = np.vstack([np.interp(grid - lag, imu_t_s, h1), np.interp(grid - lag, imu_t_s, h2)])
+        X = X - X.mean(axis=1, keepdims=True)
+        M = X @ X.T
+        c = X @ d
+        if abs(np.linalg.det(M)) < 1e-12:
+            continue
+        b = np.linalg.solve(M, c)
+        r = float(np.sqrt(max(0.0, float(b @ c) / dd)))
+        if r > best_r:
+            best_r, best_l, best_b = r, float(lag), b
+    best_l = round(best_l, 3)
+    if best_r < cfg.imu_min_r:
+        return Alignment(lon, lat, "unusable", best_l, max(best_r, 0.0), gravity,
+                         f"R = {max(best_r, 0.0):.2f} < {cfg.imu_min_r} at the best lag {best_l:.1f} s")
+    fwd = best_b[0] * e1 + best_b[1] * e2
+    fwd /= np.linalg.norm(fwd)
+    how = f"{gravity} gravity, R = {best_r:.2f} at lag {best_l:.1f} s"
+    if level and fwd[0] > _LEVEL_COS:
+        return Alignment(lon, lat, "vehicle_frame", best_l, best_r, gravity, how)
     left = np.cross(u, fwd)
-    new_lon, new_lat = fwd @ A, left @ A
-    if _corr(new_lon, dv) < min_corr:
-        return Alignment(lon, lat, "unusable")
-    return Alignment(new_lon, new_lat, "rotated")
+    return Alignment(fwd @ A, left @ A, "rotated", best_l, best_r, gravity, how)

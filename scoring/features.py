@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from scoring.align import align_to_vehicle
+from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
 from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel,
-                             phone_kernel, speeding_kernel, trip_kernel)
+                             phone_kernel, speed_events_kernel, speeding_kernel, trip_kernel)
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
@@ -42,7 +42,7 @@ def trip_features(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> Tri
     if (speed < 0).any():
         raise ValueError("speed must be non-negative")
     d, mv, idle, vmax, nb, na = trip_kernel(t_s, speed, cfg.harsh_brake_mps2, cfg.harsh_accel_mps2,
-                                            cfg.min_event_speed_mps, cfg.max_integration_gap_s)
+                                            cfg.min_event_speed_mps, cfg.max_integration_gap_s, cfg.moving_mps)
     return TripFeatures(float(d), float(mv), float(idle), float(vmax), int(nb), int(na))
 
 
@@ -84,7 +84,8 @@ def clean_fixes(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarr
 
 @dataclass(frozen=True)
 class Events:
-    """Harsh events of one kind: times (s) and peaks (m/s^2), plus counts per severity grade 1..3."""
+    """Events of one kind from the moderate band up: times (s), peaks (m/s^2), and counts per band
+    (moderate, harsh, severe) by peak, exclusive, so ``harsh`` (harsh or severe) keeps the old meaning."""
 
     start_s: np.ndarray
     end_s: np.ndarray
@@ -95,10 +96,31 @@ class Events:
     def count(self) -> int:
         return int(self.start_s.shape[0])
 
+    @property
+    def harsh(self) -> int:
+        return self.grades[1] + self.grades[2]
+
+
+def bands(kind: str, cfg: ScoringConfig) -> tuple[int, float, float, float, float]:
+    """(sign, moderate, harsh, severe, minimum speed) of an event kind (ScoringConfig carries the sources)."""
+    if kind == "brake":
+        return -1, cfg.brake_moderate_mps2, cfg.harsh_brake_mps2, cfg.brake_severe_mps2, cfg.min_event_speed_mps
+    if kind == "accel":
+        return 1, cfg.accel_moderate_mps2, cfg.harsh_accel_mps2, cfg.accel_severe_mps2, cfg.min_event_speed_mps
+    if kind == "corner":
+        return 0, cfg.corner_moderate_mps2, cfg.harsh_corner_mps2, cfg.corner_severe_mps2, cfg.min_corner_speed_mps
+    raise ValueError(f"unknown event kind {kind!r}")
+
+
+def _graded(start: np.ndarray, end: np.ndarray, peak: np.ndarray, b2: float, b3: float) -> Events:
+    return Events(start, end, peak, (int((peak < b2).sum()), int(((peak >= b2) & (peak < b3)).sum()),
+                                     int((peak >= b3).sum())))
+
 
 def gps_trust_speed(imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray, cfg: ScoringConfig) -> np.ndarray:
     """GPS speed at each IMU sample (linear interpolation), NaN where it is not trusted: outside the GPS span,
-    across GPS gaps above max_integration_gap_s, and within gps_warmup_s after a fix is (re)acquired."""
+    across GPS gaps above max_integration_gap_s, and within event_warmup_s after a fix is (re)acquired (the speed
+    channel's own rule). For a GPS that lags the IMU by L s pass ``imu_t_s + L``."""
     out = np.full(imu_t_s.shape[0], np.nan)
     if gps_t_s.shape[0] == 0 or imu_t_s.shape[0] == 0:
         return out
@@ -111,34 +133,63 @@ def gps_trust_speed(imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray,
     out[gap] = np.nan
     acquired = np.concatenate([[0], np.flatnonzero(np.diff(gps_t_s) > cfg.max_integration_gap_s) + 1])
     a = np.searchsorted(gps_t_s[acquired], imu_t_s, side="right") - 1  # latest acquisition at or before t
-    warm = (a >= 0) & (imu_t_s - gps_t_s[acquired[np.maximum(a, 0)]] < cfg.gps_warmup_s)
+    warm = (a >= 0) & (imu_t_s - gps_t_s[acquired[np.maximum(a, 0)]] < cfg.event_warmup_s)
     out[warm] = np.nan
     return out
 
 
 def harsh_events(imu_t_s: np.ndarray, a: np.ndarray, speed_at: np.ndarray, kind: str, cfg: ScoringConfig) -> Events:
-    """Harsh events of ``kind`` (brake | accel | corner) from the accelerometer, gated by ``speed_at`` (m/s at each
-    IMU sample, NaN = untrusted: see gps_trust_speed). NaN accelerations are treated as quiet samples."""
+    """Graded events of ``kind`` (brake | accel | corner) from the accelerometer, gated by ``speed_at`` (m/s at each
+    IMU sample, NaN = untrusted: see gps_trust_speed). NaN accelerations are quiet samples.
+
+    Detection runs once, at the moderate band, on the event_mean_window_s moving mean, held for
+    min_event_duration_s - window but at least one sample interval; an IMU gap ends a run when it exceeds
+    max(max_imu_gap_s, max_imu_gap_samples / rate). Each event is graded by its peak."""
     t = _times(imu_t_s)
     n = t.shape[0]
     a = _f64("a", a, n)
     v = _f64("speed_at", speed_at, n)
-    if kind == "brake":
-        sign, thr, vmin, g2, g3 = -1, cfg.harsh_brake_mps2, cfg.min_event_speed_mps, cfg.grade2_mps2, cfg.grade3_mps2
-    elif kind == "accel":
-        sign, thr, vmin, g2, g3 = 1, cfg.harsh_accel_mps2, cfg.min_event_speed_mps, cfg.grade2_mps2, cfg.grade3_mps2
-    elif kind == "corner":
-        sign, thr, vmin, g2, g3 = (0, cfg.harsh_corner_mps2, cfg.min_corner_speed_mps, cfg.corner_grade2_mps2,
-                                   cfg.corner_grade3_mps2)
-    else:
-        raise ValueError(f"unknown event kind {kind!r}")
+    sign, b1, b2, b3, vmin = bands(kind, cfg)
+    if n < 2:
+        return _graded(np.zeros(0), np.zeros(0), np.zeros(0), b2, b3)
+    period = float(np.median(np.diff(t)))
+    am = smooth(a, max(1, int(round(cfg.event_mean_window_s / period))))
+    hold = max(cfg.min_event_duration_s - cfg.event_mean_window_s, period) - 1e-6
+    max_gap = max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period)
     cap = n // 2 + 1
     s, e, p = np.empty(cap), np.empty(cap), np.empty(cap)
-    k = event_kernel(t, a, v, sign, float(thr), float(vmin), float(cfg.min_event_duration_s),
-                     float(cfg.event_merge_gap_s), float(cfg.max_imu_gap_s), s, e, p)
-    p = p[:k].copy()
-    grades = (int((p < g2).sum()), int(((p >= g2) & (p < g3)).sum()), int((p >= g3).sum()))
-    return Events(s[:k].copy(), e[:k].copy(), p, grades)
+    k = event_kernel(t, am, v, sign, float(b1), float(vmin), float(hold), float(cfg.event_merge_gap_s),
+                     float(max_gap), s, e, p)
+    return _graded(s[:k].copy(), e[:k].copy(), p[:k].copy(), b2, b3)
+
+
+@dataclass(frozen=True)
+class SpeedEvents:
+    brake: Events
+    accel: Events
+    artefacts: int  # 1 s speed changes above speed_max_plausible_mps2: never events, counted per device
+
+
+def speed_events(t_s: np.ndarray, speed: np.ndarray, accuracy: np.ndarray | None, cfg: ScoringConfig) -> SpeedEvents:
+    """Graded brake and acceleration events from a speed channel (GPS, OBD, CAN; any rate): accuracy guard,
+    stale-repeat drop, warm-up after the first fix and every gap, 1 Hz resample, median-of-3, plausibility cap
+    (scoring.kernels.speed_events_kernel)."""
+    t_s = _times(t_s)
+    n = t_s.shape[0]
+    v = _speeds(speed, n)
+    acc = np.full(n, np.nan) if accuracy is None else _f64("accuracy", accuracy, n)
+    _, b1, b2, b3, vmin = bands("brake", cfg)
+    _, c1, c2, c3, _ = bands("accel", cfg)
+    cap = n + 1
+    kind, s, e, p = np.empty(cap, np.int8), np.empty(cap), np.empty(cap), np.empty(cap)
+    k, art = speed_events_kernel(t_s, v, acc, float(b1), float(c1), float(vmin), float(cfg.speed_event_max_accuracy_m),
+                                 float(cfg.event_warmup_s), float(cfg.max_integration_gap_s),
+                                 float(cfg.speed_repeat_min_mps), float(cfg.speed_max_plausible_mps2), kind, s, e, p)
+    kind, s, e, p = kind[:k], s[:k], e[:k], p[:k]
+    order = np.argsort(s, kind="stable")
+    kind, s, e, p = kind[order], s[order], e[order], p[order]
+    br, ac = kind < 0, kind > 0
+    return SpeedEvents(_graded(s[br], e[br], p[br], b2, b3), _graded(s[ac], e[ac], p[ac], c2, c3), int(art))
 
 
 _OFFSET_STEP_S = 900  # every real zone changes offset on a quarter hour, so one lookup per quarter is exact
@@ -177,7 +228,8 @@ def exposure(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> Exposure
     off = local_offsets(mid, cfg.time_zone)
     r = exposure_kernel(t_s, v, np.ascontiguousarray(off), float(cfg.max_integration_gap_s),
                         float(cfg.night_start_h), float(cfg.night_end_h), float(cfg.rush_am_start_h),
-                        float(cfg.rush_am_end_h), float(cfg.rush_pm_start_h), float(cfg.rush_pm_end_h))
+                        float(cfg.rush_am_end_h), float(cfg.rush_pm_start_h), float(cfg.rush_pm_end_h),
+                        float(cfg.moving_mps))
     return Exposure(*(float(x) for x in r))
 
 
@@ -193,7 +245,7 @@ def phone_use(t_s: np.ndarray, speed: np.ndarray, phone: np.ndarray | None,
     ph = np.ascontiguousarray(phone, dtype=np.int8)
     if ph.shape != (n,):
         raise ValueError(f"phone must have one flag per fix ({n}), got {ph.shape}")
-    a, b = phone_kernel(t_s, v, ph, float(cfg.max_integration_gap_s))
+    a, b = phone_kernel(t_s, v, ph, float(cfg.max_integration_gap_s), float(cfg.moving_mps))
     return float(a), float(b)
 
 
@@ -206,7 +258,7 @@ def heatmap(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> np.ndarra
         raise ValueError("heatmap needs at least one bin per axis")
     out = np.zeros(nv * na)
     heatmap_kernel(t_s, v, float(cfg.max_integration_gap_s), cfg.heatmap_speed_step_kmh / 3.6, nv,
-                   float(cfg.heatmap_accel_step_mps2), na, out)
+                   float(cfg.heatmap_accel_step_mps2), na, out, float(cfg.moving_mps))
     return out
 
 
@@ -218,6 +270,12 @@ class Speeding:
     over_margin_m: float
     high_speed_m: float
     high_speed_unknown_m: float  # above the high speed where no limit is known (the fallback)
+    risk_m: float  # distance weighted by extra relative crash risk (ScoringConfig.speeding_risk_*)
+
+    @property
+    def extra_risk(self) -> float | None:
+        """Distance-weighted mean extra relative crash risk of the trip (0 = never over a limit)."""
+        return self.risk_m / self.total_m if self.total_m > 0 else None
 
 
 def speeding(t_s: np.ndarray, speed: np.ndarray, limit_mps: np.ndarray | None, cfg: ScoringConfig) -> Speeding:
@@ -228,16 +286,20 @@ def speeding(t_s: np.ndarray, speed: np.ndarray, limit_mps: np.ndarray | None, c
     v = _speeds(speed, n)
     lim = np.full(n, np.nan) if limit_mps is None else _f64("limit_mps", limit_mps, n)
     r = speeding_kernel(t_s, v, lim, float(cfg.speeding_margin_mps), float(cfg.high_speed_mps),
-                        float(cfg.max_integration_gap_s))
+                        float(cfg.max_integration_gap_s), float(cfg.speeding_risk_doubling_kmh),
+                        float(cfg.speeding_risk_cap))
     return Speeding(*(float(x) for x in r))
 
 
 def trip_score(parts_in: dict[str, float | None], cfg: ScoringConfig) -> tuple[float, dict]:
-    """Score 0-100 = 100 - sum of weight * min(1, value / cap); returns the score and, per feature, its value, cap,
-    weight and the points it cost, so a policyholder can be told exactly why. A None value costs nothing."""
+    """Score 0-100 = 100 - sum of the parts' points; returns the score and, per feature, its value, cap, weight and
+    the points it cost, so a policyholder can be told exactly why. A None value costs nothing.
+
+    ``speeding_risk`` (mean extra relative crash risk) costs w * x / (1 + x): it never saturates, so more and
+    faster speeding always costs more (cap None). The other parts cost w * min(1, x / cap)."""
     spec = {
         "phone_share": (cfg.score_w_phone, cfg.score_cap_phone_share),
-        "speeding_share": (cfg.score_w_speeding, cfg.score_cap_speeding_share),
+        "speeding_risk": (cfg.score_w_speeding, None),
         "harsh_brakes_per_100km": (cfg.score_w_brakes, cfg.score_cap_brakes_per_100km),
         "harsh_accels_per_100km": (cfg.score_w_accels, cfg.score_cap_accels_per_100km),
         "harsh_corners_per_100km": (cfg.score_w_corners, cfg.score_cap_corners_per_100km),
@@ -247,13 +309,20 @@ def trip_score(parts_in: dict[str, float | None], cfg: ScoringConfig) -> tuple[f
     total = 0.0
     for name, (w, cap) in spec.items():
         x = parts_in.get(name)
-        lost = 0.0 if x is None or cap <= 0 else w * min(1.0, max(0.0, x) / cap)
-        parts[name] = {"value": None if x is None else round(x, 6), "cap": cap, "weight": w, "points_lost": round(lost, 3)}
+        if x is None:
+            lost = 0.0
+        elif cap is None:
+            lost = w * max(0.0, x) / (1.0 + max(0.0, x))
+        else:
+            lost = 0.0 if cap <= 0 else w * min(1.0, max(0.0, x) / cap)
+        lost = round(lost, 3)
+        parts[name] = {"value": None if x is None else round(x, 6), "cap": cap, "weight": w, "points_lost": lost}
         total += lost
     return round(max(0.0, 100.0 - total), 3), parts
 
 
-SCORER_VERSION = "3"  # 3: distance through GPS gaps dead-reckoned on the accelerometer
+SCORER_VERSION = "4"  # 3: distance through GPS gaps dead-reckoned on the accelerometer; 4: lag-tolerant,
+# gravity-aware IMU alignment, graded event bands on a 0.5 s mean, a guarded speed channel, risk-weighted speeding
 
 
 def _per_100km(n: int, km: float, cfg: ScoringConfig) -> float | None:
@@ -279,9 +348,11 @@ class TripMeasures:
     fixes: int
     dropped: int
     jumps: int
-    events: dict[str, int]  # brake, accel, corner
-    grades: dict[str, list[int]]
+    events: dict[str, int]  # brake, accel, corner: the harsh band and above
+    grades: dict[str, list[int]]  # [moderate, harsh, severe] per kind
     event_source: str
+    imu: Alignment | None  # None: the trip has no IMU samples
+    gps_events: SpeedEvents
     exposure: Exposure
     phone_s: float
     phone_reported_s: float
@@ -306,26 +377,25 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
     v = trip.speed[good]
     f = trip_features(t_s, v, cfg)
     gap_m = gap_s = 0.0
-    imu = None
+    imu: Alignment | None = None
     if trip.imu_t_ms.shape[0]:
         it = trip.imu_t_ms / 1000.0
-        imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v)
-        if imu.status == "unusable":
-            imu = None  # an accelerometer we cannot put in the vehicle frame: events from the speed channel
-    if imu is not None:
+        imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v, cfg)
+    used = imu is not None and imu.used
+    if used:
         gap_m, gap_s, _ = fill_gaps(t_s, v, it, imu.lon, cfg.max_integration_gap_s, cfg.max_gap_fill_s)
     km = (f.distance_m + gap_m) / 1000.0
-    if imu is not None:
-        v_at = gps_trust_speed(it, t_s, v, cfg)
+    sev = speed_events(t_s, v, trip.accuracy[good] if trip.accuracy.shape[0] == n else None, cfg)
+    if used:
+        v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
         ev = {k: harsh_events(it, a, v_at, k, cfg)
               for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))}
-        counts = {k: e.count for k, e in ev.items()}
-        grades = {k: list(e.grades) for k, e in ev.items()}
         source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
     else:
-        counts = {"brake": f.harsh_brakes, "accel": f.harsh_accels, "corner": 0}
-        grades = {"brake": [f.harsh_brakes, 0, 0], "accel": [f.harsh_accels, 0, 0], "corner": [0, 0, 0]}
+        ev = {"brake": sev.brake, "accel": sev.accel, "corner": _graded(*(np.zeros(0),) * 3, 0.0, 0.0)}
         source = "gps"
+    counts = {k: e.harsh for k, e in ev.items()}
+    grades = {k: list(e.grades) for k, e in ev.items()}
     ex = exposure(t_s, v, cfg)
     phone = trip.phone[good] if trip.phone.shape[0] == n else None
     phone_s, phone_rep_s = phone_use(t_s, v, phone, cfg)
@@ -334,14 +404,14 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
     dist = sp.total_m
     score, parts = trip_score({
         "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
-        "speeding_share": (sp.over_margin_m + sp.high_speed_unknown_m) / dist if dist > 0 else None,
+        "speeding_risk": sp.extra_risk,
         "harsh_brakes_per_100km": _per_100km(counts["brake"], km, cfg),
         "harsh_accels_per_100km": _per_100km(counts["accel"], km, cfg),
         "harsh_corners_per_100km": _per_100km(counts["corner"], km, cfg),
         "night_share": ex.night_m / dist if dist > 0 else None,
     }, cfg)
     return TripMeasures(f, km, gap_m, gap_s, int(good.sum()), int((~good).sum()), int(n_jumps), counts, grades,
-                        source, ex, phone_s, phone_rep_s, sp, heatmap(t_s, v, cfg), score, parts)
+                        source, imu, sev, ex, phone_s, phone_rep_s, sp, heatmap(t_s, v, cfg), score, parts)
 
 
 def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
@@ -356,7 +426,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         harsh_brakes=m.events["brake"], harsh_accels=m.events["accel"], gps_fixes=m.fixes, gps_dropped=m.dropped,
         messages=trip.messages, complete=trip.complete, ended_by=trip.ended_by, scorer_version=SCORER_VERSION,
         harsh_corners=m.events["corner"], event_source=m.event_source,
-        harsh_brakes_gps=f.harsh_brakes, harsh_accels_gps=f.harsh_accels,
+        harsh_brakes_gps=m.gps_events.brake.harsh, harsh_accels_gps=m.gps_events.accel.harsh,
         harsh_brake_grades=m.grades["brake"], harsh_accel_grades=m.grades["accel"],
         harsh_corner_grades=m.grades["corner"],
         harsh_brakes_per_100km=per100(m.events["brake"]), harsh_accels_per_100km=per100(m.events["accel"]),
@@ -368,7 +438,20 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         limit_known_km=sp.known_limit_m / 1000.0, over_limit_km=sp.over_limit_m / 1000.0,
         over_limit_margin_km=sp.over_margin_m / 1000.0, high_speed_km=sp.high_speed_m / 1000.0,
         high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
-        heatmap_s=[round(float(x), 3) for x in m.heatmap], score=m.score, score_parts=m.score_parts)
+        heatmap_s=[round(float(x), 3) for x in m.heatmap], score=m.score, score_parts=m.score_parts,
+        imu_status=imu_status(m.imu), imu_reason=None if m.imu is None else m.imu.reason,
+        imu_gravity=None if m.imu is None else m.imu.gravity,
+        imu_lag_s=None if m.imu is None or not np.isfinite(m.imu.lag_s) else m.imu.lag_s,
+        imu_r=None if m.imu is None or not np.isfinite(m.imu.r) else round(m.imu.r, 2),  # a diagnostic
+        speed_artefacts=m.gps_events.artefacts, speeding_extra_risk=sp.extra_risk,
+        gps_brake_grades=list(m.gps_events.brake.grades), gps_accel_grades=list(m.gps_events.accel.grades))
+
+
+def imu_status(a: Alignment | None) -> str:
+    """none (no IMU samples) | vehicle_frame | rotated | rejected."""
+    if a is None:
+        return "none"
+    return "rejected" if not a.used else a.status
 
 
 def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> TripRecord:

@@ -7,12 +7,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-MOVING_MPS = 0.5  # below this a GPS speed counts as standing still (GPS jitter at rest is ~0.1-0.3 m/s)
-
-
 @njit(cache=True, nogil=True)
 def trip_kernel(t_s: np.ndarray, v: np.ndarray, brake_thr: float, accel_thr: float, min_speed: float,
-                max_gap: float) -> tuple[float, float, float, float, int, int]:
+                max_gap: float, moving_mps: float) -> tuple[float, float, float, float, int, int]:
     """One pass over a trip's 1 Hz speed channel.
 
     Returns (distance_m, moving_s, idle_s, max_speed_mps, harsh_brakes, harsh_accels). Distance integrates speed
@@ -42,7 +39,7 @@ def trip_kernel(t_s: np.ndarray, v: np.ndarray, brake_thr: float, accel_thr: flo
         v0 = v[i - 1]
         v1 = v[i]
         dist += 0.5 * (v0 + v1) * dt
-        if v0 > MOVING_MPS or v1 > MOVING_MPS:
+        if v0 > moving_mps or v1 > moving_mps:
             moving += dt
         else:
             idle += dt
@@ -168,7 +165,7 @@ def event_kernel(t_s: np.ndarray, a: np.ndarray, v: np.ndarray, sign: int, thr: 
 
 @njit(cache=True, nogil=True)
 def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: float, night_a: float,
-                    night_b: float, am_a: float, am_b: float, pm_a: float, pm_b: float) -> tuple[
+                    night_b: float, am_a: float, am_b: float, pm_a: float, pm_b: float, moving_mps: float) -> tuple[
                         float, float, float, float, float, float]:
     """Moving time and distance at night, in weekday rush hours and at weekends, in local time.
 
@@ -185,7 +182,7 @@ def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: 
         v0 = v[i - 1]
         v1 = v[i]
         d = 0.5 * (v0 + v1) * dt
-        mv = dt if (v0 > MOVING_MPS or v1 > MOVING_MPS) else 0.0
+        mv = dt if (v0 > moving_mps or v1 > moving_mps) else 0.0
         loc = 0.5 * (t_s[i - 1] + t_s[i]) + off_s[i - 1]
         day = np.floor(loc / 86400.0)
         h = (loc - day * 86400.0) / 3600.0
@@ -203,7 +200,8 @@ def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: 
 
 
 @njit(cache=True, nogil=True)
-def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: float) -> tuple[float, float]:
+def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: float,
+                 moving_mps: float) -> tuple[float, float]:
     """(phone_s, reported_s): moving time with the phone handled at the interval's start, and moving time where
     the device reported the phone state at all (``phone`` < 0 = not reported)."""
     n = t_s.shape[0]
@@ -213,7 +211,7 @@ def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: flo
         dt = t_s[i] - t_s[i - 1]
         if dt <= 0.0 or dt > max_gap:
             continue
-        if not (v[i - 1] > MOVING_MPS or v[i] > MOVING_MPS):
+        if not (v[i - 1] > moving_mps or v[i] > moving_mps):
             continue
         p = phone[i - 1]
         if p >= 0:
@@ -225,7 +223,7 @@ def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: flo
 
 @njit(cache=True, nogil=True)
 def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: float, nv: int, a_step: float,
-                   na: int, out: np.ndarray) -> None:
+                   na: int, out: np.ndarray, moving_mps: float) -> None:
     """Add each moving interval's seconds to ``out[iv * na + ia]``: iv = mean speed // v_step (last bin open),
     ia = floor(dv/dt / a_step) + na // 2 clamped to [0, na - 1] (both end bins open)."""
     n = t_s.shape[0]
@@ -236,7 +234,7 @@ def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: f
             continue
         v0 = v[i - 1]
         v1 = v[i]
-        if not (v0 > MOVING_MPS or v1 > MOVING_MPS):
+        if not (v0 > moving_mps or v1 > moving_mps):
             continue
         iv = int(0.5 * (v0 + v1) / v_step_mps)
         if iv > nv - 1:
@@ -251,14 +249,17 @@ def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: f
 
 @njit(cache=True, nogil=True)
 def speeding_kernel(t_s: np.ndarray, v: np.ndarray, limit: np.ndarray, margin: float, high: float,
-                    max_gap: float) -> tuple[float, float, float, float, float, float]:
+                    max_gap: float, doubling_kmh: float, risk_cap: float) -> tuple[
+                        float, float, float, float, float, float, float]:
     """Distances (m): (total, with a known limit, above the limit, above limit + margin, above ``high``, above
-    ``high`` where the limit is unknown).
+    ``high`` where the limit is unknown, risk-weighted distance).
 
-    An interval takes the limit at its start (NaN = unknown) and its mean speed; distance by the trapezoid rule.
+    An interval takes the limit at its start (NaN = unknown: ``high`` stands in for it) and its mean speed;
+    distance by the trapezoid rule. The risk-weighted distance sums d * min(risk_cap, 2 ** (excess_kmh /
+    doubling_kmh) - 1) over intervals above their limit (extra relative crash risk, Kloeden et al. 1997).
     """
     n = t_s.shape[0]
-    tot = known = over = over_m = hi = hi_u = 0.0
+    tot = known = over = over_m = hi = hi_u = risk = 0.0
     for i in range(1, n):
         dt = t_s[i] - t_s[i - 1]
         if dt <= 0.0 or dt > max_gap:
@@ -275,6 +276,111 @@ def speeding_kernel(t_s: np.ndarray, v: np.ndarray, limit: np.ndarray, margin: f
                 over += d
                 if vm > lim + margin:
                     over_m += d
-        elif vm > high:
-            hi_u += d
-    return tot, known, over, over_m, hi, hi_u
+        else:
+            if vm > high:
+                hi_u += d
+            lim = high
+        if vm > lim:
+            r = 2.0 ** ((vm - lim) * 3.6 / doubling_kmh) - 1.0
+            risk += d * (r if r < risk_cap else risk_cap)
+    return tot, known, over, over_m, hi, hi_u, risk
+
+
+@njit(cache=True, nogil=True)
+def window_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
+    """Centred moving mean over ``n`` samples (indices i - (n - 1) // 2 .. + n - 1, clipped at the ends) of the
+    finite values in each window; NaN where a window holds none (an IMU hole stays quiet)."""
+    m = a.shape[0]
+    for i in range(m):
+        lo = i - (n - 1) // 2
+        hi = lo + n
+        if lo < 0:
+            lo = 0
+        if hi > m:
+            hi = m
+        s = 0.0
+        c = 0
+        for j in range(lo, hi):
+            x = a[j]
+            if x == x:
+                s += x
+                c += 1
+        out[i] = s / c if c > 0 else np.nan
+
+
+@njit(cache=True, nogil=True)
+def speed_events_kernel(t_s: np.ndarray, v: np.ndarray, acc: np.ndarray, brake_band: float, accel_band: float,
+                        min_speed: float, max_acc: float, warmup: float, max_gap: float, repeat_min: float,
+                        max_plausible: float, out_kind: np.ndarray, out_start: np.ndarray, out_end: np.ndarray,
+                        out_peak: np.ndarray) -> tuple[int, int]:
+    """Brake and acceleration events from a speed channel of any rate; returns (n_events, n_artefacts) and writes
+    per event its kind (-1 brake, +1 accel), start and end time (s) and peak (m/s^2).
+
+    1. Fixes with accuracy above ``max_acc`` give no events (NaN accuracy = not reported = kept).
+    2. A fix whose speed equals the previous fix's exactly while above ``repeat_min`` is a stale repeat: dropped.
+    3. Segments split at gaps above ``max_gap``; each is resampled to a 1 Hz grid from ``warmup`` s after its
+       first fix (linear interpolation), then median-of-3 (ends kept).
+    4. a = 1 s difference. |a| above ``max_plausible`` is an artefact (counted, never an event). An interval is
+       gated when either end is at or above ``min_speed``. A run of consecutive intervals with -a >= brake_band
+       (a >= accel_band) is one event whose peak is the run's largest value.
+    """
+    n = t_s.shape[0]
+    tk = np.empty(n)
+    vk = np.empty(n)
+    m = 0
+    have_prev = False
+    prev = 0.0
+    for i in range(n):
+        if acc[i] > max_acc:
+            continue
+        x = v[i]
+        rep = have_prev and x == prev and x > repeat_min
+        prev = x
+        have_prev = True
+        if rep:
+            continue
+        tk[m] = t_s[i]
+        vk[m] = x
+        m += 1
+    k = 0
+    art = 0
+    s0 = 0
+    while s0 < m:
+        s1 = s0 + 1
+        while s1 < m and tk[s1] - tk[s1 - 1] <= max_gap:
+            s1 += 1
+        t0 = tk[s0] + warmup
+        ng = int(np.floor(tk[s1 - 1] - t0 + 1e-9)) + 1 if tk[s1 - 1] >= t0 else 0
+        if ng >= 2:
+            g = np.empty(ng)
+            for j in range(ng):
+                g[j] = t0 + j
+            vg = np.interp(g, tk[s0:s1], vk[s0:s1])
+            vm = vg.copy()
+            for j in range(1, ng - 1):
+                p, q, r = vg[j - 1], vg[j], vg[j + 1]
+                vm[j] = max(min(p, q), min(max(p, q), r))
+            for kind in (-1, 1):
+                band = brake_band if kind < 0 else accel_band
+                in_run = False
+                for j in range(ng - 1):
+                    a = vm[j + 1] - vm[j]
+                    bad = abs(a) > max_plausible
+                    if kind < 0 and bad:
+                        art += 1
+                    fast = vm[j] >= min_speed or vm[j + 1] >= min_speed
+                    y = kind * a
+                    if fast and not bad and y >= band:
+                        if not in_run:
+                            out_kind[k] = kind
+                            out_start[k] = g[j]
+                            out_peak[k] = y
+                            k += 1
+                            in_run = True
+                        out_end[k - 1] = g[j + 1]
+                        if y > out_peak[k - 1]:
+                            out_peak[k - 1] = y
+                    else:
+                        in_run = False
+        s0 = s1
+    return k, art

@@ -30,7 +30,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from ubi.common.messages import TelemetryBatch
-from scoring.kernels import MOVING_MPS
 from ubi.common.config import ScoringConfig
 
 
@@ -44,11 +43,12 @@ class MotionRules:
     max_gap_s: float
     warmup_s: float
     max_accuracy_m: float
+    moving_mps: float
 
     @classmethod
     def of(cls, cfg: ScoringConfig) -> "MotionRules":
         return cls(cfg.motion_move_m, cfg.motion_stop_s, cfg.trip_gap_end_s, cfg.max_integration_gap_s,
-                   cfg.gps_warmup_s, cfg.max_gps_accuracy_m)
+                   cfg.gps_warmup_s, cfg.max_gps_accuracy_m, cfg.moving_mps)
 
 
 @dataclass
@@ -165,7 +165,7 @@ class MotionTrack:
             self.j += 1
         ref = self.j if self._t(self.j) <= lim else self.seg0
         wdist = d - self._d(ref)
-        if v > MOVING_MPS:
+        if v > self.r.moving_mps:
             self.last_moving = i
         if not self.in_trip:
             if wdist >= self.r.move_m:
@@ -179,7 +179,7 @@ class MotionTrack:
 
     def _start(self, lo: int, i: int) -> int:
         m = lo
-        while m <= i and self._v(m) <= MOVING_MPS:
+        while m <= i and self._v(m) <= self.r.moving_mps:
             m += 1
         s = i if m > i else (m - 1 if m > lo else lo)
         k, floor = s, max(self.seg0, self.base)

@@ -84,16 +84,24 @@ def test_clean_reanchors_after_a_glitched_first_fix():
 
 # ---------------------------------------------------------------- harsh events (accelerometer)
 def run_events(t, a, v, kind, cfg=CFG):
+    """harsh_events against the references step by step: window mean, then event runs at the moderate band."""
     got = F.harsh_events(np.asarray(t, float), np.asarray(a, float), np.asarray(v, float), kind, cfg)
-    sign, thr, vmin = {"brake": (-1, cfg.harsh_brake_mps2, cfg.min_event_speed_mps),
-                       "accel": (1, cfg.harsh_accel_mps2, cfg.min_event_speed_mps),
-                       "corner": (0, cfg.harsh_corner_mps2, cfg.min_corner_speed_mps)}[kind]
-    ref = R.event_reference(list(map(float, t)), list(map(float, a)), list(map(float, v)), sign, thr, vmin,
-                            cfg.min_event_duration_s, cfg.event_merge_gap_s, cfg.max_imu_gap_s)
+    sign, b1, b2, b3, vmin = F.bands(kind, cfg)
+    t, a, v = list(map(float, t)), list(map(float, a)), list(map(float, v))
+    if len(t) >= 2:
+        period = float(np.median(np.diff(t)))
+        am = R.window_mean_reference(a, max(1, round(cfg.event_mean_window_s / period)))
+        hold = max(cfg.min_event_duration_s - cfg.event_mean_window_s, period) - 1e-6
+        ref = R.event_reference(t, am, v, sign, b1, vmin, hold, cfg.event_merge_gap_s,
+                                max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period))
+    else:
+        ref = []
     assert got.count == len(ref)
     for (s, e, p), gs, ge, gp in zip(ref, got.start_s, got.end_s, got.peak):
         close((s, e, p), (gs, ge, gp))
     assert sum(got.grades) == got.count
+    assert got.grades == (sum(b1 <= p < b2 for _, _, p in ref), sum(b2 <= p < b3 for _, _, p in ref),
+                          sum(p >= b3 for _, _, p in ref))
     return got
 
 
@@ -116,7 +124,11 @@ def test_events_match_reference(seed, kind):
     ([0.0], [-9.0], [20.0], 0),  # one sample: duration 0 < minimum
     (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 20.0), 1),  # constant decel: one event
     (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 1.0), 0),  # too slow
-    (np.arange(0, 0.5, 0.1), np.full(5, -4.0), np.full(5, 20.0), 0),  # too short (0.4 s)
+    (np.arange(0, 3, 0.1), np.where((np.arange(30) >= 10) & (np.arange(30) < 13), -4.0, 0.0), np.full(30, 20.0),
+     0),  # a 0.3 s pulse inside quiet driving: its 0.5 s mean peaks at 2.4 < 2.45
+    (np.arange(0, 3, 0.1), np.where(np.arange(30) == 10, -12.0, 0.0), np.full(30, 20.0), 0),  # one-sample spike
+    (np.arange(0, 3, 0.1), np.where((np.arange(30) >= 10) & (np.arange(30) < 17), -4.0, 0.0), np.full(30, 20.0),
+     1),  # 0.7 s: held
     (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, np.nan), 0),  # untrusted speed (warm-up)
     (np.arange(0, 2, 0.1), np.where(np.arange(20) == 9, np.nan, -4.0), np.full(20, 20.0), 1),  # NaN splits,
     # then the two halves (0.8 s and 0.9 s) merge across the 0.2 s hole
@@ -130,17 +142,18 @@ def test_event_grades_and_cornering_gate():
     t = np.arange(0, 3, 0.1)
     e = run_events(t, np.full(30, -6.5), np.full(30, 20.0), "brake")
     assert e.grades == (0, 0, 1)
-    e = run_events(t, np.full(30, 5.0), np.full(30, 20.0), "accel")
-    assert e.grades == (0, 1, 0)
+    e = run_events(t, np.full(30, 3.5), np.full(30, 20.0), "accel")
+    assert e.grades == (0, 1, 0) and e.harsh == 1
+    assert run_events(t, np.full(30, 2.2), np.full(30, 20.0), "accel").grades == (1, 0, 0)  # moderate only
     assert run_events(t, np.full(30, -6.0), np.full(30, 25 / 3.6), "corner").count == 0  # below 30 km/h
-    assert run_events(t, np.full(30, -6.0), np.full(30, 35 / 3.6), "corner").grades == (1, 0, 0)
+    assert run_events(t, np.full(30, -3.0), np.full(30, 35 / 3.6), "corner").grades == (1, 0, 0)
 
 
 def test_gps_trust_speed_masks_warmup_gaps_and_outside():
     gps_t = np.array([10.0, 11, 12, 13, 14, 15, 40, 41, 42, 43, 44])
     gps_v = np.arange(11.0)
     imu_t = np.arange(9.0, 46.0, 0.5)
-    v = F.gps_trust_speed(imu_t, gps_t, gps_v, CFG)
+    v = F.gps_trust_speed(imu_t, gps_t, gps_v, replace(CFG, event_warmup_s=3.0))
     ok = ~np.isnan(v)
     assert not ok[imu_t < 13].any()  # before the first fix and within 3 s warm-up
     assert ok[(imu_t >= 13) & (imu_t <= 15)].all()
@@ -157,7 +170,7 @@ def run_exposure(t, v, cfg=CFG):
     got = F.exposure(np.asarray(t, float), np.asarray(v, float), cfg)
     ref = R.exposure_reference(list(map(float, t)), list(map(float, v)), cfg.time_zone, cfg.max_integration_gap_s,
                                (cfg.night_start_h, cfg.night_end_h), (cfg.rush_am_start_h, cfg.rush_am_end_h),
-                               (cfg.rush_pm_start_h, cfg.rush_pm_end_h))
+                               (cfg.rush_pm_start_h, cfg.rush_pm_end_h), cfg.moving_mps)
     close([got.night_s, got.night_m, got.rush_s, got.rush_m, got.weekend_s, got.weekend_m], ref)
     return got
 
@@ -211,15 +224,16 @@ def test_phone_heatmap_speeding_match_reference(seed):
     t, v = random_gps(seed)
     n = t.shape[0]
     phone = rng.choice([-1, 0, 0, 1], size=n).astype(np.int8)
-    close(F.phone_use(t, v, phone, CFG), R.phone_reference(list(t), list(v), list(phone), GAP))
+    close(F.phone_use(t, v, phone, CFG), R.phone_reference(list(t), list(v), list(phone), GAP, CFG.moving_mps))
     hm = F.heatmap(t, v, CFG)
     ref = R.heatmap_reference(list(t), list(v), GAP, CFG.heatmap_speed_step_kmh / 3.6, CFG.heatmap_speed_bins,
-                              CFG.heatmap_accel_step_mps2, CFG.heatmap_accel_bins)
+                              CFG.heatmap_accel_step_mps2, CFG.heatmap_accel_bins, CFG.moving_mps)
     close(hm, ref)
     limit = rng.choice([30, 50, 80, np.nan], size=n) / 3.6
     s = F.speeding(t, v, limit, CFG)
     close(s.__dict__.values(), R.speeding_reference(list(t), list(v), list(limit), CFG.speeding_margin_mps,
-                                                    CFG.high_speed_mps, GAP))
+                                                    CFG.high_speed_mps, GAP, CFG.speeding_risk_doubling_kmh,
+                                                    CFG.speeding_risk_cap))
 
 
 @pytest.mark.parametrize("t,v", [
@@ -230,7 +244,7 @@ def test_phone_heatmap_speeding_edges(t, v):
     t = np.asarray(t, float)
     v = np.asarray(v, float)
     n = t.shape[0]
-    close(F.phone_use(t, v, np.ones(n, np.int8), CFG), R.phone_reference(list(t), list(v), [1] * n, GAP))
+    close(F.phone_use(t, v, np.ones(n, np.int8), CFG), R.phone_reference(list(t), list(v), [1] * n, GAP, CFG.moving_mps))
     hm = F.heatmap(t, v, CFG)
     dt = np.diff(t)
     assert hm.sum() == pytest.approx(dt[dt <= GAP].sum())  # every moving second lands in exactly one bin
@@ -267,11 +281,11 @@ def test_public_functions_validate():
 
 # ---------------------------------------------------------------- score
 def test_score_is_explained_part_by_part():
-    score, parts = F.trip_score({"phone_share": 0.05, "speeding_share": 1.0, "harsh_brakes_per_100km": None,
+    score, parts = F.trip_score({"phone_share": 0.05, "speeding_risk": 1.0, "harsh_brakes_per_100km": None,
                                  "harsh_accels_per_100km": 0.0, "harsh_corners_per_100km": 5.0,
                                  "night_share": 0.0}, CFG)
     assert parts["phone_share"]["points_lost"] == pytest.approx(CFG.score_w_phone / 2)
-    assert parts["speeding_share"]["points_lost"] == CFG.score_w_speeding  # capped
+    assert parts["speeding_risk"]["points_lost"] == CFG.score_w_speeding / 2  # risk doubled: half the weight
     assert parts["harsh_brakes_per_100km"]["points_lost"] == 0.0
     assert score == pytest.approx(100 - sum(p["points_lost"] for p in parts.values()))
     assert F.trip_score({}, CFG)[0] == 100.0
@@ -294,14 +308,15 @@ def test_gps_lock_on_jump_is_not_a_harsh_acceleration():
     # the domain doc's phone recording: 9 -> 79 km/h in one second right after the fix, accelerometer quiet
     v = np.concatenate([[9 / 3.6, 79 / 3.6], np.full(58, 79 / 3.6)])
     row = F.score_trip(closed_trip(v, np.zeros(600)), CFG).as_row()
-    assert row["harsh_accels_gps"] == 1 and row["harsh_accels"] == 0 and row["event_source"] == "imu"
+    assert row["harsh_accels_gps"] == 0 and row["harsh_accels"] == 0 and row["event_source"] == "imu"
+    assert row["gps_accel_grades"] == [0, 0, 0]  # inside the speed channel's warm-up too
 
 
 def test_score_trip_record_with_phone_and_limits():
     n = 300
     v = np.full(n, 25.0)  # 90 km/h
     a = np.zeros(10 * n)
-    a[1000:1020] = -5.0  # a 2 s brake at 90 km/h, grade 2 (>= 4.92)
+    a[1000:1020] = -4.0  # a 2 s brake at 90 km/h: harsh (3.13 <= 4.0 < 4.41)
     phone = (np.arange(n) < 30).astype(np.int8)  # 30 s of phone in hand
     limit = np.where(np.arange(n) < 150, 80 / 3.6, np.nan)  # speeding for half, no map for the rest
     row = F.score_trip(closed_trip(v, a, phone), CFG, limit).as_row()

@@ -11,7 +11,7 @@ from scoring.reference import trip_reference
 from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
-ARGS = (CFG.harsh_brake_mps2, CFG.harsh_accel_mps2, CFG.min_event_speed_mps, CFG.max_integration_gap_s)
+ARGS = (CFG.harsh_brake_mps2, CFG.harsh_accel_mps2, CFG.min_event_speed_mps, CFG.max_integration_gap_s, CFG.moving_mps)
 
 
 def both(t, v, args=ARGS):

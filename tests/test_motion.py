@@ -45,7 +45,8 @@ def reference(t_s, v, acc=None, rules=RULES):
     keep = np.ones(t_s.shape[0], bool) if acc is None else np.asarray(acc) <= rules.max_accuracy_m
     t_ms = np.round(t_s[keep] * 1000).astype(np.int64)
     ts, vs = (t_ms / 1000.0).tolist(), v[keep].tolist()
-    trips = R.motion_reference(ts, vs, rules.move_m, rules.stop_s, rules.gap_s, rules.max_gap_s, rules.warmup_s)
+    trips = R.motion_reference(ts, vs, rules.move_m, rules.stop_s, rules.gap_s, rules.max_gap_s, rules.warmup_s,
+                                 rules.moving_mps)
     return [(int(t_ms[a]), int(t_ms[b]), why) for a, b, why in trips]
 
 

@@ -35,8 +35,8 @@ class TripRecord:
     idle_s: float = col("DOUBLE", "seconds standing with the engine on", required=True)
     max_speed_kmh: float = col("DOUBLE", "highest trusted GPS speed", required=True)
     mean_speed_kmh: float = col("DOUBLE", "distance over moving time", required=True)
-    harsh_brakes: int = col("INTEGER", "harsh braking events (source: event_source)", required=True)
-    harsh_accels: int = col("INTEGER", "harsh acceleration events", required=True)
+    harsh_brakes: int = col("INTEGER", "braking events in the harsh band or above (source: event_source)", required=True)
+    harsh_accels: int = col("INTEGER", "acceleration events in the harsh band or above", required=True)
     gps_fixes: int = col("INTEGER", "fixes used", required=True)
     gps_dropped: int = col("INTEGER", "fixes dropped as inaccurate or impossible", required=True)
     messages: int = col("INTEGER", "device messages in the trip", required=True)
@@ -44,11 +44,11 @@ class TripRecord:
     ended_by: str = col("VARCHAR", "ignition_off | next_trip | timeout | motion | gap | end_of_data", required=True)
     scorer_version: str = col("VARCHAR", "the scorer that built the row", required=True)
     # --- added later (nullable: older rows have none) ---
-    harsh_corners: int | None = col("INTEGER", "harsh cornering events (accelerometer only)")
+    harsh_corners: int | None = col("INTEGER", "cornering events in the harsh band or above (accelerometer only)")
     event_source: str | None = col("VARCHAR", "imu | imu_rotated (mis-mounted device, rotated per trip) | gps")
-    harsh_brakes_gps: int | None = col("INTEGER", "speed-channel brake count, kept for comparison")
-    harsh_accels_gps: int | None = col("INTEGER", "speed-channel acceleration count")
-    harsh_brake_grades: list[int] | None = col("INTEGER[]", "[grade 1, 2, 3] by peak (ScoringConfig.grade*_mps2)")
+    harsh_brakes_gps: int | None = col("INTEGER", "guarded speed-channel brakes, harsh band or above, kept for comparison")
+    harsh_accels_gps: int | None = col("INTEGER", "guarded speed-channel accelerations, harsh band or above")
+    harsh_brake_grades: list[int] | None = col("INTEGER[]", "[moderate, harsh, severe] by peak (ScoringConfig bands); harsh_brakes = the last two")
     harsh_accel_grades: list[int] | None = col("INTEGER[]", "the same for accelerations")
     harsh_corner_grades: list[int] | None = col("INTEGER[]", "the same for corners")
     harsh_brakes_per_100km: float | None = col("DOUBLE", "NULL for a trip of 0 km")
@@ -73,6 +73,18 @@ class TripRecord:
     heatmap_s: list[float] | None = col("DOUBLE[]", "seconds per (speed, acceleration) bin, speed-major")
     score: float | None = col("DOUBLE", "0-100, from score_parts")
     score_parts: dict | None = col("JSON", "per feature: value, cap, weight, points_lost")
+    # --- scorer version 4 ---
+    imu_status: str | None = col("VARCHAR", "none (no IMU data) | vehicle_frame | rotated | rejected (events then "
+                                 "from the speed channel; imu_reason says why)")
+    imu_reason: str | None = col("VARCHAR", "why the IMU was used or rejected (gravity, R at the best lag)")
+    imu_gravity: str | None = col("VARCHAR", "raw (gravity included) | removed | no_vertical | partial")
+    imu_lag_s: float | None = col("DOUBLE", "GPS speed lag behind the IMU, fitted per trip (0..3 s)")
+    imu_r: float | None = col("DOUBLE", "correlation of GPS dv/dt with the horizontal IMU at that lag")
+    speed_artefacts: int | None = col("INTEGER", "1 s speed changes above ScoringConfig.speed_max_plausible_mps2 "
+                                      "(never events)")
+    speeding_extra_risk: float | None = col("DOUBLE", "distance-weighted mean extra relative crash risk of speeding")
+    gps_brake_grades: list[int] | None = col("INTEGER[]", "speed-channel brakes [moderate, harsh, severe]")
+    gps_accel_grades: list[int] | None = col("INTEGER[]", "speed-channel accelerations [moderate, harsh, severe]")
 
     def as_row(self) -> dict[str, Any]:
         """A flat row for tables and files: every field, ``score_parts`` as JSON text."""

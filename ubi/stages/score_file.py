@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -107,7 +108,6 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
         imu = imu.sort("t_ms")
         it = imu["t_ms"].to_numpy()
         ia = [imu[c].fill_null(np.nan).to_numpy() for c in ("acc_lon", "acc_lat", "acc_vert")]
-        ia[2] = np.where(np.isnan(ia[2]), 9.80665, ia[2])
         hz = int(round(1000.0 / np.median(np.diff(it)))) if it.shape[0] > 1 else 10
     else:
         it, ia, hz = np.zeros(0, np.int64), [np.zeros(0)] * 3, 10
@@ -191,7 +191,8 @@ def messages_to_frames(messages: Iterable[DeviceEvent | TelemetryBatch]) -> tupl
     return g, i
 
 
-LIST_COLUMNS = ("harsh_brake_grades", "harsh_accel_grades", "harsh_corner_grades", "heatmap_s")
+LIST_COLUMNS = ("harsh_brake_grades", "harsh_accel_grades", "harsh_corner_grades", "heatmap_s", "gps_brake_grades",
+                "gps_accel_grades")
 
 
 def write_rows(rows: list[dict], out: Path) -> None:
@@ -215,7 +216,28 @@ def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) ->
     gps = pl.concat([read_table(p, GPS_COLUMNS, REQUIRED_GPS) for p in paths])
     imu = pl.concat([read_table(p, IMU_COLUMNS, REQUIRED_IMU) for p in imu_paths]) if imu_paths else None
     layer = MapLayer.load(cfg.speed_limit_map, cfg.speed_limit_radius_m) if cfg.speed_limit_map else None
+    if imu is not None:
+        orphans = set(imu["vehicle_id"].unique().to_list()) - set(gps["vehicle_id"].unique().to_list())
+        if orphans:
+            log.warning("IMU rows of %d vehicle(s) match no GPS rows and are not scored: %s", len(orphans),
+                        ", ".join(sorted(map(str, orphans))[:5]))
     return score_frames(gps, imu, cfg, layer)
+
+
+def imu_summary(rows: list[dict]) -> str:
+    """One line: how many trips used their IMU, how many rejected it and why (the reasons' leading words)."""
+    st = [r.get("imu_status") for r in rows]
+    used = sum(s in ("vehicle_frame", "rotated") for s in st)
+    rejected = [r for r in rows if r.get("imu_status") == "rejected"]
+    none = sum(s == "none" for s in st)
+    why: dict[str, int] = {}
+    for r in rejected:
+        key = re.sub(r"\d+(\.\d+)?", "#", str(r.get("imu_reason") or "?").split(":")[0].split(" (")[0])
+        why[key] = why.get(key, 0) + 1
+    text = f"IMU used on {used} trips, rejected on {len(rejected)}"
+    if why:
+        text += " (" + "; ".join(f"{k}: {v}" for k, v in sorted(why.items(), key=lambda x: -x[1])) + ")"
+    return text + f", none on {none}; speed-channel artefacts: {sum(r.get('speed_artefacts') or 0 for r in rows)}"
 
 
 def main(cfg: Config, args) -> int:
@@ -232,4 +254,5 @@ def main(cfg: Config, args) -> int:
         return 2
     km = sum(r["distance_km"] for r in rows)
     print(f"scored {len(rows)} trips of {len({r['vehicle_id'] for r in rows})} vehicles, {km:,.1f} km -> {out}")
+    print(imu_summary(rows))
     return 0
