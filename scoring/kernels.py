@@ -317,7 +317,9 @@ def speed_events_kernel(t_s: np.ndarray, v: np.ndarray, acc: np.ndarray, brake_b
     per event its kind (-1 brake, +1 accel), start and end time (s) and peak (m/s^2).
 
     1. Fixes with accuracy above ``max_acc`` give no events (NaN accuracy = not reported = kept).
-    2. A fix whose speed equals the previous fix's exactly while above ``repeat_min`` is a stale repeat: dropped.
+    2. A fix whose speed equals the previous fix's exactly while above ``repeat_min``, and is followed by a
+       different speed, is a stale repeat: dropped, so the step spreads over the real interval (a longer run of
+       equal speeds, a steady cruise, keeps its other fixes: at most one extra second of spread).
     3. Segments split at gaps above ``max_gap``; each is resampled to a 1 Hz grid from ``warmup`` s after its
        first fix (linear interpolation), then median-of-3 (ends kept).
     4. a = 1 s difference. |a| above ``max_plausible`` is an artefact (counted, never an event). An interval is
@@ -325,21 +327,23 @@ def speed_events_kernel(t_s: np.ndarray, v: np.ndarray, acc: np.ndarray, brake_b
        (a >= accel_band) is one event whose peak is the run's largest value.
     """
     n = t_s.shape[0]
-    tk = np.empty(n)
-    vk = np.empty(n)
-    m = 0
-    have_prev = False
-    prev = 0.0
+    ta = np.empty(n)
+    va = np.empty(n)
+    na = 0
     for i in range(n):
         if acc[i] > max_acc:
             continue
-        x = v[i]
-        rep = have_prev and x == prev and x > repeat_min
-        prev = x
-        have_prev = True
-        if rep:
-            continue
-        tk[m] = t_s[i]
+        ta[na] = t_s[i]
+        va[na] = v[i]
+        na += 1
+    tk = np.empty(na)
+    vk = np.empty(na)
+    m = 0
+    for i in range(na):
+        x = va[i]
+        if i > 0 and i + 1 < na and x == va[i - 1] and x > repeat_min and va[i + 1] != x:
+            continue  # the last repeat before a change: stale
+        tk[m] = ta[i]
         vk[m] = x
         m += 1
     k = 0

@@ -226,7 +226,9 @@ def speed_events_reference(t_s, v, acc, brake_band, accel_band, min_speed, max_a
                            max_plausible):
     """([(kind, start, end, peak)], n_artefacts): the speed channel's four steps, one list at a time."""
     fixes = [(t, x) for t, x, a in zip(t_s, v, acc) if not a > max_acc]
-    kept = [f for i, f in enumerate(fixes) if not (i > 0 and f[1] == fixes[i - 1][1] and f[1] > repeat_min)]
+    kept = [f for i, f in enumerate(fixes)
+            if not (0 < i < len(fixes) - 1 and f[1] == fixes[i - 1][1] and f[1] > repeat_min
+                    and fixes[i + 1][1] != f[1])]
     segments, cur = [], []
     for f in kept:
         if cur and f[0] - cur[-1][0] > max_gap:
