@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from ubi.adapters.mqtt import drop_session, make_client
 
@@ -71,7 +68,7 @@ def test_device_cannot_join_the_bridge_share_group(stack, env):
     thieves = []
     try:
         assert all(not rc.is_failure for rc in _subscribe(bridge, bres, share))
-        for i, cid in enumerate(thief_ids):
+        for cid in thief_ids:
             c, res = _connect(cfg, cid, thief, pw[thief], expiry=3600)
             rcs = _subscribe(c, res, share)
             assert rcs and all(rc.is_failure for rc in rcs), f"device {thief} joined the bridge's share group: {rcs}"
@@ -89,3 +86,57 @@ def test_device_cannot_join_the_bridge_share_group(stack, env):
         for cid in thief_ids:
             drop_session(cfg.mqtt, cid, thief, pw[thief])
         stack.revoke([thief, victim])
+
+
+def _publish_as(cfg, vehicle: str, password: str, topic: str, qos: int, retain: bool) -> list:
+    """Publish once; the events the device sees (PUBACK reason or DISCONNECT)."""
+    events: list = []
+    dev, props = make_client(cfg.mqtt, f"{vehicle}-odd", vehicle, password)
+    dev.on_publish = lambda c, u, mid, rc, p: events.append(("puback", rc))
+    dev.on_disconnect = lambda c, u, f, rc, p: events.append(("disconnect", rc))
+    dev.connect(cfg.mqtt.host, cfg.mqtt.port, properties=props)
+    dev.loop_start()
+    try:
+        deadline = time.monotonic() + 5
+        while not dev.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        try:
+            dev.publish(topic, b"{}", qos=qos, retain=retain)
+        except Exception as exc:  # noqa: BLE001 - paho may refuse locally what the CONNACK forbade
+            events.append(("client", exc))
+        deadline = time.monotonic() + 3
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        dev.disconnect()
+        dev.loop_stop()
+    return events
+
+
+def test_qos2_and_retained_telemetry_are_refused_by_the_broker(stack, env):
+    """Finding 8: QoS 2 and retained telemetry were accepted although the contract forbids them. A retained status
+    (the contract's `online` / last will) still works."""
+    cfg = env.config
+    v = f"T{env.tag}Q"
+    pw = stack.enrol([v])[v]
+    got: list = []
+    watcher, wres = _connect(cfg, f"it-{env.tag}-watch", cfg.mqtt.bridge_user,
+                             stack.credentials().password("bridge"), 0, got)
+    try:
+        _subscribe(watcher, wres, f"{cfg.mqtt.topic_prefix}/{v}/telemetry")
+        telemetry = f"{cfg.mqtt.topic_prefix}/{v}/telemetry"
+        # paho reports the PUBCOMP of a refused QoS 2 flow as success; mosquitto_pub reports the PUBREC reason 0x87
+        qos2 = subprocess.run(["mosquitto_pub", "-h", cfg.mqtt.host, "-p", str(cfg.mqtt.port), "-V", "mqttv5", "-d",
+                               "-u", v, "-P", pw, "-i", f"{v}-q2", "-t", telemetry, "-q", "2", "-m", "{}"],
+                              capture_output=True, text=True, timeout=20)
+        assert "not authorized" in qos2.stderr.lower(), qos2.stdout + qos2.stderr
+        retained = _publish_as(cfg, v, pw, telemetry, qos=1, retain=True)
+        assert retained and retained[0][0] == "puback" and retained[0][1].is_failure, retained
+        status = _publish_as(cfg, v, pw, f"{cfg.mqtt.topic_prefix}/{v}/status", qos=1, retain=True)
+        assert status and status[0][0] == "puback" and not status[0][1].is_failure, status
+        time.sleep(0.5)
+        assert got == [], "a refused publish reached the bridge"
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+        stack.revoke([v])

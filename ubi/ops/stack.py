@@ -7,6 +7,7 @@ already answers is left alone. Each start waits until the service really answers
 from __future__ import annotations
 
 import base64
+import fcntl
 import getpass
 import hashlib
 import json
@@ -63,6 +64,36 @@ def _pid_alive(pid_file: Path) -> int | None:
         return None
 
 
+def mqtt_answers(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Does an MQTT broker answer a CONNECT with a CONNACK (even a refusal)? An open port alone is not enough: a
+    broker that was told to stop keeps its listener open while it writes its persistence file."""
+    connect = bytes([0x10, 21, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 10, 0, 9]) + b"ubi-probe"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(connect)
+            return s.recv(1)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
+def _is_live_mosquitto(pid: int | None) -> bool:
+    """A running (not zombie) mosquitto process; reaps it if it is our exited child."""
+    if pid is None:
+        return False
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z" and b"mosquitto" in cmdline
+
+
 def _stop_pid(pid_file: Path, name: str, timeout: float = 30.0) -> bool:
     pid = _pid_alive(pid_file)
     if pid is None:
@@ -112,15 +143,21 @@ class Stack:
     def mosquitto_up(self) -> str:
         pid_file = self.mq_dir / "mosquitto.pid"
         host, port = self.cfg.mqtt.host, self.cfg.mqtt.port
-        if _pid_alive(pid_file) and port_open(host, port):
+        if _pid_alive(pid_file) and mqtt_answers(host, port):
             return "already running"
+        # (a broker told to stop keeps its port open while it saves, but no longer answers: wait for it below)
+        _private_dir(self.mq_dir)
+        (self.mq_dir / "data").mkdir(parents=True, exist_ok=True)
+        # One broker per persistence file: an old broker that was told to stop may still be writing it (a large
+        # queue takes seconds); a second one started on the same file now would lose what the first had
+        # acknowledged. Wait for it to exit: our brokers hold an exclusive lock on data/.lock for their lifetime.
+        lock_fd, waited = self._persistence_lock(pid_file, timeout=300)
         for p in (port, self.cfg.mqtt.tls_port):
             if port_open(host, p):
+                os.close(lock_fd)
                 raise StackError(f"port {p} is taken by another process (a system mosquitto? "
                                  "`systemctl stop mosquitto`)")
         binary = self._mosquitto_bin()
-        _private_dir(self.mq_dir)
-        (self.mq_dir / "data").mkdir(parents=True, exist_ok=True)
         tls_dir = self.cfg.home / "tls"
         if not (tls_dir / "server.crt").exists():
             made = subprocess.run(["bash", str(DEPLOY / "make-dev-certs.sh"), str(tls_dir)], capture_output=True,
@@ -138,13 +175,35 @@ class Stack:
         (self.mq_dir / "mosquitto.conf").write_text(text)
         shutil.copy(DEPLOY / "mosquitto" / "acl", self.mq_dir / "acl")
         log = open(self.mq_dir / "stdout.log", "ab")
-        proc = subprocess.Popen(
-            [binary, "-c", str(self.mq_dir / "mosquitto.conf")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
-        )
+        try:  # the broker inherits the locked descriptor: the lock is free only once it has exited
+            proc = subprocess.Popen(
+                [binary, "-c", str(self.mq_dir / "mosquitto.conf")], pass_fds=(lock_fd,),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
+            )
+        finally:
+            os.close(lock_fd)
         pid_file.write_text(str(proc.pid))
         self._wait(lambda: port_open(host, port), proc, "mosquitto", 60, self.mq_dir / "mosquitto.log")
-        return f"started (pid {proc.pid}) on {host}:{port}"
+        after = f" after waiting {waited:.1f} s for the old broker to save and exit" if waited >= 0.05 else ""
+        return f"started (pid {proc.pid}) on {host}:{port}{after}"
+
+    def _persistence_lock(self, pid_file: Path, timeout: float) -> tuple[int, float]:
+        """Take the persistence file's lock, waiting while an old broker (ours, or the one in the pid file) lives."""
+        t0 = time.monotonic()
+        fd = os.open(self.mq_dir / "data" / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not _is_live_mosquitto(_pid_alive(pid_file)):
+                    return fd, time.monotonic() - t0
+                fcntl.flock(fd, fcntl.LOCK_UN)  # a broker started before this lock existed: wait for its exit
+            except BlockingIOError:
+                pass
+            if time.monotonic() - t0 > timeout:
+                os.close(fd)
+                raise StackError(f"an old mosquitto still holds {self.mq_dir / 'data'} after {timeout:.0f} s; "
+                                 "refusing to start a second broker on the same persistence file")
+            time.sleep(0.1)
 
     def _build_share_guard(self) -> Path:
         """Compile the broker plugin that keeps devices out of shared subscriptions (deploy/local/mosquitto/
@@ -302,7 +361,8 @@ class Stack:
         return out
 
     def mosquitto_down(self) -> bool:
-        return _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto")
+        # it saves its whole persistence file on SIGTERM: a large queue takes a while, never cut that short
+        return _stop_pid(self.mq_dir / "mosquitto.pid", "mosquitto", 300)
 
     def kafka_down(self) -> bool:
         return _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60)

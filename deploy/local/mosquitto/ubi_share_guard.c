@@ -1,11 +1,15 @@
 /* ubi_share_guard: a Mosquitto 2.0 (plugin API v5) ACL plugin that lets only named users subscribe to shared
- * subscriptions ($share/...). Every other decision is DEFERred to the acl_file.
+ * subscriptions ($share/...) and refuses retained
+ * publishes outside the topics that may be retained. Every other decision is DEFERred to the acl_file.
  *   plugin /path/ubi_share_guard.so
  *   plugin_opt_share_users bridge            (comma separated)
+ *   plugin_opt_retain_suffix /status         (retained PUBLISHes are refused on every other topic)
+ *   plugin_opt_max_qos 1                     (PUBLISHes above this QoS are refused)
  * Built by `ubi stack up` (ubi/ops/stack.py) with gcc and the mosquitto-dev headers (deploy/local/install.sh).
  * Why a plugin: Mosquitto 2.0.x's acl_file never checks SUBSCRIBE (it only filters delivery with `read`), so a
  * device could join the bridge's share group and have its share of every vehicle's messages discarded (issue 11). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -13,6 +17,8 @@
 
 static mosquitto_plugin_id_t *plg_id;
 static char allowed[1024] = "";
+static char retain_suffix[256] = "";
+static int max_qos = 2;  /* PUBLISHes above this QoS are refused (2.0.11's own max_qos is only advertised) */  /* retained PUBLISHes only to topics ending so ("" = no restriction) */
 
 static int user_allowed(const char *u)
 {
@@ -42,6 +48,19 @@ static int on_acl(int event, void *event_data, void *userdata)
 				mosquitto_client_id(ed->client), user ? user : "");
 		return MOSQ_ERR_ACL_DENIED;
 	}
+	if(ed->access == MOSQ_ACL_WRITE && ed->qos > max_qos){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "ubi_share_guard: denied QoS %d PUBLISH to '%s' by client '%s'",
+				ed->qos, ed->topic, mosquitto_client_id(ed->client));
+		return MOSQ_ERR_ACL_DENIED;
+	}
+	if(ed->access == MOSQ_ACL_WRITE && ed->retain && retain_suffix[0]){
+		size_t n = strlen(ed->topic), m = strlen(retain_suffix);
+		if(n < m || strcmp(ed->topic + n - m, retain_suffix)){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "ubi_share_guard: denied retained PUBLISH to '%s' by client '%s'",
+					ed->topic, mosquitto_client_id(ed->client));
+			return MOSQ_ERR_ACL_DENIED;
+		}
+	}
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
@@ -59,6 +78,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	plg_id = identifier;
 	for(i = 0; i < opt_count; i++){
 		if(!strcmp(opts[i].key, "share_users")) snprintf(allowed, sizeof(allowed), "%s", opts[i].value);
+		if(!strcmp(opts[i].key, "max_qos")) max_qos = atoi(opts[i].value);
+		if(!strcmp(opts[i].key, "retain_suffix")) snprintf(retain_suffix, sizeof(retain_suffix), "%s", opts[i].value);
 	}
 	return mosquitto_callback_register(plg_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL);
 }
