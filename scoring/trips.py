@@ -10,7 +10,15 @@ Ignition rules (docs/architecture.md has the reasoning):
 - A trip runs from ``ignition_on`` to ``ignition_off``; messages are placed by the device's ``seq``.
 - A trip closes once every seq between its ignition events has arrived, or, if some never come (dead-lettered),
   when the vehicle's next trip starts or ``close_grace_s`` of its partition's receive time after ignition_off.
-- Repeats (same seq) and anything at or below the last closed trip's ``ignition_off`` seq are dropped.
+- Repeats (same seq) and anything at or below the last closed trip's ``ignition_off`` seq are dropped, except an
+  ``ignition_on`` later than everything the last closed trip held (or than the open trip): the device rebooted and
+  its seq started again (a reset, counted).
+- Plausibility: a trip whose ``ignition_off`` is before its ``ignition_on`` (``negative_duration``) or more than
+  ``max_trip_s`` after it (``trip_too_long``) is quarantined whole; a batch with samples more than
+  ``trip_window_margin_s`` outside its trip's window is quarantined alone (``outside_trip_window``) and the trip is
+  flagged incomplete. ``take_quarantined`` hands these to the scorer, which dead-letters them.
+- A trip's id hashes vehicle and ignition time, and the ignition_on seq too when the trip starts no later than the
+  vehicle's previous trip (so two trips with one ignition time get two ids, and every other id stays as it was).
 - Messages with no open trip (a tail replayed after a restart, or data whose ``ignition_on`` was lost) are
   counted as orphans and dropped: replay always starts before the first message of every open trip, so a trip
   is either rebuilt whole or was already emitted.
@@ -28,9 +36,11 @@ from scoring.motion import MotionCut, MotionRules, MotionTrack
 from ubi.common.config import IngestConfig, ScoringConfig
 
 
-def trip_id(vehicle: str, start_ms: int) -> str:
-    """Stable id from the data: the same trip gets the same id on every replay."""
-    return hashlib.sha256(f"{vehicle}|{start_ms}".encode()).hexdigest()[:20]
+def trip_id(vehicle: str, start_ms: int, seq: int | None = None) -> str:
+    """Stable id from the data: the same trip gets the same id on every replay. ``seq`` (the ignition_on's) only
+    for a trip that starts no later than the vehicle's previous one, which would otherwise share its id."""
+    key = f"{vehicle}|{start_ms}" if seq is None else f"{vehicle}|{start_ms}|{seq}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -102,12 +112,24 @@ class CutterCounters:
     incomplete: int = 0
     motion_closed: int = 0
     quarantined: int = 0  # trips and messages refused as implausible (take_quarantined says which and why)
+    resets: int = 0  # ignition_on accepted although its seq was not above the last closed one (device reboot)
 
 
 class TripCutter:
-    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules | None = None) -> None:
+    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules | None = None,
+                 ingest: IngestConfig | None = None) -> None:
+        ingest = ingest or IngestConfig()
         self.open: dict[str, OpenTrip] = {}
         self.last_closed_seq: dict[str, int] = {}
+        # durable with it: the ignition time and the latest time of the vehicle's last closed trip (a state record
+        # written before these existed lacks them: then no reset is recognised and ids hash no seq, as before)
+        self.closed_start: dict[str, int] = {}
+        self.closed_end: dict[str, int] = {}
+        # after a reset: the last closed seq and latest time before it; a message at or below both is a repeat of
+        # data from before the reboot (a late duplicate), not part of the trips that follow (durable as well)
+        self.pre_reset: dict[str, tuple[int, int]] = {}
+        self.max_trip_ms = int(ingest.max_trip_s * 1000)
+        self.window_margin_ms = int(ingest.trip_window_margin_s * 1000)
         self.close_grace_ms = int(close_grace_s * 1000)
         self.counters = CutterCounters()
         self.motion = motion or MotionRules.of(ScoringConfig())
@@ -122,7 +144,7 @@ class TripCutter:
     @classmethod
     def for_config(cls, cfg: ScoringConfig, ingest: IngestConfig | None = None) -> "TripCutter":
         """From a ScoringConfig (and the IngestConfig's plausibility limits)."""
-        return cls(cfg.close_grace_s, MotionRules.of(cfg))
+        return cls(cfg.close_grace_s, MotionRules.of(cfg), ingest)
 
     def take_quarantined(self) -> list[Quarantined]:
         """What was refused since the last call (the scorer dead-letters it with the trips of the same poll)."""
@@ -139,6 +161,12 @@ class TripCutter:
                 self.ignition.add(v)
                 if st.get("closed_seq") is not None:
                     self.last_closed_seq[v] = int(st["closed_seq"])
+                if st.get("closed_start_ms") is not None:
+                    self.closed_start[v] = int(st["closed_start_ms"])
+                if st.get("closed_end_ms") is not None:
+                    self.closed_end[v] = int(st["closed_end_ms"])
+                if st.get("reset_seq") is not None:
+                    self.pre_reset[v] = (int(st["reset_seq"]), int(st["reset_end_ms"]))
             elif st.get("closed_to_ms") is not None:
                 self.closed_to[v] = int(st["closed_to_ms"])
 
@@ -177,8 +205,21 @@ class TripCutter:
         if trip is not None and self._grace_over(trip, wm):
             # what the periodic expire() would have done by now: decided here too, before this record, so the
             # outcome does not depend on where poll batches happen to end
-            out.append(self._close(trip, "grace_timeout"))
+            out += self._close(trip, "grace_timeout")
             trip = None
+        if isinstance(item, DeviceEvent) and item.event == "ignition_on" and self._is_reset(item, trip):
+            # the device rebooted and counts from scratch: what came before is closed, the new trip opens
+            self.counters.resets += 1
+            if trip is not None:
+                out += self._close(trip, "next_trip")
+            self.pre_reset[v] = (self.last_closed_seq[v], self.closed_end[v])
+            self.last_closed_seq[v] = item.seq - 1
+            self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
+            return out
+        pre = self.pre_reset.get(v)
+        if pre is not None and item.seq <= pre[0] and _time_of(item) <= pre[1]:
+            self.counters.repeats += 1  # sent before the device rebooted, delivered again after it
+            return out
         if item.seq <= self.last_closed_seq.get(v, -1):
             self.counters.repeats += 1
             return out
@@ -190,7 +231,7 @@ class TripCutter:
                 self.counters.orphans += 1
                 return out
             if trip is not None:
-                out.append(self._close(trip, "next_trip"))
+                out += self._close(trip, "next_trip")
             self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
             return out
         if trip is None or item.seq < trip.on_seq or (trip.off is not None and item.seq > trip.off.seq):
@@ -210,8 +251,16 @@ class TripCutter:
         if offset < trip.first_offset:
             trip.first_offset, trip.first_wm = offset, wm
         if trip.complete():
-            out.append(self._close(trip, "ignition_off"))
+            out += self._close(trip, "ignition_off")
         return out
+
+    def _is_reset(self, on: DeviceEvent, trip: OpenTrip | None) -> bool:
+        """An ignition_on whose seq is not above what came before but whose time is after all of it: a reboot.
+        (A repeat of an older ignition_on is never later than the trip it started.)"""
+        if trip is not None:
+            return on.seq < trip.on_seq and on.t_ms > self._latest_ms(trip, self._split(trip)[0])
+        end = self.closed_end.get(on.vehicle)
+        return on.seq <= self.last_closed_seq.get(on.vehicle, -1) and end is not None and on.t_ms > end
 
     def _feed_motion(self, item: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int
                      ) -> list[ClosedTrip]:
@@ -230,7 +279,7 @@ class TripCutter:
         Both are monotone in the watermark and also checked on the vehicle's next record, so calling this more or
         less often changes when a trip is emitted, never what it holds."""
         due = [t for t in self.open.values() if self._grace_over(t, self.wm.get(t.partition, 0))]
-        out = [self._close(t, "grace_timeout") for t in due]
+        out = [c for t in due for c in self._close(t, "grace_timeout")]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.silence(self.wm.get(self.partition_of[v], 0))]
         return out
@@ -238,7 +287,8 @@ class TripCutter:
     def finish(self) -> list[ClosedTrip]:
         """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a
         message, open motion trips)."""
-        out = [self._close(t, "grace_timeout") for t in [t for t in self.open.values() if t.off is not None]]
+        out = [c for t in [t for t in self.open.values() if t.off is not None]
+               for c in self._close(t, "grace_timeout")]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.finish()]
         return out
@@ -282,6 +332,9 @@ class TripCutter:
             self.closed_to.pop(v, None)
             self.ignition.discard(v)
             self.last_closed_seq.pop(v, None)
+            self.closed_start.pop(v, None)
+            self.closed_end.pop(v, None)
+            self.pre_reset.pop(v, None)
             self.state_updates.pop(v, None)
         for p in partitions:
             self.wm.pop(p, None)
@@ -305,26 +358,93 @@ class TripCutter:
                           len(batches), complete, cut.ended_by, partition, imu[0][ikeep], imu[1][ikeep],
                           imu[2][ikeep], phone, lat, lon, heading, imu[3][ikeep])
 
-    def _close(self, trip: OpenTrip, ended_by: str) -> ClosedTrip:
-        del self.open[trip.vehicle]
-        batches = [trip.batches[s] for s in sorted(trip.batches)]
-        g = _concat_gps(batches)
-        imu_t, a_lon, a_lat, a_vert = _concat_imu(batches)
-        t = g[0]
+    def _window(self, trip: OpenTrip) -> tuple[int, int]:
+        """Where a trip's samples may lie: from ignition_on to ignition_off (or ignition_on + max_trip_s while it has
+        none), widened by the margin on both sides."""
+        end = trip.off.t_ms if trip.off is not None else trip.on_ms + self.max_trip_ms
+        return trip.on_ms - self.window_margin_ms, end + self.window_margin_ms
+
+    def _split(self, trip: OpenTrip) -> tuple[list[TelemetryBatch], list[TelemetryBatch]]:
+        """The trip's batches in seq order: those inside its window, and those with a sample outside it."""
+        lo, hi = self._window(trip)
+        inside, outside = [], []
+        for s in sorted(trip.batches):
+            b = trip.batches[s]
+            first, last = _span(b)
+            (inside if lo <= first and last <= hi else outside).append(b)
+        return inside, outside
+
+    @staticmethod
+    def _latest_ms(trip: OpenTrip, inside: list[TelemetryBatch]) -> int:
+        """The latest device time a trip holds (events and the samples inside its window)."""
+        return max([trip.on_ms, *([trip.off.t_ms] if trip.off is not None else []), *(_span(b)[1] for b in inside)])
+
+    def _close(self, trip: OpenTrip, ended_by: str) -> list[ClosedTrip]:
+        """The trip as a ClosedTrip, or nothing if it is quarantined (take_quarantined has it then)."""
+        v = trip.vehicle
+        del self.open[v]
+        inside, outside = self._split(trip)
         if trip.off is not None:
-            end_ms = trip.off.t_ms
-            self.last_closed_seq[trip.vehicle] = trip.off.seq
+            self.last_closed_seq[v] = trip.off.seq
         else:
-            end_ms = int(t[-1]) if t.size else trip.on_ms
-            self.last_closed_seq[trip.vehicle] = max([trip.on_seq, *trip.batches])
-        complete = trip.complete()
+            self.last_closed_seq[v] = max([trip.on_seq, *trip.batches])
+        prev_start = self.closed_start.get(v)
+        tid = trip_id(v, trip.on_ms, trip.on_seq if prev_start is not None and trip.on_ms <= prev_start else None)
+        self.closed_start[v] = trip.on_ms
+        self.closed_end[v] = self._latest_ms(trip, inside)
         # durable too: a repeat of this trip's messages replayed after a restart is dropped, not made a trip
-        self.state_updates[trip.vehicle] = {"mode": "ignition", "closed_seq": self.last_closed_seq[trip.vehicle]}
+        self.state_updates[v] = {"mode": "ignition", "closed_seq": self.last_closed_seq[v],
+                                 "closed_start_ms": trip.on_ms, "closed_end_ms": self.closed_end[v]}
+        if v in self.pre_reset:
+            self.state_updates[v]["reset_seq"], self.state_updates[v]["reset_end_ms"] = self.pre_reset[v]
+        reason = ""
+        if trip.off is not None and trip.off.t_ms < trip.on_ms:
+            reason = "negative_duration"
+        elif trip.off is not None and trip.off.t_ms - trip.on_ms > self.max_trip_ms:
+            reason = "trip_too_long"
+        if reason:
+            seqs = (trip.on_seq, *sorted(trip.batches), trip.off.seq)
+            self.counters.quarantined += 1
+            self.quarantined.append(Quarantined(
+                "trip", v, reason, f"ignition_on seq {trip.on_seq} at {trip.on_ms}, ignition_off seq "
+                f"{trip.off.seq} at {trip.off.t_ms}: {(trip.off.t_ms - trip.on_ms) / 1000:.0f} s (limit 0 to "
+                f"{self.max_trip_ms / 1000:.0f} s)", tid, trip.on_ms, trip.off.t_ms, seqs, trip.partition))
+            return []
+        g = _concat_gps(inside)
+        imu_t, a_lon, a_lat, a_vert = _concat_imu(inside)
+        t = g[0]
+        end_ms = trip.off.t_ms if trip.off is not None else (int(t[-1]) if t.size else trip.on_ms)
+        lo, hi = self._window(trip)
+        for b in outside:
+            first, last = _span(b)
+            self.counters.quarantined += 1
+            self.quarantined.append(Quarantined(
+                "message", v, "outside_trip_window", f"seq {b.seq}: samples {first}..{last} ms, trip window "
+                f"{lo}..{hi} ms (ignition times widened by {self.window_margin_ms // 1000} s)", tid, trip.on_ms,
+                end_ms, (b.seq,), trip.partition))
+        complete = trip.complete() and not outside
         self.counters.closed += 1
         self.counters.incomplete += not complete
-        return ClosedTrip(trip_id(trip.vehicle, trip.on_ms), trip.vehicle, trip.on_ms, end_ms, t, g[1], g[2],
-                          len(batches) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
-                          imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6], a_vert)
+        return [ClosedTrip(tid, v, trip.on_ms, end_ms, t, g[1], g[2],
+                           len(inside) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
+                           imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6], a_vert)]
+
+
+def _time_of(item: DeviceEvent | TelemetryBatch) -> int:
+    return item.t_ms if isinstance(item, DeviceEvent) else _span(item)[1]
+
+
+def _span(b: TelemetryBatch) -> tuple[int, int]:
+    """First and last sample time of a batch (GPS and accelerometer; the contract allows either to be empty)."""
+    times = []
+    if b.gps_t.shape[0]:
+        times += [int(b.gps_t[0]), int(b.gps_t[-1])]
+    if b.acc_lon.shape[0]:
+        imu = b.imu_t_ms()
+        times += [int(imu[0]), int(imu[-1])]
+    if not times:
+        return int(b.sent_ms), int(b.sent_ms)
+    return min(times), max(times)
 
 
 def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:

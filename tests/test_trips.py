@@ -1,9 +1,12 @@
 """Trip cutting: order, repeats, gaps, replays and the offsets that may be committed."""
 
+from dataclasses import replace
+
 import numpy as np
 
-from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring.trips import TripCutter, trip_id
+from ubi.common.config import Config
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 
 T0 = 1_790_000_000_000
 
@@ -167,3 +170,146 @@ def test_a_trip_without_any_gps_fix_closes_with_empty_tracks():
                             np.zeros(100), np.zeros(100), np.zeros(100) + 9.8, None) for s in (1, 2)]
     [t] = feed_all(TripCutter(), [on(0, 0), *nofix, off(3, 20)])
     assert t.complete and t.t_ms.shape == (0,) and t.imu_t_ms.shape == (200,)
+
+
+# ---------------------------------------------------------------- plausibility, ids, resets (issue 11, item 6)
+DAY_S = 24 * 3600
+
+
+def test_ignition_off_before_ignition_on_is_quarantined_not_stored():
+    """The issue stored a trip of -1,800 s as complete."""
+    c = TripCutter()
+    assert feed_all(c, [on(0, 1800), batch(1, 1800), off(2, 0)]) == []
+    [q] = c.take_quarantined()
+    assert (q.what, q.reason, q.seqs) == ("trip", "negative_duration", (0, 1, 2))
+    assert q.trip_id == trip_id("V1", T0 + 1_800_000)
+    assert c.counters.quarantined == 1 and c.counters.closed == 0
+    assert len(feed_all(c, [on(3, 2000), batch(4, 2000), off(5, 2010)], start_offset=3)) == 1  # the stream goes on
+
+
+def test_a_trip_longer_than_max_trip_s_is_quarantined():
+    """The issue stored a 34-day trip as complete."""
+    c = TripCutter()
+    assert feed_all(c, [on(0, 0), batch(1, 0), off(2, 34 * DAY_S)]) == []
+    [q] = c.take_quarantined()
+    assert q.reason == "trip_too_long" and q.end_ms - q.start_ms == 34 * DAY_S * 1000
+    # a long but plausible trip (under a day by default) is a trip
+    [t] = feed_all(c, [on(3, 40 * DAY_S), batch(4, 40 * DAY_S), off(5, 40 * DAY_S + 20 * 3600)], start_offset=3)
+    assert t.complete and c.take_quarantined() == []
+
+
+def test_max_trip_s_and_margin_come_from_the_ingest_config():
+    cfg = Config()
+    c = TripCutter.for_config(cfg.scoring, replace(cfg.ingest, max_trip_s=60.0, trip_window_margin_s=5.0))
+    assert feed_all(c, [on(0, 0), batch(1, 0), off(2, 61)]) == []
+    assert [q.reason for q in c.take_quarantined()] == ["trip_too_long"]
+    [t] = feed_all(c, [on(3, 100), batch(4, 100), batch(5, 120), off(6, 110)], start_offset=3)  # 5: 20 s late
+    assert not t.complete and [q.reason for q in c.take_quarantined()] == ["outside_trip_window"]
+
+
+def test_a_batch_far_outside_its_trip_is_quarantined_and_the_trip_flagged_incomplete():
+    """The issue: a batch 33 days old inside a 10-minute trip added its distance."""
+    start = 40 * DAY_S
+    c = TripCutter()
+    items = [on(0, start), batch(1, start), batch(2, start - 33 * DAY_S), batch(3, start + 590), off(4, start + 600)]
+    [t] = feed_all(c, items)
+    assert not t.complete and t.t_ms.shape == (20,) and t.t_ms.min() >= T0 + start * 1000
+    assert t.imu_t_ms.shape == (200,) and t.messages == 4
+    [q] = c.take_quarantined()
+    assert (q.what, q.reason, q.seqs, q.trip_id) == ("message", "outside_trip_window", (2,), t.trip_id)
+    # a few seconds of skew between events and samples is normal and stays in the trip
+    c = TripCutter()
+    [t] = feed_all(c, [on(0, 5), batch(1, 0), batch(2, 10), off(3, 15)])
+    assert t.complete and c.take_quarantined() == []
+
+
+def test_two_trips_with_the_same_ignition_time_get_two_ids_and_others_keep_theirs():
+    """The issue: the second trip had the first one's trip_id, so the store's upsert replaced the first."""
+    c = TripCutter()
+    first = feed_all(c, [on(0, 0), batch(1, 0), off(2, 10)])
+    second = feed_all(c, [on(3, 0), batch(4, 20), off(5, 30)], start_offset=3)
+    third = feed_all(c, [on(6, 100), batch(7, 100), off(8, 110)], start_offset=6)
+    assert first[0].trip_id == trip_id("V1", T0) and third[0].trip_id == trip_id("V1", T0 + 100_000)
+    assert second[0].trip_id == trip_id("V1", T0, 3) != first[0].trip_id
+    # deterministic after a restart: the stored state knows where the previous trip started
+    c1 = TripCutter()
+    feed_all(c1, [on(0, 0), batch(1, 0), off(2, 10)])
+    c2 = TripCutter()
+    c2.load_partition(0, 0, {v: st for v, (_, st) in c1.take_state_updates().items()})
+    assert feed_all(c2, [on(3, 0), batch(4, 20), off(5, 30)], start_offset=3)[0].trip_id == second[0].trip_id
+
+
+def test_a_sequence_reset_after_a_reboot_does_not_drop_later_trips():
+    """The issue: after a reboot (seq back to 0) every trip was dropped as an old repeat until seq passed the old
+    value again."""
+    c = TripCutter()
+    feed_all(c, [on(100, 0), batch(101, 0), off(102, 10)])
+    trips = feed_all(c, [on(0, 500), batch(1, 500), off(2, 510), on(3, 900), batch(4, 900), off(5, 910)],
+                     start_offset=3)
+    assert [(t.start_ms, t.complete) for t in trips] == [(T0 + 500_000, True), (T0 + 900_000, True)]
+    assert c.counters.resets == 1 and c.counters.repeats == 0
+    # repeats of the old trip (not later than it) and of the new one are still dropped
+    assert feed_all(c, [on(100, 0), batch(101, 0), on(0, 500), batch(4, 900)], start_offset=9) == []
+    assert c.counters.repeats == 4 and c.counters.resets == 1
+
+
+def test_a_reset_while_a_trip_is_open_closes_it_and_starts_the_next():
+    c = TripCutter()
+    assert feed_all(c, [on(100, 0), batch(101, 0)]) == []  # the device reboots before its ignition_off
+    [old] = feed_all(c, [on(0, 300), batch(1, 300)], start_offset=2)
+    assert (old.ended_by, old.complete) == ("next_trip", False)
+    # a late duplicate of the old trip's message (its seq now in the new trip's range) is not taken into it
+    assert feed_all(c, [on(100, 0), batch(101, 0), batch(2, -10)], start_offset=4) == []
+    assert c.counters.repeats == 3
+    [new] = feed_all(c, [off(2, 310)], start_offset=7)
+    assert new.complete and new.start_ms == T0 + 300_000 and c.counters.resets == 1
+    assert new.t_ms.min() >= T0 + 300_000
+
+
+def test_a_reset_is_recognised_after_a_restart_and_old_state_records_still_load():
+    c1 = TripCutter()
+    feed_all(c1, [on(100, 0), batch(101, 0), off(102, 10)])
+    state = {v: st for v, (_, st) in c1.take_state_updates().items()}
+    assert state["V1"] == {"mode": "ignition", "closed_seq": 102, "closed_start_ms": T0,
+                           "closed_end_ms": T0 + 10_000}
+    c2 = TripCutter()
+    c2.load_partition(0, 0, state)
+    assert len(feed_all(c2, [on(0, 500), batch(1, 500), off(2, 510)], start_offset=3)) == 1
+    # a record written before closed_end_ms existed: no reset can be told from a repeat, so as before
+    c3 = TripCutter()
+    c3.load_partition(0, 0, {"V1": {"mode": "ignition", "closed_seq": 102}})
+    assert feed_all(c3, [on(0, 500), batch(1, 500), off(2, 510)], start_offset=3) == []
+    assert c3.counters.resets == 0 and c3.counters.repeats == 3
+
+
+def test_resets_collisions_and_quarantine_replay_to_the_same_outcome():
+    """Killed after any record and restarted from the committed offset with the stored state: the same trips (same
+    ids and contents) and the same quarantine records."""
+    records = [on(0, 0), batch(1, 0), off(2, 10),                      # trip 1
+               on(3, 0), batch(4, 20), off(5, 30),                     # same ignition time as trip 1
+               on(6, 900), batch(7, 900 - 33 * DAY_S), batch(8, 900), off(9, 910),  # an out-of-window batch
+               on(10, 2000), off(11, 1000),                            # negative duration
+               on(0, 3000), batch(1, 3000), off(2, 3010),              # reboot: seq from 0
+               on(6, 900), batch(7, 900),                              # late duplicates from before it
+               on(3, 4000), batch(4, 4000)]                            # open at the end
+    def summary(trips):
+        return {t.trip_id: (t.start_ms, t.end_ms, t.t_ms.tolist(), t.complete, t.messages) for t in trips}
+
+    clean_cutter = TripCutter()
+    clean = summary(feed_all(clean_cutter, records))
+    clean_q = {(q.reason, q.trip_id, q.seqs) for q in clean_cutter.take_quarantined()}
+    assert len(clean) == 4 and {r for r, _, _ in clean_q} == {"outside_trip_window", "negative_duration"}
+    for crash_at in range(len(records)):
+        first = TripCutter()
+        emitted = summary(feed_all(first, records[:crash_at]))
+        quarantined = {(q.reason, q.trip_id, q.seqs) for q in first.take_quarantined()}
+        committed, wm = first.held().get(0, (crash_at, first.wm.get(0, 0)))
+        second = TripCutter()
+        second.load_partition(0, wm, {v: st for v, (_, st) in first.take_state_updates().items()})
+        replayed = summary(t for i in range(committed, len(records)) for t in second.feed(records[i], 0, i))
+        for tid, content in replayed.items():
+            assert emitted.get(tid, content) == content, crash_at
+        emitted.update(replayed)
+        quarantined |= {(q.reason, q.trip_id, q.seqs) for q in second.take_quarantined()}
+        assert emitted == clean, crash_at
+        assert quarantined == clean_q, crash_at

@@ -228,6 +228,17 @@ class IngestConfig:
     max_in_flight: int = 2000
     # Prometheus text exposition of the bridge's counters on http://127.0.0.1:<port>/metrics (0 = off).
     metrics_port: int = 9464
+    # --- trip plausibility (scoring/trips.py; docs/architecture.md) ---
+    # An ignition trip longer than this (ignition_on to ignition_off, device time) is quarantined as
+    # trip_too_long, never stored (a day: no private car trip runs longer; our choice).
+    max_trip_s: float = 24 * 3600.0
+    # A telemetry batch with a sample more than this before its trip's ignition_on or after its ignition_off (or,
+    # with no ignition_off, after ignition_on + max_trip_s) is quarantined as outside_trip_window and its trip
+    # flagged incomplete (covers a batch's 60 s window and some clock skew between events and samples; our choice).
+    trip_window_margin_s: float = 300.0
+    # The scorer stops (and does not commit) after this many trips in a row could not be scored, or this many
+    # records in a row broke the trip cutter: a code bug, not poison, so the stream is not quarantined whole.
+    max_consecutive_failures: int = 20
 
 
 @dataclass(frozen=True)
