@@ -1,9 +1,10 @@
 """Per-device MQTT credentials, stored hashed in Mosquitto's password file.
 
 Mosquitto 2.x reads PBKDF2-SHA512 entries (``user:$7$iterations$salt$hash``, base64). We write them ourselves so
-that a fleet of thousands can be enrolled in one pass; `mosquitto_passwd` reads the same file. Plain passwords
-are shown once to the operator (or kept, mode 0600, under the ignored state folder for the bundled simulator);
-never in the repository.
+that a fleet of thousands can be enrolled in one pass; `mosquitto_passwd` reads the same file. A device's plain
+password is shown once (``ubi devices add``) or handed in memory to the bundled simulator (``Stack.enrol``), never
+stored: only the hash is kept. Only the accounts we run ourselves (the bridge) keep theirs, in
+``.ubi/secrets/mqtt.json`` (mode 0600), never in the repository.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class CredentialStore:
             fh.write(text)
         os.replace(tmp, path)
 
-    def add(self, names: list[str], keep_secret: bool = True) -> dict[str, str]:
-        """Create (or rotate) credentials; returns the new plain passwords."""
+    def add(self, names: list[str], keep_secret: bool = False) -> dict[str, str]:
+        """Create (or rotate) credentials; returns the new plain passwords (kept on disk only with keep_secret, for
+        our own service accounts)."""
         entries = self._read_passwd()
         kept = self._read_secrets()
         new = {}
@@ -86,6 +88,8 @@ class CredentialStore:
             new[name] = password
             if keep_secret:
                 kept[name] = password
+            else:
+                kept.pop(name, None)
         self._write_private(self.passwd_file, "".join(f"{u}:{e}\n" for u, e in sorted(entries.items())))
         self._write_private(self.secrets_file, json.dumps(kept, indent=0, sort_keys=True))
         return new
@@ -107,12 +111,18 @@ class CredentialStore:
         return kept[name]
 
     def ensure(self, names: list[str]) -> None:
-        """Enrol the names that have no stored credential yet (idempotent)."""
+        """Enrol these service accounts if they have no stored credential yet (idempotent). Any other plain
+        password found in the secrets file (devices enrolled by an older version) is removed: devices keep a hash
+        only."""
         known = self._read_passwd()
         kept = self._read_secrets()
+        stale = set(kept) - set(names)
+        if stale:
+            self._write_private(self.secrets_file, json.dumps({n: kept[n] for n in names if n in kept}, indent=0,
+                                                              sort_keys=True))
         missing = [n for n in names if n not in known or n not in kept]
         if missing:
-            self.add(missing)
+            self.add(missing, keep_secret=True)
 
     def users(self) -> list[str]:
         return sorted(self._read_passwd())

@@ -229,12 +229,12 @@ class Stack:
             os.kill(pid, signal.SIGHUP)
 
     def enrol(self, vehicles: list[str], settle_s: float = 0.3) -> dict[str, str]:
-        """Credentials for these devices (new ones created), live in the running broker; returns the passwords."""
-        creds = self.credentials()
-        creds.ensure(list(vehicles))
+        """Fresh credentials for these devices, live in the running broker; returns the passwords, which exist only
+        in memory from here on (the broker keeps a hash)."""
+        passwords = self.credentials().add(list(vehicles))
         self.mosquitto_reload()
         time.sleep(settle_s)  # Mosquitto re-reads its password file asynchronously after SIGHUP
-        return {v: creds.password(v) for v in vehicles}
+        return passwords
 
     def revoke(self, vehicles: list[str]) -> list[str]:
         """Remove these devices' credentials from the running broker."""
