@@ -97,3 +97,21 @@ def test_store_principal_cannot_read_telemetry_and_scorer_writes_trips(stack, en
         c.close(autocommit=False)
     assert got == []
     assert len(read_topic(k.bootstrap, k.telemetry_topic, timeout_s=2)) == 1  # the record was there to steal
+
+
+def test_stack_status_does_not_call_a_frozen_kafka_running(stack):
+    """Finding 8: `ubi stack status` said "running" for a frozen Kafka (the port still accepts connections). It now
+    asks for metadata, authenticated, with a timeout."""
+    import os
+    import signal
+
+    pid = int((stack.kafka_dir / "kafka.pid").read_text())
+    assert stack.status()["kafka"].startswith("running")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        row = stack.status()["kafka"]
+        assert time.monotonic() - t0 < 15
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not row.startswith("running") and "does not answer" in row, row
