@@ -9,7 +9,11 @@ state and rebuilds every open trip whole; trips it emits again carry the same tr
 duplicated, by the store's upsert.
 
 A poll whose processing fails half-way is never checkpointed: the stage stops without committing (the cutter's
-state then holds trips closed in that poll but never published), and a restart replays it.
+state then holds trips closed in that poll but never published), and a restart replays it. That includes a record
+the broker refused: kafka-python's ``flush()`` does not raise for it, so every send's future is checked after the
+flush, and one that failed fails the checkpoint (``DeliveryFailed``, a Kafka error: the stage restarts and
+replays). ``ingest.max_consecutive_failures`` trips in a row that cannot be scored (or records in a row that break
+the cutter) are a code bug, not poison: the stage stops (``ScoringBroken``) instead of quarantining the stream.
 
 The stage is given its consumer, producer and state reader (``ScoreStage.connect`` makes the Kafka ones), so its
 logic runs on in-memory doubles in the unit tests (tests/doubles.py). ``run_score`` is the process: it reconnects
@@ -41,6 +45,14 @@ from ubi.common.config import Config
 from ubi.stages.quarantine import quarantine_record
 
 log = logging.getLogger("ubi.score")
+
+
+class DeliveryFailed(KafkaError):
+    """The broker refused (or never confirmed) a record the stage sent: nothing past it may be committed."""
+
+
+class ScoringBroken(RuntimeError):
+    """Every trip (or record) fails in a row: a bug in the scorer, not bad data. The stage stops uncommitted."""
 
 
 class StateReader(Protocol):
@@ -101,6 +113,9 @@ class ScoreStage:
         self.to_load: set[TopicPartition] = set()
         self.summary = ScoreSummary()
         self.healthy = True  # False once a poll failed half-way: nothing may be checkpointed after that
+        self._sent: list[tuple[str, object]] = []  # (what, future) of every send since the last check
+        self._failed_scores = 0  # trips in a row that could not be scored
+        self._failed_feeds = 0  # records in a row that broke the cutter
         self._stop = threading.Event()
         self.producer = producer
         self.consumer = consumer
@@ -145,24 +160,35 @@ class ScoreStage:
                 else:
                     try:
                         closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
+                        self._failed_feeds = 0
                     except Exception as exc:  # a poison record: quarantine its vehicle's open data, go on
                         log.error("record %s:%d of %s breaks the cutter: %s\n%s", tp, rec.offset, item.vehicle,
                                   exc, traceback.format_exc(limit=4))
+                        self._failed_feeds += 1
+                        self._too_many("records in a row broke the trip cutter", self._failed_feeds, exc)
                         self.cutter.abandon(item.vehicle, "cutter_error",
                                             f"offset {tp.partition}:{rec.offset} seq {item.seq}: "
                                             f"{type(exc).__name__}: {exc}")
                 self.position[tp.partition] = rec.offset + 1
         closed.extend(self.cutter.expire())
-        emitted = 0
+        # score everything first: a stop for too many failures in a row then sends nothing of this poll
+        scored: list[tuple[ClosedTrip, bytes | Quarantined]] = []
         for trip in closed:
             try:
-                value = self.score(trip)
+                scored.append((trip, self.score(trip)))
+                self._failed_scores = 0
             except Exception as exc:  # one trip's data must not stop the others: quarantine it, with the reason
                 log.error("trip %s of %s cannot be scored: %s\n%s", trip.trip_id, trip.vehicle, exc,
                           traceback.format_exc(limit=3))
-                self._quarantine(Quarantined.of_trip(trip, "unscorable", f"{type(exc).__name__}: {exc}"))
+                self._failed_scores += 1
+                self._too_many("trips in a row could not be scored", self._failed_scores, exc)
+                scored.append((trip, Quarantined.of_trip(trip, "unscorable", f"{type(exc).__name__}: {exc}")))
+        emitted = 0
+        for trip, value in scored:
+            if isinstance(value, Quarantined):
+                self._quarantine(value)
                 continue
-            self.producer.send(self.cfg.kafka.trips_topic, key=trip.vehicle.encode(), value=value)
+            self._send("trip", self.cfg.kafka.trips_topic, key=trip.vehicle.encode(), value=value)
             emitted += 1
         for q in self.cutter.take_quarantined():
             self._quarantine(q)
@@ -176,8 +202,34 @@ class ScoreStage:
         s.quarantined += 1
         s.quarantine_reasons[q.reason] = s.quarantine_reasons.get(q.reason, 0) + 1
         log.warning("quarantined %s of %s: %s (%s)", q.what, q.vehicle, q.reason, q.detail)
-        self.producer.send(self.cfg.kafka.dead_letter_topic, key=q.vehicle.encode(), value=quarantine_record(q),
-                           headers=[("reason", q.reason.encode()), ("source", b"scorer")])
+        self._send("quarantine", self.cfg.kafka.dead_letter_topic, key=q.vehicle.encode(),
+                   value=quarantine_record(q), headers=[("reason", q.reason.encode()), ("source", b"scorer")])
+
+    def _too_many(self, what: str, n: int, exc: Exception) -> None:
+        limit = self.cfg.ingest.max_consecutive_failures
+        if limit and n >= limit:
+            log.critical("scorer stopping: %d %s (last: %s: %s); a bug, not bad data: nothing of this poll is "
+                         "committed or quarantined, fix the scorer and restart it (ingest.max_consecutive_failures)",
+                         n, what, type(exc).__name__, exc)
+            raise ScoringBroken(f"{n} {what}; last: {type(exc).__name__}: {exc}") from exc
+
+    def _send(self, what: str, topic: str, **kwargs) -> None:
+        """Send and keep the future: flush() does not raise for a record the broker refused."""
+        future = self.producer.send(topic, **kwargs)
+        if future is not None:
+            self._sent.append((what, future))
+
+    def _check_sent(self) -> None:
+        """After a flush: every record sent since the last check must be confirmed, else nothing is committed."""
+        sent, self._sent = self._sent, []
+        bad = [(what, f) for what, f in sent if not getattr(f, "is_done", True) or f.failed()]
+        if bad:
+            self.healthy = False
+            what, f = bad[0]
+            err = getattr(f, "exception", None) or "not confirmed after flush"
+            log.error("%d of %d records not accepted by Kafka (first: a %s: %s); not committing, the stage restarts "
+                      "and replays", len(bad), len(sent), what, err)
+            raise DeliveryFailed(f"{len(bad)} of {len(sent)} records refused; first: {what}: {err}")
 
     def load_partition(self, tp: TopicPartition) -> None:
         """Give the cutter a newly assigned partition's stored state and its watermark at the committed offset."""
@@ -198,12 +250,14 @@ class ScoreStage:
         if not self.healthy:
             raise RuntimeError("checkpoint after a failed poll would commit unpublished trips")
         self.producer.flush()
+        self._check_sent()
         updates = self.cutter.take_state_updates()
         for vehicle, (p, state) in updates.items():
-            self.producer.send(self.cfg.kafka.scorer_state_topic, key=vehicle.encode(),
-                               value=json.dumps(state).encode(), partition=p)
+            self._send("state", self.cfg.kafka.scorer_state_topic, key=vehicle.encode(),
+                       value=json.dumps(state).encode(), partition=p)
         if updates:
             self.producer.flush()
+            self._check_sent()
         held = self.cutter.held()
         offsets = {}
         for p, pos in self.position.items():
