@@ -32,9 +32,9 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 
 from ingest.contract import TelemetryBatch, encode_telemetry  # noqa: E402
+from simulator.devices import DeviceFleet  # noqa: E402
 from ubi.adapters.kafka import admin_client, auth, ensure_topics  # noqa: E402
 from ubi.adapters.mqtt import drop_session, make_client  # noqa: E402
-from simulator.devices import DeviceFleet  # noqa: E402
 from ubi.common.config import load_config  # noqa: E402
 from ubi.ops.stack import Stack  # noqa: E402
 
@@ -44,9 +44,25 @@ def batch(vehicle: str, seq: int, t_ms: int, seconds: int) -> bytes:
     t = t_ms - 1000 * np.arange(n)[::-1]
     z = np.zeros(n)
     m = 10 * n
-    return encode_telemetry(TelemetryBatch(vehicle, seq, t_ms, t.astype(np.int64), z + 52.37, z + 4.89, z + 13.9,
-                                           z + 90, z + 3, int(t[0]), 10, np.zeros(m) + 0.1, np.zeros(m),
-                                           np.zeros(m) + 9.81, None))
+    return encode_telemetry(
+        TelemetryBatch(
+            vehicle,
+            seq,
+            t_ms,
+            t.astype(np.int64),
+            z + 52.37,
+            z + 4.89,
+            z + 13.9,
+            z + 90,
+            z + 3,
+            int(t[0]),
+            10,
+            np.zeros(m) + 0.1,
+            np.zeros(m),
+            np.zeros(m) + 9.81,
+            None,
+        )
+    )
 
 
 def rss_mb(pid: int) -> float:
@@ -76,8 +92,14 @@ class Baseline:
         self.count = 0
         self.done = threading.Event()
         self.target = 0
-        self.client, self.props = make_client(cfg.mqtt, client_id, cfg.mqtt.bridge_user, password,
-                                              session_expiry_s=600, receive_maximum=cfg.ingest.max_in_flight)
+        self.client, self.props = make_client(
+            cfg.mqtt,
+            client_id,
+            cfg.mqtt.bridge_user,
+            password,
+            session_expiry_s=600,
+            receive_maximum=cfg.ingest.max_in_flight,
+        )
         self.topic = f"$share/{group}/{cfg.mqtt.topic_prefix}/+/telemetry"
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
         self.client.on_message = self._on_message
@@ -101,8 +123,22 @@ class Baseline:
 
 def start_bridge(toml: Path, client_id: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "UBI_CONFIG": str(toml)}
-    return subprocess.Popen([sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", "bridge", "--client-id",
-                             client_id, "--metrics-port", str(port)], env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ubi.cli",
+            "--log-level",
+            "WARNING",
+            "bridge",
+            "--client-id",
+            client_id,
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def total(ports: list[int], key: str) -> float:
@@ -143,8 +179,12 @@ def main() -> int:
     ap.add_argument("--overload-s", type=float, default=300)
     ap.add_argument("--metrics-port", type=int, default=19990)
     ap.add_argument("--bridges", type=int, default=1, help="bridge processes sharing the subscription")
-    ap.add_argument("--client", default="librdkafka", choices=["librdkafka", "kafka-python"],
-                    help="the bridge's Kafka client (KafkaConfig.bridge_client)")
+    ap.add_argument(
+        "--client",
+        default="librdkafka",
+        choices=["librdkafka", "kafka-python"],
+        help="the bridge's Kafka client (KafkaConfig.bridge_client)",
+    )
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
@@ -162,8 +202,16 @@ bridge_session_expiry_s = 600
     cfg = load_config(toml)
     stack = Stack(cfg)
     admin = admin_client(cfg.kafka)
-    admin.create_topics([NewTopic(cfg.kafka.telemetry_topic, cfg.kafka.partitions, 1,
-                                  topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    admin.create_topics(
+        [
+            NewTopic(
+                cfg.kafka.telemetry_topic,
+                cfg.kafka.partitions,
+                1,
+                topic_configs={"message.timestamp.type": "LogAppendTime"},
+            )
+        ]
+    )
     admin.close()
     ensure_topics(cfg.kafka)
     vehicles = [f"B{tag}{i:04d}" for i in range(args.vehicles)]
@@ -185,15 +233,19 @@ bridge_session_expiry_s = 600
     # 2. queue N messages for both
     fleet = DeviceFleet(cfg.mqtt, passwords, window=200)
     now = int(time.time() * 1000)
-    payloads = [(vehicles[i % len(vehicles)], batch(vehicles[i % len(vehicles)], i // len(vehicles), now, args.batch_s))
-                for i in range(args.messages)]
+    payloads = [
+        (vehicles[i % len(vehicles)], batch(vehicles[i % len(vehicles)], i // len(vehicles), now, args.batch_s))
+        for i in range(args.messages)
+    ]
     t0 = time.perf_counter()
     for v, p in payloads:
         fleet.publish_raw(v, "telemetry", p)
     fleet.close()
     load_s = time.perf_counter() - t0
-    print(f"queued {args.messages} messages of {len(payloads[0][1])} bytes ({args.batch_s}s batches) "
-          f"in {load_s:.1f}s ({args.messages / load_s:,.0f} msg/s publish rate)")
+    print(
+        f"queued {args.messages} messages of {len(payloads[0][1])} bytes ({args.batch_s}s batches) "
+        f"in {load_s:.1f}s ({args.messages / load_s:,.0f} msg/s publish rate)"
+    )
 
     # 3. baseline drain
     base.target = args.messages
@@ -209,8 +261,10 @@ bridge_session_expiry_s = 600
     first, end = wait_metric(ports, "ubi_bridge_delivered_total", args.messages, 600)
     bridge_rate = args.messages / (end - first)
     print(f"baseline (bare paho subscriber, QoS 1 ack only): {base_rate:,.0f} msg/s")
-    print(f"ubi bridge x{args.bridges} (validate + Kafka acks=all + ack): {bridge_rate:,.0f} msg/s, "
-          f"{bridge_rate * samples_per_msg:,.0f} samples/s  = {bridge_rate / base_rate:.2f} x baseline")
+    print(
+        f"ubi bridge x{args.bridges} (validate + Kafka acks=all + ack): {bridge_rate:,.0f} msg/s, "
+        f"{bridge_rate * samples_per_msg:,.0f} samples/s  = {bridge_rate / base_rate:.2f} x baseline"
+    )
 
     # 5. latency at half the maximum rate: publish paced, read Kafka's log-append time
     rate = bridge_rate / 2
@@ -230,7 +284,9 @@ bridge_session_expiry_s = 600
     fleet.close()
     wait_metric(ports, "ubi_bridge_delivered_total", args.messages + n_lat, 120)
     consumer = KafkaConsumer(enable_auto_commit=False, **auth(cfg.kafka, "admin"))
-    tps = [TopicPartition(cfg.kafka.telemetry_topic, p) for p in consumer.partitions_for_topic(cfg.kafka.telemetry_topic)]
+    tps = [
+        TopicPartition(cfg.kafka.telemetry_topic, p) for p in consumer.partitions_for_topic(cfg.kafka.telemetry_topic)
+    ]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     ends = consumer.end_offsets(tps)
@@ -287,10 +343,12 @@ bridge_session_expiry_s = 600
         delivered = total(ports, "ubi_bridge_delivered_total") - delivered0
         stop.set()
         th.join()
-        print(f"overload {args.overload_s:.0f}s at {flood_rate:,.0f} msg/s offered: published {published[0]:,}, "
-              f"bridge delivered {delivered:,.0f} ({delivered / args.overload_s:,.0f} msg/s); bridge RSS start "
-              f"{start_rss:.0f} MB, peak {peak:.0f} MB; max in flight {max_in_flight:.0f} "
-              f"(bound {cfg.ingest.max_in_flight} per bridge)")
+        print(
+            f"overload {args.overload_s:.0f}s at {flood_rate:,.0f} msg/s offered: published {published[0]:,}, "
+            f"bridge delivered {delivered:,.0f} ({delivered / args.overload_s:,.0f} msg/s); bridge RSS start "
+            f"{start_rss:.0f} MB, peak {peak:.0f} MB; max in flight {max_in_flight:.0f} "
+            f"(bound {cfg.ingest.max_in_flight} per bridge)"
+        )
     stop_bridges(brs)
     for i in range(args.bridges):
         drop_session(cfg.mqtt, f"{bridge_id}-{i}", cfg.mqtt.bridge_user, bridge_pw)

@@ -72,15 +72,26 @@ def step(kind: str, db: Path, out: Path) -> dict:
     else:
         from ubi.cli.actuary import whatif_report
 
-        proposed = parse_rulebook(rb.text.replace("{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.45")
-                                  + "\n[offbalance]\nenabled = true\n", "proposal.toml")
+        proposed = parse_rulebook(
+            rb.text.replace("{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.45")
+            + "\n[offbalance]\nenabled = true\n",
+            "proposal.toml",
+        )
         d = whatif_report(con, proposed, MONTH, out)
-        detail = {"policies": d.summary["policies"], "revenue_change_pct": round(d.summary["revenue_change_pct"], 3),
-                  "off_balance": d.summary["off_balance_proposed"]}
+        detail = {
+            "policies": d.summary["policies"],
+            "revenue_change_pct": round(d.summary["revenue_change_pct"], 3),
+            "off_balance": d.summary["off_balance_proposed"],
+        }
     secs = time.perf_counter() - t
     con.close()
-    return {"step": kind, "seconds": round(secs, 2), "peak_mb": round(peak_mb()),
-            "imports_mb": round(base_mb), **detail}
+    return {
+        "step": kind,
+        "seconds": round(secs, 2),
+        "peak_mb": round(peak_mb()),
+        "imports_mb": round(base_mb),
+        **detail,
+    }
 
 
 def reset(db: Path) -> None:
@@ -97,8 +108,9 @@ def reset(db: Path) -> None:
 def child(kind: str, db: Path, out: Path) -> dict:
     if kind == "run":
         subprocess.run([sys.executable, __file__, "_reset", str(db)], check=True)
-    r = subprocess.run([sys.executable, __file__, "_step", kind, str(db), str(out)], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        [sys.executable, __file__, "_step", kind, str(db), str(out)], capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -130,11 +142,15 @@ def main() -> int:
         db = a.dir / f"pricing_{n}x{a.trips}.duckdb"
         if not db.exists():
             print(f"building {n:,} policies x {a.trips} trips into {db} ...", flush=True)
-            r = subprocess.run([sys.executable, __file__, "_build", str(db), str(n), str(a.trips)], check=True,
-                               capture_output=True, text=True)
+            r = subprocess.run(
+                [sys.executable, __file__, "_build", str(db), str(n), str(a.trips)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             print(f"  built in {float(r.stdout.split()[-1]):.1f} s", flush=True)
         for kind in a.steps:
-            for i in range(a.repeat):
+            for _i in range(a.repeat):
                 r = {"policies_book": n, "trips_each": a.trips, **child(kind, db, a.dir / f"whatif_{n}")}
                 results.append(r)
                 print(json.dumps(r), flush=True)
@@ -153,8 +169,10 @@ def main() -> int:
     if len(sizes) > 1:
         for kind in a.steps:
             a0, a1 = best[(sizes[0], kind)], best[(sizes[-1], kind)]
-            print(f"{kind}: x{sizes[-1] / sizes[0]:.0f} policies -> x{a1['seconds'] / a0['seconds']:.1f} time, "
-                  f"x{a1['peak_mb'] / a0['peak_mb']:.1f} peak memory")
+            print(
+                f"{kind}: x{sizes[-1] / sizes[0]:.0f} policies -> x{a1['seconds'] / a0['seconds']:.1f} time, "
+                f"x{a1['peak_mb'] / a0['peak_mb']:.1f} peak memory"
+            )
     return 0
 
 

@@ -22,8 +22,10 @@ def main() -> int:
         print(f"no real recordings at {realdata.RD}")
         return 1
     cfg = ScoringConfig()
-    print("| recording | trips | km | IMU used / rejected | brake m/h/s | accel m/h/s | corner m/h/s | per 100 km "
-          "(all / harsh+) | score = 100 | distinct scores | artefacts |")
+    print(
+        "| recording | trips | km | IMU used / rejected | brake m/h/s | accel m/h/s | corner m/h/s | per 100 km "
+        "(all / harsh+) | score = 100 | distinct scores | artefacts |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in realdata.RECORDINGS:
         rows = score_frames(*realdata.frames(name), cfg)
@@ -34,11 +36,17 @@ def main() -> int:
         total = sum(sum(x) for x in g.values())
         harsh = sum(x[1] + x[2] for x in g.values())
         per = f"{total * 100 / km:.0f} / {harsh * 100 / km:.0f}" if km else "-"
-        imu = "-" if all(r["imu_status"] == "none" for r in rows) else f"{used} / {len(rows) - used - sum(r['imu_status'] == 'none' for r in rows)}"
-        print(f"| {name} | {len(rows)} | {km:.1f} | {imu}{' ' + str(dict(rej)) if rej else ''} | "
-              + " | ".join("/".join(map(str, g[k])) for k in ("brake", "accel", "corner"))
-              + f" | {per} | {sum(r['score'] == 100 for r in rows)} | {len({r['score'] for r in rows})} | "
-              f"{sum(r['speed_artefacts'] for r in rows)} |")
+        imu = (
+            "-"
+            if all(r["imu_status"] == "none" for r in rows)
+            else f"{used} / {len(rows) - used - sum(r['imu_status'] == 'none' for r in rows)}"
+        )
+        print(
+            f"| {name} | {len(rows)} | {km:.1f} | {imu}{' ' + str(dict(rej)) if rej else ''} | "
+            + " | ".join("/".join(map(str, g[k])) for k in ("brake", "accel", "corner"))
+            + f" | {per} | {sum(r['score'] == 100 for r in rows)} | {len({r['score'] for r in rows})} | "
+            f"{sum(r['speed_artefacts'] for r in rows)} |"
+        )
         print(f"<!-- {name}: {imu_summary(rows)} -->", file=sys.stderr)
     return 0
 

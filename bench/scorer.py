@@ -27,11 +27,11 @@ import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from ingest.contract import DeviceEvent, encode_event, encode_telemetry  # noqa: E402
-from ubi.adapters.kafka import auth, ensure_topics, make_producer  # noqa: E402
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids  # noqa: E402
-from simulator.run import vehicle_stream  # noqa: E402
-from ubi.common.config import load_config  # noqa: E402
 from simulator.player import play_fleet  # noqa: E402
+from simulator.run import vehicle_stream  # noqa: E402
+from ubi.adapters.kafka import auth, ensure_topics, make_producer  # noqa: E402
+from ubi.common.config import load_config  # noqa: E402
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
@@ -44,10 +44,16 @@ def topic_size(bootstrap: str, topic: str) -> int:
 
 def read_all(bootstrap: str, topic: str, expected: int) -> float:
     """Baseline: a consumer that only reads (no decoding) every record; returns seconds."""
-    c = KafkaConsumer(topic, **auth(replace(load_config().kafka, bootstrap=bootstrap), "admin"),
-                      group_id=f"bench-read-{uuid.uuid4().hex[:6]}",
-                      auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000,
-                      fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
+    c = KafkaConsumer(
+        topic,
+        **auth(replace(load_config().kafka, bootstrap=bootstrap), "admin"),
+        group_id=f"bench-read-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=2000,
+        fetch_max_bytes=32 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     n = 0
     t0 = None
     while n < expected:
@@ -87,8 +93,14 @@ metrics_port = 0
     env = {**os.environ, "UBI_CONFIG": str(toml), "UBI_DB": f"/tmp/ubi-bench-scorer-{tag}.duckdb"}
 
     # 1. load one-second messages straight into Kafka, as the bridge would have written them
-    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=8, start=date.today() - timedelta(days=args.days),
-                     batch_s=1, id_prefix=f"S{tag}")
+    spec = FleetSpec(
+        vehicles=args.vehicles,
+        days=args.days,
+        seed=8,
+        start=date.today() - timedelta(days=args.days),
+        batch_s=1,
+        id_prefix=f"S{tag}",
+    )
     producer = make_producer(cfg.kafka, "bench-loader", user="bridge", linger_ms=20)
     n_msgs = n_trips = n_samples = 0
     now = str(int(time.time() * 1000)).encode()
@@ -101,9 +113,17 @@ metrics_port = 0
             payload = encode_event(m) if kind == "events" else encode_telemetry(m)
             if kind == "telemetry":
                 n_samples += m.gps_t.shape[0] + m.acc_lon.shape[0]
-            producer.send(cfg.kafka.telemetry_topic, key=v.encode(), value=payload,
-                          headers=[("mqtt_topic", f"{cfg.mqtt.topic_prefix}/{v}/{kind}".encode()),
-                                   ("kind", kind.encode()), ("received_ms", now), ("schema", b"1")])
+            producer.send(
+                cfg.kafka.telemetry_topic,
+                key=v.encode(),
+                value=payload,
+                headers=[
+                    ("mqtt_topic", f"{cfg.mqtt.topic_prefix}/{v}/{kind}".encode()),
+                    ("kind", kind.encode()),
+                    ("received_ms", now),
+                    ("schema", b"1"),
+                ],
+            )
             n_msgs += 1
     producer.flush()
     print(f"loaded {n_msgs:,} messages ({n_samples:,} samples, {n_trips} trips) in {time.perf_counter() - t0:.0f}s")
@@ -126,15 +146,20 @@ metrics_port = 0
     proc.wait()
     print(f"baseline (kafka-python consumer, read only): {n_msgs / base_s:,.0f} msg/s")
     rate = n_scored / score_s
-    print(f"ubi score, one process (decode, validate, cut, score, publish): {rate:,.0f} msg/s, "
-          f"{rate * n_samples / n_msgs:,.0f} samples/s = {rate / (n_msgs / base_s):.2f} x baseline")
+    print(
+        f"ubi score, one process (decode, validate, cut, score, publish): {rate:,.0f} msg/s, "
+        f"{rate * n_samples / n_msgs:,.0f} samples/s = {rate / (n_msgs / base_s):.2f} x baseline"
+    )
 
     # 4. live: bridge + scorer + store; delay from ignition_off published to the trip's row in DuckDB
-    procs = [subprocess.Popen([sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", name], env=env, cwd=ROOT)
-             for name in ("bridge", "score", "store")]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", name], env=env, cwd=ROOT)
+        for name in ("bridge", "score", "store")
+    ]
     time.sleep(3)
-    live = FleetSpec(vehicles=args.live_vehicles, days=1, seed=9, start=date.today() - timedelta(days=1),
-                     id_prefix=f"L{tag}")
+    live = FleetSpec(
+        vehicles=args.live_vehicles, days=1, seed=9, start=date.today() - timedelta(days=1), id_prefix=f"L{tag}"
+    )
     off_wall: dict[tuple[str, int], float] = {}
     import simulator.devices as devices
 
@@ -153,12 +178,16 @@ metrics_port = 0
         p.terminate()
         p.wait()
     con = duckdb.connect(env["UBI_DB"], read_only=True)
-    rows = con.execute("SELECT vehicle_id, end_ms_dev, epoch_ms(stored_at) FROM (SELECT vehicle_id, "
-                       "epoch_ms(end_ts) AS end_ms_dev, stored_at FROM trips)").fetchall()
+    rows = con.execute(
+        "SELECT vehicle_id, end_ms_dev, epoch_ms(stored_at) FROM (SELECT vehicle_id, "
+        "epoch_ms(end_ts) AS end_ms_dev, stored_at FROM trips)"
+    ).fetchall()
     delays = sorted(stored / 1000.0 - off_wall[(v, end)] for v, end, stored in rows if (v, end) in off_wall)
-    print(f"live ({args.live_vehicles} vehicles at {args.speedup:.0f}x real time): {len(delays)}/{expected} trips; "
-          f"trip end -> DuckDB row p50 {np.median(delays):.2f}s, p99 {np.percentile(delays, 99):.2f}s, "
-          f"max {max(delays):.2f}s")
+    print(
+        f"live ({args.live_vehicles} vehicles at {args.speedup:.0f}x real time): {len(delays)}/{expected} trips; "
+        f"trip end -> DuckDB row p50 {np.median(delays):.2f}s, p99 {np.percentile(delays, 99):.2f}s, "
+        f"max {max(delays):.2f}s"
+    )
     return 0
 
 

@@ -62,13 +62,19 @@ def main() -> int:
         _, _, written = write_offline(spec, trips2, Path(tmp))
         off_s = time.perf_counter() - t0
     n_trips = sum(map(len, trips.values()))
-    print(f"fleet: {spec.vehicles} vehicles x {spec.days} days = {n_trips} trips, {samples:,} samples "
-          f"({n_gps:,} GPS fixes at 1 Hz, {n_imu:,} accelerometer readings at 10 Hz)")
+    print(
+        f"fleet: {spec.vehicles} vehicles x {spec.days} days = {n_trips} trips, {samples:,} samples "
+        f"({n_gps:,} GPS fixes at 1 Hz, {n_imu:,} accelerometer readings at 10 Hz)"
+    )
     print(f"baseline (NumPy Gaussian noise for every channel value): {samples / base_s / 1e6:6.2f} M samples/s")
-    print(f"generation (schedules + motion + sensors):               {samples / gen_s / 1e6:6.2f} M samples/s"
-          f"  = {base_s / gen_s:.2f} x baseline")
-    print(f"offline mode (generation + Parquet files):               {written / off_s / 1e6:6.2f} M samples/s"
-          f"  = {base_s / off_s * written / samples:.2f} x baseline")
+    print(
+        f"generation (schedules + motion + sensors):               {samples / gen_s / 1e6:6.2f} M samples/s"
+        f"  = {base_s / gen_s:.2f} x baseline"
+    )
+    print(
+        f"offline mode (generation + Parquet files):               {written / off_s / 1e6:6.2f} M samples/s"
+        f"  = {base_s / off_s * written / samples:.2f} x baseline"
+    )
     return 0
 
 

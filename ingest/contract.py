@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,8 +35,6 @@ IMU_HZ_RANGE = (10, 200)
 GPS_MAX_HZ = 20
 
 
-
-
 def topic_for(prefix: str, vehicle: str, kind: str) -> str:
     return f"{prefix}/{vehicle}/{kind}"
 
@@ -46,7 +43,7 @@ def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     """``<prefix>/<vehicle>/<kind>`` -> (vehicle, kind), or None if the topic is not ours."""
     if not topic.startswith(prefix + "/"):
         return None
-    rest = topic[len(prefix) + 1:].split("/")
+    rest = topic[len(prefix) + 1 :].split("/")
     if len(rest) != 2 or not rest[0] or rest[1] not in ("telemetry", "events", "status"):
         return None
     return rest[0], rest[1]
@@ -97,10 +94,10 @@ def _group(obj: dict, keys: tuple[str, ...], n: int, where: str, lo: tuple, hi: 
     Small lists are checked with C-level built-ins (sum, min, max), large ones with one NumPy array; both give the
     same verdict (tests/test_contract.py compares them)."""
     lists = [_field(obj, k, list, where) for k in keys]
-    for k, values in zip(keys, lists):
+    for k, values in zip(keys, lists, strict=False):
         if len(values) != n:
             raise _Bad("length_mismatch", f"{where}{k}: {len(values)} values, expected {n}")
-    for k, values in zip(keys, lists):
+    for k, values in zip(keys, lists, strict=False):
         if not _NUMBER_TYPES.issuperset(map(type, values)):
             raise _Bad("wrong_type", f"{where}{k}: expected a list of numbers")
     if n == 0:
@@ -113,7 +110,7 @@ def _group(obj: dict, keys: tuple[str, ...], n: int, where: str, lo: tuple, hi: 
 
 
 def _check_small(lists: list[list], keys: tuple[str, ...], where: str, lo: tuple, hi: tuple) -> None:
-    for k, values in zip(keys, lists):
+    for k, values in zip(keys, lists, strict=False):
         try:  # NaN and infinities propagate through the sum; a huge int or float may overflow: look closer then
             total = sum(values)
             suspect = isinstance(total, float) and not math.isfinite(total)
@@ -122,7 +119,7 @@ def _check_small(lists: list[list], keys: tuple[str, ...], where: str, lo: tuple
         if suspect:
             if any(isinstance(x, float) and not math.isfinite(x) for x in values):
                 raise _Bad("not_finite", f"{where}{k}: NaN or infinity")
-    for i, (k, values) in enumerate(zip(keys, lists)):
+    for i, (k, values) in enumerate(zip(keys, lists, strict=False)):
         if min(values) < lo[i] or max(values) > hi[i]:
             raise _Bad("out_of_range", f"{where}{k}: values must lie in [{lo[i]}, {hi[i]}]")
 
@@ -175,8 +172,9 @@ class Valid:
 VALID = Valid()
 
 
-def decode(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig,
-           build: bool = True) -> Decoded | Valid:
+def decode(
+    topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig, build: bool = True
+) -> Decoded | Valid:
     """Decode and validate one MQTT message. Never raises for bad input. With ``build=False`` a good telemetry
     message gives ``VALID`` instead of its arrays (the same checks, less work)."""
     if len(payload) > cfg.max_payload_bytes:
@@ -224,8 +222,9 @@ def _decode_event(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int) -> 
     return DeviceEvent(vehicle, seq, t, event)
 
 
-def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig,
-                      build: bool = True) -> TelemetryBatch | Valid:
+def _decode_telemetry(
+    obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int, cfg: IngestConfig, build: bool = True
+) -> TelemetryBatch | Valid:
     sent = _int(obj, "sent")
     gps = _field(obj, "gps", dict)
     t = _times(gps, "t", "gps.")
@@ -266,10 +265,10 @@ def _decode_telemetry(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int,
         phone = np.asarray(flags, dtype=np.uint8)
     if not build:
         return VALID
-    t = np.asarray(t, dtype=np.int64)
+    t_ms = np.asarray(t, dtype=np.int64)
     lat, lon, speed, heading, accuracy = np.array(gps_lists, dtype=np.float64).reshape(5, n)
     ax, ay, az = np.array(imu_lists, dtype=np.float64).reshape(3, m)
-    return TelemetryBatch(vehicle, seq, sent, t, lat, lon, speed, heading, accuracy, t0, hz, ax, ay, az, phone)
+    return TelemetryBatch(vehicle, seq, sent, t_ms, lat, lon, speed, heading, accuracy, t0, hz, ax, ay, az, phone)
 
 
 def decode_trusted(topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig) -> Decoded:
@@ -287,11 +286,27 @@ def decode_trusted(topic_vehicle: str, kind: str, payload: bytes, received_ms: i
         if g.ndim != 2 or a.ndim != 2:
             raise ValueError
         phone = obj.get("phone")
-        return TelemetryBatch(obj["vehicle"], int(obj["seq"]), int(obj["sent"]), np.asarray(gps["t"], dtype=np.int64),
-                              g[0], g[1], g[2], g[3], g[4], int(imu["t0"]), int(imu["hz"]), a[0], a[1], a[2],
-                              None if phone is None else np.asarray(phone, dtype=np.uint8))
+        return TelemetryBatch(
+            obj["vehicle"],
+            int(obj["seq"]),
+            int(obj["sent"]),
+            np.asarray(gps["t"], dtype=np.int64),
+            g[0],
+            g[1],
+            g[2],
+            g[3],
+            g[4],
+            int(imu["t0"]),
+            int(imu["hz"]),
+            a[0],
+            a[1],
+            a[2],
+            None if phone is None else np.asarray(phone, dtype=np.uint8),
+        )
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
-        return decode(topic_vehicle, kind, payload, received_ms, cfg)
+        full = decode(topic_vehicle, kind, payload, received_ms, cfg)
+        assert not isinstance(full, Valid)  # decode builds the message unless asked to only check it
+        return full
 
 
 def _round_list(arr: np.ndarray, digits: int) -> list:
@@ -327,7 +342,6 @@ def encode_telemetry(b: TelemetryBatch) -> bytes:
 
 
 def encode_event(e: DeviceEvent) -> bytes:
-    return json.dumps({"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event},
-                      separators=(",", ":")).encode()
-
-
+    return json.dumps(
+        {"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event}, separators=(",", ":")
+    ).encode()

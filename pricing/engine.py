@@ -59,12 +59,16 @@ class PremiumResult:
 
 def off_balance_decimal(c: float | Decimal | None) -> Decimal | None:
     """The off-balance factor as applied: 6 decimals, half up (None when the rulebook has none)."""
-    return None if c is None else Decimal(repr(c) if isinstance(c, float) else c).quantize(
-        OB_PLACES, rounding=ROUND_HALF_UP)
+    return (
+        None
+        if c is None
+        else Decimal(repr(c) if isinstance(c, float) else c).quantize(OB_PLACES, rounding=ROUND_HALF_UP)
+    )
 
 
-def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: MonthFeatures,
-                 off_balance: float | Decimal | None = None) -> PremiumResult:
+def price_policy(
+    rb: Rulebook, base: Decimal, previous: Decimal | None, f: MonthFeatures, off_balance: float | Decimal | None = None
+) -> PremiumResult:
     base = money(base)
     ob = off_balance_decimal(off_balance)
     prev = money(previous) if previous is not None else base
@@ -74,9 +78,17 @@ def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: Month
         x = f.value(rf.feature)
         band = rf.band_for(x)
         g *= band.relativity
-        steps.append({"feature": rf.feature, "label": rf.label, "value": round(x, 4),
-                      "band": band.label, "from": band.lo, "to": None if band.hi == float("inf") else band.hi,
-                      "relativity": band.relativity})
+        steps.append(
+            {
+                "feature": rf.feature,
+                "label": rf.label,
+                "value": round(x, 4),
+                "band": band.label,
+                "from": band.lo,
+                "to": None if band.hi == float("inf") else band.hi,
+                "relativity": band.relativity,
+            }
+        )
     gated = f.trips < rb.min_trips or f.km < rb.min_km
     z = 0.0 if gated else f.km / (f.km + rb.k_km)
     raw = 1.0 + z * (g - 1.0)
@@ -92,15 +104,21 @@ def price_policy(rb: Rulebook, base: Decimal, previous: Decimal | None, f: Month
         premium, cap = lo, "decrease"
     trace = {
         "rulebook": {"version": rb.version, "sha256": rb.sha256},
-        "features": {"trips": f.trips, "km": round(f.km, 3), "driving_hours": round(f.driving_hours, 3),
-                     "harsh_brakes": f.harsh_brakes, "harsh_accels": f.harsh_accels},
+        "features": {
+            "trips": f.trips,
+            "km": round(f.km, 3),
+            "driving_hours": round(f.driving_hours, 3),
+            "harsh_brakes": f.harsh_brakes,
+            "harsh_accels": f.harsh_accels,
+        },
         "factors": steps,
         "g": round(g, 6),
         "gate": {"min_trips": rb.min_trips, "min_km": rb.min_km, "gated": gated},
         "credibility": {"k_km": rb.k_km, "z": round(z, 6)},
-        "factor": {"raw": round(raw, 6), "floor": rb.factor_floor, "ceiling": rb.factor_ceiling,
-                   "final": str(factor)},
-        "base_premium": str(base), "off_balance": None if ob is None else str(ob), "uncapped": str(uncapped),
+        "factor": {"raw": round(raw, 6), "floor": rb.factor_floor, "ceiling": rb.factor_ceiling, "final": str(factor)},
+        "base_premium": str(base),
+        "off_balance": None if ob is None else str(ob),
+        "uncapped": str(uncapped),
         "cap": {"previous": str(prev), "low": str(lo), "high": str(hi), "applied": cap},
         "premium": str(premium),
     }
@@ -111,28 +129,40 @@ def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
     """Plain words for the policyholder: what changed and why."""
     t = r.trace
     change = (r.premium - r.previous_premium) / r.previous_premium * 100 if r.previous_premium else Decimal(0)
-    lines = [f"Your premium for {month_label} is {currency} {r.premium} "
-             f"(last month {currency} {r.previous_premium}, {change:+.1f}%)."]
+    lines = [
+        f"Your premium for {month_label} is {currency} {r.premium} "
+        f"(last month {currency} {r.previous_premium}, {change:+.1f}%)."
+    ]
     feats = t["features"]
     lines.append(f"You drove {feats['km']:.0f} km in {feats['trips']} trips.")
     if r.gated:
-        lines.append(f"We need at least {t['gate']['min_trips']} trips and {t['gate']['min_km']:.0f} km in a month "
-                     "before your driving changes your price, so this month your base premium applies.")
+        lines.append(
+            f"We need at least {t['gate']['min_trips']} trips and {t['gate']['min_km']:.0f} km in a month "
+            "before your driving changes your price, so this month your base premium applies."
+        )
     else:
         for s in t["factors"]:
             effect = "lowers" if s["relativity"] < 1 else "raises" if s["relativity"] > 1 else "does not change"
             unit = "km" if s["feature"] == "km" else "hours" if s["feature"] == "driving_hours" else "per 100 km"
-            lines.append(f"{s['label'].capitalize()}: {s['value']:.2f} {unit}, in the band '{s['band']}', which "
-                         f"{effect} your price (x{s['relativity']:.2f}).")
-        lines.append(f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
-                     f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}.")
+            lines.append(
+                f"{s['label'].capitalize()}: {s['value']:.2f} {unit}, in the band '{s['band']}', which "
+                f"{effect} your price (x{s['relativity']:.2f})."
+            )
+        lines.append(
+            f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
+            f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}."
+        )
     ob = t.get("off_balance")
     if ob is not None and Decimal(ob) != 1:
-        lines.append(f"All premiums this month include a book-wide adjustment of x{Decimal(ob):.4f} that keeps the "
-                     "insurer's total premium unchanged.")
+        lines.append(
+            f"All premiums this month include a book-wide adjustment of x{Decimal(ob):.4f} that keeps the "
+            "insurer's total premium unchanged."
+        )
     if r.cap_applied == "increase":
         lines.append("Your price would have risen more, but monthly increases are capped so changes stay predictable.")
     elif r.cap_applied == "decrease":
-        lines.append("Your price would have fallen further; the rest of the saving follows in the coming months "
-                     "as monthly decreases are capped.")
+        lines.append(
+            "Your price would have fallen further; the rest of the saving follows in the coming months "
+            "as monthly decreases are capped."
+        )
     return " ".join(lines)

@@ -29,8 +29,14 @@ class FairnessResult:
         return any(d["flagged"] for d in self.disparities)
 
 
-def audit(change: np.ndarray, factor: np.ndarray, capped_up: np.ndarray, attributes: dict[str, np.ndarray],
-          threshold: float = DEFAULT_THRESHOLD, min_group: int = 30) -> FairnessResult:
+def audit(
+    change: np.ndarray,
+    factor: np.ndarray,
+    capped_up: np.ndarray,
+    attributes: dict[str, np.ndarray],
+    threshold: float = DEFAULT_THRESHOLD,
+    min_group: int = 30,
+) -> FairnessResult:
     """Per group: count, mean change, mean factor, share with an increase, share capped up; per attribute: gaps.
 
     Groups smaller than ``min_group`` are reported but not used for the gap (their means are noise)."""
@@ -40,31 +46,64 @@ def audit(change: np.ndarray, factor: np.ndarray, capped_up: np.ndarray, attribu
         rows = []
         for g in np.unique(labels):
             m = labels == g
-            rows.append({"attribute": attr, "group": g, "policies": int(m.sum()),
-                         "mean_change": float(change[m].mean()), "mean_factor": float(factor[m].mean()),
-                         "share_increase": float((change[m] > 0.005).mean()),
-                         "share_capped_up": float(capped_up[m].mean())})
+            rows.append(
+                {
+                    "attribute": attr,
+                    "group": g,
+                    "policies": int(m.sum()),
+                    "mean_change": float(change[m].mean()),
+                    "mean_factor": float(factor[m].mean()),
+                    "share_increase": float((change[m] > 0.005).mean()),
+                    "share_capped_up": float(capped_up[m].mean()),
+                }
+            )
         groups += rows
         big = [r for r in rows if r["policies"] >= min_group]
         for metric in ("mean_change", "mean_factor"):
             if len(big) < 2:
-                disparities.append({"attribute": attr, "metric": metric, "gap": 0.0, "highest": "", "lowest": "",
-                                    "threshold": threshold, "flagged": False})
+                disparities.append(
+                    {
+                        "attribute": attr,
+                        "metric": metric,
+                        "gap": 0.0,
+                        "highest": "",
+                        "lowest": "",
+                        "threshold": threshold,
+                        "flagged": False,
+                    }
+                )
                 continue
             hi = max(big, key=lambda r: r[metric])
             lo = min(big, key=lambda r: r[metric])
             gap = hi[metric] - lo[metric]
-            disparities.append({"attribute": attr, "metric": metric, "gap": gap, "highest": hi["group"],
-                                "lowest": lo["group"], "threshold": threshold, "flagged": gap > threshold})
+            disparities.append(
+                {
+                    "attribute": attr,
+                    "metric": metric,
+                    "gap": gap,
+                    "highest": hi["group"],
+                    "lowest": lo["group"],
+                    "threshold": threshold,
+                    "flagged": gap > threshold,
+                }
+            )
     return FairnessResult(groups, disparities, threshold)
 
 
 def html_sections(r: FairnessResult, month: str) -> list[tuple[str, str]]:
     flagged = [d for d in r.disparities if d["flagged"]]
-    verdict = (f"<p class='flag'>DISPARITY FLAGGED: {len(flagged)} gap(s) above {r.threshold}.</p>" if flagged
-               else f"<p class='ok'>No gap above the threshold {r.threshold}.</p>")
-    sections = [("Verdict", f"<p>Month {month}. Protected attributes are read for this audit only; no rating "
-                            f"factor uses them.</p>{verdict}" + table(r.disparities))]
+    verdict = (
+        f"<p class='flag'>DISPARITY FLAGGED: {len(flagged)} gap(s) above {r.threshold}.</p>"
+        if flagged
+        else f"<p class='ok'>No gap above the threshold {r.threshold}.</p>"
+    )
+    sections = [
+        (
+            "Verdict",
+            f"<p>Month {month}. Protected attributes are read for this audit only; no rating "
+            f"factor uses them.</p>{verdict}" + table(r.disparities),
+        )
+    ]
     for attr in dict.fromkeys(g["attribute"] for g in r.groups):
         rows = [g for g in r.groups if g["attribute"] == attr]
         fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))

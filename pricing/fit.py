@@ -43,10 +43,12 @@ class Experience:
         """Rulebook features on the monthly scale the rulebook prices on (rates are scale-free)."""
         months = np.maximum(self.exposure * 12.0, 1e-9)
         per100 = np.where(self.km > 0, 100.0 / np.where(self.km > 0, self.km, 1.0), 0.0)
-        return {"harsh_brakes_per_100km": lambda: self.harsh_brakes * per100,
-                "harsh_accels_per_100km": lambda: self.harsh_accels * per100,
-                "km": lambda: self.km / months,
-                "driving_hours": lambda: self.driving_hours / months}[name]()
+        return {
+            "harsh_brakes_per_100km": lambda: self.harsh_brakes * per100,
+            "harsh_accels_per_100km": lambda: self.harsh_accels * per100,
+            "km": lambda: self.km / months,
+            "driving_hours": lambda: self.driving_hours / months,
+        }[name]()
 
 
 @dataclass
@@ -156,10 +158,16 @@ def calibration(y_freq: np.ndarray, pred: np.ndarray, w: np.ndarray, bins: int =
     for d in range(bins):
         sel = order[dec == d]
         e = float(w[sel].sum())
-        out.append({"decile": d + 1, "exposure": e, "predicted_claims": float((pred[sel] * w[sel]).sum()),
-                    "observed_claims": float((y_freq[sel] * w[sel]).sum()),
-                    "predicted_frequency": float((pred[sel] * w[sel]).sum() / e) if e else math.nan,
-                    "observed_frequency": float((y_freq[sel] * w[sel]).sum() / e) if e else math.nan})
+        out.append(
+            {
+                "decile": d + 1,
+                "exposure": e,
+                "predicted_claims": float((pred[sel] * w[sel]).sum()),
+                "observed_claims": float((y_freq[sel] * w[sel]).sum()),
+                "predicted_frequency": float((pred[sel] * w[sel]).sum() / e) if e else math.nan,
+                "observed_frequency": float((y_freq[sel] * w[sel]).sum() / e) if e else math.nan,
+            }
+        )
     return out
 
 
@@ -175,26 +183,42 @@ def _hgb_features(exp: Experience) -> tuple[np.ndarray, list[bool]]:
 
 def fit(rb: Rulebook, exp: Experience, seed: int = 0, boosting: bool = True) -> FitResult:
     """Fit both models, score them on a hold-out, and derive band relativities and the draft rulebook."""
-    exp = Experience(exp.exposure, exp.claims, exp.km, exp.harsh_brakes, exp.harsh_accels, exp.driving_hours,
-                     {k: v for k, v in exp.controls.items() if k not in rb.prohibited and k not in ALWAYS_PROHIBITED})
+    exp = Experience(
+        exp.exposure,
+        exp.claims,
+        exp.km,
+        exp.harsh_brakes,
+        exp.harsh_accels,
+        exp.driving_hours,
+        {k: v for k, v in exp.controls.items() if k not in rb.prohibited and k not in ALWAYS_PROHIBITED},
+    )
     keep = exp.exposure > 0
     n, total_claims = int(keep.sum()), int(exp.claims[keep].sum())
     if n < 50 or total_claims < 20:
-        raise PricingError(f"too little experience to fit: {n} policy periods, {total_claims} claims "
-                           "(load claims and exposure first)")
+        raise PricingError(
+            f"too little experience to fit: {n} policy periods, {total_claims} claims (load claims and exposure first)"
+        )
     exp = _subset(exp, keep)
     w, y = exp.exposure, exp.claims / exp.exposure
     d, refs = design(rb, exp)
     rng = np.random.default_rng(seed)
     test = rng.random(n) < 0.25
     train = ~test
-    preds: dict[str, np.ndarray] = {"mean frequency (dummy)": np.full(test.sum(), np.average(y[train], weights=w[train]))}
+    preds: dict[str, np.ndarray] = {
+        "mean frequency (dummy)": np.full(test.sum(), np.average(y[train], weights=w[train]))
+    }
     glm_train = _glm(d.X[train], y[train], w[train])
     preds["Poisson GLM"] = glm_train.predict(d.X[test])
     if boosting:
         Xh, cats = _hgb_features(exp)
-        hgb = HistGradientBoostingRegressor(loss="poisson", max_leaf_nodes=31, learning_rate=0.05, max_iter=300,
-                                            categorical_features=cats, random_state=seed)
+        hgb = HistGradientBoostingRegressor(
+            loss="poisson",
+            max_leaf_nodes=31,
+            learning_rate=0.05,
+            max_iter=300,
+            categorical_features=cats,
+            random_state=seed,
+        )
         hgb.fit(Xh[train], y[train], sample_weight=w[train])
         preds["gradient boosting (Poisson)"] = hgb.predict(Xh[test])
     metrics, lor, cal = [], {}, {}
@@ -205,8 +229,16 @@ def fit(rb: Rulebook, exp: Experience, seed: int = 0, boosting: bool = True) -> 
         cx, cy, gini = lorenz(y[test], p, w[test])
         lor[name] = (cx, cy)
         cal[name] = calibration(y[test], p, w[test])
-        metrics.append({"model": name, "mean_poisson_deviance": dev, "d2": 1.0 - dev / dummy_dev, "gini": gini,
-                        "predicted_claims": float((p * w[test]).sum()), "actual_claims": float(exp.claims[test].sum())})
+        metrics.append(
+            {
+                "model": name,
+                "mean_poisson_deviance": dev,
+                "d2": 1.0 - dev / dummy_dev,
+                "gini": gini,
+                "predicted_claims": float((p * w[test]).sum()),
+                "actual_claims": float(exp.claims[test].sum()),
+            }
+        )
     glm = _glm(d.X, y, w)  # relativities from all the data once validated
     cov = _covariance(glm, d.X, w)
     bands = _bands(rb, exp, d, glm, cov)
@@ -221,8 +253,15 @@ def fit(rb: Rulebook, exp: Experience, seed: int = 0, boosting: bool = True) -> 
 
 
 def _subset(exp: Experience, m: np.ndarray) -> Experience:
-    return Experience(exp.exposure[m], exp.claims[m], exp.km[m], exp.harsh_brakes[m], exp.harsh_accels[m],
-                      exp.driving_hours[m], {k: v[m] for k, v in exp.controls.items()})
+    return Experience(
+        exp.exposure[m],
+        exp.claims[m],
+        exp.km[m],
+        exp.harsh_brakes[m],
+        exp.harsh_accels[m],
+        exp.driving_hours[m],
+        {k: v[m] for k, v in exp.controls.items()},
+    )
 
 
 def _bands(rb: Rulebook, exp: Experience, d: Design, glm: PoissonRegressor, cov: np.ndarray) -> list[BandFit]:
@@ -234,7 +273,7 @@ def _bands(rb: Rulebook, exp: Experience, d: Design, glm: PoissonRegressor, cov:
         share = np.bincount(idx, weights=w, minlength=len(los)) / w.sum()
         claims = np.bincount(idx, weights=exp.claims, minlength=len(los))
         rels, cis = [], []
-        for j, col in d.factor_cols[f.feature]:
+        for _j, col in d.factor_cols[f.feature]:
             if col is None:
                 rels.append(1.0)
                 cis.append((1.0, 1.0))
@@ -247,8 +286,21 @@ def _bands(rb: Rulebook, exp: Experience, d: Design, glm: PoissonRegressor, cov:
         lo_r, hi_r = RELATIVITY_RANGE
         for j, b in enumerate(f.bands):
             draft = round(min(max(rels_a[j] / mean, lo_r), hi_r), 3)
-            out.append(BandFit(f.feature, b.label, b.lo, b.hi, float(share[j]), int(claims[j]), float(rels_a[j]),
-                               cis[j][0], cis[j][1], draft, d.factor_cols[f.feature][j][1] is None))
+            out.append(
+                BandFit(
+                    f.feature,
+                    b.label,
+                    b.lo,
+                    b.hi,
+                    float(share[j]),
+                    int(claims[j]),
+                    float(rels_a[j]),
+                    cis[j][0],
+                    cis[j][1],
+                    draft,
+                    d.factor_cols[f.feature][j][1] is None,
+                )
+            )
     return out
 
 
@@ -260,34 +312,61 @@ def draft_rulebook(rb: Rulebook, r: FitResult, today: date | None = None) -> str
     """The fitted relativities in the current rulebook's structure, as a draft to review; validated before return."""
     today = today or date.today()
     glm = next(m for m in r.metrics if m["model"] == "Poisson GLM")
-    notes = (f"DRAFT from `ubi actuary fit` on {r.policies} policy periods, {r.exposure:.0f} policy-years, "
-             f"{r.claims} claims. Hold-out: Poisson GLM deviance {glm['mean_poisson_deviance']:.4f}, "
-             f"D2 {glm['d2']:.4f}, Gini {glm['gini']:.3f}."
-             + (f" Frequency grows with km per year to the power {r.km_elasticity:.3f}." if r.km_elasticity
-                is not None else "")
-             + " Relativities are rebalanced to an exposure-weighted mean of 1 per factor; review before use.")
+    notes = (
+        f"DRAFT from `ubi actuary fit` on {r.policies} policy periods, {r.exposure:.0f} policy-years, "
+        f"{r.claims} claims. Hold-out: Poisson GLM deviance {glm['mean_poisson_deviance']:.4f}, "
+        f"D2 {glm['d2']:.4f}, Gini {glm['gini']:.3f}."
+        + (
+            f" Frequency grows with km per year to the power {r.km_elasticity:.3f}."
+            if r.km_elasticity is not None
+            else ""
+        )
+        + " Relativities are rebalanced to an exposure-weighted mean of 1 per factor; review before use."
+    )
     user_prohibited = [p for p in rb.prohibited if p not in ALWAYS_PROHIBITED] + ["gender"]
     lines = [
         "# Draft rulebook written by `ubi actuary fit`: fitted relativities in the current rulebook's bands.",
-        "", "[meta]", f'version = "{rb.version}-fit-{today:%Y%m%d}-draft"', f'effective_from = "{today.isoformat()}"',
-        'author = "ubi actuary fit (draft, needs actuarial sign-off)"', f'notes = """{notes}"""',
+        "",
+        "[meta]",
+        f'version = "{rb.version}-fit-{today:%Y%m%d}-draft"',
+        f'effective_from = "{today.isoformat()}"',
+        'author = "ubi actuary fit (draft, needs actuarial sign-off)"',
+        f'notes = """{notes}"""',
         "prohibited_factors = [" + ", ".join(f'"{p}"' for p in sorted(set(user_prohibited))) + "]",
-        "", "[base]", 'source = "policy"', "", "[credibility]", f"k_km = {_num(rb.k_km)}",
-        f"min_trips = {rb.min_trips}", f"min_km = {_num(rb.min_km)}", "", "[limits]",
-        f"factor_floor = {_num(rb.factor_floor)}", f"factor_ceiling = {_num(rb.factor_ceiling)}",
-        f"max_increase = {_num(rb.max_increase)}", f"max_decrease = {_num(rb.max_decrease)}",
+        "",
+        "[base]",
+        'source = "policy"',
+        "",
+        "[credibility]",
+        f"k_km = {_num(rb.k_km)}",
+        f"min_trips = {rb.min_trips}",
+        f"min_km = {_num(rb.min_km)}",
+        "",
+        "[limits]",
+        f"factor_floor = {_num(rb.factor_floor)}",
+        f"factor_ceiling = {_num(rb.factor_ceiling)}",
+        f"max_increase = {_num(rb.max_increase)}",
+        f"max_decrease = {_num(rb.max_decrease)}",
     ]
     if rb.off_balance:
-        lines += ["", "[offbalance]", "enabled = true", f"tolerance = {_num(rb.off_balance_tolerance)}",
-                  f"max_iterations = {rb.off_balance_max_iterations}",
-                  f"min_factor = {_num(rb.off_balance_bounds[0])}", f"max_factor = {_num(rb.off_balance_bounds[1])}"]
+        lines += [
+            "",
+            "[offbalance]",
+            "enabled = true",
+            f"tolerance = {_num(rb.off_balance_tolerance)}",
+            f"max_iterations = {rb.off_balance_max_iterations}",
+            f"min_factor = {_num(rb.off_balance_bounds[0])}",
+            f"max_factor = {_num(rb.off_balance_bounds[1])}",
+        ]
     for f in rb.factors:
         lines += ["", "[[factors]]", f'feature = "{f.feature}"', f'label = "{f.label}"', "bands = ["]
         for b in (x for x in r.bands if x.feature == f.feature):
             to = "" if math.isinf(b.hi) else f"to = {_num(b.hi)}, "
-            lines.append(f'  {{ from = {_num(b.lo)}, {to}relativity = {_num(b.draft)}, label = "{b.label}" }},'
-                         f"  # fitted {b.relativity:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}], "
-                         f"{b.exposure_share:.1%} of exposure")
+            lines.append(
+                f'  {{ from = {_num(b.lo)}, {to}relativity = {_num(b.draft)}, label = "{b.label}" }},'
+                f"  # fitted {b.relativity:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}], "
+                f"{b.exposure_share:.1%} of exposure"
+            )
         lines.append("]")
     text = "\n".join(lines) + "\n"
     parse_rulebook(text, "<draft rulebook>")  # never hand out a draft that would be refused

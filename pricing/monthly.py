@@ -15,9 +15,9 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
 from datetime import date
 from decimal import Decimal
+from typing import Iterator, Protocol
 
 import numpy as np
 import polars as pl
@@ -68,20 +68,36 @@ def price_month_book(rb: Rulebook, book: Book) -> tuple[Priced, offbalance.OffBa
     return price_book(rb, book), None
 
 
-def _rows(rb: Rulebook, month: date, run_id: str, ids: list[str], book: Book, has_prev: np.ndarray,
-          p: Priced, lo: int, hi: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _rows(
+    rb: Rulebook,
+    month: date,
+    run_id: str,
+    ids: list[str],
+    book: Book,
+    has_prev: np.ndarray,
+    p: Priced,
+    lo: int,
+    hi: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """monthly_features and premiums rows for policies [lo, hi): the engine's trace and statement per row."""
     label = month.strftime("%B %Y")
     ob = None if not rb.off_balance else Decimal(p.off_balance_u).scaleb(-6)
     traces, statements = [], []
     for i in range(lo, hi):
-        f = MonthFeatures(int(book.trips[i]), float(book.km[i]), float(book.driving_hours[i]),
-                          int(book.harsh_brakes[i]), int(book.harsh_accels[i]))
+        f = MonthFeatures(
+            int(book.trips[i]),
+            float(book.km[i]),
+            float(book.driving_hours[i]),
+            int(book.harsh_brakes[i]),
+            int(book.harsh_accels[i]),
+        )
         prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
         r = price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
         if int(r.premium.scaleb(2)) != int(p.premium_c[i]) or int(r.factor.scaleb(4)) != int(p.factors.factor_u[i]):
-            raise PricingError(f"{ids[i]}: engine and book arithmetic disagree ({r.premium} vs "
-                               f"{p.premium_c[i] / 100}); nothing was written")
+            raise PricingError(
+                f"{ids[i]}: engine and book arithmetic disagree ({r.premium} vs "
+                f"{p.premium_c[i] / 100}); nothing was written"
+            )
         traces.append(json.dumps(r.trace))
         statements.append(statement(label, r))
     s = slice(lo, hi)
@@ -89,17 +105,33 @@ def _rows(rb: Rulebook, month: date, run_id: str, ids: list[str], book: Book, ha
     with np.errstate(divide="ignore", invalid="ignore"):
         b100 = np.where(km > 0, book.harsh_brakes[s] * (100.0 / km), np.nan)
         a100 = np.where(km > 0, book.harsh_accels[s] * (100.0 / km), np.nan)
-    feats = pl.DataFrame({
-        "policy_id": ids[lo:hi], "trips": book.trips[s], "km": km, "driving_hours": book.driving_hours[s],
-        "harsh_brakes": book.harsh_brakes[s], "harsh_accels": book.harsh_accels[s],
-        "b100": b100, "a100": a100}).with_columns(pl.col("b100", "a100").fill_nan(None))
-    prems = pl.DataFrame({
-        "policy_id": ids[lo:hi], "base_c": book.base_c[s], "prev_c": book.prev_c[s],
-        "factor_u": p.factors.factor_u[s], "z": p.factors.z[s], "uncapped_c": p.uncapped_c[s],
-        "premium_c": p.premium_c[s], "cap": [CAP_LABELS[int(c)] for c in p.cap[s]],
-        "trace": traces, "statement": statements})
+    feats = pl.DataFrame(
+        {
+            "policy_id": ids[lo:hi],
+            "trips": book.trips[s],
+            "km": km,
+            "driving_hours": book.driving_hours[s],
+            "harsh_brakes": book.harsh_brakes[s],
+            "harsh_accels": book.harsh_accels[s],
+            "b100": b100,
+            "a100": a100,
+        }
+    ).with_columns(pl.col("b100", "a100").fill_nan(None))
+    prems = pl.DataFrame(
+        {
+            "policy_id": ids[lo:hi],
+            "base_c": book.base_c[s],
+            "prev_c": book.prev_c[s],
+            "factor_u": p.factors.factor_u[s],
+            "z": p.factors.z[s],
+            "uncapped_c": p.uncapped_c[s],
+            "premium_c": p.premium_c[s],
+            "cap": [CAP_LABELS[int(c)] for c in p.cap[s]],
+            "trace": traces,
+            "statement": statements,
+        }
+    )
     return feats, prems
-
 
 
 Chunk = tuple[pl.DataFrame, pl.DataFrame]  # (monthly_features rows, premiums rows)
@@ -110,8 +142,16 @@ class MonthStore(Protocol):
 
     def month_book(self, month: date) -> tuple[list[str], Book, np.ndarray]: ...
 
-    def write_month(self, rb: Rulebook, month: date, run_id: str, actor: str, summary: "RunSummary",
-                    chunks: Iterator[Chunk], off_balance: float | None) -> None: ...
+    def write_month(
+        self,
+        rb: Rulebook,
+        month: date,
+        run_id: str,
+        actor: str,
+        summary: "RunSummary",
+        chunks: Iterator[Chunk],
+        off_balance: float | None,
+    ) -> None: ...
 
 
 def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = None) -> RunSummary:
@@ -123,11 +163,19 @@ def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = 
     n = len(ids)
     gated = int(priced.factors.gated.sum())
     summary = RunSummary(
-        run_id, month, n, n - gated, int((priced.cap == CAP_UP).sum()), int((priced.cap == CAP_DOWN).sum()),
-        Decimal(int(book.prev_c.sum())).scaleb(-2), Decimal(int(priced.premium_c.sum())).scaleb(-2),
-        ob.as_dict() if ob else None)
+        run_id,
+        month,
+        n,
+        n - gated,
+        int((priced.cap == CAP_UP).sum()),
+        int((priced.cap == CAP_DOWN).sum()),
+        Decimal(int(book.prev_c.sum())).scaleb(-2),
+        Decimal(int(priced.premium_c.sum())).scaleb(-2),
+        ob.as_dict() if ob else None,
+    )
     ob_value = None if ob is None else priced.off_balance_u / 1e6
-    chunks = (_rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK))
-              for lo in range(0, n, CHUNK))
+    chunks = (
+        _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)
+    )
     store.write_month(rb, month, run_id, actor, summary, chunks, ob_value)
     return summary

@@ -30,9 +30,15 @@ class OffBalance:
     before_c: int  # revenue with c = 1
 
     def as_dict(self) -> dict:
-        return {"factor": self.factor, "iterations": self.iterations, "converged": self.converged,
-                "method": self.method, "target": self.target_c / 100, "achieved": self.achieved_c / 100,
-                "without_off_balance": self.before_c / 100}
+        return {
+            "factor": self.factor,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "method": self.method,
+            "target": self.target_c / 100,
+            "achieved": self.achieved_c / 100,
+            "without_off_balance": self.before_c / 100,
+        }
 
 
 def solve(rb: Rulebook, book: Book, factors: Factors | None = None) -> tuple[OffBalance, Priced]:

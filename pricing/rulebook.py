@@ -186,10 +186,23 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
         raise RulebookError(problems, path)
     assert effective is not None  # a missing date is a problem above
     return Rulebook(
-        version=version, effective_from=effective, author=str(author), notes=str(notes), prohibited=prohibited_all,
-        k_km=float(k_km), min_trips=int(min_trips), min_km=float(min_km), factor_floor=float(floor),
-        factor_ceiling=float(ceiling), max_increase=float(max_inc), max_decrease=float(max_dec),
-        factors=tuple(factors), sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, path=path, **ob,
+        version=version,
+        effective_from=effective,
+        author=str(author),
+        notes=str(notes),
+        prohibited=prohibited_all,
+        k_km=float(k_km),
+        min_trips=int(min_trips),
+        min_km=float(min_km),
+        factor_floor=float(floor),
+        factor_ceiling=float(ceiling),
+        max_increase=float(max_inc),
+        max_decrease=float(max_dec),
+        factors=tuple(factors),
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        text=text,
+        path=path,
+        **ob,
     )
 
 
@@ -241,7 +254,7 @@ def _parse_bands(raw, key: str, loc: str, problems: list[str]) -> tuple[Band, ..
     bands.sort(key=lambda b: b.lo)
     if bands[0].lo != 0.0:
         problems.append(f"{loc}: {key} must start at 0, starts at {bands[0].lo}")
-    for a, b in zip(bands, bands[1:]):
+    for a, b in zip(bands, bands[1:], strict=False):
         if b.lo < a.hi:
             problems.append(f"{loc}: {key} bands overlap at {b.lo} (previous band ends at {a.hi})")
         elif b.lo > a.hi:

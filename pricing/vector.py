@@ -110,8 +110,7 @@ def _div_half_up(num: np.ndarray, den: int) -> np.ndarray:
     return (2 * num + den) // (2 * den)
 
 
-def price_book(rb: Rulebook, book: Book, off_balance_u: int | None = None,
-               factors: Factors | None = None) -> Priced:
+def price_book(rb: Rulebook, book: Book, off_balance_u: int | None = None, factors: Factors | None = None) -> Priced:
     """Premiums for every policy; ``off_balance_u`` is the off-balance factor in 1e-6 units (None: none)."""
     f = factors or telematics_factors(rb, book)
     if off_balance_u is None:

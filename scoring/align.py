@@ -60,13 +60,21 @@ def smooth(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def align_to_vehicle(imu_t_s: np.ndarray, lon: np.ndarray, lat: np.ndarray, vert: np.ndarray, gps_t_s: np.ndarray,
-                     gps_v: np.ndarray, cfg: ScoringConfig | None = None) -> Alignment:
+def align_to_vehicle(
+    imu_t_s: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    vert: np.ndarray,
+    gps_t_s: np.ndarray,
+    gps_v: np.ndarray,
+    cfg: ScoringConfig | None = None,
+) -> Alignment:
     cfg = cfg or ScoringConfig()
     n = imu_t_s.shape[0]
     if n < 10 or lat.shape[0] != n or lon.shape[0] != n or gps_t_s.shape[0] < 3:
-        return Alignment(lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, "
-                         f"{gps_t_s.shape[0]} GPS)")
+        return Alignment(
+            lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, {gps_t_s.shape[0]} GPS)"
+        )
     vert = np.full(n, np.nan) if vert.shape[0] != n else vert
     A = np.vstack([lon, lat, vert]).astype(np.float64)
     hz = 1.0 / float(np.median(np.diff(imu_t_s)))
@@ -87,8 +95,9 @@ def align_to_vehicle(imu_t_s: np.ndarray, lon: np.ndarray, lat: np.ndarray, vert
             u = V[:, 0] * (1.0 if V[2, 0] >= 0 else -1.0)  # least variance = vertical, towards acc_vert
             gravity = "removed"
         else:
-            return Alignment(lon, lat, "unusable", float("nan"), gravity="partial",
-                             reason=f"partial gravity: |mean| = {m:.1f} m/s2")
+            return Alignment(
+                lon, lat, "unusable", float("nan"), gravity="partial", reason=f"partial gravity: |mean| = {m:.1f} m/s2"
+            )
     level = u[2] > _LEVEL_COS
     x = np.eye(3)[int(np.argmin(np.abs(u)))] if not level else np.array([1.0, 0.0, 0.0])
     e1 = x - x.dot(u) * u
@@ -121,8 +130,15 @@ def align_to_vehicle(imu_t_s: np.ndarray, lon: np.ndarray, lat: np.ndarray, vert
             best_r, best_l, best_b = r, float(lag), b
     best_l = round(best_l, 3)
     if best_r < cfg.imu_min_r:
-        return Alignment(lon, lat, "unusable", best_l, max(best_r, 0.0), gravity,
-                         f"R = {max(best_r, 0.0):.2f} < {cfg.imu_min_r} at the best lag {best_l:.1f} s")
+        return Alignment(
+            lon,
+            lat,
+            "unusable",
+            best_l,
+            max(best_r, 0.0),
+            gravity,
+            f"R = {max(best_r, 0.0):.2f} < {cfg.imu_min_r} at the best lag {best_l:.1f} s",
+        )
     fwd = best_b[0] * e1 + best_b[1] * e2
     fwd /= np.linalg.norm(fwd)
     how = f"{gravity} gravity, R = {best_r:.2f} at lag {best_l:.1f} s"

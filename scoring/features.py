@@ -11,8 +11,16 @@ import numpy as np
 
 from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
-from scoring.kernels import (clean_kernel, event_kernel, exposure_kernel, heatmap_kernel,
-                             phone_kernel, speed_events_kernel, speeding_kernel, trip_kernel)
+from scoring.kernels import (
+    clean_kernel,
+    event_kernel,
+    exposure_kernel,
+    heatmap_kernel,
+    phone_kernel,
+    speed_events_kernel,
+    speeding_kernel,
+    trip_kernel,
+)
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
@@ -41,8 +49,15 @@ def trip_features(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> Tri
         raise ValueError("t_s must strictly increase")
     if (speed < 0).any():
         raise ValueError("speed must be non-negative")
-    d, mv, idle, vmax, nb, na = trip_kernel(t_s, speed, cfg.harsh_brake_mps2, cfg.harsh_accel_mps2,
-                                            cfg.min_event_speed_mps, cfg.max_integration_gap_s, cfg.moving_mps)
+    d, mv, idle, vmax, nb, na = trip_kernel(
+        t_s,
+        speed,
+        cfg.harsh_brake_mps2,
+        cfg.harsh_accel_mps2,
+        cfg.min_event_speed_mps,
+        cfg.max_integration_gap_s,
+        cfg.moving_mps,
+    )
     return TripFeatures(float(d), float(mv), float(idle), float(vmax), int(nb), int(na))
 
 
@@ -69,16 +84,18 @@ def _speeds(v: np.ndarray, n: int) -> np.ndarray:
     return v
 
 
-def clean_fixes(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarray,
-                cfg: ScoringConfig) -> tuple[np.ndarray, int, int]:
+def clean_fixes(
+    t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarray, cfg: ScoringConfig
+) -> tuple[np.ndarray, int, int]:
     """(keep mask, n_invalid_or_inaccurate, n_jumps): which fixes the speed-based features may use. Jumps are judged
     on coordinates, but distance still comes from the speed channel of the kept fixes."""
     t_s = _times(t_s)
     n = t_s.shape[0]
     lat, lon, acc = _f64("lat", lat, n), _f64("lon", lon, n), _f64("acc", acc, n)
     keep = np.zeros(n, np.uint8)
-    bad, jumps = clean_kernel(t_s, lat, lon, acc, float(cfg.max_gps_accuracy_m), cfg.max_jump_speed_kmh / 3.6,
-                              int(cfg.max_jump_rejects), keep)
+    bad, jumps = clean_kernel(
+        t_s, lat, lon, acc, float(cfg.max_gps_accuracy_m), cfg.max_jump_speed_kmh / 3.6, int(cfg.max_jump_rejects), keep
+    )
     return keep.astype(bool), int(bad), int(jumps)
 
 
@@ -113,8 +130,9 @@ def bands(kind: str, cfg: ScoringConfig) -> tuple[int, float, float, float, floa
 
 
 def _graded(start: np.ndarray, end: np.ndarray, peak: np.ndarray, b2: float, b3: float) -> Events:
-    return Events(start, end, peak, (int((peak < b2).sum()), int(((peak >= b2) & (peak < b3)).sum()),
-                                     int((peak >= b3).sum())))
+    return Events(
+        start, end, peak, (int((peak < b2).sum()), int(((peak >= b2) & (peak < b3)).sum()), int((peak >= b3).sum()))
+    )
 
 
 def gps_trust_speed(imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray, cfg: ScoringConfig) -> np.ndarray:
@@ -158,8 +176,9 @@ def harsh_events(imu_t_s: np.ndarray, a: np.ndarray, speed_at: np.ndarray, kind:
     max_gap = max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period)
     cap = n // 2 + 1
     s, e, p = np.empty(cap), np.empty(cap), np.empty(cap)
-    k = event_kernel(t, am, v, sign, float(b1), float(vmin), float(hold), float(cfg.event_merge_gap_s),
-                     float(max_gap), s, e, p)
+    k = event_kernel(
+        t, am, v, sign, float(b1), float(vmin), float(hold), float(cfg.event_merge_gap_s), float(max_gap), s, e, p
+    )
     return _graded(s[:k].copy(), e[:k].copy(), p[:k].copy(), b2, b3)
 
 
@@ -182,9 +201,23 @@ def speed_events(t_s: np.ndarray, speed: np.ndarray, accuracy: np.ndarray | None
     _, c1, c2, c3, _ = bands("accel", cfg)
     cap = n + 1
     kind, s, e, p = np.empty(cap, np.int8), np.empty(cap), np.empty(cap), np.empty(cap)
-    k, art = speed_events_kernel(t_s, v, acc, float(b1), float(c1), float(vmin), float(cfg.speed_event_max_accuracy_m),
-                                 float(cfg.event_warmup_s), float(cfg.max_integration_gap_s),
-                                 float(cfg.speed_repeat_min_mps), float(cfg.speed_max_plausible_mps2), kind, s, e, p)
+    k, art = speed_events_kernel(
+        t_s,
+        v,
+        acc,
+        float(b1),
+        float(c1),
+        float(vmin),
+        float(cfg.speed_event_max_accuracy_m),
+        float(cfg.event_warmup_s),
+        float(cfg.max_integration_gap_s),
+        float(cfg.speed_repeat_min_mps),
+        float(cfg.speed_max_plausible_mps2),
+        kind,
+        s,
+        e,
+        p,
+    )
     kind, s, e, p = kind[:k], s[:k], e[:k], p[:k]
     order = np.argsort(s, kind="stable")
     kind, s, e, p = kind[order], s[order], e[order], p[order]
@@ -198,7 +231,9 @@ _OFFSET_STEP_S = 900  # every real zone changes offset on a quarter hour, so one
 @lru_cache(maxsize=100_000)
 def _offset_s(tz: str, quarter: int) -> float:
     utc = datetime.fromtimestamp(quarter * _OFFSET_STEP_S, timezone.utc)
-    return utc.astimezone(ZoneInfo(tz)).utcoffset().total_seconds()
+    offset = utc.astimezone(ZoneInfo(tz)).utcoffset()
+    assert offset is not None  # an aware datetime always has one
+    return offset.total_seconds()
 
 
 def local_offsets(t_s: np.ndarray, tz: str) -> np.ndarray:
@@ -226,15 +261,23 @@ def exposure(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> Exposure
     v = _speeds(speed, t_s.shape[0])
     mid = 0.5 * (t_s[1:] + t_s[:-1])
     off = local_offsets(mid, cfg.time_zone)
-    r = exposure_kernel(t_s, v, np.ascontiguousarray(off), float(cfg.max_integration_gap_s),
-                        float(cfg.night_start_h), float(cfg.night_end_h), float(cfg.rush_am_start_h),
-                        float(cfg.rush_am_end_h), float(cfg.rush_pm_start_h), float(cfg.rush_pm_end_h),
-                        float(cfg.moving_mps))
+    r = exposure_kernel(
+        t_s,
+        v,
+        np.ascontiguousarray(off),
+        float(cfg.max_integration_gap_s),
+        float(cfg.night_start_h),
+        float(cfg.night_end_h),
+        float(cfg.rush_am_start_h),
+        float(cfg.rush_am_end_h),
+        float(cfg.rush_pm_start_h),
+        float(cfg.rush_pm_end_h),
+        float(cfg.moving_mps),
+    )
     return Exposure(*(float(x) for x in r))
 
 
-def phone_use(t_s: np.ndarray, speed: np.ndarray, phone: np.ndarray | None,
-              cfg: ScoringConfig) -> tuple[float, float]:
+def phone_use(t_s: np.ndarray, speed: np.ndarray, phone: np.ndarray | None, cfg: ScoringConfig) -> tuple[float, float]:
     """(phone_s, reported_s): moving seconds with the phone handled, and moving seconds with a phone report at all
     (phone may be None: nothing reported; values < 0 mean not reported for that fix)."""
     t_s = _times(t_s)
@@ -257,8 +300,17 @@ def heatmap(t_s: np.ndarray, speed: np.ndarray, cfg: ScoringConfig) -> np.ndarra
     if nv < 1 or na < 1:
         raise ValueError("heatmap needs at least one bin per axis")
     out = np.zeros(nv * na)
-    heatmap_kernel(t_s, v, float(cfg.max_integration_gap_s), cfg.heatmap_speed_step_kmh / 3.6, nv,
-                   float(cfg.heatmap_accel_step_mps2), na, out, float(cfg.moving_mps))
+    heatmap_kernel(
+        t_s,
+        v,
+        float(cfg.max_integration_gap_s),
+        cfg.heatmap_speed_step_kmh / 3.6,
+        nv,
+        float(cfg.heatmap_accel_step_mps2),
+        na,
+        out,
+        float(cfg.moving_mps),
+    )
     return out
 
 
@@ -285,9 +337,16 @@ def speeding(t_s: np.ndarray, speed: np.ndarray, limit_mps: np.ndarray | None, c
     n = t_s.shape[0]
     v = _speeds(speed, n)
     lim = np.full(n, np.nan) if limit_mps is None else _f64("limit_mps", limit_mps, n)
-    r = speeding_kernel(t_s, v, lim, float(cfg.speeding_margin_mps), float(cfg.high_speed_mps),
-                        float(cfg.max_integration_gap_s), float(cfg.speeding_risk_doubling_kmh),
-                        float(cfg.speeding_risk_cap))
+    r = speeding_kernel(
+        t_s,
+        v,
+        lim,
+        float(cfg.speeding_margin_mps),
+        float(cfg.high_speed_mps),
+        float(cfg.max_integration_gap_s),
+        float(cfg.speeding_risk_doubling_kmh),
+        float(cfg.speeding_risk_cap),
+    )
     return Speeding(*(float(x) for x in r))
 
 
@@ -383,13 +442,17 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
         imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v, cfg)
     used = imu is not None and imu.used
     if used:
+        assert imu is not None
         gap_m, gap_s, _ = fill_gaps(t_s, v, it, imu.lon, cfg.max_integration_gap_s, cfg.max_gap_fill_s)
     km = (f.distance_m + gap_m) / 1000.0
     sev = speed_events(t_s, v, trip.accuracy[good] if trip.accuracy.shape[0] == n else None, cfg)
     if used:
+        assert imu is not None
         v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
-        ev = {k: harsh_events(it, a, v_at, k, cfg)
-              for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))}
+        ev = {
+            k: harsh_events(it, a, v_at, k, cfg)
+            for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))
+        }
         source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
     else:
         ev = {"brake": sev.brake, "accel": sev.accel, "corner": _graded(*(np.zeros(0),) * 3, 0.0, 0.0)}
@@ -402,16 +465,38 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
     sp = speeding(t_s, v, lim, cfg)
     dist = sp.total_m
-    score, parts = trip_score({
-        "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
-        "speeding_risk": sp.extra_risk,
-        "harsh_brakes_per_100km": _per_100km(counts["brake"], km, cfg),
-        "harsh_accels_per_100km": _per_100km(counts["accel"], km, cfg),
-        "harsh_corners_per_100km": _per_100km(counts["corner"], km, cfg),
-        "night_share": ex.night_m / dist if dist > 0 else None,
-    }, cfg)
-    return TripMeasures(f, km, gap_m, gap_s, int(good.sum()), int((~good).sum()), int(n_jumps), counts, grades,
-                        source, imu, sev, ex, phone_s, phone_rep_s, sp, heatmap(t_s, v, cfg), score, parts)
+    score, parts = trip_score(
+        {
+            "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
+            "speeding_risk": sp.extra_risk,
+            "harsh_brakes_per_100km": _per_100km(counts["brake"], km, cfg),
+            "harsh_accels_per_100km": _per_100km(counts["accel"], km, cfg),
+            "harsh_corners_per_100km": _per_100km(counts["corner"], km, cfg),
+            "night_share": ex.night_m / dist if dist > 0 else None,
+        },
+        cfg,
+    )
+    return TripMeasures(
+        f,
+        km,
+        gap_m,
+        gap_s,
+        int(good.sum()),
+        int((~good).sum()),
+        int(n_jumps),
+        counts,
+        grades,
+        source,
+        imu,
+        sev,
+        ex,
+        phone_s,
+        phone_rep_s,
+        sp,
+        heatmap(t_s, v, cfg),
+        score,
+        parts,
+    )
 
 
 def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
@@ -419,32 +504,63 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
     f, ex, sp, km = m.basic, m.exposure, m.speeding, m.km
     per100 = (lambda x: x * 100.0 / km) if km > 0 else (lambda x: None)
     return TripRecord(
-        trip_id=trip.trip_id, vehicle_id=trip.vehicle, start_ms=int(trip.start_ms), end_ms=int(trip.end_ms),
-        duration_s=(trip.end_ms - trip.start_ms) / 1000.0, distance_km=km, moving_s=f.moving_s, idle_s=f.idle_s,
+        trip_id=trip.trip_id,
+        vehicle_id=trip.vehicle,
+        start_ms=int(trip.start_ms),
+        end_ms=int(trip.end_ms),
+        duration_s=(trip.end_ms - trip.start_ms) / 1000.0,
+        distance_km=km,
+        moving_s=f.moving_s,
+        idle_s=f.idle_s,
         max_speed_kmh=f.max_speed_mps * 3.6,
         mean_speed_kmh=(f.distance_m / f.moving_s * 3.6) if f.moving_s > 0 else 0.0,
-        harsh_brakes=m.events["brake"], harsh_accels=m.events["accel"], gps_fixes=m.fixes, gps_dropped=m.dropped,
-        messages=trip.messages, complete=trip.complete, ended_by=trip.ended_by, scorer_version=SCORER_VERSION,
-        harsh_corners=m.events["corner"], event_source=m.event_source,
-        harsh_brakes_gps=m.gps_events.brake.harsh, harsh_accels_gps=m.gps_events.accel.harsh,
-        harsh_brake_grades=m.grades["brake"], harsh_accel_grades=m.grades["accel"],
+        harsh_brakes=m.events["brake"],
+        harsh_accels=m.events["accel"],
+        gps_fixes=m.fixes,
+        gps_dropped=m.dropped,
+        messages=trip.messages,
+        complete=trip.complete,
+        ended_by=trip.ended_by,
+        scorer_version=SCORER_VERSION,
+        harsh_corners=m.events["corner"],
+        event_source=m.event_source,
+        harsh_brakes_gps=m.gps_events.brake.harsh,
+        harsh_accels_gps=m.gps_events.accel.harsh,
+        harsh_brake_grades=m.grades["brake"],
+        harsh_accel_grades=m.grades["accel"],
         harsh_corner_grades=m.grades["corner"],
-        harsh_brakes_per_100km=per100(m.events["brake"]), harsh_accels_per_100km=per100(m.events["accel"]),
-        harsh_corners_per_100km=per100(m.events["corner"]), gps_jumps=m.jumps,
-        gap_filled_km=m.gap_m / 1000.0, gap_filled_s=m.gap_s,
-        night_s=ex.night_s, night_km=ex.night_m / 1000.0, rush_s=ex.rush_s, rush_km=ex.rush_m / 1000.0,
-        weekend_s=ex.weekend_s, weekend_km=ex.weekend_m / 1000.0,
-        phone_s=m.phone_s, phone_reported_s=m.phone_reported_s,
-        limit_known_km=sp.known_limit_m / 1000.0, over_limit_km=sp.over_limit_m / 1000.0,
-        over_limit_margin_km=sp.over_margin_m / 1000.0, high_speed_km=sp.high_speed_m / 1000.0,
+        harsh_brakes_per_100km=per100(m.events["brake"]),
+        harsh_accels_per_100km=per100(m.events["accel"]),
+        harsh_corners_per_100km=per100(m.events["corner"]),
+        gps_jumps=m.jumps,
+        gap_filled_km=m.gap_m / 1000.0,
+        gap_filled_s=m.gap_s,
+        night_s=ex.night_s,
+        night_km=ex.night_m / 1000.0,
+        rush_s=ex.rush_s,
+        rush_km=ex.rush_m / 1000.0,
+        weekend_s=ex.weekend_s,
+        weekend_km=ex.weekend_m / 1000.0,
+        phone_s=m.phone_s,
+        phone_reported_s=m.phone_reported_s,
+        limit_known_km=sp.known_limit_m / 1000.0,
+        over_limit_km=sp.over_limit_m / 1000.0,
+        over_limit_margin_km=sp.over_margin_m / 1000.0,
+        high_speed_km=sp.high_speed_m / 1000.0,
         high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
-        heatmap_s=[round(float(x), 3) for x in m.heatmap], score=m.score, score_parts=m.score_parts,
-        imu_status=imu_status(m.imu), imu_reason=None if m.imu is None else m.imu.reason,
+        heatmap_s=[round(float(x), 3) for x in m.heatmap],
+        score=m.score,
+        score_parts=m.score_parts,
+        imu_status=imu_status(m.imu),
+        imu_reason=None if m.imu is None else m.imu.reason,
         imu_gravity=None if m.imu is None else m.imu.gravity,
         imu_lag_s=None if m.imu is None or not np.isfinite(m.imu.lag_s) else m.imu.lag_s,
         imu_r=None if m.imu is None or not np.isfinite(m.imu.r) else round(m.imu.r, 2),  # a diagnostic
-        speed_artefacts=m.gps_events.artefacts, speeding_extra_risk=sp.extra_risk,
-        gps_brake_grades=list(m.gps_events.brake.grades), gps_accel_grades=list(m.gps_events.accel.grades))
+        speed_artefacts=m.gps_events.artefacts,
+        speeding_extra_risk=sp.extra_risk,
+        gps_brake_grades=list(m.gps_events.brake.grades),
+        gps_accel_grades=list(m.gps_events.accel.grades),
+    )
 
 
 def imu_status(a: Alignment | None) -> str:

@@ -13,8 +13,9 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def gap_fill_kernel(t_s: np.ndarray, v: np.ndarray, it_s: np.ndarray, a: np.ndarray, min_gap_s: float,
-                    max_fill_s: float) -> tuple[float, float, int]:
+def gap_fill_kernel(
+    t_s: np.ndarray, v: np.ndarray, it_s: np.ndarray, a: np.ndarray, min_gap_s: float, max_fill_s: float
+) -> tuple[float, float, int]:
     """Returns (distance_m filled, seconds filled, gaps filled) for GPS intervals in (min_gap_s, max_fill_s]."""
     dist = 0.0
     secs = 0.0
@@ -63,8 +64,9 @@ def gap_fill_kernel(t_s: np.ndarray, v: np.ndarray, it_s: np.ndarray, a: np.ndar
     return dist, secs, filled
 
 
-def fill_gaps(t_s: np.ndarray, v: np.ndarray, imu_t_s: np.ndarray, acc_lon: np.ndarray, min_gap_s: float,
-              max_fill_s: float) -> tuple[float, float, int]:
+def fill_gaps(
+    t_s: np.ndarray, v: np.ndarray, imu_t_s: np.ndarray, acc_lon: np.ndarray, min_gap_s: float, max_fill_s: float
+) -> tuple[float, float, int]:
     """Validated entry point: sorted finite times, equal lengths; NaN accelerations are read as 0 (quiet)."""
     t_s = np.ascontiguousarray(t_s, dtype=np.float64)
     v = np.ascontiguousarray(v, dtype=np.float64)

@@ -7,9 +7,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True, nogil=True)
-def trip_kernel(t_s: np.ndarray, v: np.ndarray, brake_thr: float, accel_thr: float, min_speed: float,
-                max_gap: float, moving_mps: float) -> tuple[float, float, float, float, int, int]:
+def trip_kernel(
+    t_s: np.ndarray,
+    v: np.ndarray,
+    brake_thr: float,
+    accel_thr: float,
+    min_speed: float,
+    max_gap: float,
+    moving_mps: float,
+) -> tuple[float, float, float, float, int, int]:
     """One pass over a trip's 1 Hz speed channel.
 
     Returns (distance_m, moving_s, idle_s, max_speed_mps, harsh_brakes, harsh_accels). Distance integrates speed
@@ -64,8 +72,16 @@ EARTH_R_M = 6_371_000.0
 
 
 @njit(cache=True, nogil=True)
-def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndarray, max_acc: float,
-                 max_jump_mps: float, max_rejects: int, keep: np.ndarray) -> tuple[int, int]:
+def clean_kernel(
+    t_s: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    acc: np.ndarray,
+    max_acc: float,
+    max_jump_mps: float,
+    max_rejects: int,
+    keep: np.ndarray,
+) -> tuple[int, int]:
     """Mark the GPS fixes worth scoring in ``keep`` (uint8); returns (n_invalid_or_inaccurate, n_jumps).
 
     A fix is invalid if a coordinate is non-finite or out of range, or exactly (0, 0) (a receiver's "no fix"), and
@@ -111,9 +127,20 @@ def clean_kernel(t_s: np.ndarray, lat: np.ndarray, lon: np.ndarray, acc: np.ndar
 
 
 @njit(cache=True, nogil=True)
-def event_kernel(t_s: np.ndarray, a: np.ndarray, v: np.ndarray, sign: int, thr: float, min_speed: float,
-                 min_dur: float, merge_gap: float, max_gap: float, out_start: np.ndarray, out_end: np.ndarray,
-                 out_peak: np.ndarray) -> int:
+def event_kernel(
+    t_s: np.ndarray,
+    a: np.ndarray,
+    v: np.ndarray,
+    sign: int,
+    thr: float,
+    min_speed: float,
+    min_dur: float,
+    merge_gap: float,
+    max_gap: float,
+    out_start: np.ndarray,
+    out_end: np.ndarray,
+    out_peak: np.ndarray,
+) -> int:
     """Harsh events from an accelerometer channel; writes (start_s, end_s, peak) per event, returns the count.
 
     A sample is hot when ``sign * a`` (``|a|`` for sign 0) is at or above ``thr`` and the speed ``v`` at that
@@ -164,9 +191,19 @@ def event_kernel(t_s: np.ndarray, a: np.ndarray, v: np.ndarray, sign: int, thr: 
 
 
 @njit(cache=True, nogil=True)
-def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: float, night_a: float,
-                    night_b: float, am_a: float, am_b: float, pm_a: float, pm_b: float, moving_mps: float) -> tuple[
-                        float, float, float, float, float, float]:
+def exposure_kernel(
+    t_s: np.ndarray,
+    v: np.ndarray,
+    off_s: np.ndarray,
+    max_gap: float,
+    night_a: float,
+    night_b: float,
+    am_a: float,
+    am_b: float,
+    pm_a: float,
+    pm_b: float,
+    moving_mps: float,
+) -> tuple[float, float, float, float, float, float]:
     """Moving time and distance at night, in weekday rush hours and at weekends, in local time.
 
     Each interval between fixes (skipped across gaps above ``max_gap``) is placed by its midpoint; ``off_s[i-1]``
@@ -200,8 +237,9 @@ def exposure_kernel(t_s: np.ndarray, v: np.ndarray, off_s: np.ndarray, max_gap: 
 
 
 @njit(cache=True, nogil=True)
-def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: float,
-                 moving_mps: float) -> tuple[float, float]:
+def phone_kernel(
+    t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: float, moving_mps: float
+) -> tuple[float, float]:
     """(phone_s, reported_s): moving time with the phone handled at the interval's start, and moving time where
     the device reported the phone state at all (``phone`` < 0 = not reported)."""
     n = t_s.shape[0]
@@ -222,8 +260,17 @@ def phone_kernel(t_s: np.ndarray, v: np.ndarray, phone: np.ndarray, max_gap: flo
 
 
 @njit(cache=True, nogil=True)
-def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: float, nv: int, a_step: float,
-                   na: int, out: np.ndarray, moving_mps: float) -> None:
+def heatmap_kernel(
+    t_s: np.ndarray,
+    v: np.ndarray,
+    max_gap: float,
+    v_step_mps: float,
+    nv: int,
+    a_step: float,
+    na: int,
+    out: np.ndarray,
+    moving_mps: float,
+) -> None:
     """Add each moving interval's seconds to ``out[iv * na + ia]``: iv = mean speed // v_step (last bin open),
     ia = floor(dv/dt / a_step) + na // 2 clamped to [0, na - 1] (both end bins open)."""
     n = t_s.shape[0]
@@ -248,9 +295,16 @@ def heatmap_kernel(t_s: np.ndarray, v: np.ndarray, max_gap: float, v_step_mps: f
 
 
 @njit(cache=True, nogil=True)
-def speeding_kernel(t_s: np.ndarray, v: np.ndarray, limit: np.ndarray, margin: float, high: float,
-                    max_gap: float, doubling_kmh: float, risk_cap: float) -> tuple[
-                        float, float, float, float, float, float, float]:
+def speeding_kernel(
+    t_s: np.ndarray,
+    v: np.ndarray,
+    limit: np.ndarray,
+    margin: float,
+    high: float,
+    max_gap: float,
+    doubling_kmh: float,
+    risk_cap: float,
+) -> tuple[float, float, float, float, float, float, float]:
     """Distances (m): (total, with a known limit, above the limit, above limit + margin, above ``high``, above
     ``high`` where the limit is unknown, risk-weighted distance).
 
@@ -309,10 +363,23 @@ def window_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True)
-def speed_events_kernel(t_s: np.ndarray, v: np.ndarray, acc: np.ndarray, brake_band: float, accel_band: float,
-                        min_speed: float, max_acc: float, warmup: float, max_gap: float, repeat_min: float,
-                        max_plausible: float, out_kind: np.ndarray, out_start: np.ndarray, out_end: np.ndarray,
-                        out_peak: np.ndarray) -> tuple[int, int]:
+def speed_events_kernel(
+    t_s: np.ndarray,
+    v: np.ndarray,
+    acc: np.ndarray,
+    brake_band: float,
+    accel_band: float,
+    min_speed: float,
+    max_acc: float,
+    warmup: float,
+    max_gap: float,
+    repeat_min: float,
+    max_plausible: float,
+    out_kind: np.ndarray,
+    out_start: np.ndarray,
+    out_end: np.ndarray,
+    out_peak: np.ndarray,
+) -> tuple[int, int]:
     """Brake and acceleration events from a speed channel of any rate; returns (n_events, n_artefacts) and writes
     per event its kind (-1 brake, +1 accel), start and end time (s) and peak (m/s^2).
 

@@ -63,10 +63,25 @@ def _heading_ok(heading: float, ax: float, ay: float, bx: float, by: float, max_
 
 
 @njit(cache=True)
-def lookup_kernel(lat: np.ndarray, lon: np.ndarray, heading: np.ndarray, lat0: float, kx: float, ky: float,
-                  cell_m: float, radius_m: float, max_heading_diff: float, x1: np.ndarray, y1: np.ndarray,
-                  x2: np.ndarray, y2: np.ndarray, limit: np.ndarray, keys: np.ndarray, starts: np.ndarray,
-                  items: np.ndarray) -> np.ndarray:
+def lookup_kernel(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    heading: np.ndarray,
+    lat0: float,
+    kx: float,
+    ky: float,
+    cell_m: float,
+    radius_m: float,
+    max_heading_diff: float,
+    x1: np.ndarray,
+    y1: np.ndarray,
+    x2: np.ndarray,
+    y2: np.ndarray,
+    limit: np.ndarray,
+    keys: np.ndarray,
+    starts: np.ndarray,
+    items: np.ndarray,
+) -> np.ndarray:
     """Limit (km/h) of the nearest segment within radius, running along the fix's heading; NaN where none."""
     n = lat.shape[0]
     out = np.full(n, np.nan)
@@ -137,16 +152,31 @@ class MapLayer:
         """Posted limit in km/h for each fix (NaN = unknown); ``heading`` in degrees (NaN or None = unknown)."""
         lat = np.ascontiguousarray(lat, dtype=np.float64)
         lon = np.ascontiguousarray(lon, dtype=np.float64)
-        heading = (np.full(lat.shape, np.nan) if heading is None
-                   else np.ascontiguousarray(heading, dtype=np.float64))
+        heading = np.full(lat.shape, np.nan) if heading is None else np.ascontiguousarray(heading, dtype=np.float64)
         if lat.shape != lon.shape or lat.shape != heading.shape or lat.ndim != 1:
             raise ValueError("lat, lon and heading must be 1-D arrays of equal length")
         if len(self) == 0:
             return np.full(lat.shape[0], np.nan)
         lat0, kx, ky, x1, y1, x2, y2, keys, starts, items = self._index  # type: ignore[attr-defined]
-        return lookup_kernel(lat, lon, heading, lat0, kx, ky, self.cell_m, self.radius_m, self.max_heading_diff_deg,
-                             x1, y1, x2, y2, np.ascontiguousarray(self.maxspeed_kmh, dtype=np.float64), keys,
-                             starts, items)
+        return lookup_kernel(
+            lat,
+            lon,
+            heading,
+            lat0,
+            kx,
+            ky,
+            self.cell_m,
+            self.radius_m,
+            self.max_heading_diff_deg,
+            x1,
+            y1,
+            x2,
+            y2,
+            np.ascontiguousarray(self.maxspeed_kmh, dtype=np.float64),
+            keys,
+            starts,
+            items,
+        )
 
     def limits_mps(self, lat: np.ndarray, lon: np.ndarray, heading: np.ndarray | None = None) -> np.ndarray:
         return self.limits_kmh(lat, lon, heading) / 3.6
@@ -176,8 +206,15 @@ class MapLayer:
         raise ConfigError(f"map layer {path}: unknown format (use .geojson, .csv or .parquet)")
 
     def write(self, path: Path) -> None:
-        pl.DataFrame({"lat1": self.lat1, "lon1": self.lon1, "lat2": self.lat2, "lon2": self.lon2,
-                      "maxspeed_kmh": self.maxspeed_kmh}).write_parquet(path)
+        pl.DataFrame(
+            {
+                "lat1": self.lat1,
+                "lon1": self.lon1,
+                "lat2": self.lat2,
+                "lon2": self.lon2,
+                "maxspeed_kmh": self.maxspeed_kmh,
+            }
+        ).write_parquet(path)
 
 
 def _geojson_segments(doc: dict) -> pl.DataFrame:
@@ -185,10 +222,15 @@ def _geojson_segments(doc: dict) -> pl.DataFrame:
     for feat in doc.get("features", []):
         geom = feat.get("geometry") or {}
         limit = parse_maxspeed((feat.get("properties") or {}).get("maxspeed"))
-        lines = ([geom.get("coordinates", [])] if geom.get("type") == "LineString"
-                 else geom.get("coordinates", []) if geom.get("type") == "MultiLineString" else [])
+        lines = (
+            [geom.get("coordinates", [])]
+            if geom.get("type") == "LineString"
+            else geom.get("coordinates", [])
+            if geom.get("type") == "MultiLineString"
+            else []
+        )
         for line in lines:
-            for (lon_a, lat_a, *_), (lon_b, lat_b, *_) in zip(line, line[1:]):
-                for k, v in zip(rows, (lat_a, lon_a, lat_b, lon_b, limit)):
+            for (lon_a, lat_a, *_), (lon_b, lat_b, *_) in zip(line, line[1:], strict=False):
+                for k, v in zip(rows, (lat_a, lon_a, lat_b, lon_b, limit), strict=False):
                     rows[k].append(float(v))
     return pl.DataFrame(rows, schema={k: pl.Float64 for k in rows})

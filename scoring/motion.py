@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ubi.common.messages import TelemetryBatch
 from ubi.common.config import ScoringConfig
+from ubi.common.messages import TelemetryBatch
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,15 @@ class MotionRules:
 
     @classmethod
     def of(cls, cfg: ScoringConfig) -> "MotionRules":
-        return cls(cfg.motion_move_m, cfg.motion_stop_s, cfg.trip_gap_end_s, cfg.max_integration_gap_s,
-                   cfg.gps_warmup_s, cfg.max_gps_accuracy_m, cfg.moving_mps)
+        return cls(
+            cfg.motion_move_m,
+            cfg.motion_stop_s,
+            cfg.trip_gap_end_s,
+            cfg.max_integration_gap_s,
+            cfg.gps_warmup_s,
+            cfg.max_gps_accuracy_m,
+            cfg.moving_mps,
+        )
 
 
 @dataclass
@@ -96,8 +103,9 @@ class MotionTrack:
         self._feeding: Buffered | None = None  # the message being read: kept even when a cut drops its first fixes
 
     # ------------------------------------------------------------------ input
-    def feed(self, batch: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int = 0
-             ) -> list[MotionCut]:
+    def feed(
+        self, batch: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int = 0
+    ) -> list[MotionCut]:
         """One message, with its partition's receive-time watermark before it and its own receive time."""
         out = self.silence(wm)
         self.last_rx = max(self.last_rx, received_ms)
@@ -183,8 +191,11 @@ class MotionTrack:
             m += 1
         s = i if m > i else (m - 1 if m > lo else lo)
         k, floor = s, max(self.seg0, self.base)
-        while (k - 1 >= floor and self._t(s) - self._t(k - 1) <= self.r.warmup_s
-               and self._t(k) - self._t(k - 1) <= self.r.max_gap_s):
+        while (
+            k - 1 >= floor
+            and self._t(s) - self._t(k - 1) <= self.r.warmup_s
+            and self._t(k) - self._t(k - 1) <= self.r.max_gap_s
+        ):
             k -= 1
         return k
 
@@ -224,8 +235,12 @@ class MotionTrack:
             self.base += cut
         # messages are in arrival order with non-decreasing fix indices: the ones holding only dropped fixes
         # (or placed before them) are a prefix
-        while (self.msgs and self.msgs[0] is not self._feeding
-               and self.msgs[0].hi_fix < self.base and self.msgs[0].lo_fix <= self.base):
+        while (
+            self.msgs
+            and self.msgs[0] is not self._feeding
+            and self.msgs[0].hi_fix < self.base
+            and self.msgs[0].lo_fix <= self.base
+        ):
             self.seqs.discard(self.msgs.popleft().batch.seq)
 
     def _t(self, g: int) -> float:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-def trip_reference(t_s: list[float], v: list[float], brake_thr: float, accel_thr: float, min_speed: float,
-                   max_gap: float, moving_mps: float) -> tuple[float, float, float, float, int, int]:
+
+def trip_reference(
+    t_s: list[float],
+    v: list[float],
+    brake_thr: float,
+    accel_thr: float,
+    min_speed: float,
+    max_gap: float,
+    moving_mps: float,
+) -> tuple[float, float, float, float, int, int]:
     dist = moving = idle = 0.0
     vmax = max(v) if len(v) else 0.0
     vmax = max(vmax, 0.0)
@@ -30,9 +38,9 @@ def trip_reference(t_s: list[float], v: list[float], brake_thr: float, accel_thr
 
 
 # ---- references for the feature kernels: written the obvious way, with the standard library where it helps ----
-import math
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
+import math  # noqa: E402 (the references of each kernel family stay together)
+from datetime import datetime, timezone  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
 
 
 def clean_reference(t_s, lat, lon, acc, max_acc, max_jump_mps, max_rejects):
@@ -66,8 +74,10 @@ def clean_reference(t_s, lat, lon, acc, max_acc, max_jump_mps, max_rejects):
 
 def event_reference(t_s, a, v, sign, thr, min_speed, min_dur, merge_gap, max_gap):
     """List of (start_s, end_s, peak): find runs first, then filter by duration, then merge."""
+
     def score(x):
         return x if sign > 0 else (-x if sign < 0 else abs(x))
+
     runs, cur = [], None
     for i in range(len(t_s)):
         y = score(a[i])
@@ -170,8 +180,11 @@ def motion_reference(t_s, v, move_m, stop_s, gap_s, max_gap, warmup_s, moving_mp
     in_trip, seg0, start = False, 0, 0
 
     def dist(a, b):  # distance from fix a to fix b
-        return sum((v[k] + v[k - 1]) / 2 * (t_s[k] - t_s[k - 1]) for k in range(a + 1, b + 1)
-                   if 0 < t_s[k] - t_s[k - 1] <= max_gap)
+        return sum(
+            (v[k] + v[k - 1]) / 2 * (t_s[k] - t_s[k - 1])
+            for k in range(a + 1, b + 1)
+            if 0 < t_s[k] - t_s[k - 1] <= max_gap
+        )
 
     def end_at(last):
         moving = [k for k in range(start, last + 1) if v[k] > moving_mps]
@@ -208,7 +221,7 @@ def window_mean_reference(a, n):
     out = []
     for i in range(len(a)):
         lo = max(0, i - (n - 1) // 2)
-        w = [x for x in a[lo:i - (n - 1) // 2 + n] if not math.isnan(x)]
+        w = [x for x in a[lo : i - (n - 1) // 2 + n] if not math.isnan(x)]
         out.append(sum(w) / len(w) if w else math.nan)
     return out
 
@@ -222,13 +235,16 @@ def _lerp(t, ts, vs):
     return vs[-1]
 
 
-def speed_events_reference(t_s, v, acc, brake_band, accel_band, min_speed, max_acc, warmup, max_gap, repeat_min,
-                           max_plausible):
+def speed_events_reference(
+    t_s, v, acc, brake_band, accel_band, min_speed, max_acc, warmup, max_gap, repeat_min, max_plausible
+):
     """([(kind, start, end, peak)], n_artefacts): the speed channel's four steps, one list at a time."""
-    fixes = [(t, x) for t, x, a in zip(t_s, v, acc) if not a > max_acc]
-    kept = [f for i, f in enumerate(fixes)
-            if not (0 < i < len(fixes) - 1 and f[1] == fixes[i - 1][1] and f[1] > repeat_min
-                    and fixes[i + 1][1] != f[1])]
+    fixes = [(t, x) for t, x, a in zip(t_s, v, acc, strict=False) if not a > max_acc]
+    kept = [
+        f
+        for i, f in enumerate(fixes)
+        if not (0 < i < len(fixes) - 1 and f[1] == fixes[i - 1][1] and f[1] > repeat_min and fixes[i + 1][1] != f[1])
+    ]
     segments, cur = [], []
     for f in kept:
         if cur and f[0] - cur[-1][0] > max_gap:
@@ -248,7 +264,7 @@ def speed_events_reference(t_s, v, acc, brake_band, accel_band, min_speed, max_a
         if len(grid) < 2:
             continue
         vg = [_lerp(g, ts, vs) if len(ts) > 1 else vs[0] for g in grid]
-        vm = [vg[0]] + [sorted(vg[j - 1:j + 2])[1] for j in range(1, len(vg) - 1)] + [vg[-1]]
+        vm = [vg[0]] + [sorted(vg[j - 1 : j + 2])[1] for j in range(1, len(vg) - 1)] + [vg[-1]]
         acc_1s = [vm[j + 1] - vm[j] for j in range(len(vm) - 1)]
         art += sum(abs(a) > max_plausible for a in acc_1s)
         for kind, band in ((-1, brake_band), (1, accel_band)):

@@ -24,7 +24,9 @@ def gap_fill_reference(t_s, v, it_s, a, min_gap_s, max_fill_s):
             speeds.append(speeds[-1] + a[j0 + k - 1] * (ts[k] - ts[k - 1]))
         err = speeds[-1] - v[i]
         span = ts[-1] - ts[0]
-        corrected = [max(0.0, s - err * ((tk - ts[0]) / span if span > 0 else 0.0)) for s, tk in zip(speeds, ts)]
+        corrected = [
+            max(0.0, s - err * ((tk - ts[0]) / span if span > 0 else 0.0)) for s, tk in zip(speeds, ts, strict=False)
+        ]
         d = sum((corrected[k] + corrected[k - 1]) / 2 * (ts[k] - ts[k - 1]) for k in range(1, len(ts)))
         d += v[i - 1] * (ts[0] - t0) + v[i] * (t1 - ts[-1])
         dist += d

@@ -7,8 +7,14 @@ import math
 EARTH_R = 6_371_000.0
 
 
-def limits_reference(lat: list[float], lon: list[float], seg: list[tuple[float, float, float, float, float]],
-                     radius_m: float, heading: list[float] | None = None, max_diff: float = 45.0) -> list[float]:
+def limits_reference(
+    lat: list[float],
+    lon: list[float],
+    seg: list[tuple[float, float, float, float, float]],
+    radius_m: float,
+    heading: list[float] | None = None,
+    max_diff: float = 45.0,
+) -> list[float]:
     if not seg:
         return [math.nan] * len(lat)
     lat0 = sum(s[0] + s[2] for s in seg) / (2 * len(seg))
@@ -16,7 +22,7 @@ def limits_reference(lat: list[float], lon: list[float], seg: list[tuple[float, 
     kx = ky * math.cos(math.radians(lat0))
     out = []
     heading = heading if heading is not None else [math.nan] * len(lat)
-    for la, lo, hd in zip(lat, lon, heading):
+    for la, lo, hd in zip(lat, lon, heading, strict=False):
         px, py = lo * kx, (la - lat0) * ky
         best, limit, best_i = radius_m * radius_m, math.nan, len(seg)
         for i, (lat1, lon1, lat2, lon2, lim) in enumerate(seg):

@@ -3,7 +3,8 @@
 
 A vehicle is cut by ignition from the first ignition event it sends; until then (and for devices that never send
 one) by motion. Which vehicles send ignition, and where each vehicle's last motion trip ended, is the cutter's
-durable state, with the last seq of each vehicle's last closed trip: ``take_state_updates`` hands it to the scorer, which stores it (a compacted topic) before it commits,
+durable state, with the last seq of each vehicle's last closed trip: ``take_state_updates`` hands it to the scorer,
+which stores it (a compacted topic) before it commits,
 and ``load_partition`` gives it back to a restarted scorer with the partition's watermark at the committed offset.
 
 Ignition rules (docs/architecture.md has the reasoning):
@@ -31,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring.motion import MotionCut, MotionRules, MotionTrack
 from ubi.common.config import IngestConfig, ScoringConfig
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 
 
 def trip_id(vehicle: str, start_ms: int, seq: int | None = None) -> str:
@@ -100,8 +101,9 @@ class Quarantined:
 
     @classmethod
     def of_trip(cls, trip: "ClosedTrip", reason: str, detail: str) -> "Quarantined":
-        return cls("trip", trip.vehicle, reason, detail, trip.trip_id, int(trip.start_ms), int(trip.end_ms),
-                   (), trip.partition)
+        return cls(
+            "trip", trip.vehicle, reason, detail, trip.trip_id, int(trip.start_ms), int(trip.end_ms), (), trip.partition
+        )
 
 
 @dataclass
@@ -116,8 +118,9 @@ class CutterCounters:
 
 
 class TripCutter:
-    def __init__(self, close_grace_s: float = 600.0, motion: MotionRules | None = None,
-                 ingest: IngestConfig | None = None) -> None:
+    def __init__(
+        self, close_grace_s: float = 600.0, motion: MotionRules | None = None, ingest: IngestConfig | None = None
+    ) -> None:
         ingest = ingest or IngestConfig()
         self.open: dict[str, OpenTrip] = {}
         self.last_closed_seq: dict[str, int] = {}
@@ -177,8 +180,9 @@ class TripCutter:
         return out
 
     # ------------------------------------------------------------------ input
-    def feed(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, received_ms: int = 0
-             ) -> list[ClosedTrip]:
+    def feed(
+        self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, received_ms: int = 0
+    ) -> list[ClosedTrip]:
         """One record in offset order; ``received_ms`` is when the bridge received it (the Kafka header)."""
         v = item.vehicle
         wm = self.wm.get(partition, 0)
@@ -197,8 +201,9 @@ class TripCutter:
             self.closed_to.pop(v, None)
         return out + self._feed_ignition(item, partition, offset, wm)
 
-    def _feed_ignition(self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int
-                       ) -> list[ClosedTrip]:
+    def _feed_ignition(
+        self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int
+    ) -> list[ClosedTrip]:
         v = item.vehicle
         out: list[ClosedTrip] = []
         trip = self.open.get(v)
@@ -262,8 +267,9 @@ class TripCutter:
         end = self.closed_end.get(on.vehicle)
         return on.seq <= self.last_closed_seq.get(on.vehicle, -1) and end is not None and on.t_ms > end
 
-    def _feed_motion(self, item: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int
-                     ) -> list[ClosedTrip]:
+    def _feed_motion(
+        self, item: TelemetryBatch, partition: int, offset: int, wm: int, received_ms: int
+    ) -> list[ClosedTrip]:
         v = item.vehicle
         track = self.tracks.get(v)
         if track is None:
@@ -287,8 +293,7 @@ class TripCutter:
     def finish(self) -> list[ClosedTrip]:
         """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a
         message, open motion trips)."""
-        out = [c for t in [t for t in self.open.values() if t.off is not None]
-               for c in self._close(t, "grace_timeout")]
+        out = [c for t in [t for t in self.open.values() if t.off is not None] for c in self._close(t, "grace_timeout")]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.finish()]
         return out
@@ -318,9 +323,18 @@ class TripCutter:
         elif track is not None:
             seqs = sorted({m.batch.seq for m in track.msgs})
         self.counters.quarantined += 1
-        self.quarantined.append(Quarantined("trip" if seqs else "message", vehicle, reason, detail,
-                                            start_ms=int(start), end_ms=int(end), seqs=tuple(seqs),
-                                            partition=self.partition_of.get(vehicle, 0)))
+        self.quarantined.append(
+            Quarantined(
+                "trip" if seqs else "message",
+                vehicle,
+                reason,
+                detail,
+                start_ms=int(start),
+                end_ms=int(end),
+                seqs=tuple(seqs),
+                partition=self.partition_of.get(vehicle, 0),
+            )
+        )
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget partitions we no longer own (the new owner loads their state and rebuilds by replay)."""
@@ -354,9 +368,27 @@ class TripCutter:
         self.counters.incomplete += not complete
         partition = cut.messages[0].partition if cut.messages else self.partition_of.get(vehicle, 0)
         t, sp, acc, phone, lat, lon, heading = (c[keep] for c in g)
-        return ClosedTrip(trip_id(vehicle, cut.start_ms), vehicle, cut.start_ms, cut.end_ms, t, sp, acc,
-                          len(batches), complete, cut.ended_by, partition, imu[0][ikeep], imu[1][ikeep],
-                          imu[2][ikeep], phone, lat, lon, heading, imu[3][ikeep])
+        return ClosedTrip(
+            trip_id(vehicle, cut.start_ms),
+            vehicle,
+            cut.start_ms,
+            cut.end_ms,
+            t,
+            sp,
+            acc,
+            len(batches),
+            complete,
+            cut.ended_by,
+            partition,
+            imu[0][ikeep],
+            imu[1][ikeep],
+            imu[2][ikeep],
+            phone,
+            lat,
+            lon,
+            heading,
+            imu[3][ikeep],
+        )
 
     def _window(self, trip: OpenTrip) -> tuple[int, int]:
         """Where a trip's samples may lie: from ignition_on to ignition_off (or ignition_on + max_trip_s while it has
@@ -367,7 +399,8 @@ class TripCutter:
     def _split(self, trip: OpenTrip) -> tuple[list[TelemetryBatch], list[TelemetryBatch]]:
         """The trip's batches in seq order: those inside its window, and those with a sample outside it."""
         lo, hi = self._window(trip)
-        inside, outside = [], []
+        inside: list[TelemetryBatch] = []
+        outside: list[TelemetryBatch] = []
         for s in sorted(trip.batches):
             b = trip.batches[s]
             first, last = _span(b)
@@ -393,8 +426,12 @@ class TripCutter:
         self.closed_start[v] = trip.on_ms
         self.closed_end[v] = self._latest_ms(trip, inside)
         # durable too: a repeat of this trip's messages replayed after a restart is dropped, not made a trip
-        self.state_updates[v] = {"mode": "ignition", "closed_seq": self.last_closed_seq[v],
-                                 "closed_start_ms": trip.on_ms, "closed_end_ms": self.closed_end[v]}
+        self.state_updates[v] = {
+            "mode": "ignition",
+            "closed_seq": self.last_closed_seq[v],
+            "closed_start_ms": trip.on_ms,
+            "closed_end_ms": self.closed_end[v],
+        }
         if v in self.pre_reset:
             self.state_updates[v]["reset_seq"], self.state_updates[v]["reset_end_ms"] = self.pre_reset[v]
         reason = ""
@@ -403,12 +440,24 @@ class TripCutter:
         elif trip.off is not None and trip.off.t_ms - trip.on_ms > self.max_trip_ms:
             reason = "trip_too_long"
         if reason:
+            assert trip.off is not None  # both reasons need the ignition_off
             seqs = (trip.on_seq, *sorted(trip.batches), trip.off.seq)
             self.counters.quarantined += 1
-            self.quarantined.append(Quarantined(
-                "trip", v, reason, f"ignition_on seq {trip.on_seq} at {trip.on_ms}, ignition_off seq "
-                f"{trip.off.seq} at {trip.off.t_ms}: {(trip.off.t_ms - trip.on_ms) / 1000:.0f} s (limit 0 to "
-                f"{self.max_trip_ms / 1000:.0f} s)", tid, trip.on_ms, trip.off.t_ms, seqs, trip.partition))
+            self.quarantined.append(
+                Quarantined(
+                    "trip",
+                    v,
+                    reason,
+                    f"ignition_on seq {trip.on_seq} at {trip.on_ms}, ignition_off seq "
+                    f"{trip.off.seq} at {trip.off.t_ms}: {(trip.off.t_ms - trip.on_ms) / 1000:.0f} s (limit 0 to "
+                    f"{self.max_trip_ms / 1000:.0f} s)",
+                    tid,
+                    trip.on_ms,
+                    trip.off.t_ms,
+                    seqs,
+                    trip.partition,
+                )
+            )
             return []
         g = _concat_gps(inside)
         imu_t, a_lon, a_lat, a_vert = _concat_imu(inside)
@@ -418,16 +467,46 @@ class TripCutter:
         for b in outside:
             first, last = _span(b)
             self.counters.quarantined += 1
-            self.quarantined.append(Quarantined(
-                "message", v, "outside_trip_window", f"seq {b.seq}: samples {first}..{last} ms, trip window "
-                f"{lo}..{hi} ms (ignition times widened by {self.window_margin_ms // 1000} s)", tid, trip.on_ms,
-                end_ms, (b.seq,), trip.partition))
+            self.quarantined.append(
+                Quarantined(
+                    "message",
+                    v,
+                    "outside_trip_window",
+                    f"seq {b.seq}: samples {first}..{last} ms, trip window "
+                    f"{lo}..{hi} ms (ignition times widened by {self.window_margin_ms // 1000} s)",
+                    tid,
+                    trip.on_ms,
+                    end_ms,
+                    (b.seq,),
+                    trip.partition,
+                )
+            )
         complete = trip.complete() and not outside
         self.counters.closed += 1
         self.counters.incomplete += not complete
-        return [ClosedTrip(tid, v, trip.on_ms, end_ms, t, g[1], g[2],
-                           len(inside) + 1 + (trip.off is not None), complete, ended_by, trip.partition,
-                           imu_t, a_lon, a_lat, g[3], g[4], g[5], g[6], a_vert)]
+        return [
+            ClosedTrip(
+                tid,
+                v,
+                trip.on_ms,
+                end_ms,
+                t,
+                g[1],
+                g[2],
+                len(inside) + 1 + (trip.off is not None),
+                complete,
+                ended_by,
+                trip.partition,
+                imu_t,
+                a_lon,
+                a_lat,
+                g[3],
+                g[4],
+                g[5],
+                g[6],
+                a_vert,
+            )
+        ]
 
 
 def _time_of(item: DeviceEvent | TelemetryBatch) -> int:
@@ -448,16 +527,30 @@ def _span(b: TelemetryBatch) -> tuple[int, int]:
 
 
 def _concat_gps(batches: list[TelemetryBatch]) -> tuple[np.ndarray, ...]:
-    """(t_ms, speed, accuracy, phone, lat, lon, heading) over the batches, sorted by time; a repeated time keeps its first
+    """(t_ms, speed, accuracy, phone, lat, lon, heading) over the batches, sorted by time; a repeated time keeps its
+    first
     fix (batches are in seq order, so the device's first word wins, as on every replay)."""
     if not batches:
-        return (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int8), np.zeros(0), np.zeros(0),
-                np.zeros(0))
+        return (
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0, np.int8),
+            np.zeros(0),
+            np.zeros(0),
+            np.zeros(0),
+        )
     t = np.concatenate([b.gps_t for b in batches]).astype(np.int64)
-    cols = [np.concatenate([np.asarray(getattr(b, k), dtype=np.float64) for b in batches])
-            for k in ("speed", "accuracy", "lat", "lon", "heading")]
-    phone = np.concatenate([np.full(b.gps_t.shape[0], -1, np.int8) if b.phone is None
-                            else np.asarray(b.phone).astype(np.int8) for b in batches])
+    cols = [
+        np.concatenate([np.asarray(getattr(b, k), dtype=np.float64) for b in batches])
+        for k in ("speed", "accuracy", "lat", "lon", "heading")
+    ]
+    phone = np.concatenate(
+        [
+            np.full(b.gps_t.shape[0], -1, np.int8) if b.phone is None else np.asarray(b.phone).astype(np.int8)
+            for b in batches
+        ]
+    )
     order = np.argsort(t, kind="stable")
     t = t[order]
     keep = np.concatenate([[True], np.diff(t) > 0]) if t.size else np.zeros(0, bool)  # a trip may have no fix

@@ -26,11 +26,18 @@ def bulk_policies(n: int, seed: int = 1, first: int = 1) -> pl.DataFrame:
     age = rng.choice(AGES, n, p=AGE_P)
     base = 55.0 * np.vectorize(GROUP_BASE.__getitem__)(group) * np.vectorize(AGE_BASE.__getitem__)(age)
     nums = np.arange(first, first + n)
-    return pl.DataFrame({
-        "policy_id": [f"PB{i:08d}" for i in nums], "vehicle_id": [f"VB{i:08d}" for i in nums],
-        "start_date": np.datetime64("2024-01-01") + rng.integers(0, 600, n).astype("timedelta64[D]"),
-        "base_premium": np.round(base, 2), "vehicle_group": group, "age_band": age,
-        "region": rng.choice(REGIONS, n), "gender": rng.choice(["female", "male"], n)})
+    return pl.DataFrame(
+        {
+            "policy_id": [f"PB{i:08d}" for i in nums],
+            "vehicle_id": [f"VB{i:08d}" for i in nums],
+            "start_date": np.datetime64("2024-01-01") + rng.integers(0, 600, n).astype("timedelta64[D]"),
+            "base_premium": np.round(base, 2),
+            "vehicle_group": group,
+            "age_band": age,
+            "region": rng.choice(REGIONS, n),
+            "gender": rng.choice(["female", "male"], n),
+        }
+    )
 
 
 def bulk_trips(vehicles: list[str], trips_each: int, month: date, seed: int = 1, first: int = 1) -> pl.DataFrame:
@@ -50,21 +57,35 @@ def bulk_trips(vehicles: list[str], trips_each: int, month: date, seed: int = 1,
     slot = 27 * 86400 * 1_000_000 // trips_each  # µs: trips spread over the first 27 days, never overlapping
     start = t0 + (np.tile(np.arange(trips_each), n) * slot + rng.integers(0, slot // 4, m))
     vids = np.asarray(vehicles)[veh]
-    return pl.DataFrame({
-        "trip_id": [f"T{first + v:08d}-{k:03d}" for v, k in zip(veh, np.tile(np.arange(trips_each), n))],
-        "vehicle_id": vids,
-        "start_ts": start.astype("datetime64[us]"), "end_ts": (start + (dur * 1e6).astype(np.int64)).astype("datetime64[us]"),
-        "duration_s": dur + 60.0, "distance_km": km, "moving_s": dur, "idle_s": np.full(m, 60.0),
-        "max_speed_kmh": speed * 1.6, "mean_speed_kmh": speed,
-        "harsh_brakes": rng.poisson(brake_100[veh] * km / 100).astype(np.int32),
-        "harsh_accels": rng.poisson(accel_100[veh] * km / 100).astype(np.int32),
-        "gps_fixes": dur.astype(np.int32), "gps_dropped": np.zeros(m, np.int32), "messages": (dur / 10).astype(np.int32),
-        "complete": np.ones(m, bool), "ended_by": np.full(m, "ignition_off"), "scorer_version": np.full(m, "bulk"),
-    })
+    return pl.DataFrame(
+        {
+            "trip_id": [
+                f"T{first + v:08d}-{k:03d}" for v, k in zip(veh, np.tile(np.arange(trips_each), n), strict=False)
+            ],
+            "vehicle_id": vids,
+            "start_ts": start.astype("datetime64[us]"),
+            "end_ts": (start + (dur * 1e6).astype(np.int64)).astype("datetime64[us]"),
+            "duration_s": dur + 60.0,
+            "distance_km": km,
+            "moving_s": dur,
+            "idle_s": np.full(m, 60.0),
+            "max_speed_kmh": speed * 1.6,
+            "mean_speed_kmh": speed,
+            "harsh_brakes": rng.poisson(brake_100[veh] * km / 100).astype(np.int32),
+            "harsh_accels": rng.poisson(accel_100[veh] * km / 100).astype(np.int32),
+            "gps_fixes": dur.astype(np.int32),
+            "gps_dropped": np.zeros(m, np.int32),
+            "messages": (dur / 10).astype(np.int32),
+            "complete": np.ones(m, bool),
+            "ended_by": np.full(m, "ignition_off"),
+            "scorer_version": np.full(m, "bulk"),
+        }
+    )
 
 
-def load_bulk(con: duckdb.DuckDBPyConnection, policies: int, trips_each: int, month: date, seed: int = 1,
-              chunk: int = 50_000) -> None:
+def load_bulk(
+    con: duckdb.DuckDBPyConnection, policies: int, trips_each: int, month: date, seed: int = 1, chunk: int = 50_000
+) -> None:
     """Insert ``policies`` policies (with protected attributes) and their month of trips, in chunks."""
     for first in range(1, policies + 1, chunk):
         n = min(chunk, policies - first + 1)

@@ -50,8 +50,8 @@ MEAN_SPEED_KMH = 38.0  # for driving hours of the offline book
 HABIT_SPREAD = 0.5  # sd of log of each driver's own multiplier on the profile's brake and on its accel rate
 
 TRUE_RELATIVITIES = {
-    "harsh_brakes_per_100km": dict(zip(BRAKE_EDGES.tolist(), BRAKE_REL.tolist())),
-    "harsh_accels_per_100km": dict(zip(ACCEL_EDGES.tolist(), ACCEL_REL.tolist())),
+    "harsh_brakes_per_100km": dict(zip(BRAKE_EDGES.tolist(), BRAKE_REL.tolist(), strict=False)),
+    "harsh_accels_per_100km": dict(zip(ACCEL_EDGES.tolist(), ACCEL_REL.tolist(), strict=False)),
     "km_elasticity": KM_ELASTICITY,
 }
 GROUPS, GROUP_P = ["A", "B", "C", "D"], [0.3, 0.35, 0.25, 0.1]
@@ -73,8 +73,14 @@ def true_rates(profiles: list) -> tuple[np.ndarray, np.ndarray]:
     return brake, accel
 
 
-def true_frequency(years: np.ndarray, km_per_year: np.ndarray, brakes_100: np.ndarray, accels_100: np.ndarray,
-                   group: np.ndarray, age: np.ndarray) -> np.ndarray:
+def true_frequency(
+    years: np.ndarray,
+    km_per_year: np.ndarray,
+    brakes_100: np.ndarray,
+    accels_100: np.ndarray,
+    group: np.ndarray,
+    age: np.ndarray,
+) -> np.ndarray:
     """Expected claim count for each policy period under the documented true model."""
     rel_b = BRAKE_REL[np.searchsorted(BRAKE_EDGES, brakes_100, side="right") - 1]
     rel_a = ACCEL_REL[np.searchsorted(ACCEL_EDGES, accels_100, side="right") - 1]
@@ -84,20 +90,29 @@ def true_frequency(years: np.ndarray, km_per_year: np.ndarray, brakes_100: np.nd
     return years * F0 * km_rel * rel_b * rel_a * rel_g * rel_age
 
 
-def draw_claims(rng: np.random.Generator, policy_ids: np.ndarray, lam: np.ndarray, starts: np.ndarray,
-                days: np.ndarray, group: np.ndarray) -> pl.DataFrame:
+def draw_claims(
+    rng: np.random.Generator,
+    policy_ids: np.ndarray,
+    lam: np.ndarray,
+    starts: np.ndarray,
+    days: np.ndarray,
+    group: np.ndarray,
+) -> pl.DataFrame:
     """Poisson counts, a uniform date inside each period, Gamma severity: one row per claim."""
     counts = rng.poisson(lam)
     idx = np.repeat(np.arange(lam.shape[0]), counts)
     offs = np.floor(rng.random(idx.shape[0]) * days[idx]).astype("timedelta64[D]")
     sev_mult = np.vectorize(VEHICLE_GROUP_SEVERITY.__getitem__, otypes=[float])(group[idx]) if idx.size else idx
     amount = rng.gamma(SEVERITY_SHAPE, SEVERITY_MEAN / SEVERITY_SHAPE, idx.shape[0]) * sev_mult
-    return pl.DataFrame({
-        "claim_id": [f"CL{i:08d}" for i in range(1, idx.shape[0] + 1)],
-        "policy_id": policy_ids[idx].astype(str) if idx.size else np.array([], dtype=str),
-        "claim_date": (starts[idx] + offs) if idx.size else np.array([], dtype="datetime64[D]"),
-        "amount": np.round(amount, 2),
-    }, schema={"claim_id": pl.String, "policy_id": pl.String, "claim_date": pl.Date, "amount": pl.Float64})
+    return pl.DataFrame(
+        {
+            "claim_id": [f"CL{i:08d}" for i in range(1, idx.shape[0] + 1)],
+            "policy_id": policy_ids[idx].astype(str) if idx.size else np.array([], dtype=str),
+            "claim_date": (starts[idx] + offs) if idx.size else np.array([], dtype="datetime64[D]"),
+            "amount": np.round(amount, 2),
+        },
+        schema={"claim_id": pl.String, "policy_id": pl.String, "claim_date": pl.Date, "amount": pl.Float64},
+    )
 
 
 def make_book(policies: int, seed: int = 7, start: date = date(2025, 1, 1)) -> dict[str, pl.DataFrame]:
@@ -108,8 +123,11 @@ def make_book(policies: int, seed: int = 7, start: date = date(2025, 1, 1)) -> d
     vehicles = np.array([f"BV{i:07d}" for i in range(1, n + 1)])
     group = rng.choice(GROUPS, n, p=GROUP_P)
     age = rng.choice(AGES, n, p=AGE_P)
-    base = 55.0 * np.vectorize({"A": 0.85, "B": 1.0, "C": 1.2, "D": 1.5}.__getitem__)(group) \
+    base = (
+        55.0
+        * np.vectorize({"A": 0.85, "B": 1.0, "C": 1.2, "D": 1.5}.__getitem__)(group)
         * np.vectorize({"18-24": 1.8, "25-39": 1.0, "40-64": 0.9, "65+": 1.1}.__getitem__)(age)
+    )
     region = rng.choice(REGIONS, n)
     gender = rng.choice(["female", "male"], n)
     days = np.where(rng.random(n) < 0.8, 365, rng.integers(60, 365, n))
@@ -127,17 +145,38 @@ def make_book(policies: int, seed: int = 7, start: date = date(2025, 1, 1)) -> d
     ha = rng.poisson(accel_true * km / 100.0)
     lam = true_frequency(years, km_year, brake_true, accel_true, group, age)
     claims = draw_claims(rng, ids, lam, starts, days, group)
-    pols = pl.DataFrame({
-        "policy_id": ids, "vehicle_id": vehicles,
-        "start_date": starts - rng.integers(30, 900, n).astype("timedelta64[D]"),
-        "base_premium": np.round(base, 2), "vehicle_group": group, "age_band": age, "region": region,
-        "gender": gender})
-    periods = pl.DataFrame({
-        "policy_id": ids, "period_start": starts, "period_end": starts + days.astype("timedelta64[D]"),
-        "exposure_years": years, "km": km, "harsh_brakes": hb, "harsh_accels": ha,
-        "driving_hours": km / MEAN_SPEED_KMH})
-    truth = pl.DataFrame({"policy_id": ids, "true_brakes_per_100km": brake_true,
-                          "true_accels_per_100km": accel_true, "expected_claims": lam})
+    pols = pl.DataFrame(
+        {
+            "policy_id": ids,
+            "vehicle_id": vehicles,
+            "start_date": starts - rng.integers(30, 900, n).astype("timedelta64[D]"),
+            "base_premium": np.round(base, 2),
+            "vehicle_group": group,
+            "age_band": age,
+            "region": region,
+            "gender": gender,
+        }
+    )
+    periods = pl.DataFrame(
+        {
+            "policy_id": ids,
+            "period_start": starts,
+            "period_end": starts + days.astype("timedelta64[D]"),
+            "exposure_years": years,
+            "km": km,
+            "harsh_brakes": hb,
+            "harsh_accels": ha,
+            "driving_hours": km / MEAN_SPEED_KMH,
+        }
+    )
+    truth = pl.DataFrame(
+        {
+            "policy_id": ids,
+            "true_brakes_per_100km": brake_true,
+            "true_accels_per_100km": accel_true,
+            "expected_claims": lam,
+        }
+    )
     return {"policies": pols, "exposure_periods": periods, "claims": claims, "truth": truth}
 
 

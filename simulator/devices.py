@@ -52,8 +52,9 @@ class Device:
 
 
 class DeviceFleet:
-    def __init__(self, cfg: MqttConfig, credentials: dict[str, str], window: int = 50,
-                 max_buffer: int = 200_000) -> None:
+    def __init__(
+        self, cfg: MqttConfig, credentials: dict[str, str], window: int = 50, max_buffer: int = 200_000
+    ) -> None:
         self.cfg = cfg
         self.window = window
         self.max_buffer = max_buffer
@@ -78,6 +79,7 @@ class DeviceFleet:
             if mid in dev.unacked:
                 dev.unacked.discard(mid)
                 dev.acked += 1
+
         return on_publish
 
     def _on_connect_for(self, dev: Device) -> Callable:
@@ -88,6 +90,7 @@ class DeviceFleet:
                 dev.backoff = 0.2
                 status = topic_for(self.cfg.topic_prefix, dev.vehicle, "status")
                 dev.buffer.appendleft((status, b"online", True))
+
         return on_connect
 
     @staticmethod
@@ -96,6 +99,7 @@ class DeviceFleet:
             dev.down = True
             dev.next_reconnect = time.monotonic() + dev.backoff
             dev.backoff = min(dev.backoff * 2, 5.0)
+
         return on_disconnect
 
     # --- network loop ----------------------------------------------------------
@@ -199,8 +203,13 @@ class DeviceFleet:
         else:
             self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "telemetry"), encode_telemetry(m))
 
-    def play(self, streams: dict[str, Iterator[Message]], speedup: float = 0.0,
-             progress: Callable[[int], None] | None = None, max_pending: int = 5000) -> int:
+    def play(
+        self,
+        streams: dict[str, Iterator[Message]],
+        speedup: float = 0.0,
+        progress: Callable[[int], None] | None = None,
+        max_pending: int = 5000,
+    ) -> int:
         """Send every vehicle's messages in device-time order across the fleet.
 
         ``speedup`` > 0 paces sending on an accelerated clock (3600 = an hour a second); 0 sends as fast as the

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from simulator.motion import DT, IMU_HZ, DriverProfile, G, TripTrace, make_trip
 from ubi.common.messages import DeviceEvent, TelemetryBatch
-from simulator.motion import DT, G, IMU_HZ, DriverProfile, TripTrace, make_trip
 
 EARTH_R = 6_371_000.0
 TZ = "Europe/Amsterdam"
@@ -99,8 +99,10 @@ def driver_profile(seed: int, vehicle: str) -> DriverProfile:
 def _habits(seed: int, vehicle: str, aggression: float) -> dict[str, float]:
     """Night driving and annual mileage, from their own RNG stream: riskier drivers drive more at night."""
     rng = _sub_rng(seed, "habits", vehicle)
-    return {"night_rate": float(0.02 + 0.12 * rng.beta(2, 5) + 0.08 * aggression),
-            "mileage": float(np.exp(rng.normal(0.0, 0.35)))}
+    return {
+        "night_rate": float(0.02 + 0.12 * rng.beta(2, 5) + 0.08 * aggression),
+        "mileage": float(np.exp(rng.normal(0.0, 0.35))),
+    }
 
 
 def make_policies(spec: FleetSpec) -> list[Policy]:
@@ -111,16 +113,24 @@ def make_policies(spec: FleetSpec) -> list[Policy]:
         age = rng.choice(["18-24", "25-39", "40-64", "65+"], p=[0.1, 0.35, 0.4, 0.15])
         base = 55.0 * {"A": 0.85, "B": 1.0, "C": 1.2, "D": 1.5}[group]
         base *= {"18-24": 1.8, "25-39": 1.0, "40-64": 0.9, "65+": 1.1}[age]
-        out.append(Policy(
-            policy_id=f"PL{i + 1:06d}", vehicle_id=vid, start_date=spec.start - timedelta(days=int(rng.integers(30, 900))),
-            base_premium=round(float(base), 2), vehicle_group=str(group), age_band=str(age),
-            region=str(rng.choice(REGIONS)), gender=str(rng.choice(["female", "male"])),
-        ))
+        out.append(
+            Policy(
+                policy_id=f"PL{i + 1:06d}",
+                vehicle_id=vid,
+                start_date=spec.start - timedelta(days=int(rng.integers(30, 900))),
+                base_premium=round(float(base), 2),
+                vehicle_group=str(group),
+                age_band=str(age),
+                region=str(rng.choice(REGIONS)),
+                gender=str(rng.choice(["female", "male"])),
+            )
+        )
     return out
 
 
-def _day_schedule(rng: np.random.Generator, day: date, tz: ZoneInfo,
-                  driver: DriverProfile) -> list[tuple[datetime, int]]:
+def _day_schedule(
+    rng: np.random.Generator, day: date, tz: ZoneInfo, driver: DriverProfile
+) -> list[tuple[datetime, int]]:
     """(local start time, number of legs) for the day's trips: commutes on weekdays, errands, a night trip now and
     then at the driver's own rate; the driver's mileage scales every trip's length."""
     trips = []
@@ -209,7 +219,7 @@ def phone_flags(spec: FleetSpec, trip: SimTrip, n_fixes: int) -> np.ndarray:
     flags = np.zeros(n_fixes, np.uint8)
     for _ in range(int(rng.poisson(rate * n_fixes / 3600.0))):
         start = int(rng.integers(0, max(n_fixes, 1)))
-        flags[start:start + int(rng.integers(10, 61))] = 1
+        flags[start : start + int(rng.integers(10, 61))] = 1
     return flags
 
 
@@ -228,8 +238,20 @@ def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
     acc_lon = tr.accel + rng.normal(0, 0.05, n)
     acc_lat = tr.speed * tr.yaw_rate + rng.normal(0, 0.05, n)
     acc_vert = G + rng.normal(0, 0.05, n)
-    ss = SensorStreams(t_ms[gi], gps_lat, gps_lon, gps_speed, gps_heading, gps_acc, t_ms, acc_lon, acc_lat,
-                       acc_vert, gi, phone_flags(spec, trip, gi.shape[0]))
+    ss = SensorStreams(
+        t_ms[gi],
+        gps_lat,
+        gps_lon,
+        gps_speed,
+        gps_heading,
+        gps_acc,
+        t_ms,
+        acc_lon,
+        acc_lat,
+        acc_vert,
+        gi,
+        phone_flags(spec, trip, gi.shape[0]),
+    )
     return with_faults(spec, trip, ss) if spec.sensor_faults else ss
 
 
@@ -254,10 +276,22 @@ def with_faults(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStre
         gaps.append((int(ss.gps_t[i0]), int(ss.gps_t[i1])))
     k = np.flatnonzero(keep)
     dev = lambda t: device_time(spec, trip.vehicle_id, t)  # noqa: E731
-    return SensorStreams(dev(ss.gps_t[k]), lat[k], lon[k], ss.speed[k], ss.heading[k], ss.accuracy[k],
-                         dev(ss.imu_t), ss.acc_lon, ss.acc_lat, ss.acc_vert, ss.gps_index[k], ss.phone[k],
-                         np.sort(ss.gps_t[glitch]).astype(np.int64),
-                         np.array(gaps, dtype=np.int64).reshape(-1, 2))
+    return SensorStreams(
+        dev(ss.gps_t[k]),
+        lat[k],
+        lon[k],
+        ss.speed[k],
+        ss.heading[k],
+        ss.accuracy[k],
+        dev(ss.imu_t),
+        ss.acc_lon,
+        ss.acc_lat,
+        ss.acc_vert,
+        ss.gps_index[k],
+        ss.phone[k],
+        np.sort(ss.gps_t[glitch]).astype(np.int64),
+        np.array(gaps, dtype=np.int64).reshape(-1, 2),
+    )
 
 
 def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[DeviceEvent | TelemetryBatch]:
@@ -288,9 +322,21 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
         g = slice(int(g0), int(g1))
         last = int(ss.gps_t[g1 - 1]) if g1 > g0 else int(ss.imu_t[i1 - 1])
         yield TelemetryBatch(
-            trip.vehicle_id, seq, last, ss.gps_t[g], ss.lat[g], ss.lon[g], ss.speed[g], ss.heading[g],
-            ss.accuracy[g], int(ss.imu_t[i0]) if i1 > i0 else last, IMU_HZ, ss.acc_lon[i0:i1], ss.acc_lat[i0:i1],
-            ss.acc_vert[i0:i1], ss.phone[g],
+            trip.vehicle_id,
+            seq,
+            last,
+            ss.gps_t[g],
+            ss.lat[g],
+            ss.lon[g],
+            ss.speed[g],
+            ss.heading[g],
+            ss.accuracy[g],
+            int(ss.imu_t[i0]) if i1 > i0 else last,
+            IMU_HZ,
+            ss.acc_lon[i0:i1],
+            ss.acc_lat[i0:i1],
+            ss.acc_vert[i0:i1],
+            ss.phone[g],
         )
         seq += 1
     if events:
@@ -299,7 +345,8 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
 
 def _with_parked_tail(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStreams:
     """The streams plus PARKED_REPORT_S of a parked vehicle after ignition off: 1 Hz fixes where it stopped with
-    GPS speed jitter (|N(0, 0.1)| m/s: at rest a receiver reads 0.1-0.3 m/s), and a quiet accelerometer (gravity and noise)."""
+    GPS speed jitter (|N(0, 0.1)| m/s: at rest a receiver reads 0.1-0.3 m/s), and a quiet accelerometer (gravity and
+    noise)."""
     rng = _sub_rng(spec.seed, trip.vehicle_id, trip.start_ms, "parked")
     last_gps = int(ss.gps_t[-1]) if ss.gps_t.shape[0] else int(device_time(spec, trip.vehicle_id, trip.end_ms))
     n = PARKED_REPORT_S
@@ -308,16 +355,26 @@ def _with_parked_tail(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> Sens
     step = 1000 // IMU_HZ
     it = last_imu + step * np.arange(1, n * IMU_HZ + 1, dtype=np.int64)
     m = it.shape[0]
-    pick = (lambda a, fill: np.full(n, a[-1] if a.shape[0] else fill))
+
+    def pick(a, fill):
+        return np.full(n, a[-1] if a.shape[0] else fill)
+
     return SensorStreams(
-        np.concatenate([ss.gps_t, gt]), np.concatenate([ss.lat, pick(ss.lat, trip.home[0])]),
+        np.concatenate([ss.gps_t, gt]),
+        np.concatenate([ss.lat, pick(ss.lat, trip.home[0])]),
         np.concatenate([ss.lon, pick(ss.lon, trip.home[1])]),
-        np.concatenate([ss.speed, np.abs(rng.normal(0.0, 0.1, n))]), np.concatenate([ss.heading, pick(ss.heading, 0.0)]),
-        np.concatenate([ss.accuracy, np.full(n, 5.0)]), np.concatenate([ss.imu_t, it]),
-        np.concatenate([ss.acc_lon, rng.normal(0.0, 0.05, m)]), np.concatenate([ss.acc_lat, rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.speed, np.abs(rng.normal(0.0, 0.1, n))]),
+        np.concatenate([ss.heading, pick(ss.heading, 0.0)]),
+        np.concatenate([ss.accuracy, np.full(n, 5.0)]),
+        np.concatenate([ss.imu_t, it]),
+        np.concatenate([ss.acc_lon, rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.acc_lat, rng.normal(0.0, 0.05, m)]),
         np.concatenate([ss.acc_vert, G + rng.normal(0.0, 0.05, m)]),
         np.concatenate([ss.gps_index, np.full(n, -1, ss.gps_index.dtype)]),
-        np.concatenate([ss.phone, np.zeros(n, ss.phone.dtype)]), ss.glitches, ss.gaps)
+        np.concatenate([ss.phone, np.zeros(n, ss.phone.dtype)]),
+        ss.glitches,
+        ss.gaps,
+    )
 
 
 def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.ndarray]:
@@ -334,8 +391,13 @@ def map_segments(trips: list[SimTrip], every_s: float = 2.0) -> dict[str, np.nda
             idx = np.append(idx, lat.shape[0] - 1)
         moving = np.hypot(np.diff(lat[idx]), np.diff(lon[idx])) > 0
         a, b = idx[:-1][moving], idx[1:][moving]
-        for key, arr in (("lat1", lat[a]), ("lon1", lon[a]), ("lat2", lat[b]), ("lon2", lon[b]),
-                         ("maxspeed_kmh", np.round(tr.trace.limit[a] * 3.6))):
+        for key, arr in (
+            ("lat1", lat[a]),
+            ("lon1", lon[a]),
+            ("lat2", lat[b]),
+            ("lon2", lon[b]),
+            ("maxspeed_kmh", np.round(tr.trace.limit[a] * 3.6)),
+        ):
             parts[key].append(arr)
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
@@ -346,12 +408,18 @@ def speeding_intervals(trips: list[SimTrip]) -> list[dict]:
     for tr in trips:
         over = tr.trace.speed > tr.trace.limit
         edges = np.flatnonzero(np.diff(np.concatenate([[0], over.astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2]):
+        for a, b in zip(edges[::2], edges[1::2], strict=False):
             excess = (tr.trace.speed[a:b] - tr.trace.limit[a:b]).max() * 3.6
-            rows.append({"vehicle_id": tr.vehicle_id, "trip_start_ms": tr.start_ms,
-                         "start_ms": tr.start_ms + int(round(a * DT * 1000)),
-                         "end_ms": tr.start_ms + int(round(b * DT * 1000)),
-                         "limit_kmh": float(tr.trace.limit[a] * 3.6), "max_over_kmh": float(excess)})
+            rows.append(
+                {
+                    "vehicle_id": tr.vehicle_id,
+                    "trip_start_ms": tr.start_ms,
+                    "start_ms": tr.start_ms + int(round(a * DT * 1000)),
+                    "end_ms": tr.start_ms + int(round(b * DT * 1000)),
+                    "limit_kmh": float(tr.trace.limit[a] * 3.6),
+                    "max_over_kmh": float(excess),
+                }
+            )
     return rows
 
 
@@ -362,18 +430,29 @@ def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict]
         v, lim = tr.trace.speed, tr.trace.limit
         ss = sensor_streams(spec, tr)
         step_m = (v[1:] + v[:-1]) * 0.5 * DT
-        trip_rows.append({
-            "vehicle_id": tr.vehicle_id, "start_ms": tr.start_ms, "end_ms": tr.end_ms,
-            "device_start_ms": int(device_time(spec, tr.vehicle_id, tr.start_ms)),  # what the device reports
-            "distance_m": tr.distance_m, "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
-            # true distance driven above the posted limit of the road (the map layer's maxspeed)
-            "over_limit_m": float(step_m[v[:-1] > lim[:-1]].sum()),
-            # true seconds of phone handling while moving (the flags every fix carries)
-            "phone_moving_s": float(((ss.phone == 1) & (v[ss.gps_index] > 0.5)).sum()),
-        })
+        trip_rows.append(
+            {
+                "vehicle_id": tr.vehicle_id,
+                "start_ms": tr.start_ms,
+                "end_ms": tr.end_ms,
+                "device_start_ms": int(device_time(spec, tr.vehicle_id, tr.start_ms)),  # what the device reports
+                "distance_m": tr.distance_m,
+                "duration_s": (tr.end_ms - tr.start_ms) / 1000.0,
+                # true distance driven above the posted limit of the road (the map layer's maxspeed)
+                "over_limit_m": float(step_m[v[:-1] > lim[:-1]].sum()),
+                # true seconds of phone handling while moving (the flags every fix carries)
+                "phone_moving_s": float(((ss.phone == 1) & (v[ss.gps_index] > 0.5)).sum()),
+            }
+        )
         for kind, s, e, peak in tr.trace.events:
-            event_rows.append({
-                "vehicle_id": tr.vehicle_id, "trip_start_ms": tr.start_ms, "type": kind,
-                "start_ms": tr.start_ms + int(s * 1000), "end_ms": tr.start_ms + int(e * 1000), "peak_mps2": peak,
-            })
+            event_rows.append(
+                {
+                    "vehicle_id": tr.vehicle_id,
+                    "trip_start_ms": tr.start_ms,
+                    "type": kind,
+                    "start_ms": tr.start_ms + int(s * 1000),
+                    "end_ms": tr.start_ms + int(e * 1000),
+                    "peak_mps2": peak,
+                }
+            )
     return trip_rows, event_rows

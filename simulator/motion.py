@@ -60,8 +60,9 @@ class TripTrace:
         return float(np.sum((v[1:] + v[:-1]) * 0.5) * DT)
 
 
-def make_trip(rng: np.random.Generator, driver: DriverProfile, n_legs: int,
-              corner_rng: np.random.Generator | None = None) -> TripTrace:
+def make_trip(
+    rng: np.random.Generator, driver: DriverProfile, n_legs: int, corner_rng: np.random.Generator | None = None
+) -> TripTrace:
     """Build one trip of ``n_legs`` legs; ignition on 3 s before moving and off 3 s after the last stop.
 
     Harsh corners draw only from ``corner_rng`` (None = none), so adding them leaves every other output of a seed
@@ -89,19 +90,24 @@ def make_trip(rng: np.random.Generator, driver: DriverProfile, n_legs: int,
         n_stop = int(rng.uniform(0, 40) / DT) + 5
         a_up_exact = cruise / (n_up * DT)
         a_down_exact = -cruise / (n_down * DT)
-        leg_acc = np.concatenate([
-            np.full(n_up, a_up_exact), np.zeros(n_cruise), np.full(n_down, a_down_exact), np.zeros(n_stop)
-        ])
+        leg_acc = np.concatenate(
+            [np.full(n_up, a_up_exact), np.zeros(n_cruise), np.full(n_down, a_down_exact), np.zeros(n_stop)]
+        )
         # Curves: a gentle sinusoidal yaw during cruise, bounded so lateral acceleration stays plausible.
         yaw = np.zeros_like(leg_acc)
         if n_cruise > 50:
             curve = np.sin(np.linspace(0, np.pi, n_cruise)) * rng.uniform(-1, 1) * min(0.05, 2.0 / cruise)
-            yaw[n_up:n_up + n_cruise] = curve
-        if corner_rng is not None and n_cruise > 60 and cruise >= 10.0 and corner_rng.random() < driver.harsh_corner_rate:
+            yaw[n_up : n_up + n_cruise] = curve
+        if (
+            corner_rng is not None
+            and n_cruise > 60
+            and cruise >= 10.0
+            and corner_rng.random() < driver.harsh_corner_rate
+        ):
             n_c = int(corner_rng.integers(15, 31))  # 1.5-3 s
             a_lat = corner_rng.uniform(6.0, 8.0)  # above the 5.5 m/s^2 cornering threshold
             c0 = n_up + int(corner_rng.integers(5, n_cruise - n_c - 5))
-            yaw[c0:c0 + n_c] = a_lat / cruise * corner_rng.choice([-1.0, 1.0])
+            yaw[c0 : c0 + n_c] = a_lat / cruise * corner_rng.choice([-1.0, 1.0])
             events.append(("harsh_corner", (n_total + c0) * DT, (n_total + c0 + n_c) * DT, a_lat))
         if harsh_start:
             events.append(("harsh_accel", n_total * DT, (n_total + n_up) * DT, a_up_exact))

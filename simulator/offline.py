@@ -32,8 +32,14 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
         pad = nan if events else nan[:0]
         g["vid"].append(np.full(n + 2 * events, code[trip.vehicle_id], np.int32))
         g["t"].append(np.concatenate([[trip.start_ms], ss.gps_t, [trip.end_ms]]) if events else ss.gps_t)
-        for key, arr in (("lat", ss.lat), ("lon", ss.lon), ("speed", ss.speed), ("heading", ss.heading),
-                         ("acc", ss.accuracy), ("phone", ss.phone.astype(np.float64))):
+        for key, arr in (
+            ("lat", ss.lat),
+            ("lon", ss.lon),
+            ("speed", ss.speed),
+            ("heading", ss.heading),
+            ("acc", ss.accuracy),
+            ("phone", ss.phone.astype(np.float64)),
+        ):
             g[key].append(np.concatenate([pad, arr, pad]))
         ev = np.zeros(n + 2 * events, np.int8)
         if events:
@@ -47,18 +53,30 @@ def trip_frames(spec: FleetSpec, trips: list[SimTrip]) -> tuple[pl.DataFrame, pl
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in g.items()}
     imu = {k: np.concatenate(v) if v else np.zeros(0) for k, v in m.items()}
     vehicles = pl.Series("vehicle_id", names, dtype=pl.String)
-    gps = pl.DataFrame({
-        "vehicle_id": vehicles.gather(cat["vid"]),
-        "t_ms": cat["t"].astype(np.int64),
-        "lat": cat["lat"], "lon": cat["lon"], "speed_mps": cat["speed"], "heading_deg": cat["heading"],
-        "accuracy_m": cat["acc"], "phone": cat["phone"],
-        "event": pl.Series(cat["event"]).replace_strict({0: None, 1: "ignition_on", 2: "ignition_off"},
-                                                        return_dtype=pl.String),
-    }).with_columns(pl.col(c).fill_nan(None) for c in ("lat", "lon", "speed_mps", "heading_deg", "accuracy_m"))
-    imu_df = pl.DataFrame({
-        "vehicle_id": vehicles.gather(imu["vid"]), "t_ms": imu["t"].astype(np.int64),
-        "acc_lon": imu["lon"], "acc_lat": imu["lat"], "acc_vert": imu["vert"],
-    })
+    gps = pl.DataFrame(
+        {
+            "vehicle_id": vehicles.gather(cat["vid"]),
+            "t_ms": cat["t"].astype(np.int64),
+            "lat": cat["lat"],
+            "lon": cat["lon"],
+            "speed_mps": cat["speed"],
+            "heading_deg": cat["heading"],
+            "accuracy_m": cat["acc"],
+            "phone": cat["phone"],
+            "event": pl.Series(cat["event"]).replace_strict(
+                {0: None, 1: "ignition_on", 2: "ignition_off"}, return_dtype=pl.String
+            ),
+        }
+    ).with_columns(pl.col(c).fill_nan(None) for c in ("lat", "lon", "speed_mps", "heading_deg", "accuracy_m"))
+    imu_df = pl.DataFrame(
+        {
+            "vehicle_id": vehicles.gather(imu["vid"]),
+            "t_ms": imu["t"].astype(np.int64),
+            "acc_lon": imu["lon"],
+            "acc_lat": imu["lat"],
+            "acc_vert": imu["vert"],
+        }
+    )
     return gps, imu_df
 
 

@@ -30,8 +30,9 @@ def play_fleet(cfg: Config, spec: FleetSpec, out: Path, speedup: float = 0.0, sh
     total = expected_messages(spec, trips)
     bar = Progress("devices -> mqtt", total, "msgs") if show else None
     fleet = DeviceFleet(cfg.mqtt, passwords)
-    sent = fleet.play({v: vehicle_stream(spec, ts) for v, ts in trips.items()}, speedup,
-                      progress=bar.update if bar else None)
+    sent = fleet.play(
+        {v: vehicle_stream(spec, ts) for v, ts in trips.items()}, speedup, progress=bar.update if bar else None
+    )
     fleet.close()
     if bar:
         bar.done(sent)

@@ -11,8 +11,17 @@ import polars as pl
 
 from simulator.claims import fleet_claims
 from simulator.devices import Message
-from simulator.fleet import (FleetSpec, SimTrip, device_messages, ground_truth_rows, make_policies, make_trips,
-                             map_segments, speeding_intervals, vehicle_ids)
+from simulator.fleet import (
+    FleetSpec,
+    SimTrip,
+    device_messages,
+    ground_truth_rows,
+    make_policies,
+    make_trips,
+    map_segments,
+    speeding_intervals,
+    vehicle_ids,
+)
 
 
 def vehicle_stream(spec: FleetSpec, trips: list[SimTrip]) -> Iterator[Message]:
@@ -31,13 +40,27 @@ def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
     all_trips = [t for ts in trips.values() for t in ts]
     trip_rows, event_rows = ground_truth_rows(spec, all_trips)
     pl.DataFrame(trip_rows).write_parquet(out / "truth_trips.parquet")
-    schema = {"vehicle_id": pl.String, "trip_start_ms": pl.Int64, "type": pl.String, "start_ms": pl.Int64,
-              "end_ms": pl.Int64, "peak_mps2": pl.Float64}
+    schema = {
+        "vehicle_id": pl.String,
+        "trip_start_ms": pl.Int64,
+        "type": pl.String,
+        "start_ms": pl.Int64,
+        "end_ms": pl.Int64,
+        "peak_mps2": pl.Float64,
+    }
     pl.DataFrame(event_rows, schema=schema).write_parquet(out / "truth_events.parquet")
     pl.DataFrame(map_segments(all_trips)).write_parquet(out / "speed_limits.parquet")  # docs/map-layer.md
-    pl.DataFrame(speeding_intervals(all_trips), schema={
-        "vehicle_id": pl.String, "trip_start_ms": pl.Int64, "start_ms": pl.Int64, "end_ms": pl.Int64,
-        "limit_kmh": pl.Float64, "max_over_kmh": pl.Float64}).write_parquet(out / "truth_speeding.parquet")
+    pl.DataFrame(
+        speeding_intervals(all_trips),
+        schema={
+            "vehicle_id": pl.String,
+            "trip_start_ms": pl.Int64,
+            "start_ms": pl.Int64,
+            "end_ms": pl.Int64,
+            "limit_kmh": pl.Float64,
+            "max_over_kmh": pl.Float64,
+        },
+    ).write_parquet(out / "truth_speeding.parquet")
     policies = make_policies(spec)
     pl.DataFrame([asdict(p) for p in policies]).write_parquet(out / "policies.parquet")
     km = {v: sum(t.distance_m for t in ts) / 1000.0 for v, ts in trips.items()}

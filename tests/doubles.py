@@ -42,8 +42,9 @@ class KafkaLog:
     def _parts(self, topic: str) -> list[list[Rec]]:
         return self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
 
-    def append(self, topic: str, key: bytes | None, value: bytes | None, headers=None,
-               partition: int | None = None) -> Rec:
+    def append(
+        self, topic: str, key: bytes | None, value: bytes | None, headers=None, partition: int | None = None
+    ) -> Rec:
         parts = self._parts(topic)
         if partition is None:
             partition = zlib.crc32(key or b"") % self.partitions
@@ -71,8 +72,13 @@ class Faults:
     """``hit(op)`` is called before every operation; the ``at``-th call raises ``exc`` (a ``Crash`` by default).
     ``only`` limits the counting to some operations ("send", "flush", "poll", "commit", "committed")."""
 
-    def __init__(self, at: int = 0, exc: BaseException | Callable[[], BaseException] | None = None,
-                 only: set[str] | None = None, times: int = 1) -> None:
+    def __init__(
+        self,
+        at: int = 0,
+        exc: BaseException | Callable[[], BaseException] | None = None,
+        only: set[str] | None = None,
+        times: int = 1,
+    ) -> None:
         self.at, self.exc, self.only, self.times = at, exc, only, times
         self.count = 0
         self.ops: list[str] = []
@@ -125,8 +131,14 @@ class MemProducer:
 
 
 class MemConsumer:
-    def __init__(self, log: KafkaLog, group: str, topics: list[str] | None = None, faults: Faults = NO_FAULTS,
-                 max_records: int = 500) -> None:
+    def __init__(
+        self,
+        log: KafkaLog,
+        group: str,
+        topics: list[str] | None = None,
+        faults: Faults = NO_FAULTS,
+        max_records: int = 500,
+    ) -> None:
         self.log, self.group, self.faults, self.max_records = log, group, faults, max_records
         self.topics: list[str] = list(topics or [])
         self.listener = None
@@ -152,7 +164,7 @@ class MemConsumer:
         out: dict[TopicPartition, list[Rec]] = {}
         for tp in self.assigned:
             part = self.log._parts(tp.topic)[tp.partition]
-            got = part[self.pos[tp]:self.pos[tp] + room]
+            got = part[self.pos[tp] : self.pos[tp] + room]
             if got:
                 out[tp] = got
                 self.pos[tp] += len(got)
@@ -178,7 +190,8 @@ class MemConsumer:
 
     def caught_up(self) -> bool:
         return self.assigned is not None and all(
-            self.pos[tp] >= len(self.log._parts(tp.topic)[tp.partition]) for tp in self.assigned)
+            self.pos[tp] >= len(self.log._parts(tp.topic)[tp.partition]) for tp in self.assigned
+        )
 
     def close(self, autocommit=False) -> None:
         pass

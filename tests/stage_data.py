@@ -17,9 +17,23 @@ def batch(vehicle, seq, t0_s, n=10, speed=10.0, gps=True):
     z = np.zeros(n)
     g = slice(None) if gps else slice(0, 0)
     x = np.cumsum(z + speed) * 1e-5
-    return TelemetryBatch(vehicle, seq, int(t[-1]), t[g].astype(np.int64), (z + 52)[g], (4 + x)[g], (z + speed)[g],
-                          (z + 90)[g], (z + 3)[g], int(t[0]), 10, np.zeros(n * 10), np.zeros(n * 10),
-                          np.zeros(n * 10) + 9.8, None)
+    return TelemetryBatch(
+        vehicle,
+        seq,
+        int(t[-1]),
+        t[g].astype(np.int64),
+        (z + 52)[g],
+        (4 + x)[g],
+        (z + speed)[g],
+        (z + 90)[g],
+        (z + 3)[g],
+        int(t[0]),
+        10,
+        np.zeros(n * 10),
+        np.zeros(n * 10),
+        np.zeros(n * 10) + 9.8,
+        None,
+    )
 
 
 def event(vehicle, seq, t_s, kind):
@@ -72,6 +86,9 @@ def publish(log: KafkaLog, cfg: Config, streams: list[list], rx_delay_ms: int = 
 
 def write_raw(log: KafkaLog, cfg: Config, vehicle: str, kind: str, payload: bytes, rx: int) -> None:
     topic = topic_for(cfg.mqtt.topic_prefix, vehicle, kind)
-    log.append(cfg.kafka.telemetry_topic, vehicle.encode(), payload,
-               [("mqtt_topic", topic.encode()), ("kind", kind.encode()), ("received_ms", str(rx).encode()),
-                ("schema", b"1")])
+    log.append(
+        cfg.kafka.telemetry_topic,
+        vehicle.encode(),
+        payload,
+        [("mqtt_topic", topic.encode()), ("kind", kind.encode()), ("received_ms", str(rx).encode()), ("schema", b"1")],
+    )

@@ -19,17 +19,20 @@ from pricing.rulebook import load_rulebook, parse_rulebook
 from simulator import claims as sim
 from simulator.bulk import load_bulk
 from ubi.adapters import duckdb_store as store
+from ubi.adapters.duckdb_store import run_month
 from ubi.cli import actuary
 from ubi.common.config import Config
-from ubi.adapters.duckdb_store import run_month
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTER = Config().rulebook
 RB = load_rulebook(STARTER)
 OCT = date(2026, 10, 1)
-PROPOSED = STARTER.read_text().replace('version = "2026.11-starter"', 'version = "2026.12-proposal"').replace(
-    "{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.60").replace(
-    "factor_ceiling = 1.30", "factor_ceiling = 1.50")
+PROPOSED = (
+    STARTER.read_text()
+    .replace('version = "2026.11-starter"', 'version = "2026.12-proposal"')
+    .replace("{ from = 6.0, relativity = 1.30", "{ from = 6.0, relativity = 1.60")
+    .replace("factor_ceiling = 1.30", "factor_ceiling = 1.50")
+)
 
 
 @pytest.fixture
@@ -72,8 +75,9 @@ def test_whatif_matches_engine_and_writes_nothing(priced):
                                  USING (policy_id, month)""").fetchall()
     con.close()
     new = parse_rulebook(PROPOSED)
-    total = sum(price_policy(new, b, prev, MonthFeatures(t, km, h, hb, ha)).premium
-                for b, prev, _, t, km, h, hb, ha in rows)
+    total = sum(
+        price_policy(new, b, prev, MonthFeatures(t, km, h, hb, ha)).premium for b, prev, _, t, km, h, hb, ha in rows
+    )
     assert Decimal(str(summary["revenue_proposed"])).quantize(Decimal("0.01")) == total
     assert Decimal(str(summary["revenue_current"])).quantize(Decimal("0.01")) == sum(r[2] for r in rows)
     assert summary["policies"] == 600 and summary["revenue_change"] > 0
@@ -118,8 +122,14 @@ def test_fairness_flags_a_disparity_and_passes_without_one(priced):
 
 
 def test_fairness_audit_numbers():
-    r = fairness.audit(np.array([0.1, 0.1, 0.0, 0.0]), np.array([1.1, 1.1, 1.0, 1.0]), np.zeros(4, bool),
-                       {"gender": np.array(["m", "m", "f", "f"])}, threshold=0.05, min_group=1)
+    r = fairness.audit(
+        np.array([0.1, 0.1, 0.0, 0.0]),
+        np.array([1.1, 1.1, 1.0, 1.0]),
+        np.zeros(4, bool),
+        {"gender": np.array(["m", "m", "f", "f"])},
+        threshold=0.05,
+        min_group=1,
+    )
     gaps = {d["metric"]: d["gap"] for d in r.disparities}
     assert gaps["mean_change"] == pytest.approx(0.1) and r.flagged
 
@@ -165,9 +175,15 @@ def book_experience(book: dict[str, pl.DataFrame]) -> Experience:
     cl = book["claims"].group_by("policy_id").len("claims")
     p = book["exposure_periods"].join(book["policies"], on="policy_id").join(cl, on="policy_id", how="left")
     p = p.with_columns(pl.col("claims").fill_null(0))
-    return Experience(p["exposure_years"].to_numpy(), p["claims"].to_numpy().astype(float), p["km"].to_numpy(),
-                      p["harsh_brakes"].to_numpy(), p["harsh_accels"].to_numpy(), p["driving_hours"].to_numpy(),
-                      {k: p[k].to_numpy() for k in ("vehicle_group", "age_band", "region")})
+    return Experience(
+        p["exposure_years"].to_numpy(),
+        p["claims"].to_numpy().astype(float),
+        p["km"].to_numpy(),
+        p["harsh_brakes"].to_numpy(),
+        p["harsh_accels"].to_numpy(),
+        p["driving_hours"].to_numpy(),
+        {k: p[k].to_numpy() for k in ("vehicle_group", "age_band", "region")},
+    )
 
 
 TOLERANCE = 0.10  # fitted band relativity within 10% of the true one (both relative to the reference band)

@@ -57,8 +57,9 @@ def make_bridge(monkeypatch, max_in_flight: int):
 def message(mid: int, vehicle: str = "VH00001"):
     now = int(time.time() * 1000)
     body = {"v": 1, "vehicle": vehicle, "seq": mid, "t": now, "event": "ignition_on"}
-    return SimpleNamespace(topic=f"ubi/v1/vehicles/{vehicle}/events", payload=json.dumps(body).encode(), mid=mid, qos=1,
-                           retain=False)
+    return SimpleNamespace(
+        topic=f"ubi/v1/vehicles/{vehicle}/events", payload=json.dumps(body).encode(), mid=mid, qos=1, retain=False
+    )
 
 
 def test_acknowledged_only_after_kafka_confirms(monkeypatch):
@@ -133,8 +134,9 @@ def test_a_dead_letter_always_fits_kafka():
 
 def test_qos_2_and_retained_publishes_are_dead_lettered():
     cfg = Config()
-    body = json.dumps({"v": 1, "vehicle": "VH00001", "seq": 1, "t": int(time.time() * 1000),
-                       "event": "ignition_on"}).encode()
+    body = json.dumps(
+        {"v": 1, "vehicle": "VH00001", "seq": 1, "t": int(time.time() * 1000), "event": "ignition_on"}
+    ).encode()
     topic = "ubi/v1/vehicles/VH00001/events"
     assert not bridge_mod.route(cfg, topic, body, int(time.time() * 1000), 1, 1).dead_letter
     assert bridge_mod.route(cfg, topic, body, 1, 1, 2).reason == "qos_not_allowed"

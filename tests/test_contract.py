@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ubi.stages.bridge import route
 from ingest.contract import DeviceEvent, Rejected, TelemetryBatch, decode, encode_event, encode_telemetry, parse_topic
 from ubi.common.config import Config, IngestConfig
+from ubi.stages.bridge import route
 
 CFG = IngestConfig()
 NOW = int(time.time() * 1000)
@@ -19,9 +19,18 @@ NOW = int(time.time() * 1000)
 def good_obj(vehicle="VH00001", n=10, hz=10):
     t = [NOW - 10_000 + 1000 * i for i in range(n)]
     return {
-        "v": 1, "vehicle": vehicle, "seq": 7, "sent": t[-1],
-        "gps": {"t": t, "lat": [52.1] * n, "lon": [4.9] * n, "speed": [10.0] * n, "heading": [90.0] * n,
-                "acc": [3.0] * n},
+        "v": 1,
+        "vehicle": vehicle,
+        "seq": 7,
+        "sent": t[-1],
+        "gps": {
+            "t": t,
+            "lat": [52.1] * n,
+            "lon": [4.9] * n,
+            "speed": [10.0] * n,
+            "heading": [90.0] * n,
+            "acc": [3.0] * n,
+        },
         "imu": {"t0": t[0], "hz": hz, "lon": [0.1] * (n * hz), "lat": [0.0] * (n * hz), "vert": [9.8] * (n * hz)},
     }
 
@@ -57,27 +66,30 @@ def mutate(path, value):
     return obj
 
 
-@pytest.mark.parametrize("obj,reason", [
-    (b"{not json", "malformed_json"),
-    (b"\xff\xfe", "malformed_json"),
-    (b"[1,2]", "not_an_object"),
-    (mutate(["v"], 2), "unknown_version"),
-    (mutate(["v"], KeyError), "missing_field"),
-    (mutate(["seq"], "7"), "wrong_type"),
-    (mutate(["seq"], True), "wrong_type"),
-    (mutate(["vehicle"], "VH00002"), "vehicle_mismatch"),
-    (mutate(["gps", "speed"], [10.0] * 9 + [500.0]), "out_of_range"),
-    (mutate(["gps", "lat"], [91.0] * 10), "out_of_range"),
-    (mutate(["gps", "speed"], [10.0] * 9), "length_mismatch"),
-    (mutate(["gps", "speed"], ["a"] * 10), "wrong_type"),
-    (mutate(["gps", "t"], [NOW + 3_600_000 + i for i in range(10)]), "time_travel"),
-    (mutate(["gps", "t"], [NOW - 400 * 86_400_000 + i for i in range(10)]), "time_travel"),
-    (mutate(["gps", "t"], [NOW - 1000 * i for i in range(10)]), "not_increasing"),
-    (mutate(["gps", "t"], []), "length_mismatch"),
-    (mutate(["imu", "hz"], 1), "out_of_range"),
-    (mutate(["imu", "lat"], [0.0] * 99), "length_mismatch"),
-    (mutate(["gps", "t"], [NOW - 120_000, NOW - 1000] + [NOW - 900 + i for i in range(8)]), "window_too_long"),
-])
+@pytest.mark.parametrize(
+    "obj,reason",
+    [
+        (b"{not json", "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"[1,2]", "not_an_object"),
+        (mutate(["v"], 2), "unknown_version"),
+        (mutate(["v"], KeyError), "missing_field"),
+        (mutate(["seq"], "7"), "wrong_type"),
+        (mutate(["seq"], True), "wrong_type"),
+        (mutate(["vehicle"], "VH00002"), "vehicle_mismatch"),
+        (mutate(["gps", "speed"], [10.0] * 9 + [500.0]), "out_of_range"),
+        (mutate(["gps", "lat"], [91.0] * 10), "out_of_range"),
+        (mutate(["gps", "speed"], [10.0] * 9), "length_mismatch"),
+        (mutate(["gps", "speed"], ["a"] * 10), "wrong_type"),
+        (mutate(["gps", "t"], [NOW + 3_600_000 + i for i in range(10)]), "time_travel"),
+        (mutate(["gps", "t"], [NOW - 400 * 86_400_000 + i for i in range(10)]), "time_travel"),
+        (mutate(["gps", "t"], [NOW - 1000 * i for i in range(10)]), "not_increasing"),
+        (mutate(["gps", "t"], []), "length_mismatch"),
+        (mutate(["imu", "hz"], 1), "out_of_range"),
+        (mutate(["imu", "lat"], [0.0] * 99), "length_mismatch"),
+        (mutate(["gps", "t"], [NOW - 120_000, NOW - 1000] + [NOW - 900 + i for i in range(8)]), "window_too_long"),
+    ],
+)
 def test_bad_telemetry_is_rejected_with_reason(obj, reason):
     out = dec(obj)
     assert isinstance(out, Rejected), out
@@ -125,6 +137,7 @@ def test_route_sends_bad_data_to_dead_letter_with_original_bytes():
     body = json.loads(out.value)
     assert body["reason"] == "malformed_json" and body["mqtt_topic"].endswith("/telemetry")
     import base64
+
     assert base64.b64decode(body["payload_b64"]) == b"{oops"
     good = route(cfg, "ubi/v1/vehicles/VH00001/telemetry", json.dumps(good_obj()).encode(), NOW, 6, 1)
     assert not good.dead_letter and good.topic == cfg.kafka.telemetry_topic and good.key == b"VH00001"
@@ -144,8 +157,12 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["v", "seq", "sent", "gps", "imu", "vehicle"]), json_values,
-       st.sampled_from(["t", "lat", "lon", "speed", "heading", "acc"]), json_values)
+@given(
+    st.sampled_from(["v", "seq", "sent", "gps", "imu", "vehicle"]),
+    json_values,
+    st.sampled_from(["t", "lat", "lon", "speed", "heading", "acc"]),
+    json_values,
+)
 def test_near_valid_payloads_never_crash(top_key, top_value, gps_key, gps_value):
     obj = good_obj()
     obj[top_key] = top_value
@@ -171,15 +188,18 @@ def test_trusted_decode_equals_full_decode_and_falls_back_on_bad_input():
         assert type(full) is type(fast)
         for k in full.__dataclass_fields__:
             x, y = getattr(full, k), getattr(fast, k)
-            assert (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y), k
+            assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, k
         n += 1
     assert n > 10
     for bad in (b"{oops", json.dumps(mutate(["gps", "speed"], [10.0] * 9)).encode(), b"[]"):
         assert decode_trusted("VH00001", "telemetry", bad, NOW, CFG) == dec(bad)
 
 
-number_lists = st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**320, 10**320),
-                                  st.floats(-100, 100)), min_size=1, max_size=6)
+number_lists = st.lists(
+    st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**320), 10**320), st.floats(-100, 100)),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -188,6 +208,7 @@ def test_small_and_large_list_checks_agree(lists, repeat):
     """The plain-Python checks (short lists) and the NumPy checks (long lists) give the same verdict, reason and
     detail, on NaN, infinities, ints beyond the float range and out-of-range values in any list."""
     from ingest.contract import IMU_HI, IMU_KEYS, IMU_LO, _Bad, _check_large, _check_small
+
     n = min(map(len, lists))
     lists = [(v[:n] * repeat) for v in lists]
 
@@ -201,9 +222,15 @@ def test_small_and_large_list_checks_agree(lists, repeat):
     assert verdict(_check_small) == verdict(_check_large)
 
 
-@pytest.mark.parametrize("where,value", [("gps.lat", [52.1, True]), ("gps.speed", [10.0, "10"]),
-                                         ("imu.vert", [9.8] * 10 + [[9.8]] + [9.8] * 9),
-                                         ("gps.t", None)])
+@pytest.mark.parametrize(
+    "where,value",
+    [
+        ("gps.lat", [52.1, True]),
+        ("gps.speed", [10.0, "10"]),
+        ("imu.vert", [9.8] * 10 + [[9.8]] + [9.8] * 9),
+        ("gps.t", None),
+    ],
+)
 def test_numbers_only_anywhere_in_a_list(where, value):
     """A boolean, a string or a nested list is a wrong type wherever it sits, not only first (NumPy would have
     converted "10" and True silently); a time must be an integer."""
@@ -219,6 +246,7 @@ def test_numbers_only_anywhere_in_a_list(where, value):
 def test_validation_only_gives_the_same_verdicts():
     """The bridge validates without building arrays (build=False): same Rejected for bad input, VALID for good."""
     from ingest.contract import VALID
+
     good = json.dumps(good_obj()).encode()
     assert decode("VH00001", "telemetry", good, NOW, CFG, build=False) is VALID
     for bad in (b"{", json.dumps({**good_obj(), "seq": -1}).encode(), json.dumps({**good_obj(), "v": 9}).encode()):
@@ -227,9 +255,15 @@ def test_validation_only_gives_the_same_verdicts():
 
 def test_phone_flags_are_the_integers_0_and_1_only():
     """Issue 11, item 8: strings, booleans and 0.5 used to pass (0.5 was read as 0)."""
-    for bad, reason in (([1, "1"], "wrong_type"), ([True, 0], "wrong_type"), ([0.5, 0], "wrong_type"),
-                        ([1.0, 0], "wrong_type"), ([2, 0], "out_of_range"), ([-1, 0], "out_of_range"),
-                        ([1], "length_mismatch")):
+    for bad, reason in (
+        ([1, "1"], "wrong_type"),
+        ([True, 0], "wrong_type"),
+        ([0.5, 0], "wrong_type"),
+        ([1.0, 0], "wrong_type"),
+        ([2, 0], "out_of_range"),
+        ([-1, 0], "out_of_range"),
+        ([1], "length_mismatch"),
+    ):
         obj = good_obj()
         n = len(obj["gps"]["t"])
         obj["phone"] = (bad + [0] * n)[:n] if reason != "length_mismatch" else [1] * (n + 1)

@@ -23,7 +23,7 @@ AMS = ZoneInfo("Europe/Amsterdam")
 
 def close(a, b):
     assert len(a) == len(b), (a, b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (a, b)
 
 
@@ -58,8 +58,15 @@ def gps_track(seed, n):
 def test_clean_matches_reference(seed):
     t, lat, lon, acc = gps_track(seed, int(np.random.default_rng(seed).integers(0, 800)))
     keep, bad, jumps = F.clean_fixes(t, lat, lon, acc, CFG)
-    rk, rb, rj = R.clean_reference(list(t), list(lat), list(lon), list(acc), CFG.max_gps_accuracy_m,
-                                   CFG.max_jump_speed_kmh / 3.6, CFG.max_jump_rejects)
+    rk, rb, rj = R.clean_reference(
+        list(t),
+        list(lat),
+        list(lon),
+        list(acc),
+        CFG.max_gps_accuracy_m,
+        CFG.max_jump_speed_kmh / 3.6,
+        CFG.max_jump_rejects,
+    )
     assert keep.tolist() == rk and (bad, jumps) == (rb, rj)
 
 
@@ -79,7 +86,7 @@ def test_clean_reanchors_after_a_glitched_first_fix():
     t = np.arange(8.0)
     lat = np.array([60.0] + [52.0 + 1e-4 * i for i in range(7)])
     keep, _, jumps = F.clean_fixes(t, lat, np.full(8, 4.0), np.full(8, 3.0), CFG)
-    assert jumps == CFG.max_jump_rejects and keep[CFG.max_jump_rejects + 1:].all()
+    assert jumps == CFG.max_jump_rejects and keep[CFG.max_jump_rejects + 1 :].all()
 
 
 # ---------------------------------------------------------------- harsh events (accelerometer)
@@ -92,16 +99,28 @@ def run_events(t, a, v, kind, cfg=CFG):
         period = float(np.median(np.diff(t)))
         am = R.window_mean_reference(a, max(1, round(cfg.event_mean_window_s / period)))
         hold = max(cfg.min_event_duration_s - cfg.event_mean_window_s, period) - 1e-6
-        ref = R.event_reference(t, am, v, sign, b1, vmin, hold, cfg.event_merge_gap_s,
-                                max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period))
+        ref = R.event_reference(
+            t,
+            am,
+            v,
+            sign,
+            b1,
+            vmin,
+            hold,
+            cfg.event_merge_gap_s,
+            max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period),
+        )
     else:
         ref = []
     assert got.count == len(ref)
-    for (s, e, p), gs, ge, gp in zip(ref, got.start_s, got.end_s, got.peak):
+    for (s, e, p), gs, ge, gp in zip(ref, got.start_s, got.end_s, got.peak, strict=False):
         close((s, e, p), (gs, ge, gp))
     assert sum(got.grades) == got.count
-    assert got.grades == (sum(b1 <= p < b2 for _, _, p in ref), sum(b2 <= p < b3 for _, _, p in ref),
-                          sum(p >= b3 for _, _, p in ref))
+    assert got.grades == (
+        sum(b1 <= p < b2 for _, _, p in ref),
+        sum(b2 <= p < b3 for _, _, p in ref),
+        sum(p >= b3 for _, _, p in ref),
+    )
     return got
 
 
@@ -119,21 +138,32 @@ def test_events_match_reference(seed, kind):
     run_events(t, a, v, kind)
 
 
-@pytest.mark.parametrize("t,a,v,n", [
-    ([], [], [], 0),
-    ([0.0], [-9.0], [20.0], 0),  # one sample: duration 0 < minimum
-    (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 20.0), 1),  # constant decel: one event
-    (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 1.0), 0),  # too slow
-    (np.arange(0, 3, 0.1), np.where((np.arange(30) >= 10) & (np.arange(30) < 13), -4.0, 0.0), np.full(30, 20.0),
-     0),  # a 0.3 s pulse inside quiet driving: its 0.5 s mean peaks at 2.4 < 2.45
-    (np.arange(0, 3, 0.1), np.where(np.arange(30) == 10, -12.0, 0.0), np.full(30, 20.0), 0),  # one-sample spike
-    (np.arange(0, 3, 0.1), np.where((np.arange(30) >= 10) & (np.arange(30) < 17), -4.0, 0.0), np.full(30, 20.0),
-     1),  # 0.7 s: held
-    (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, np.nan), 0),  # untrusted speed (warm-up)
-    (np.arange(0, 2, 0.1), np.where(np.arange(20) == 9, np.nan, -4.0), np.full(20, 20.0), 1),  # NaN splits,
-    # then the two halves (0.8 s and 0.9 s) merge across the 0.2 s hole
-    (np.concatenate([np.arange(0, 1, 0.1), np.arange(5, 6, 0.1)]), np.full(20, -4.0), np.full(20, 20.0), 2),  # gap
-])
+@pytest.mark.parametrize(
+    "t,a,v,n",
+    [
+        ([], [], [], 0),
+        ([0.0], [-9.0], [20.0], 0),  # one sample: duration 0 < minimum
+        (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 20.0), 1),  # constant decel: one event
+        (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, 1.0), 0),  # too slow
+        (
+            np.arange(0, 3, 0.1),
+            np.where((np.arange(30) >= 10) & (np.arange(30) < 13), -4.0, 0.0),
+            np.full(30, 20.0),
+            0,
+        ),  # a 0.3 s pulse inside quiet driving: its 0.5 s mean peaks at 2.4 < 2.45
+        (np.arange(0, 3, 0.1), np.where(np.arange(30) == 10, -12.0, 0.0), np.full(30, 20.0), 0),  # one-sample spike
+        (
+            np.arange(0, 3, 0.1),
+            np.where((np.arange(30) >= 10) & (np.arange(30) < 17), -4.0, 0.0),
+            np.full(30, 20.0),
+            1,
+        ),  # 0.7 s: held
+        (np.arange(0, 2, 0.1), np.full(20, -4.0), np.full(20, np.nan), 0),  # untrusted speed (warm-up)
+        (np.arange(0, 2, 0.1), np.where(np.arange(20) == 9, np.nan, -4.0), np.full(20, 20.0), 1),  # NaN splits,
+        # then the two halves (0.8 s and 0.9 s) merge across the 0.2 s hole
+        (np.concatenate([np.arange(0, 1, 0.1), np.arange(5, 6, 0.1)]), np.full(20, -4.0), np.full(20, 20.0), 2),  # gap
+    ],
+)
 def test_event_edges(t, a, v, n):
     assert run_events(t, a, v, "brake").count == n
 
@@ -168,9 +198,16 @@ CFG_WRAP = replace(CFG, night_start_h=22.0, night_end_h=7.0)
 
 def run_exposure(t, v, cfg=CFG):
     got = F.exposure(np.asarray(t, float), np.asarray(v, float), cfg)
-    ref = R.exposure_reference(list(map(float, t)), list(map(float, v)), cfg.time_zone, cfg.max_integration_gap_s,
-                               (cfg.night_start_h, cfg.night_end_h), (cfg.rush_am_start_h, cfg.rush_am_end_h),
-                               (cfg.rush_pm_start_h, cfg.rush_pm_end_h), cfg.moving_mps)
+    ref = R.exposure_reference(
+        list(map(float, t)),
+        list(map(float, v)),
+        cfg.time_zone,
+        cfg.max_integration_gap_s,
+        (cfg.night_start_h, cfg.night_end_h),
+        (cfg.rush_am_start_h, cfg.rush_am_end_h),
+        (cfg.rush_pm_start_h, cfg.rush_pm_end_h),
+        cfg.moving_mps,
+    )
     close([got.night_s, got.night_m, got.rush_s, got.rush_m, got.weekend_s, got.weekend_m], ref)
     return got
 
@@ -184,12 +221,15 @@ def test_exposure_matches_reference(seed, cfg):
     run_exposure(t, v, cfg)
 
 
-@pytest.mark.parametrize("start", [
-    local_s(2026, 3, 28, 23, 30),  # Saturday night into Sunday 29 March: clocks jump 02:00 -> 03:00
-    local_s(2026, 10, 25, 1, 30),  # Sunday 25 October: 03:00 -> 02:00, the hour 02-03 happens twice
-    local_s(2026, 11, 26, 23, 40),  # a Thursday night across midnight into Friday
-    local_s(2026, 11, 27, 23, 40),  # Friday night into Saturday: weekday -> weekend at midnight
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        local_s(2026, 3, 28, 23, 30),  # Saturday night into Sunday 29 March: clocks jump 02:00 -> 03:00
+        local_s(2026, 10, 25, 1, 30),  # Sunday 25 October: 03:00 -> 02:00, the hour 02-03 happens twice
+        local_s(2026, 11, 26, 23, 40),  # a Thursday night across midnight into Friday
+        local_s(2026, 11, 27, 23, 40),  # Friday night into Saturday: weekday -> weekend at midnight
+    ],
+)
 @pytest.mark.parametrize("cfg", [CFG, CFG_WRAP], ids=["night0-4", "night22-7"])
 def test_exposure_around_midnight_and_dst(start, cfg):
     t = start + np.arange(0, 3 * 3600, 1.0)
@@ -226,25 +266,50 @@ def test_phone_heatmap_speeding_match_reference(seed):
     phone = rng.choice([-1, 0, 0, 1], size=n).astype(np.int8)
     close(F.phone_use(t, v, phone, CFG), R.phone_reference(list(t), list(v), list(phone), GAP, CFG.moving_mps))
     hm = F.heatmap(t, v, CFG)
-    ref = R.heatmap_reference(list(t), list(v), GAP, CFG.heatmap_speed_step_kmh / 3.6, CFG.heatmap_speed_bins,
-                              CFG.heatmap_accel_step_mps2, CFG.heatmap_accel_bins, CFG.moving_mps)
+    ref = R.heatmap_reference(
+        list(t),
+        list(v),
+        GAP,
+        CFG.heatmap_speed_step_kmh / 3.6,
+        CFG.heatmap_speed_bins,
+        CFG.heatmap_accel_step_mps2,
+        CFG.heatmap_accel_bins,
+        CFG.moving_mps,
+    )
     close(hm, ref)
     limit = rng.choice([30, 50, 80, np.nan], size=n) / 3.6
     s = F.speeding(t, v, limit, CFG)
-    close(s.__dict__.values(), R.speeding_reference(list(t), list(v), list(limit), CFG.speeding_margin_mps,
-                                                    CFG.high_speed_mps, GAP, CFG.speeding_risk_doubling_kmh,
-                                                    CFG.speeding_risk_cap))
+    close(
+        s.__dict__.values(),
+        R.speeding_reference(
+            list(t),
+            list(v),
+            list(limit),
+            CFG.speeding_margin_mps,
+            CFG.high_speed_mps,
+            GAP,
+            CFG.speeding_risk_doubling_kmh,
+            CFG.speeding_risk_cap,
+        ),
+    )
 
 
-@pytest.mark.parametrize("t,v", [
-    ([], []), ([0.0], [10.0]), (np.arange(100.0), np.full(100, 13.9)),  # empty, one sample, constant speed
-    ([0.0, 100.0], [40.0, 40.0]),  # only a gap
-])
+@pytest.mark.parametrize(
+    "t,v",
+    [
+        ([], []),
+        ([0.0], [10.0]),
+        (np.arange(100.0), np.full(100, 13.9)),  # empty, one sample, constant speed
+        ([0.0, 100.0], [40.0, 40.0]),  # only a gap
+    ],
+)
 def test_phone_heatmap_speeding_edges(t, v):
     t = np.asarray(t, float)
     v = np.asarray(v, float)
     n = t.shape[0]
-    close(F.phone_use(t, v, np.ones(n, np.int8), CFG), R.phone_reference(list(t), list(v), [1] * n, GAP, CFG.moving_mps))
+    close(
+        F.phone_use(t, v, np.ones(n, np.int8), CFG), R.phone_reference(list(t), list(v), [1] * n, GAP, CFG.moving_mps)
+    )
     hm = F.heatmap(t, v, CFG)
     dt = np.diff(t)
     assert hm.sum() == pytest.approx(dt[dt <= GAP].sum())  # every moving second lands in exactly one bin
@@ -281,9 +346,17 @@ def test_public_functions_validate():
 
 # ---------------------------------------------------------------- score
 def test_score_is_explained_part_by_part():
-    score, parts = F.trip_score({"phone_share": 0.05, "speeding_risk": 1.0, "harsh_brakes_per_100km": None,
-                                 "harsh_accels_per_100km": 0.0, "harsh_corners_per_100km": 5.0,
-                                 "night_share": 0.0}, CFG)
+    score, parts = F.trip_score(
+        {
+            "phone_share": 0.05,
+            "speeding_risk": 1.0,
+            "harsh_brakes_per_100km": None,
+            "harsh_accels_per_100km": 0.0,
+            "harsh_corners_per_100km": 5.0,
+            "night_share": 0.0,
+        },
+        CFG,
+    )
     assert parts["phone_share"]["points_lost"] == pytest.approx(CFG.score_w_phone / 2)
     assert parts["speeding_risk"]["points_lost"] == CFG.score_w_speeding / 2  # risk doubled: half the weight
     assert parts["harsh_brakes_per_100km"]["points_lost"] == 0.0
@@ -295,13 +368,29 @@ def test_score_is_explained_part_by_part():
 # ---------------------------------------------------------------- the scored-trip record
 def closed_trip(v, a_lon, phone=None, t0_ms=1_795_000_000_000):
     from scoring.trips import ClosedTrip
+
     n = len(v)
     t = t0_ms + np.arange(n, dtype=np.int64) * 1000
     m = 10 * n
-    return ClosedTrip("id", "V1", int(t[0]), int(t[-1]), t, np.asarray(v, float), np.full(n, 3.0), 3, True,
-                      "ignition_off", 0, t0_ms + np.arange(m, dtype=np.int64) * 100, np.asarray(a_lon, float),
-                      np.zeros(m), np.full(n, -1, np.int8) if phone is None else np.asarray(phone, np.int8),
-                      52.0 + np.arange(n) * 1e-4, np.full(n, 4.0))
+    return ClosedTrip(
+        "id",
+        "V1",
+        int(t[0]),
+        int(t[-1]),
+        t,
+        np.asarray(v, float),
+        np.full(n, 3.0),
+        3,
+        True,
+        "ignition_off",
+        0,
+        t0_ms + np.arange(m, dtype=np.int64) * 100,
+        np.asarray(a_lon, float),
+        np.zeros(m),
+        np.full(n, -1, np.int8) if phone is None else np.asarray(phone, np.int8),
+        52.0 + np.arange(n) * 1e-4,
+        np.full(n, 4.0),
+    )
 
 
 def test_gps_lock_on_jump_is_not_a_harsh_acceleration():
@@ -334,6 +423,7 @@ def test_score_trip_record_with_phone_and_limits():
 def test_config_rejects_bad_values_at_load_time(tmp_path):
     from ubi.common.config import load_config
     from ubi.common.errors import ConfigError
+
     for body in ('time_zone = "Mars/Olympus"', "night_start_h = 25.0", "harsh_corner_mps2 = 0.0"):
         f = tmp_path / "ubi.toml"
         f.write_text(f"[scoring]\n{body}\n")

@@ -10,7 +10,7 @@ from scoring.reference_gapfill import gap_fill_reference
 
 
 def close(a, b):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-6), (a, b)
 
 
@@ -23,7 +23,9 @@ def test_kernel_matches_reference_on_random_input(seed):
     it = np.arange(t[0] - 0.5, t[-1] + 0.5, 0.1)
     it = it[rng.random(it.shape[0]) > 0.02]  # a few missing IMU samples
     a = rng.normal(0, 1.5, it.shape[0])
-    close(gap_fill_kernel(t, v, it, a, 10.0, 300.0), gap_fill_reference(list(t), list(v), list(it), list(a), 10.0, 300.0))
+    close(
+        gap_fill_kernel(t, v, it, a, 10.0, 300.0), gap_fill_reference(list(t), list(v), list(it), list(a), 10.0, 300.0)
+    )
 
 
 @pytest.mark.parametrize("t,v", [([], []), ([0.0], [5.0]), ([0.0, 5.0], [5.0, 5.0]), ([0.0, 1000.0], [5.0, 5.0])])

@@ -22,7 +22,7 @@ def both(t, v, args=ARGS):
 
 def assert_same(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9), (a, b)
 
 
@@ -36,16 +36,19 @@ def test_random_trips_match_reference(seed):
     assert_same(*both(t, v))
 
 
-@pytest.mark.parametrize("t,v", [
-    ([], []),
-    ([0.0], [12.0]),
-    ([0.0, 1.0], [0.0, 0.0]),
-    (list(range(100)), [13.9] * 100),  # constant speed
-    ([0.0, 100.0], [10.0, 10.0]),  # one gap only: nothing integrated
-    ([0.0, 1.0, 2.0, 3.0, 4.0], [20.0, 15.0, 10.0, 5.0, 0.0]),  # one braking burst of 4 s = one event
-    ([0.0, 1.0, 2.0, 3.0], [2.0, 0.0, 2.0, 0.0]),  # below min speed: no events
-    ([0.0, 1.0, 20.0, 21.0], [20.0, 15.0, 15.0, 10.0]),  # the gap splits two bursts
-])
+@pytest.mark.parametrize(
+    "t,v",
+    [
+        ([], []),
+        ([0.0], [12.0]),
+        ([0.0, 1.0], [0.0, 0.0]),
+        (list(range(100)), [13.9] * 100),  # constant speed
+        ([0.0, 100.0], [10.0, 10.0]),  # one gap only: nothing integrated
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [20.0, 15.0, 10.0, 5.0, 0.0]),  # one braking burst of 4 s = one event
+        ([0.0, 1.0, 2.0, 3.0], [2.0, 0.0, 2.0, 0.0]),  # below min speed: no events
+        ([0.0, 1.0, 20.0, 21.0], [20.0, 15.0, 15.0, 10.0]),  # the gap splits two bursts
+    ],
+)
 def test_edge_cases_match_reference(t, v):
     assert_same(*both(t, v))
 

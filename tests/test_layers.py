@@ -1,10 +1,10 @@
 """The layout is the architecture: these rules keep it so.
 
-    ubi/common        config, errors, messages, the trip record: imports no other project package
-    ingest, scoring,  the cores: pure logic; import ubi.common and each other, never a broker or database
-    pricing           client, never the adapters, stages, ops or CLI above them
-    ubi/adapters      Kafka, MQTT, DuckDB: the only places that talk to them
-    ubi/stages, ubi/ops, simulator, ubi/cli   wire cores to adapters
+ubi/common        config, errors, messages, the trip record: imports no other project package
+ingest, scoring,  the cores: pure logic; import ubi.common and each other, never a broker or database
+pricing           client, never the adapters, stages, ops or CLI above them
+ubi/adapters      Kafka, MQTT, DuckDB: the only places that talk to them
+ubi/stages, ubi/ops, simulator, ubi/cli   wire cores to adapters
 """
 
 from __future__ import annotations
@@ -51,8 +51,17 @@ def test_cores_import_no_client_and_nothing_above_them(path):
 
 
 def test_every_role_has_its_folder():
-    for folder in ["ubi/common", "ubi/adapters", "ubi/stages", "ubi/ops", "ubi/cli", "ingest", "scoring",
-                   "pricing", "simulator"]:
+    for folder in [
+        "ubi/common",
+        "ubi/adapters",
+        "ubi/stages",
+        "ubi/ops",
+        "ubi/cli",
+        "ingest",
+        "scoring",
+        "pricing",
+        "simulator",
+    ]:
         assert (ROOT / folder / "__init__.py").exists(), folder
     loose = sorted(p.name for p in (ROOT / "ubi").glob("*.py") if p.name != "__init__.py")
     assert loose == [], f"modules outside a role folder: {loose}"

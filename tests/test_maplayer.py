@@ -25,7 +25,7 @@ def random_layer(rng, n_seg):
 
 def same(a, b):
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert (math.isnan(x) and math.isnan(y)) or x == y, (x, y)
 
 
@@ -35,7 +35,7 @@ def test_kernel_matches_brute_force(seed):
     layer = random_layer(rng, int(rng.integers(1, 400)))
     lat = 52.3 + rng.uniform(-0.001, 0.021, 500)
     lon = 4.8 + rng.uniform(-0.001, 0.031, 500)
-    segs = list(zip(layer.lat1, layer.lon1, layer.lat2, layer.lon2, layer.maxspeed_kmh))
+    segs = list(zip(layer.lat1, layer.lon1, layer.lat2, layer.lon2, layer.maxspeed_kmh, strict=False))
     same(list(layer.limits_kmh(lat, lon)), limits_reference(list(lat), list(lon), segs, 30.0))
     heading = np.where(rng.random(500) < 0.1, np.nan, rng.uniform(0, 360, 500))
     same(list(layer.limits_kmh(lat, lon, heading)), limits_reference(list(lat), list(lon), segs, 30.0, list(heading)))
@@ -54,8 +54,13 @@ def test_edge_cases():
 
 def test_heading_picks_the_road_the_vehicle_is_on():
     # a 50 km/h street running north and a 120 km/h motorway running east cross at the same point
-    layer = MapLayer(np.array([52.0, 52.0005]), np.array([4.0005, 4.0]), np.array([52.001, 52.0005]),
-                     np.array([4.0005, 4.001]), np.array([50.0, 120.0]))
+    layer = MapLayer(
+        np.array([52.0, 52.0005]),
+        np.array([4.0005, 4.0]),
+        np.array([52.001, 52.0005]),
+        np.array([4.0005, 4.001]),
+        np.array([50.0, 120.0]),
+    )
     lat, lon = np.array([52.0005, 52.0005, 52.0005]), np.array([4.0005, 4.0005, 4.0005])
     north, east, unknown = layer.limits_kmh(lat, lon, np.array([2.0, 268.0, np.nan]))
     assert (north, east) == (50.0, 120.0) and unknown in (50.0, 120.0)
@@ -68,13 +73,22 @@ def test_osm_maxspeed_values():
 
 
 def test_geojson_csv_parquet_load_the_same_layer(tmp_path):
-    doc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"maxspeed": "50"},
-         "geometry": {"type": "LineString", "coordinates": [[4.0, 52.0], [4.0, 52.001], [4.001, 52.001]]}},
-        {"type": "Feature", "properties": {"maxspeed": "none"},
-         "geometry": {"type": "MultiLineString", "coordinates": [[[4.01, 52.0], [4.01, 52.001]]]}},
-        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [4.0, 52.0]}},
-    ]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"maxspeed": "50"},
+                "geometry": {"type": "LineString", "coordinates": [[4.0, 52.0], [4.0, 52.001], [4.001, 52.001]]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"maxspeed": "none"},
+                "geometry": {"type": "MultiLineString", "coordinates": [[[4.01, 52.0], [4.01, 52.001]]]},
+            },
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [4.0, 52.0]}},
+        ],
+    }
     (tmp_path / "m.geojson").write_text(json.dumps(doc))
     g = MapLayer.load(tmp_path / "m.geojson")
     assert len(g) == 3 and list(g.maxspeed_kmh[:2]) == [50.0, 50.0] and math.isnan(g.maxspeed_kmh[2])

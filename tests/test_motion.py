@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ubi.common.messages import DeviceEvent, TelemetryBatch
 from scoring import reference as R
 from scoring.motion import MotionRules, MotionTrack
 from ubi.common.config import ScoringConfig
+from ubi.common.messages import DeviceEvent, TelemetryBatch
 
 RULES = MotionRules.of(ScoringConfig())
 
@@ -18,9 +18,23 @@ def batch(seq, t_ms, v, acc=None):
     n = len(t_ms)
     t_ms = np.asarray(t_ms, np.int64)
     z = np.zeros(n)
-    return TelemetryBatch("V", seq, int(t_ms[-1]) if n else 0, t_ms, z + 52.0, z + 4.0, np.asarray(v, float), z,
-                          np.full(n, 5.0) if acc is None else np.asarray(acc, float), int(t_ms[0]) if n else 0, 10,
-                          np.zeros(0), np.zeros(0), np.zeros(0), None)
+    return TelemetryBatch(
+        "V",
+        seq,
+        int(t_ms[-1]) if n else 0,
+        t_ms,
+        z + 52.0,
+        z + 4.0,
+        np.asarray(v, float),
+        z,
+        np.full(n, 5.0) if acc is None else np.asarray(acc, float),
+        int(t_ms[0]) if n else 0,
+        10,
+        np.zeros(0),
+        np.zeros(0),
+        np.zeros(0),
+        None,
+    )
 
 
 def stream(t_s, v, sizes, acc=None, rules=RULES, silence_every=None):
@@ -45,8 +59,9 @@ def reference(t_s, v, acc=None, rules=RULES):
     keep = np.ones(t_s.shape[0], bool) if acc is None else np.asarray(acc) <= rules.max_accuracy_m
     t_ms = np.round(t_s[keep] * 1000).astype(np.int64)
     ts, vs = (t_ms / 1000.0).tolist(), v[keep].tolist()
-    trips = R.motion_reference(ts, vs, rules.move_m, rules.stop_s, rules.gap_s, rules.max_gap_s, rules.warmup_s,
-                                 rules.moving_mps)
+    trips = R.motion_reference(
+        ts, vs, rules.move_m, rules.stop_s, rules.gap_s, rules.max_gap_s, rules.warmup_s, rules.moving_mps
+    )
     return [(int(t_ms[a]), int(t_ms[b]), why) for a, b, why in trips]
 
 
@@ -91,13 +106,17 @@ def test_streaming_track_matches_the_reference(seed):
     assert want, "the generator makes trips"
 
 
-@pytest.mark.parametrize("t,v,n", [
-    ([], [], 0), ([0.0], [10.0], 0),
-    (np.arange(600.0), np.full(600, 10.0), 1),  # constant speed: one trip over all of it
-    (np.arange(600.0), np.full(600, 0.3), 0),  # creeping GPS jitter never makes a trip
-    (np.arange(100.0), np.full(100, 1.5), 0),  # 150 m only
-    (np.arange(600.0) * 11, np.full(600, 10.0), 0),  # fixes 11 s apart: no distance is integrated across them
-])
+@pytest.mark.parametrize(
+    "t,v,n",
+    [
+        ([], [], 0),
+        ([0.0], [10.0], 0),
+        (np.arange(600.0), np.full(600, 10.0), 1),  # constant speed: one trip over all of it
+        (np.arange(600.0), np.full(600, 0.3), 0),  # creeping GPS jitter never makes a trip
+        (np.arange(100.0), np.full(100, 1.5), 0),  # 150 m only
+        (np.arange(600.0) * 11, np.full(600, 10.0), 0),  # fixes 11 s apart: no distance is integrated across them
+    ],
+)
 def test_edges(t, v, n):
     t, v = np.asarray(t, float), np.asarray(v, float)
     got, _ = stream(t, v, [7] * 200)
@@ -160,7 +179,7 @@ def test_repeats_are_dropped_and_a_message_split_by_a_cut_is_held_for_the_next_t
     tr = MotionTrack("V", RULES)
     cuts = []
     for seq, i in enumerate(range(0, 600, 60)):
-        b = batch(seq, (t[i:i + 60] * 1000).astype(np.int64), v[i:i + 60])
+        b = batch(seq, (t[i : i + 60] * 1000).astype(np.int64), v[i : i + 60])
         cuts += tr.feed(b, 0, seq, 0)
         cuts += tr.feed(b, 0, seq, 0)  # the bridge may deliver twice
     cuts += tr.finish()
@@ -177,7 +196,7 @@ def fleet_records(seed, motion_vehicles=3):
         t, v = stop_and_go(seed * 10 + k)
         t = t + k * 37.0
         for seq, i in enumerate(range(0, t.shape[0], 10)):
-            items.append(replace(batch(seq, (t[i:i + 10] * 1000).astype(np.int64), v[i:i + 10]), vehicle=f"M{k}"))
+            items.append(replace(batch(seq, (t[i : i + 10] * 1000).astype(np.int64), v[i : i + 10]), vehicle=f"M{k}"))
     on_s = 50.0
     seq = 0
     for _ in range(4):
@@ -194,8 +213,9 @@ def fleet_records(seed, motion_vehicles=3):
 
 
 def summary(trips):
-    return {t.trip_id: (t.vehicle, t.start_ms, t.end_ms, t.ended_by, t.t_ms.tolist(), t.messages, t.complete)
-            for t in trips}
+    return {
+        t.trip_id: (t.vehicle, t.start_ms, t.end_ms, t.ended_by, t.t_ms.tolist(), t.messages, t.complete) for t in trips
+    }
 
 
 def received(item):
@@ -222,6 +242,7 @@ def run_with_checkpoints(cutter, records, start, stop, every, durable):
 @pytest.mark.parametrize("seed", range(6))
 def test_a_scorer_killed_anywhere_and_replayed_emits_each_trip_once_and_the_same(seed):
     from scoring.trips import TripCutter
+
     records = fleet_records(seed)
     clean_durable = {"state": {}, "commit": (0, 0)}
     clean_trips, _ = run_with_checkpoints(TripCutter(), records, 0, len(records), 7, clean_durable)
@@ -248,9 +269,11 @@ def test_a_backlog_uploaded_hours_late_gives_the_same_trips():
     """Store-and-forward: a device offline for the whole period uploads everything in one burst hours later, while
     the rest of its partition went on. Late is not silent: its trips are the ones it would have had live."""
     from scoring.trips import TripCutter
+
     records = fleet_records(3)
-    on_time = summary(run_with_checkpoints(TripCutter(), records, 0, len(records), 7,
-                                           {"state": {}, "commit": (0, 0)})[0])
+    on_time = summary(
+        run_with_checkpoints(TripCutter(), records, 0, len(records), 7, {"state": {}, "commit": (0, 0)})[0]
+    )
     late = [r for r in records if r.vehicle == "M0"]
     rest = [r for r in records if r.vehicle != "M0"]
     burst_at = max(received(r) for r in rest) + 2 * 3600_000

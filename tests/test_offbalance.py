@@ -10,8 +10,8 @@ from pricing import offbalance
 from pricing.engine import MonthFeatures, price_policy
 from pricing.rulebook import parse_rulebook
 from pricing.vector import CAP_LABELS, Book, price_book, round_factor
-from ubi.common.config import Config
 from ubi.adapters.duckdb_store import run_month
+from ubi.common.config import Config
 
 TEXT = Config().rulebook.read_text()
 RB = parse_rulebook(TEXT)
@@ -24,13 +24,25 @@ def random_book(rng: np.random.Generator, n: int) -> tuple[Book, np.ndarray]:
     base = rng.integers(3000, 15000, n)
     has_prev = rng.random(n) > 0.3
     prev = np.where(has_prev, (base * rng.uniform(0.8, 1.2, n)).astype(np.int64), base)
-    return Book(base.astype(np.int64), prev.astype(np.int64), trips.astype(np.int64), km, km / 40.0,
-                rng.poisson(km * 0.03).astype(np.int64), rng.poisson(km * 0.02).astype(np.int64)), has_prev
+    return Book(
+        base.astype(np.int64),
+        prev.astype(np.int64),
+        trips.astype(np.int64),
+        km,
+        km / 40.0,
+        rng.poisson(km * 0.03).astype(np.int64),
+        rng.poisson(km * 0.02).astype(np.int64),
+    ), has_prev
 
 
 def engine(rb, book: Book, has_prev, i: int, ob=None):
-    f = MonthFeatures(int(book.trips[i]), float(book.km[i]), float(book.driving_hours[i]),
-                      int(book.harsh_brakes[i]), int(book.harsh_accels[i]))
+    f = MonthFeatures(
+        int(book.trips[i]),
+        float(book.km[i]),
+        float(book.driving_hours[i]),
+        int(book.harsh_brakes[i]),
+        int(book.harsh_accels[i]),
+    )
     prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
     return price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
 
@@ -53,8 +65,11 @@ def test_factor_rounding_is_half_up_on_decimal_ties():
 
 
 def test_off_balance_without_caps_is_the_plain_ratio(rng):
-    rb = parse_rulebook(OB_TEXT.replace("max_increase = 0.10", "max_increase = 1.0")
-                        .replace("max_decrease = 0.15", "max_decrease = 1.0"))
+    rb = parse_rulebook(
+        OB_TEXT.replace("max_increase = 0.10", "max_increase = 1.0").replace(
+            "max_decrease = 0.15", "max_decrease = 1.0"
+        )
+    )
     book, _ = random_book(rng, 5000)
     ob, p = offbalance.solve(rb, book)
     plain = book.prev_c.sum() / price_book(rb, book).premium_c.sum()
@@ -85,14 +100,36 @@ def test_monthly_run_records_off_balance(tmp_path):
     from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "ob.duckdb")
-    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-                "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')")
-    store.upsert_trips(con, [{"trip_id": f"t{i}", "vehicle_id": "V1", "start_ms": 1_790_900_000_000 + i * 3_600_000,
-                              "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000, "duration_s": 1800.0,
-                              "distance_km": 25.0, "moving_s": 1800.0, "idle_s": 0.0, "max_speed_kmh": 80.0,
-                              "mean_speed_kmh": 50.0, "harsh_brakes": int(i < 2), "harsh_accels": int(i < 3),
-                              "gps_fixes": 1800, "gps_dropped": 0, "messages": 182, "complete": True,
-                              "ended_by": "ignition_off", "scorer_version": "1"} for i in range(20)])
+    con.execute(
+        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
+        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
+    )
+    store.upsert_trips(
+        con,
+        [
+            {
+                "trip_id": f"t{i}",
+                "vehicle_id": "V1",
+                "start_ms": 1_790_900_000_000 + i * 3_600_000,
+                "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000,
+                "duration_s": 1800.0,
+                "distance_km": 25.0,
+                "moving_s": 1800.0,
+                "idle_s": 0.0,
+                "max_speed_kmh": 80.0,
+                "mean_speed_kmh": 50.0,
+                "harsh_brakes": int(i < 2),
+                "harsh_accels": int(i < 3),
+                "gps_fixes": 1800,
+                "gps_dropped": 0,
+                "messages": 182,
+                "complete": True,
+                "ended_by": "ignition_off",
+                "scorer_version": "1",
+            }
+            for i in range(20)
+        ],
+    )
     s = run_month(con, parse_rulebook(OB_TEXT), date(2026, 10, 1), actor="tester")
     # Without off-balance: 52.80 + 50.00 = 102.80 against 110.00. P2 is gated (base x c), P1 = 52.80 x c;
     # c = 110 / 102.8 = 1.070039 gives 56.50 + 53.50 = 110.00 exactly.
@@ -102,8 +139,9 @@ def test_monthly_run_records_off_balance(tmp_path):
     assert [r[0] for r in rows] == [Decimal("56.50"), Decimal("53.50")] and rows[0][1] == s.off_balance["factor"]
     summary = con.execute("SELECT summary->>'$.off_balance.factor' FROM runs").fetchone()[0]
     assert float(summary) == s.off_balance["factor"]
-    trace, words = con.execute("SELECT trace->>'$.off_balance', statement FROM premiums WHERE policy_id = 'P1'"
-                               ).fetchone()
+    trace, words = con.execute(
+        "SELECT trace->>'$.off_balance', statement FROM premiums WHERE policy_id = 'P1'"
+    ).fetchone()
     assert trace == "1.070039" and "book-wide adjustment of x1.0700" in words
 
 
@@ -111,13 +149,16 @@ def test_rerun_replaces_rows_and_drops_policies_gone_from_the_book(tmp_path):
     from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "r.duckdb")
-    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-                "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')")
+    con.execute(
+        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
+        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
+    )
     first = run_month(con, RB, date(2026, 10, 1), actor="tester")
     rows = con.execute("SELECT policy_id, premium, run_id FROM premiums ORDER BY 1").fetchall()
     assert [r[2] for r in rows] == [first.run_id] * 2
     con.execute("DELETE FROM policies WHERE policy_id = 'P2'")
     again = run_month(con, RB, date(2026, 10, 1), actor="tester")
     assert con.execute("SELECT policy_id, premium, run_id FROM premiums").fetchall() == [
-        ("P1", rows[0][1], again.run_id)]
+        ("P1", rows[0][1], again.run_id)
+    ]
     assert con.execute("SELECT policy_id FROM monthly_features").fetchall() == [("P1",)]

@@ -9,9 +9,9 @@ import pytest
 from pricing.engine import MonthFeatures, price_policy, statement
 from pricing.rulebook import load_rulebook, parse_rulebook
 from ubi.adapters import duckdb_store as store
+from ubi.adapters.duckdb_store import run_month
 from ubi.common.config import Config
 from ubi.common.errors import RulebookError
-from ubi.adapters.duckdb_store import run_month
 
 STARTER = Config().rulebook
 RB = load_rulebook(STARTER)
@@ -23,8 +23,12 @@ def test_hand_computed_example():
     # g = 0.76; Z = 500 / (500 + 500) = 0.5; factor = 1 + 0.5 * (0.76 - 1) = 0.88; 60.00 * 0.88 = 52.80
     # previous 60.00 -> floor of the cap 60 * 0.85 = 51.00 < 52.80: no cap
     r = price_policy(RB, Decimal("60.00"), None, MonthFeatures(20, 500.0, 10.0, 2, 3))
-    assert (r.factor, r.uncapped, r.premium, r.cap_applied) == (Decimal("0.8800"), Decimal("52.80"),
-                                                                 Decimal("52.80"), "none")
+    assert (r.factor, r.uncapped, r.premium, r.cap_applied) == (
+        Decimal("0.8800"),
+        Decimal("52.80"),
+        Decimal("52.80"),
+        "none",
+    )
     assert r.trace["factors"][0]["band"] == "rare" and r.trace["credibility"]["z"] == 0.5
 
 
@@ -44,13 +48,15 @@ def test_cap_on_decrease_and_floor():
     # previous 100.00, max decrease 15% -> 85.00
     r = price_policy(rb, Decimal("100.00"), Decimal("100.00"), MonthFeatures(40, 1000.0, 20.0, 0, 0))
     assert r.factor == Decimal("0.7600") and (r.premium, r.cap_applied) == (Decimal("85.00"), "decrease")
-    rb2 = parse_rulebook(TEXT.replace("k_km = 500.0", "k_km = 0.001").replace("factor_floor = 0.70",
-                                                                             "factor_floor = 0.90"))
+    rb2 = parse_rulebook(
+        TEXT.replace("k_km = 500.0", "k_km = 0.001").replace("factor_floor = 0.70", "factor_floor = 0.90")
+    )
     assert price_policy(rb2, Decimal("100.00"), None, MonthFeatures(40, 1000.0, 20.0, 0, 0)).factor == Decimal("0.9000")
 
 
-@pytest.mark.parametrize("f", [MonthFeatures(0, 0.0, 0.0, 0, 0), MonthFeatures(4, 400.0, 5.0, 9, 9),
-                               MonthFeatures(30, 49.9, 2.0, 0, 0)])
+@pytest.mark.parametrize(
+    "f", [MonthFeatures(0, 0.0, 0.0, 0, 0), MonthFeatures(4, 400.0, 5.0, 9, 9), MonthFeatures(30, 49.9, 2.0, 0, 0)]
+)
 def test_no_or_too_little_data_keeps_base(f):
     r = price_policy(RB, Decimal("55.55"), None, f)
     assert r.gated and r.factor == Decimal("1.0000") and r.premium == Decimal("55.55")
@@ -62,21 +68,24 @@ def test_first_month_caps_against_base():
     assert r.previous_premium == Decimal("50.00") and r.premium == Decimal("53.59")  # within +10% of base
 
 
-@pytest.mark.parametrize("change,message", [
-    (("feature = \"harsh_accels_per_100km\"", "feature = \"gender\""), "prohibited factor"),
-    (("feature = \"harsh_accels_per_100km\"", "feature = \"region_risk\""), "prohibited factor"),
-    (("feature = \"harsh_accels_per_100km\"", "feature = \"colour\""), "unknown feature"),
-    (("to = 1.5, relativity", "to = 1.4, relativity"), "gap between 1.4 and 1.5"),
-    (("to = 1.5, relativity", "to = 1.7, relativity"), "overlap at 1.5"),
-    (("relativity = 1.30, label = \"very", "relativity = 9.0, label = \"very"), "relativity 9.0 outside"),
-    (("{ from = 6.0, relativity", "{ from = 6.0, to = 9.0, relativity"), "open-ended"),
-    (("{ from = 0.0, to = 0.5", "{ from = 0.1, to = 0.5"), "must start at 0"),
-    (("k_km = 500.0", "k_km = \"many\""), "line 19 (credibility.k_km): expected number"),
-    (("max_increase = 0.10", "max_increase = 3.0"), "out of range"),
-    (("effective_from = \"2026-01-01\"", "effective_from = \"someday\""), "not an ISO date"),
-    (("[base]", "[basis]"), "unknown section"),
-    (("version = \"2026.11-starter\"", "version = 3"), "expected str"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (('feature = "harsh_accels_per_100km"', 'feature = "gender"'), "prohibited factor"),
+        (('feature = "harsh_accels_per_100km"', 'feature = "region_risk"'), "prohibited factor"),
+        (('feature = "harsh_accels_per_100km"', 'feature = "colour"'), "unknown feature"),
+        (("to = 1.5, relativity", "to = 1.4, relativity"), "gap between 1.4 and 1.5"),
+        (("to = 1.5, relativity", "to = 1.7, relativity"), "overlap at 1.5"),
+        (('relativity = 1.30, label = "very', 'relativity = 9.0, label = "very'), "relativity 9.0 outside"),
+        (("{ from = 6.0, relativity", "{ from = 6.0, to = 9.0, relativity"), "open-ended"),
+        (("{ from = 0.0, to = 0.5", "{ from = 0.1, to = 0.5"), "must start at 0"),
+        (("k_km = 500.0", 'k_km = "many"'), "line 19 (credibility.k_km): expected number"),
+        (("max_increase = 0.10", "max_increase = 3.0"), "out of range"),
+        (('effective_from = "2026-01-01"', 'effective_from = "someday"'), "not an ISO date"),
+        (("[base]", "[basis]"), "unknown section"),
+        (('version = "2026.11-starter"', "version = 3"), "expected str"),
+    ],
+)
 def test_every_validation_error_is_reported(change, message):
     bad = TEXT.replace(*change)
     assert bad != TEXT
@@ -93,16 +102,34 @@ def test_not_toml_is_refused():
 @pytest.fixture
 def db(tmp_path: Path):
     con = store.connect(tmp_path / "t.duckdb")
-    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-                "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')")
+    con.execute(
+        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
+        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
+    )
     rows = []
     for i in range(20):  # V1: 20 trips x 25 km, 2 brakes, 3 fast starts in October
-        rows.append({"trip_id": f"t{i}", "vehicle_id": "V1", "start_ms": 1_790_900_000_000 + i * 3_600_000,
-                     "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000, "duration_s": 1800.0,
-                     "distance_km": 25.0, "moving_s": 1800.0, "idle_s": 0.0, "max_speed_kmh": 80.0,
-                     "mean_speed_kmh": 50.0, "harsh_brakes": int(i < 2), "harsh_accels": int(i < 3),
-                     "gps_fixes": 1800, "gps_dropped": 0, "messages": 182, "complete": True,
-                     "ended_by": "ignition_off", "scorer_version": "1"})
+        rows.append(
+            {
+                "trip_id": f"t{i}",
+                "vehicle_id": "V1",
+                "start_ms": 1_790_900_000_000 + i * 3_600_000,
+                "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000,
+                "duration_s": 1800.0,
+                "distance_km": 25.0,
+                "moving_s": 1800.0,
+                "idle_s": 0.0,
+                "max_speed_kmh": 80.0,
+                "mean_speed_kmh": 50.0,
+                "harsh_brakes": int(i < 2),
+                "harsh_accels": int(i < 3),
+                "gps_fixes": 1800,
+                "gps_dropped": 0,
+                "messages": 182,
+                "complete": True,
+                "ended_by": "ignition_off",
+                "scorer_version": "1",
+            }
+        )
     store.upsert_trips(con, rows)
     yield con
     con.close()
@@ -120,16 +147,39 @@ def test_monthly_run_matches_hand_computation_and_is_idempotent(db):
     assert db.execute("SELECT count(*) FROM rulebooks").fetchone()[0] == 1
     # November has no trips: V1 keeps October's premium as 'previous', and gets its base back within the cap
     run_month(db, RB, date(2026, 11, 1), actor="tester")
-    prev, new = db.execute("SELECT previous_premium, premium FROM premiums WHERE policy_id='P1' AND "
-                           "month='2026-11-01'").fetchone()
+    prev, new = db.execute(
+        "SELECT previous_premium, premium FROM premiums WHERE policy_id='P1' AND month='2026-11-01'"
+    ).fetchone()
     assert (prev, new) == (Decimal("52.80"), Decimal("58.08"))  # 60.00 uncapped, +10% cap on 52.80
 
 
 def test_trip_upsert_is_idempotent(db):
     before = db.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone()
-    store.upsert_trips(db, [{**r, "distance_km": 25.0} for r in [
-        {"trip_id": "t0", "vehicle_id": "V1", "start_ms": 1_790_900_000_000, "end_ms": 1_790_901_800_000,
-         "duration_s": 1800.0, "moving_s": 1800.0, "idle_s": 0.0, "max_speed_kmh": 80.0, "mean_speed_kmh": 50.0,
-         "harsh_brakes": 1, "harsh_accels": 1, "gps_fixes": 1800, "gps_dropped": 0, "messages": 182,
-         "complete": True, "ended_by": "ignition_off", "scorer_version": "1"}]])
+    store.upsert_trips(
+        db,
+        [
+            {**r, "distance_km": 25.0}
+            for r in [
+                {
+                    "trip_id": "t0",
+                    "vehicle_id": "V1",
+                    "start_ms": 1_790_900_000_000,
+                    "end_ms": 1_790_901_800_000,
+                    "duration_s": 1800.0,
+                    "moving_s": 1800.0,
+                    "idle_s": 0.0,
+                    "max_speed_kmh": 80.0,
+                    "mean_speed_kmh": 50.0,
+                    "harsh_brakes": 1,
+                    "harsh_accels": 1,
+                    "gps_fixes": 1800,
+                    "gps_dropped": 0,
+                    "messages": 182,
+                    "complete": True,
+                    "ended_by": "ignition_off",
+                    "scorer_version": "1",
+                }
+            ]
+        ],
+    )
     assert db.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone() == before

@@ -10,16 +10,23 @@ from tests import realdata
 from ubi.common.config import ScoringConfig
 from ubi.stages.score_file import score_frames
 
-pytestmark = pytest.mark.skipif(not realdata.available(),
-                                reason=f"real recordings not found at {realdata.RD} (the shared data checkout)")
+pytestmark = pytest.mark.skipif(
+    not realdata.available(), reason=f"real recordings not found at {realdata.RD} (the shared data checkout)"
+)
 CFG = ScoringConfig()
 
 
 def arrays(gps: pl.DataFrame, imu: pl.DataFrame, lo_ms: int, hi_ms: int, gps_shift_s: float = 0.0):
     g = gps.filter(pl.col("t_ms").is_between(lo_ms, hi_ms)).sort("t_ms")
     i = imu.filter(pl.col("t_ms").is_between(lo_ms, hi_ms)).sort("t_ms")
-    return (i["t_ms"].to_numpy() / 1e3, i["acc_lon"].to_numpy(), i["acc_lat"].to_numpy(), i["acc_vert"].to_numpy(),
-            g["t_ms"].to_numpy() / 1e3 + gps_shift_s, g["speed_mps"].to_numpy())
+    return (
+        i["t_ms"].to_numpy() / 1e3,
+        i["acc_lon"].to_numpy(),
+        i["acc_lat"].to_numpy(),
+        i["acc_vert"].to_numpy(),
+        g["t_ms"].to_numpy() / 1e3 + gps_shift_s,
+        g["speed_mps"].to_numpy(),
+    )
 
 
 def forward_corr(a, it, gt, gv) -> float:
@@ -64,8 +71,9 @@ def test_ublox_and_can_speed_give_the_same_speed_channel_events():
     for name in ("comma2k19", "comma2k19-can"):
         g, _ = realdata.frames(name)
         g = g.sort("t_ms")
-        ev = F.speed_events(g["t_ms"].to_numpy() / 1e3, g["speed_mps"].to_numpy(),
-                            g["accuracy_m"].fill_null(np.nan).to_numpy(), CFG)
+        ev = F.speed_events(
+            g["t_ms"].to_numpy() / 1e3, g["speed_mps"].to_numpy(), g["accuracy_m"].fill_null(np.nan).to_numpy(), CFG
+        )
         got.append((ev.brake.grades, ev.accel.grades, ev.artefacts))
     assert got[0] == got[1]
 

@@ -67,12 +67,18 @@ def clean_log() -> KafkaLog:
 
 
 def refusing_stage(log: KafkaLog, refuse, cfg=CFG, score=digest) -> ScoreStage:
-    return ScoreStage(cfg, MemConsumer(log, cfg.kafka.scorer_group, max_records=40), RefusingProducer(log, refuse),
-                      MemStateReader(log, cfg.kafka.scorer_state_topic), score=score)
+    return ScoreStage(
+        cfg,
+        MemConsumer(log, cfg.kafka.scorer_group, max_records=40),
+        RefusingProducer(log, refuse),
+        MemStateReader(log, cfg.kafka.scorer_state_topic),
+        score=score,
+    )
 
 
-@pytest.mark.parametrize("topic,nth", [(CFG.kafka.trips_topic, 1), (CFG.kafka.trips_topic, 4),
-                                       (CFG.kafka.scorer_state_topic, 2)])
+@pytest.mark.parametrize(
+    "topic,nth", [(CFG.kafka.trips_topic, 1), (CFG.kafka.trips_topic, 4), (CFG.kafka.scorer_state_topic, 2)]
+)
 def test_a_record_the_broker_refused_fails_the_checkpoint_and_is_replayed(topic, nth):
     """Before the fix, flush() returned, the state and the offsets were committed past the refused trip: lost."""
     log = KafkaLog()
@@ -107,6 +113,7 @@ def test_a_refused_quarantine_record_is_not_lost_either():
 def test_delivery_failures_restart_the_stage_from_the_last_commit():
     """DeliveryFailed is a Kafka error: run_with_retry restarts the stage, which replays and publishes all."""
     import threading
+
     log = KafkaLog()
     publish(log, CFG, streams())
     stop = threading.Event()
@@ -132,8 +139,13 @@ def test_every_trip_failing_stops_the_stage_instead_of_quarantining_the_stream()
     def broken(trip):
         raise KeyError("score_parts")
 
-    stage = ScoreStage(cfg, MemConsumer(log, cfg.kafka.scorer_group, max_records=7), MemProducer(log),
-                       MemStateReader(log, cfg.kafka.scorer_state_topic), score=broken)
+    stage = ScoreStage(
+        cfg,
+        MemConsumer(log, cfg.kafka.scorer_group, max_records=7),
+        MemProducer(log),
+        MemStateReader(log, cfg.kafka.scorer_state_topic),
+        score=broken,
+    )
     stage.consumer.on_idle = stage.stop
     with pytest.raises(ScoringBroken, match="3 trips in a row"):
         stage.run(install_signals=False)
@@ -157,7 +169,12 @@ def test_failures_between_successes_are_quarantined_as_before():
             raise ValueError("odd")
         return digest(trip)
 
-    stage = ScoreStage(cfg, MemConsumer(log, cfg.kafka.scorer_group, max_records=7), MemProducer(log),
-                       MemStateReader(log, cfg.kafka.scorer_state_topic), score=every_other)
+    stage = ScoreStage(
+        cfg,
+        MemConsumer(log, cfg.kafka.scorer_group, max_records=7),
+        MemProducer(log),
+        MemStateReader(log, cfg.kafka.scorer_state_topic),
+        score=every_other,
+    )
     run_to_end(stage)
     assert stage.summary.quarantine_reasons == {"unscorable": 3} and stage.summary.trips_emitted == 3

@@ -12,8 +12,8 @@ import pytest
 from scoring.features import score_trip
 from scoring.trips import TripCutter
 from simulator.fleet import FleetSpec, device_messages, make_trips, vehicle_ids
-from ubi.stages import score_file
 from ubi.common.config import Config, ScoringConfig
+from ubi.stages import score_file
 
 CFG = ScoringConfig()
 SPEC = FleetSpec(vehicles=3, days=2, seed=5)
@@ -47,7 +47,7 @@ def test_file_path_equals_stream_path(fleet, tmp_path, fmt):
     getattr(imu, f"write_{fmt}")(ip)
     got = score_file.score_paths([gp], [ip], CFG)
     assert len(got) == len(live) >= 10
-    for a, b in zip(got, live):
+    for a, b in zip(got, live, strict=False):
         assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
@@ -63,13 +63,14 @@ def test_motion_only_devices_file_path_equals_stream_path_and_truth(tmp_path):
     imu.write_parquet(tmp_path / "i.parquet")
     got = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG)
     assert len(got) == len(live) >= 10
-    for a, b in zip(got, live):
+    for a, b in zip(got, live, strict=False):
         diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
         assert not diff, diff
-    truth = sorted((t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)),
-                   key=lambda t: (t.vehicle_id, t.start_ms))
+    truth = sorted(
+        (t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)), key=lambda t: (t.vehicle_id, t.start_ms)
+    )
     assert len(truth) == len(live)
-    for row, t in zip(live, truth):
+    for row, t in zip(live, truth, strict=False):
         assert row["ended_by"] == "motion_stop" and row["complete"]
         assert 0 <= row["start_ms"] - t.start_ms <= 3_000  # ignition is 3 s before moving: warm-up covers it
         assert t.end_ms - 45_000 <= row["end_ms"] <= t.end_ms  # the last stop (0.5-40.5 s) + 3 s to ignition off
@@ -99,8 +100,16 @@ def test_cli_writes_each_format(fleet, tmp_path, ext):
 def test_without_events_trips_are_cut_at_data_gaps(tmp_path):
     t = np.concatenate([np.arange(0, 600), np.arange(5000, 5300)]) * 1000 + 1_790_000_000_000
     n = t.shape[0]
-    df = pl.DataFrame({"vehicle_id": ["X1"] * n, "t_ms": t, "lat": np.full(n, 52.0), "lon": np.full(n, 4.0),
-                       "speed_mps": np.full(n, 10.0), "phone": np.where(np.arange(n) % 10 == 0, 1, 0)})
+    df = pl.DataFrame(
+        {
+            "vehicle_id": ["X1"] * n,
+            "t_ms": t,
+            "lat": np.full(n, 52.0),
+            "lon": np.full(n, 4.0),
+            "speed_mps": np.full(n, 10.0),
+            "phone": np.where(np.arange(n) % 10 == 0, 1, 0),
+        }
+    )
     df.write_csv(tmp_path / "g.csv")
     rows = score_file.score_paths([tmp_path / "g.csv"], [], CFG)
     assert [r["start_ms"] for r in rows] == [int(t[0]), int(t[600])]
@@ -111,8 +120,15 @@ def test_without_events_trips_are_cut_at_data_gaps(tmp_path):
 def test_irregular_imu_goes_on_the_grid_with_holes(tmp_path):
     t0 = 1_790_000_000_000
     gt = t0 + np.arange(0, 30) * 1000
-    g = pl.DataFrame({"vehicle_id": ["X1"] * 30, "t_ms": gt, "lat": np.full(30, 52.0), "lon": np.full(30, 4.0),
-                      "speed_mps": np.full(30, 20.0)})
+    g = pl.DataFrame(
+        {
+            "vehicle_id": ["X1"] * 30,
+            "t_ms": gt,
+            "lat": np.full(30, 52.0),
+            "lon": np.full(30, 4.0),
+            "speed_mps": np.full(30, 20.0),
+        }
+    )
     it = t0 + np.arange(0, 300) * 100
     keep = (np.arange(300) < 120) | (np.arange(300) >= 125)  # half a second missing
     it = it[keep] + np.random.default_rng(0).integers(-3, 4, keep.sum())  # device jitter of a few ms
@@ -144,7 +160,7 @@ def test_without_ignition_events_motion_cutting_finds_the_same_trips(fleet, tmp_
     imu.write_parquet(tmp_path / "i.parquet")
     got = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG)
     assert len(got) == len(live)
-    for a, b in zip(got, live):
+    for a, b in zip(got, live, strict=False):
         assert a["vehicle_id"] == b["vehicle_id"] and 0 <= a["start_ms"] - b["start_ms"] <= 5_000
         assert 0 <= b["end_ms"] - a["end_ms"] <= 45_000  # the last stop (0.5-40.5 s) + 3 s to ignition off
         assert a["distance_km"] == pytest.approx(b["distance_km"], abs=0.002)  # crawl below 0.5 m/s at the ends
@@ -156,12 +172,13 @@ def test_simulator_offline_files_score_like_the_stream(fleet, tmp_path):
     """`ubi simulate --offline` writes the score-file format (NaN phone on event rows included): same rows as live,
     except `messages`, which counts the device's 10 s batches live and 10-fix batches from a file."""
     from simulator.offline import write_offline
+
     live, _ = fleet
     trips = {v: make_trips(SPEC, v) for v in vehicle_ids(SPEC.vehicles)}
     gps_path, imu_path, _ = write_offline(SPEC, trips, tmp_path)
     got = score_file.score_paths([gps_path], [imu_path], CFG)
     assert len(got) == len(live)
-    for a, b in zip(got, live):
+    for a, b in zip(got, live, strict=False):
         diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
         assert not diff, diff
 
@@ -175,6 +192,7 @@ def test_speeding_from_the_map_layer_matches_truth(tmp_path):
 
     from simulator.fleet import ground_truth_rows, map_segments
     from simulator.offline import write_offline
+
     trips = {v: make_trips(SPEC, v) for v in vehicle_ids(SPEC.vehicles)}
     every = [t for ts in trips.values() for t in ts]
     pl.DataFrame(map_segments(every)).write_parquet(tmp_path / "limits.parquet")
@@ -196,12 +214,13 @@ def test_offline_files_of_a_mixed_fleet_score_like_the_stream(tmp_path):
     """`ubi simulate --offline --motion-only-share 0.5`: motion-only vehicles have no event rows and their parked
     tail, so the file scores exactly like the stream for both kinds of device."""
     from simulator.offline import write_offline
+
     spec = FleetSpec(vehicles=4, days=2, seed=5, motion_only_share=0.5)
     live, _ = stream_rows(spec)
     trips = {v: make_trips(spec, v) for v in vehicle_ids(spec.vehicles)}
     gps_path, imu_path, _ = write_offline(spec, trips, tmp_path)
     got = score_file.score_paths([gps_path], [imu_path], CFG)
     assert len(got) == len(live) and {r["ended_by"] for r in got} == {"ignition_off", "motion_stop"}
-    for a, b in zip(got, live):
+    for a, b in zip(got, live, strict=False):
         diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
         assert not diff, diff

@@ -21,8 +21,12 @@ def others() -> list[list]:
 
 
 def gps_less(vehicle: str = "G", seq0: int = 0, t: int = 3) -> list:
-    return [event(vehicle, seq0, t, "ignition_on"), batch(vehicle, seq0 + 1, t, gps=False),
-            batch(vehicle, seq0 + 2, t + 10, gps=False), event(vehicle, seq0 + 3, t + 20, "ignition_off")]
+    return [
+        event(vehicle, seq0, t, "ignition_on"),
+        batch(vehicle, seq0 + 1, t, gps=False),
+        batch(vehicle, seq0 + 2, t + 10, gps=False),
+        event(vehicle, seq0 + 3, t + 20, "ignition_off"),
+    ]
 
 
 def dead_letters(log: KafkaLog) -> list[dict]:
@@ -95,8 +99,13 @@ def test_a_poll_that_fails_half_way_commits_nothing_so_no_trip_is_lost(fail_at):
     log = KafkaLog()
     publish(log, CFG, others())
     faults = Faults(at=fail_at, exc=lambda: RuntimeError("broker said no"), only={"send"})
-    stage = ScoreStage(CFG, MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=40),
-                       MemProducer(log, faults), MemStateReader(log, CFG.kafka.scorer_state_topic), score=digest)
+    stage = ScoreStage(
+        CFG,
+        MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=40),
+        MemProducer(log, faults),
+        MemStateReader(log, CFG.kafka.scorer_state_topic),
+        score=digest,
+    )
     stage.consumer.on_idle = stage.stop
     with pytest.raises(RuntimeError):
         stage.run(install_signals=False)

@@ -18,15 +18,30 @@ CFG = Config()
 
 def digest(trip) -> bytes:
     """A stand-in for the scoring (tested elsewhere) that shows everything the cutter put into the trip."""
-    return json.dumps({"trip_id": trip.trip_id, "vehicle": trip.vehicle, "start": int(trip.start_ms),
-                       "end": int(trip.end_ms), "fixes": trip.t_ms.tolist(), "imu": int(trip.imu_t_ms.shape[0]),
-                       "messages": trip.messages, "complete": trip.complete, "ended_by": trip.ended_by}).encode()
+    return json.dumps(
+        {
+            "trip_id": trip.trip_id,
+            "vehicle": trip.vehicle,
+            "start": int(trip.start_ms),
+            "end": int(trip.end_ms),
+            "fixes": trip.t_ms.tolist(),
+            "imu": int(trip.imu_t_ms.shape[0]),
+            "messages": trip.messages,
+            "complete": trip.complete,
+            "ended_by": trip.ended_by,
+        }
+    ).encode()
 
 
 def make_stage(log: KafkaLog, faults: Faults | None = None, max_records: int = 7, score=digest) -> ScoreStage:
     faults = faults or Faults()
-    return ScoreStage(CFG, MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=max_records),
-                      MemProducer(log, faults), MemStateReader(log, CFG.kafka.scorer_state_topic), score=score)
+    return ScoreStage(
+        CFG,
+        MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=max_records),
+        MemProducer(log, faults),
+        MemStateReader(log, CFG.kafka.scorer_state_topic),
+        score=score,
+    )
 
 
 def run_to_end(stage: ScoreStage, idle_polls: int = 2) -> None:
@@ -40,8 +55,16 @@ def run_to_end(stage: ScoreStage, idle_polls: int = 2) -> None:
 
 def fleet_log() -> KafkaLog:
     log = KafkaLog(partitions=3)
-    publish(log, CFG, [ignition_stream("A", 3), ignition_stream("B", 2, first_s=35), ignition_stream("C", 3, 5),
-                       motion_stream("M", 2, first_s=12)])
+    publish(
+        log,
+        CFG,
+        [
+            ignition_stream("A", 3),
+            ignition_stream("B", 2, first_s=35),
+            ignition_stream("C", 3, 5),
+            motion_stream("M", 2, first_s=12),
+        ],
+    )
     return log
 
 

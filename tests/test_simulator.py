@@ -50,7 +50,7 @@ def test_trips_do_not_overlap_and_follow_each_other(trips):
     for t in trips:
         by_vehicle.setdefault(t.vehicle_id, []).append(t)
     for ts in by_vehicle.values():
-        for a, b in zip(ts, ts[1:]):
+        for a, b in zip(ts, ts[1:], strict=False):
             assert a.end_ms < b.start_ms
 
 
@@ -95,7 +95,7 @@ def test_phone_handling_flags_follow_the_driver_and_the_truth(trips):
     from simulator.fleet import driver_profile, ground_truth_rows
 
     rows, _ = ground_truth_rows(SPEC, trips)
-    for t, row in zip(trips, rows):
+    for t, row in zip(trips, rows, strict=False):
         ss = sensor_streams(SPEC, t)
         assert ss.phone.dtype == np.uint8 and ss.phone.shape == ss.gps_t.shape
         assert row["phone_moving_s"] == float(((ss.phone == 1) & (t.trace.speed[ss.gps_index] > 0.5)).sum())
@@ -148,6 +148,9 @@ def test_speeding_intervals_add_up_to_the_over_limit_distance(trips):
         for i in mine:
             a = int(round((i["start_ms"] - t.start_ms) / 100))
             b = int(round((i["end_ms"] - t.start_ms) / 100))
-            dist += float(((v[a + 1:b + 1] + v[a:b]) * 0.5 * 0.1).sum()) if b < len(v) else \
-                float(((v[a + 1:b] + v[a:b - 1]) * 0.5 * 0.1).sum())
+            dist += (
+                float(((v[a + 1 : b + 1] + v[a:b]) * 0.5 * 0.1).sum())
+                if b < len(v)
+                else float(((v[a + 1 : b] + v[a : b - 1]) * 0.5 * 0.1).sum())
+            )
         assert dist == pytest.approx(rows[t.start_ms]["over_limit_m"], rel=1e-6, abs=1e-6)

@@ -15,15 +15,24 @@ CFG = ScoringConfig()
 
 def both_speed(t, v, acc, cfg=CFG):
     got = F.speed_events(np.asarray(t, float), np.asarray(v, float), np.asarray(acc, float), cfg)
-    ref, art = R.speed_events_reference(list(map(float, t)), list(map(float, v)), list(map(float, acc)),
-                                        cfg.brake_moderate_mps2, cfg.accel_moderate_mps2, cfg.min_event_speed_mps,
-                                        cfg.speed_event_max_accuracy_m, cfg.event_warmup_s, cfg.max_integration_gap_s,
-                                        cfg.speed_repeat_min_mps, cfg.speed_max_plausible_mps2)
+    ref, art = R.speed_events_reference(
+        list(map(float, t)),
+        list(map(float, v)),
+        list(map(float, acc)),
+        cfg.brake_moderate_mps2,
+        cfg.accel_moderate_mps2,
+        cfg.min_event_speed_mps,
+        cfg.speed_event_max_accuracy_m,
+        cfg.event_warmup_s,
+        cfg.max_integration_gap_s,
+        cfg.speed_repeat_min_mps,
+        cfg.speed_max_plausible_mps2,
+    )
     assert got.artefacts == art
     for kind, ev in ((-1, got.brake), (1, got.accel)):
         mine = sorted((s, e, p) for k, s, e, p in ref if k == kind)
         assert ev.count == len(mine)
-        for (s, e, p), gs, ge, gp in zip(mine, ev.start_s, ev.end_s, ev.peak):
+        for (s, e, p), gs, ge, gp in zip(mine, ev.start_s, ev.end_s, ev.peak, strict=False):
             assert (s, e) == pytest.approx((gs, ge)) and p == pytest.approx(gp)
     return got
 
@@ -43,8 +52,16 @@ def test_speed_channel_matches_reference(seed):
     both_speed(t, v, acc)
 
 
-@pytest.mark.parametrize("t,v", [([], []), ([0.0], [10.0]), ([0.0, 1.0], [10.0, 20.0]),
-                                 (np.arange(12.0), np.full(12, 20.0)), ([0.0, 100.0], [40.0, 0.0])])
+@pytest.mark.parametrize(
+    "t,v",
+    [
+        ([], []),
+        ([0.0], [10.0]),
+        ([0.0, 1.0], [10.0, 20.0]),
+        (np.arange(12.0), np.full(12, 20.0)),
+        ([0.0, 100.0], [40.0, 0.0]),
+    ],
+)
 def test_speed_channel_edges(t, v):
     got = both_speed(t, v, np.full(len(t), 5.0))
     assert got.brake.count == got.accel.count == 0
@@ -97,7 +114,7 @@ def test_window_mean_matches_reference(seed):
     got = smooth(a, w)
     ref = R.window_mean_reference(list(a), w)
     assert len(got) == len(ref)
-    for x, y in zip(got, ref):
+    for x, y in zip(got, ref, strict=False):
         assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y)
 
 

@@ -37,8 +37,13 @@ def test_scorer_restarts_after_commit_failed_timeouts_and_no_broker():
         exc = next(errors)
         only = {"commit"} if isinstance(exc, CommitFailedError) else {"flush"}
         faults = Faults(at=2, exc=exc, only=only) if exc else Faults()
-        stage = ScoreStage(CFG, MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=5),
-                           MemProducer(log, faults), MemStateReader(log, CFG.kafka.scorer_state_topic), score=digest)
+        stage = ScoreStage(
+            CFG,
+            MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=5),
+            MemProducer(log, faults),
+            MemStateReader(log, CFG.kafka.scorer_state_topic),
+            score=digest,
+        )
         stage.consumer.on_idle = stop.set
         return stage
 
@@ -54,11 +59,17 @@ def test_store_restarts_after_commit_failed(tmp_path):
     cfg = replace(Config(), home=tmp_path, db_path=tmp_path / "t.duckdb")
     log = KafkaLog()
     for i in range(12):
-        log.append(cfg.kafka.trips_topic, b"V", ('{"trip_id": "t%02d", "vehicle_id": "V", "start_ms": %d, '
-                   '"end_ms": %d, "duration_s": 1.0, "distance_km": 1.0, "moving_s": 1.0, "idle_s": 0.0, '
-                   '"max_speed_kmh": 1.0, "mean_speed_kmh": 1.0, "harsh_brakes": 0, "harsh_accels": 0, '
-                   '"gps_fixes": 1, "gps_dropped": 0, "messages": 3, "complete": true, "ended_by": "ignition_off", '
-                   '"scorer_version": "1"}' % (i, i * 1000, i * 1000 + 500)).encode())
+        log.append(
+            cfg.kafka.trips_topic,
+            b"V",
+            (
+                '{"trip_id": "t%02d", "vehicle_id": "V", "start_ms": %d, '
+                '"end_ms": %d, "duration_s": 1.0, "distance_km": 1.0, "moving_s": 1.0, "idle_s": 0.0, '
+                '"max_speed_kmh": 1.0, "mean_speed_kmh": 1.0, "harsh_brakes": 0, "harsh_accels": 0, '
+                '"gps_fixes": 1, "gps_dropped": 0, "messages": 3, "complete": true, "ended_by": "ignition_off", '
+                '"scorer_version": "1"}' % (i, i * 1000, i * 1000 + 500)
+            ).encode(),
+        )
     con = store.connect(cfg.db_path)
     stop = threading.Event()
     faults = iter([Faults(at=1, exc=CommitFailedError("rebalanced"), only={"commit"}), Faults()])

@@ -15,11 +15,26 @@ from ubi.stages.store import StoreStage
 
 
 def row(i: int) -> dict:
-    return {"trip_id": f"t{i:03d}", "vehicle_id": f"V{i % 4}", "start_ms": 1_790_000_000_000 + i * 60_000,
-            "end_ms": 1_790_000_000_000 + i * 60_000 + 30_000, "duration_s": 30.0, "distance_km": 0.3 + i,
-            "moving_s": 25.0, "idle_s": 5.0, "max_speed_kmh": 50.0, "mean_speed_kmh": 36.0, "harsh_brakes": i % 3,
-            "harsh_accels": 0, "gps_fixes": 30, "gps_dropped": 0, "messages": 5, "complete": True,
-            "ended_by": "ignition_off", "scorer_version": "1"}
+    return {
+        "trip_id": f"t{i:03d}",
+        "vehicle_id": f"V{i % 4}",
+        "start_ms": 1_790_000_000_000 + i * 60_000,
+        "end_ms": 1_790_000_000_000 + i * 60_000 + 30_000,
+        "duration_s": 30.0,
+        "distance_km": 0.3 + i,
+        "moving_s": 25.0,
+        "idle_s": 5.0,
+        "max_speed_kmh": 50.0,
+        "mean_speed_kmh": 36.0,
+        "harsh_brakes": i % 3,
+        "harsh_accels": 0,
+        "gps_fixes": 30,
+        "gps_dropped": 0,
+        "messages": 5,
+        "complete": True,
+        "ended_by": "ignition_off",
+        "scorer_version": "1",
+    }
 
 
 def trips_log(cfg: Config) -> KafkaLog:
@@ -41,8 +56,9 @@ def test_store_killed_at_every_step_keeps_each_trip_once(tmp_path, at):
     cfg = replace(Config(), home=tmp_path, db_path=tmp_path / "t.duckdb")
     log = trips_log(cfg)
     con = store.connect(cfg.db_path)
-    first = StoreStage(cfg, MemConsumer(log, cfg.kafka.store_group, [cfg.kafka.trips_topic], Faults(at=at),
-                                        max_records=6), con)
+    first = StoreStage(
+        cfg, MemConsumer(log, cfg.kafka.store_group, [cfg.kafka.trips_topic], Faults(at=at), max_records=6), con
+    )
     try:
         drain(first)
     except Crash:

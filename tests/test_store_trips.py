@@ -13,9 +13,26 @@ from simulator.fleet import FleetSpec, device_messages, make_trips
 from ubi.adapters import duckdb_store as store
 from ubi.common.config import ScoringConfig
 
-V1_KEYS = ["trip_id", "vehicle_id", "start_ms", "end_ms", "duration_s", "distance_km", "moving_s", "idle_s",
-           "max_speed_kmh", "mean_speed_kmh", "harsh_brakes", "harsh_accels", "gps_fixes", "gps_dropped", "messages",
-           "complete", "ended_by", "scorer_version"]
+V1_KEYS = [
+    "trip_id",
+    "vehicle_id",
+    "start_ms",
+    "end_ms",
+    "duration_s",
+    "distance_km",
+    "moving_s",
+    "idle_s",
+    "max_speed_kmh",
+    "mean_speed_kmh",
+    "harsh_brakes",
+    "harsh_accels",
+    "gps_fixes",
+    "gps_dropped",
+    "messages",
+    "complete",
+    "ended_by",
+    "scorer_version",
+]
 
 OLD_TRIPS = """
 CREATE TABLE trips (trip_id VARCHAR PRIMARY KEY, vehicle_id VARCHAR NOT NULL, start_ts TIMESTAMP NOT NULL,
@@ -42,8 +59,9 @@ def check(con) -> None:
     v1 = {k: rows[0][k] for k in V1_KEYS} | {"trip_id": "from-version-1", "scorer_version": "1"}
     assert store.upsert_trips(con, rows + [v1]) == len(rows) + 1
     assert store.upsert_trips(con, rows) == len(rows)  # replayed: replaced, not duplicated
-    got = con.execute("SELECT trip_id, score, heatmap_s, harsh_brake_grades, score_parts FROM trips "
-                      "ORDER BY trip_id").fetchall()
+    got = con.execute(
+        "SELECT trip_id, score, heatmap_s, harsh_brake_grades, score_parts FROM trips ORDER BY trip_id"
+    ).fetchall()
     assert len(got) == len(rows) + 1
     by_id = {r["trip_id"]: r for r in rows}
     for tid, score, heat, grades, parts in got:

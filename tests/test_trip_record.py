@@ -18,11 +18,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def record(**over) -> TripRecord:
     base = {f.name: None for f in fields(TripRecord)}
-    base.update(trip_id="T1", vehicle_id="V1", start_ms=1_790_900_000_000, end_ms=1_790_900_600_000,
-                duration_s=600.0, distance_km=8.5, moving_s=540.0, idle_s=60.0, max_speed_kmh=72.0,
-                mean_speed_kmh=56.7, harsh_brakes=1, harsh_accels=0, gps_fixes=600, gps_dropped=2, messages=62,
-                complete=True, ended_by="ignition_off", scorer_version="4", harsh_brake_grades=[1, 0, 0],
-                heatmap_s=[1.5, 2.0], score=91.5, score_parts={"night_share": {"value": 0.0}})
+    base.update(
+        trip_id="T1",
+        vehicle_id="V1",
+        start_ms=1_790_900_000_000,
+        end_ms=1_790_900_600_000,
+        duration_s=600.0,
+        distance_km=8.5,
+        moving_s=540.0,
+        idle_s=60.0,
+        max_speed_kmh=72.0,
+        mean_speed_kmh=56.7,
+        harsh_brakes=1,
+        harsh_accels=0,
+        gps_fixes=600,
+        gps_dropped=2,
+        messages=62,
+        complete=True,
+        ended_by="ignition_off",
+        scorer_version="4",
+        harsh_brake_grades=[1, 0, 0],
+        heatmap_s=[1.5, 2.0],
+        score=91.5,
+        score_parts={"night_share": {"value": 0.0}},
+    )
     base.update(over)
     return TripRecord(**base)
 
@@ -52,14 +71,17 @@ def test_json_round_trip_and_insert(tmp_path):
     store.upsert_trips(con, [r])
     row = con.execute("SELECT * EXCLUDE (stored_at) FROM trips").fetchall()[0]
     cols = [c.name for c in COLUMNS]
-    got = dict(zip(cols, row))
+    got = dict(zip(cols, row, strict=False))
     assert got["distance_km"] == 8.5 and got["harsh_brake_grades"] == [1, 0, 0]
     assert json.loads(got["score_parts"]) == r.score_parts  # JSON object on Kafka, JSON text in the table
 
 
 def test_older_and_foreign_records():
-    v1 = {k: v for k, v in json.loads(record().to_json()).items()
-          if k in {c.name for c in fields(TripRecord) if c.metadata["required"]}}
+    v1 = {
+        k: v
+        for k, v in json.loads(record().to_json()).items()
+        if k in {c.name for c in fields(TripRecord) if c.metadata["required"]}
+    }
     assert TripRecord.from_json(v1).score is None
     with pytest.raises(ValueError, match="unknown fields"):
         TripRecord.from_json({**v1, "driver_name": "x"})

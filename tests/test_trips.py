@@ -14,8 +14,23 @@ T0 = 1_790_000_000_000
 def batch(seq, t0_s, n=10, vehicle="V1", speed=10.0):
     t = T0 + (np.arange(n) + t0_s) * 1000
     z = np.zeros(n)
-    return TelemetryBatch(vehicle, seq, int(t[-1]), t.astype(np.int64), z + 52, z + 4, z + speed, z, z + 3,
-                          int(t[0]), 10, np.zeros(n * 10), np.zeros(n * 10), np.zeros(n * 10) + 9.8, None)
+    return TelemetryBatch(
+        vehicle,
+        seq,
+        int(t[-1]),
+        t.astype(np.int64),
+        z + 52,
+        z + 4,
+        z + speed,
+        z,
+        z + 3,
+        int(t[0]),
+        10,
+        np.zeros(n * 10),
+        np.zeros(n * 10),
+        np.zeros(n * 10) + 9.8,
+        None,
+    )
 
 
 def on(seq, t_s, vehicle="V1"):
@@ -61,11 +76,13 @@ def test_trip_waits_for_missing_seq_then_closes_on_next_trip():
 def test_grace_timeout_closes_incomplete_trip():
     """Ten minutes (here 60 s) of the partition's receive time after ignition_off, a trip still missing a message
     closes; whether expire() ran in between or not, a message arriving later is not added to it."""
+
     def run(sweep: bool):
         c = TripCutter(close_grace_s=60)
         out = []
-        for off_, (item, rx) in enumerate([(on(0, 0), T0), (batch(1, 0), T0 + 10_000), (off(3, 20), T0 + 20_000),
-                                           (on(0, 0, "W"), T0 + 50_000)]):
+        for off_, (item, rx) in enumerate(
+            [(on(0, 0), T0), (batch(1, 0), T0 + 10_000), (off(3, 20), T0 + 20_000), (on(0, 0, "W"), T0 + 50_000)]
+        ):
             out += c.feed(item, 0, off_, rx)
         assert c.expire() == [] and out == []
         out += c.feed(on(0, 80, "X"), 0, 4, T0 + 81_000)  # another vehicle moves the partition's clock on
@@ -74,6 +91,7 @@ def test_grace_timeout_closes_incomplete_trip():
         out += c.feed(batch(2, 10), 0, 5, T0 + 82_000)  # the missing message, too late
         out += c.expire()
         return out, c
+
     for sweep in (True, False):
         trips, c = run(sweep)
         assert [t.ended_by for t in trips] == ["grace_timeout"] and not trips[0].complete
@@ -113,14 +131,29 @@ def test_replay_from_committed_offset_rebuilds_the_same_trips():
     for k, v in enumerate(["A", "B", "A", "B"]):
         base = k * 1000
         seq0 = (k // 2) * 10
-        stream += [on(seq0, base, v), batch(seq0 + 1, base, vehicle=v), batch(seq0 + 2, base + 10, vehicle=v),
-                   off(seq0 + 3, base + 20, v)]
+        stream += [
+            on(seq0, base, v),
+            batch(seq0 + 1, base, vehicle=v),
+            batch(seq0 + 2, base + 10, vehicle=v),
+            off(seq0 + 3, base + 20, v),
+        ]
     # interleave the two vehicles' messages as a shared partition would
     order = sorted(range(len(stream)), key=lambda i: (stream[i].seq, stream[i].vehicle, i))
     records = [stream[i] for i in order]
+
     def summary(trips):
-        return {t.trip_id: (t.start_ms, t.end_ms, t.t_ms.tolist(), t.imu_t_ms.tolist(), t.acc_lon.tolist(),
-                            t.phone.tolist(), t.complete) for t in trips}
+        return {
+            t.trip_id: (
+                t.start_ms,
+                t.end_ms,
+                t.t_ms.tolist(),
+                t.imu_t_ms.tolist(),
+                t.acc_lon.tolist(),
+                t.phone.tolist(),
+                t.complete,
+            )
+            for t in trips
+        }
 
     clean = summary(feed_all(TripCutter(), records))
     assert len(clean) == 4
@@ -140,8 +173,23 @@ def test_replay_from_committed_offset_rebuilds_the_same_trips():
 def test_closed_trip_carries_imu_and_phone_in_time_order():
     b1 = batch(1, 0)
     b2 = batch(2, 10)
-    b2 = TelemetryBatch(b2.vehicle, b2.seq, b2.sent_ms, b2.gps_t, b2.lat, b2.lon, b2.speed, b2.heading, b2.accuracy,
-                        b2.imu_t0, b2.imu_hz, np.arange(100.0), np.zeros(100), np.zeros(100), np.ones(10, np.uint8))
+    b2 = TelemetryBatch(
+        b2.vehicle,
+        b2.seq,
+        b2.sent_ms,
+        b2.gps_t,
+        b2.lat,
+        b2.lon,
+        b2.speed,
+        b2.heading,
+        b2.accuracy,
+        b2.imu_t0,
+        b2.imu_hz,
+        np.arange(100.0),
+        np.zeros(100),
+        np.zeros(100),
+        np.ones(10, np.uint8),
+    )
     [t] = feed_all(TripCutter(), [on(0, 0), b2, b1, b1, off(3, 20)])
     assert t.imu_t_ms.shape == (200,) and (np.diff(t.imu_t_ms) == 100).all()
     assert t.acc_lon[100:].tolist() == list(range(100)) and (t.acc_lon[:100] == 0).all()
@@ -166,8 +214,22 @@ def test_a_closed_trip_redelivered_after_a_restart_is_not_made_again():
 def test_a_trip_without_any_gps_fix_closes_with_empty_tracks():
     """Contract-valid: every batch has accelerometer samples and no fix (a garage, a tunnel). It used to raise
     IndexError in _concat_gps and take the scorer down."""
-    nofix = [TelemetryBatch("V1", s, T0 + s * 10_000, np.zeros(0, np.int64), *(np.zeros(0),) * 5, T0 + s * 10_000, 10,
-                            np.zeros(100), np.zeros(100), np.zeros(100) + 9.8, None) for s in (1, 2)]
+    nofix = [
+        TelemetryBatch(
+            "V1",
+            s,
+            T0 + s * 10_000,
+            np.zeros(0, np.int64),
+            *(np.zeros(0),) * 5,
+            T0 + s * 10_000,
+            10,
+            np.zeros(100),
+            np.zeros(100),
+            np.zeros(100) + 9.8,
+            None,
+        )
+        for s in (1, 2)
+    ]
     [t] = feed_all(TripCutter(), [on(0, 0), *nofix, off(3, 20)])
     assert t.complete and t.t_ms.shape == (0,) and t.imu_t_ms.shape == (200,)
 
@@ -244,8 +306,9 @@ def test_a_sequence_reset_after_a_reboot_does_not_drop_later_trips():
     value again."""
     c = TripCutter()
     feed_all(c, [on(100, 0), batch(101, 0), off(102, 10)])
-    trips = feed_all(c, [on(0, 500), batch(1, 500), off(2, 510), on(3, 900), batch(4, 900), off(5, 910)],
-                     start_offset=3)
+    trips = feed_all(
+        c, [on(0, 500), batch(1, 500), off(2, 510), on(3, 900), batch(4, 900), off(5, 910)], start_offset=3
+    )
     assert [(t.start_ms, t.complete) for t in trips] == [(T0 + 500_000, True), (T0 + 900_000, True)]
     assert c.counters.resets == 1 and c.counters.repeats == 0
     # repeats of the old trip (not later than it) and of the new one are still dropped
@@ -270,8 +333,7 @@ def test_a_reset_is_recognised_after_a_restart_and_old_state_records_still_load(
     c1 = TripCutter()
     feed_all(c1, [on(100, 0), batch(101, 0), off(102, 10)])
     state = {v: st for v, (_, st) in c1.take_state_updates().items()}
-    assert state["V1"] == {"mode": "ignition", "closed_seq": 102, "closed_start_ms": T0,
-                           "closed_end_ms": T0 + 10_000}
+    assert state["V1"] == {"mode": "ignition", "closed_seq": 102, "closed_start_ms": T0, "closed_end_ms": T0 + 10_000}
     c2 = TripCutter()
     c2.load_partition(0, 0, state)
     assert len(feed_all(c2, [on(0, 500), batch(1, 500), off(2, 510)], start_offset=3)) == 1
@@ -285,13 +347,28 @@ def test_a_reset_is_recognised_after_a_restart_and_old_state_records_still_load(
 def test_resets_collisions_and_quarantine_replay_to_the_same_outcome():
     """Killed after any record and restarted from the committed offset with the stored state: the same trips (same
     ids and contents) and the same quarantine records."""
-    records = [on(0, 0), batch(1, 0), off(2, 10),                      # trip 1
-               on(3, 0), batch(4, 20), off(5, 30),                     # same ignition time as trip 1
-               on(6, 900), batch(7, 900 - 33 * DAY_S), batch(8, 900), off(9, 910),  # an out-of-window batch
-               on(10, 2000), off(11, 1000),                            # negative duration
-               on(0, 3000), batch(1, 3000), off(2, 3010),              # reboot: seq from 0
-               on(6, 900), batch(7, 900),                              # late duplicates from before it
-               on(3, 4000), batch(4, 4000)]                            # open at the end
+    records = [
+        on(0, 0),
+        batch(1, 0),
+        off(2, 10),  # trip 1
+        on(3, 0),
+        batch(4, 20),
+        off(5, 30),  # same ignition time as trip 1
+        on(6, 900),
+        batch(7, 900 - 33 * DAY_S),
+        batch(8, 900),
+        off(9, 910),  # an out-of-window batch
+        on(10, 2000),
+        off(11, 1000),  # negative duration
+        on(0, 3000),
+        batch(1, 3000),
+        off(2, 3010),  # reboot: seq from 0
+        on(6, 900),
+        batch(7, 900),  # late duplicates from before it
+        on(3, 4000),
+        batch(4, 4000),
+    ]  # open at the end
+
     def summary(trips):
         return {t.trip_id: (t.start_ms, t.end_ms, t.t_ms.tolist(), t.complete, t.messages) for t in trips}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from simulator.fleet import FleetSpec
 from ubi.adapters.kafka import ensure_topics
 from ubi.adapters.mqtt import drop_session
-from simulator.fleet import FleetSpec
 from ubi.common.config import Config, load_config
 from ubi.ops.processes import start_stage
 from ubi.ops.stack import Stack
@@ -71,8 +71,9 @@ bridge_session_expiry_s = 120
         @staticmethod
         def fleet(vehicles: int, days: int, seed: int) -> FleetSpec:
             today = datetime.now(timezone.utc).date()
-            return FleetSpec(vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days),
-                             id_prefix=f"T{tag}")
+            return FleetSpec(
+                vehicles=vehicles, days=days, seed=seed, start=today - timedelta(days=days), id_prefix=f"T{tag}"
+            )
 
     Env.tag = tag
     yield Env

@@ -7,11 +7,11 @@ import json
 import signal
 import time
 
-from ubi.common.messages import DeviceEvent
 from simulator.devices import DeviceFleet
 from simulator.fleet import make_trips
 from simulator.run import vehicle_stream
 from tests.integration.kafka_read import read_topic, seqs_by_vehicle
+from ubi.common.messages import DeviceEvent
 
 
 def wait_count(bootstrap, topic, n, timeout=90):
@@ -36,11 +36,13 @@ def test_bad_messages_go_to_dead_letter_with_reason(stack, env):
         "wrong_type": json.dumps({"v": 1, "vehicle": v, "seq": "x", "t": now, "event": "ignition_on"}).encode(),
         "missing_field": json.dumps({"v": 1, "vehicle": v, "seq": 2, "event": "ignition_on"}).encode(),
         "unknown_version": json.dumps({"v": 9, "vehicle": v, "seq": 3}).encode(),
-        "time_travel": json.dumps({"v": 1, "vehicle": v, "seq": 4, "t": now + 86_400_000,
-                                   "event": "ignition_on"}).encode(),
+        "time_travel": json.dumps(
+            {"v": 1, "vehicle": v, "seq": 4, "t": now + 86_400_000, "event": "ignition_on"}
+        ).encode(),
         "oversize": b"[" + b" " * (cfg.ingest.max_payload_bytes + 10) + b"]",
-        "vehicle_mismatch": json.dumps({"v": 1, "vehicle": "SOMEONE", "seq": 5, "t": now,
-                                        "event": "ignition_on"}).encode(),
+        "vehicle_mismatch": json.dumps(
+            {"v": 1, "vehicle": "SOMEONE", "seq": 5, "t": now, "event": "ignition_on"}
+        ).encode(),
     }
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
     time.sleep(1.5)
@@ -92,7 +94,7 @@ def test_bridge_sigkill_mid_stream_loses_nothing(stack, env):
     bridge = env.start("bridge", "--client-id", f"it-{env.tag}-bridge")
     time.sleep(1.5)
     half = {v: iter(m[: len(m) // 2]) for v, m in msgs.items()}
-    rest = {v: iter(m[len(m) // 2:]) for v, m in msgs.items()}
+    rest = {v: iter(m[len(m) // 2 :]) for v, m in msgs.items()}
     fleet.play(half)
     bridge.proc.send_signal(signal.SIGKILL)
     bridge.proc.wait()
@@ -114,7 +116,7 @@ def test_kafka_down_for_30s_loses_nothing(stack, env):
     try:
         assert stack.kafka_down()
         t0 = time.monotonic()
-        fleet.play({v: iter(m[third[v]:]) for v, m in msgs.items()})
+        fleet.play({v: iter(m[third[v] :]) for v, m in msgs.items()})
         fleet.close()
         time.sleep(max(0.0, 30 - (time.monotonic() - t0)))
         assert bridge.proc.poll() is None, "bridge must survive a Kafka outage"
@@ -166,7 +168,7 @@ def test_both_kafka_clients_put_a_vehicle_on_the_same_partition(stack, env):
     for name, sink in (("rd", RdKafkaSink(cfg.kafka, "it-rd")), ("py", KafkaPythonSink(cfg.kafka, "it-py"))):
         confirmed = threading.Semaphore(0)
         for k in keys:
-            sink.send(topic, k, name.encode(), [("client", name.encode())], lambda exc: confirmed.release())
+            sink.send(topic, k, name.encode(), [("client", name.encode())], lambda exc, c=confirmed: c.release())
         sink.flush(30)
         assert all(confirmed.acquire(timeout=10) for _ in keys)
         sink.close(5)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import subprocess
 import time
 
-
 from ubi.adapters.mqtt import make_client
 
 
 def pub(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-V", "mqttv5", "-q", "1", *args],
-                          capture_output=True, text=True, timeout=20)
+    return subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-V", "mqttv5", "-q", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
 
 
 def test_anonymous_connect_refused(stack):
@@ -33,8 +36,7 @@ def test_device_cannot_publish_as_another_vehicle(stack, env):
     me, other = f"T{env.tag}A", f"T{env.tag}B"
     passwords = stack.enrol([me, other])
     got: list[str] = []
-    sub, props = make_client(env.config.mqtt, f"it-{env.tag}-watch", "bridge",
-                             stack.credentials().password("bridge"))
+    sub, props = make_client(env.config.mqtt, f"it-{env.tag}-watch", "bridge", stack.credentials().password("bridge"))
     sub.on_message = lambda c, u, m: got.append(m.topic)
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe("ubi/v1/vehicles/+/telemetry", qos=1)
     sub.connect("127.0.0.1", 1883, properties=props)
@@ -68,8 +70,22 @@ def test_tls_listener_accepts_devices_with_the_ca_and_refuses_unverified(stack, 
     pw = stack.enrol([me])[me]
     ca = str(stack.cfg.home / "tls" / "ca.crt")
     # `pub` passes -p 1883 first; the later -p wins in mosquitto_pub
-    ok = pub(["-p", str(env.config.mqtt.tls_port), "--cafile", ca, "-u", me, "-P", pw,
-              "-t", f"ubi/v1/vehicles/{me}/status", "-m", "online"])
+    ok = pub(
+        [
+            "-p",
+            str(env.config.mqtt.tls_port),
+            "--cafile",
+            ca,
+            "-u",
+            me,
+            "-P",
+            pw,
+            "-t",
+            f"ubi/v1/vehicles/{me}/status",
+            "-m",
+            "online",
+        ]
+    )
     assert ok.returncode == 0, ok.stderr
     client, props = make_client(env.config.mqtt, f"it-{env.tag}-tls", me, pw)
     client.tls_set(cert_reqs=ssl.CERT_REQUIRED)  # system CAs only: our development CA is not trusted

@@ -6,10 +6,10 @@ import json
 import threading
 import time
 
-from ubi.adapters.mqtt import make_client
 from simulator.devices import DeviceFleet
 from simulator.fleet import make_trips, vehicle_ids
 from simulator.run import vehicle_stream
+from ubi.adapters.mqtt import make_client
 
 
 def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
@@ -22,8 +22,9 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
     expected = {(v, m.seq) for v, ms in msgs.items() for m in ms}
 
     got: set[tuple[str, int]] = set()
-    watcher, props = make_client(cfg.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"),
-                                 session_expiry_s=60)
+    watcher, props = make_client(
+        cfg.mqtt, f"it-{env.tag}-watch", "bridge", creds.password("bridge"), session_expiry_s=60
+    )
 
     def on_message(c, u, m):
         obj = json.loads(m.payload)
@@ -32,7 +33,8 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
 
     watcher.on_message = on_message
     watcher.on_connect = lambda c, u, f, rc, p: c.subscribe(
-        [(f"{cfg.mqtt.topic_prefix}/+/telemetry", 1), (f"{cfg.mqtt.topic_prefix}/+/events", 1)])
+        [(f"{cfg.mqtt.topic_prefix}/+/telemetry", 1), (f"{cfg.mqtt.topic_prefix}/+/events", 1)]
+    )
     watcher.connect("127.0.0.1", cfg.mqtt.port, clean_start=False, properties=props)
     watcher.loop_start()  # paho reconnects this one by itself; its persistent session survives the restart
     time.sleep(0.5)
@@ -44,7 +46,7 @@ def test_device_publishing_through_mosquitto_restart_loses_nothing(stack, env):
     assert stack.mosquitto_down()
     restart = threading.Timer(3.0, stack.mosquitto_up)
     restart.start()
-    fleet.play({v: iter(ms[halves[v]:]) for v, ms in msgs.items()})  # broker down: devices buffer
+    fleet.play({v: iter(ms[halves[v] :]) for v, ms in msgs.items()})  # broker down: devices buffer
     restart.join()
     fleet.close(timeout=60)
     deadline = time.monotonic() + 30

@@ -30,8 +30,13 @@ def test_unauthenticated_kafka_python_client_is_refused(stack, env):
     k = env.config.kafka
 
     def forge() -> None:
-        p = KafkaProducer(bootstrap_servers=k.bootstrap, bootstrap_timeout_ms=3000, max_block_ms=5000,
-                          request_timeout_ms=5000, delivery_timeout_ms=8000)
+        p = KafkaProducer(
+            bootstrap_servers=k.bootstrap,
+            bootstrap_timeout_ms=3000,
+            max_block_ms=5000,
+            request_timeout_ms=5000,
+            delivery_timeout_ms=8000,
+        )
         try:
             p.send(k.trips_topic, key=b"V-EVIL", value=FAKE_TRIP).get(timeout=10)
         finally:
@@ -44,9 +49,25 @@ def test_unauthenticated_kafka_python_client_is_refused(stack, env):
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt-get install kcat)")
 def test_unauthenticated_kcat_is_refused(stack, env):
     k = env.config.kafka
-    r = subprocess.run(["kcat", "-b", k.bootstrap, "-P", "-t", k.trips_topic, "-k", "V-EVIL", "-X",
-                        "message.timeout.ms=5000", "-X", "socket.timeout.ms=3000"],
-                       input=FAKE_TRIP + b"\n", capture_output=True, timeout=30)
+    r = subprocess.run(
+        [
+            "kcat",
+            "-b",
+            k.bootstrap,
+            "-P",
+            "-t",
+            k.trips_topic,
+            "-k",
+            "V-EVIL",
+            "-X",
+            "message.timeout.ms=5000",
+            "-X",
+            "socket.timeout.ms=3000",
+        ],
+        input=FAKE_TRIP + b"\n",
+        capture_output=True,
+        timeout=30,
+    )
     listing = subprocess.run(["kcat", "-b", k.bootstrap, "-L", "-m", "3"], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 or b"ERROR" in r.stderr.upper() or b"FAIL" in r.stderr.upper(), r.stderr
     assert listing.returncode != 0 and k.trips_topic not in listing.stdout
@@ -55,8 +76,9 @@ def test_unauthenticated_kcat_is_refused(stack, env):
 
 def test_bridge_principal_cannot_write_trips(stack, env):
     k = env.config.kafka
-    p = make_producer(k, "it-bridge-evil", user="bridge", max_block_ms=8000, delivery_timeout_ms=10000,
-                      request_timeout_ms=5000)
+    p = make_producer(
+        k, "it-bridge-evil", user="bridge", max_block_ms=8000, delivery_timeout_ms=10000, request_timeout_ms=5000
+    )
     try:
         exc = _refused(lambda: p.send(k.trips_topic, key=b"V-EVIL", value=FAKE_TRIP).get(timeout=15))
         assert exc is not None and "Authorization" in type(exc).__name__, exc

@@ -120,15 +120,40 @@ def test_qos2_and_retained_telemetry_are_refused_by_the_broker(stack, env):
     v = f"T{env.tag}Q"
     pw = stack.enrol([v])[v]
     got: list = []
-    watcher, wres = _connect(cfg, f"it-{env.tag}-watch", cfg.mqtt.bridge_user,
-                             stack.credentials().password("bridge"), 0, got)
+    watcher, wres = _connect(
+        cfg, f"it-{env.tag}-watch", cfg.mqtt.bridge_user, stack.credentials().password("bridge"), 0, got
+    )
     try:
         _subscribe(watcher, wres, f"{cfg.mqtt.topic_prefix}/{v}/telemetry")
         telemetry = f"{cfg.mqtt.topic_prefix}/{v}/telemetry"
         # paho reports the PUBCOMP of a refused QoS 2 flow as success; mosquitto_pub reports the PUBREC reason 0x87
-        qos2 = subprocess.run(["mosquitto_pub", "-h", cfg.mqtt.host, "-p", str(cfg.mqtt.port), "-V", "mqttv5", "-d",
-                               "-u", v, "-P", pw, "-i", f"{v}-q2", "-t", telemetry, "-q", "2", "-m", "{}"],
-                              capture_output=True, text=True, timeout=20)
+        qos2 = subprocess.run(
+            [
+                "mosquitto_pub",
+                "-h",
+                cfg.mqtt.host,
+                "-p",
+                str(cfg.mqtt.port),
+                "-V",
+                "mqttv5",
+                "-d",
+                "-u",
+                v,
+                "-P",
+                pw,
+                "-i",
+                f"{v}-q2",
+                "-t",
+                telemetry,
+                "-q",
+                "2",
+                "-m",
+                "{}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         assert "not authorized" in qos2.stderr.lower(), qos2.stdout + qos2.stderr
         retained = _publish_as(cfg, v, pw, telemetry, qos=1, retain=True)
         assert retained and retained[0][0] == "puback" and retained[0][1].is_failure, retained

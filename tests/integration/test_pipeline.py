@@ -11,10 +11,9 @@ import polars as pl
 
 from pricing.rulebook import load_rulebook
 from scoring.trips import trip_id
-from ubi.adapters import duckdb_store as store
 from simulator.player import play_fleet
-from ubi.adapters.duckdb_store import load_policies
-from ubi.adapters.duckdb_store import run_month
+from ubi.adapters import duckdb_store as store
+from ubi.adapters.duckdb_store import load_policies, run_month
 from ubi.stages.store import read_status, status_path
 
 
@@ -51,8 +50,11 @@ def by_hand(rb, base: Decimal, trips: int, km: float, brakes: int, accels: int) 
 
 def test_fleet_end_to_end(env):
     cfg = env.config
-    stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("score", "--client-id", "s1"),
-              env.start("store", "--client-id", "st1")]
+    stages = [
+        env.start("bridge", "--client-id", f"it-{env.tag}-bridge"),
+        env.start("score", "--client-id", "s1"),
+        env.start("store", "--client-id", "st1"),
+    ]
     spec = env.fleet(vehicles=4, days=3, seed=11)
     out = env.path / "sim"
     sent, trips = play_fleet(cfg, spec, out, show=False)
@@ -64,27 +66,35 @@ def test_fleet_end_to_end(env):
         assert s.stop() == 0, s.log.read_text()[-2000:]
 
     con = store.connect(cfg.db_path)
-    rows = con.execute("SELECT trip_id, vehicle_id, epoch_ms(start_ts), distance_km, harsh_brakes FROM trips").fetchall()
+    rows = con.execute(
+        "SELECT trip_id, vehicle_id, epoch_ms(start_ts), distance_km, harsh_brakes FROM trips"
+    ).fetchall()
     assert len(rows) == len({r[0] for r in rows}) == len(expected)  # every trip exactly once
     truth_events = pl.read_parquet(out / "truth_events.parquet")
     for tid, vehicle, start_ms, km, brakes in rows:
         truth = expected[tid]
         assert (vehicle, start_ms) == (truth.vehicle_id, truth.start_ms)
         assert abs(km * 1000 - truth.distance_m) <= 0.01 * truth.distance_m, (tid, km, truth.distance_m)
-        true_brakes = truth_events.filter((pl.col("trip_start_ms") == start_ms) & (pl.col("vehicle_id") == vehicle)
-                                          & (pl.col("type") == "harsh_brake")).height
+        true_brakes = truth_events.filter(
+            (pl.col("trip_start_ms") == start_ms)
+            & (pl.col("vehicle_id") == vehicle)
+            & (pl.col("type") == "harsh_brake")
+        ).height
         assert brakes == true_brakes
 
     load_policies(con, out / "policies.parquet")
     rb = load_rulebook(cfg.rulebook)
     month = spec.start.replace(day=1)
     run_month(con, rb, month, actor="it")
-    prem = con.execute("""
+    prem = con.execute(
+        """
         SELECT p.premium, pol.base_premium, count(t.trip_id), coalesce(sum(t.distance_km), 0),
                coalesce(sum(t.harsh_brakes), 0), coalesce(sum(t.harsh_accels), 0)
         FROM premiums p JOIN policies pol USING (policy_id)
         LEFT JOIN trips t ON t.vehicle_id = pol.vehicle_id AND date_trunc('month', t.start_ts) = p.month
-        WHERE p.month = ? GROUP BY ALL""", [month]).fetchall()
+        WHERE p.month = ? GROUP BY ALL""",
+        [month],
+    ).fetchall()
     assert len(prem) == spec.vehicles
     for premium, base, n, km, hb, ha in prem:
         assert premium == by_hand(rb, base, n, km, hb, ha)

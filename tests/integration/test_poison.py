@@ -28,22 +28,43 @@ def now_batch(vehicle: str, seq: int, t0: int, gps: bool) -> TelemetryBatch:
     t = t0 + np.arange(n) * 1000
     z = np.zeros(n)
     g = slice(None) if gps else slice(0, 0)
-    return TelemetryBatch(vehicle, seq, int(t[-1]), t[g].astype(np.int64), (z + 52)[g], (4 + np.arange(n) * 1e-4)[g],
-                          (z + 8)[g], (z + 90)[g], (z + 3)[g], int(t[0]), 10, np.zeros(n * 10), np.zeros(n * 10),
-                          np.zeros(n * 10) + 9.8, None)
+    return TelemetryBatch(
+        vehicle,
+        seq,
+        int(t[-1]),
+        t[g].astype(np.int64),
+        (z + 52)[g],
+        (4 + np.arange(n) * 1e-4)[g],
+        (z + 8)[g],
+        (z + 90)[g],
+        (z + 3)[g],
+        int(t[0]),
+        10,
+        np.zeros(n * 10),
+        np.zeros(n * 10),
+        np.zeros(n * 10) + 9.8,
+        None,
+    )
 
 
 def trip_messages(vehicle: str, t0: int, gps: bool) -> list:
-    return [DeviceEvent(vehicle, 0, t0, "ignition_on"), now_batch(vehicle, 1, t0, gps),
-            now_batch(vehicle, 2, t0 + 10_000, gps), DeviceEvent(vehicle, 3, t0 + 20_000, "ignition_off")]
+    return [
+        DeviceEvent(vehicle, 0, t0, "ignition_on"),
+        now_batch(vehicle, 1, t0, gps),
+        now_batch(vehicle, 2, t0 + 10_000, gps),
+        DeviceEvent(vehicle, 3, t0 + 20_000, "ignition_off"),
+    ]
 
 
 def test_a_trip_without_gps_does_not_stop_the_scorer(stack, env):
     cfg = env.config
     g, a = f"T{env.tag}G", f"T{env.tag}A"
     fleet = DeviceFleet(cfg.mqtt, stack.enrol([g, a]))
-    stages = [env.start("bridge", "--client-id", f"it-{env.tag}-bridge"), env.start("score", "--client-id", "s1"),
-              env.start("store", "--client-id", "st1")]
+    stages = [
+        env.start("bridge", "--client-id", f"it-{env.tag}-bridge"),
+        env.start("score", "--client-id", "s1"),
+        env.start("store", "--client-id", "st1"),
+    ]
     t0 = int(time.time() * 1000) - 120_000
     for m in trip_messages(g, t0, gps=False):
         fleet.send(m)

@@ -9,9 +9,9 @@ import time
 from dataclasses import replace
 
 from scoring.trips import trip_id
+from simulator.player import play_fleet
 from tests.integration.test_pipeline import wait_for_trips
 from ubi.adapters import duckdb_store as store
-from simulator.player import play_fleet
 from ubi.stages.store import read_status, status_path
 
 
@@ -19,8 +19,9 @@ def play_in_background(env, seed: int, motion_only_share: float = 0.0) -> tuple[
     """Publish a 6-vehicle, 3-day fleet from a thread; ``result["r"]`` holds play_fleet's return when it joins."""
     spec = replace(env.fleet(vehicles=6, days=3, seed=seed), motion_only_share=motion_only_share)
     result: dict = {}
-    player = threading.Thread(target=lambda: result.update(r=play_fleet(env.config, spec, env.path / "sim",
-                                                                        show=False)))
+    player = threading.Thread(
+        target=lambda: result.update(r=play_fleet(env.config, spec, env.path / "sim", show=False))
+    )
     player.start()
     return player, result
 
@@ -96,8 +97,9 @@ def test_motion_cut_devices_survive_a_scorer_kill_and_a_rebalance(env):
     for s in scorers + stages:
         s.stop()
     con = store.connect(cfg.db_path)
-    rows = con.execute("SELECT vehicle_id, epoch_ms(start_ts), epoch_ms(end_ts), distance_km, ended_by FROM trips"
-                       ).fetchall()
+    rows = con.execute(
+        "SELECT vehicle_id, epoch_ms(start_ts), epoch_ms(end_ts), distance_km, ended_by FROM trips"
+    ).fetchall()
     con.close()
     assert len(rows) == len(truth)
     assert {r[4] for r in rows} == {"ignition_off", "motion_stop"}

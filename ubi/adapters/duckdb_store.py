@@ -10,33 +10,42 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from pricing import monthly
+from pricing import fit, monthly
 from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
-from pricing import fit
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
 from ubi.common.errors import PricingError, StoreError
 from ubi.common.trip_record import COLUMNS, TripRecord, create_table_sql, upsert_sql
 
-_POLARS_TYPES = {"VARCHAR": pl.Utf8, "JSON": pl.Utf8, "TIMESTAMP": pl.Int64, "DOUBLE": pl.Float64,
-                 "INTEGER": pl.Int64, "BOOLEAN": pl.Boolean, "INTEGER[]": pl.List(pl.Int64),
-                 "DOUBLE[]": pl.List(pl.Float64)}
+_POLARS_TYPES = {
+    "VARCHAR": pl.Utf8,
+    "JSON": pl.Utf8,
+    "TIMESTAMP": pl.Int64,
+    "DOUBLE": pl.Float64,
+    "INTEGER": pl.Int64,
+    "BOOLEAN": pl.Boolean,
+    "INTEGER[]": pl.List(pl.Int64),
+    "DOUBLE[]": pl.List(pl.Float64),
+}
 # the frame a batch of records becomes before the INSERT (TIMESTAMP fields travel as epoch ms)
-TRIP_FRAME_SCHEMA = {f: _POLARS_TYPES[c.sql] for f, c in zip(TripRecord.__dataclass_fields__, COLUMNS)}
+TRIP_FRAME_SCHEMA = {f: _POLARS_TYPES[c.sql] for f, c in zip(TripRecord.__dataclass_fields__, COLUMNS, strict=False)}
 
 SCHEMA_VERSION = 1
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
-""" + create_table_sql() + """
+"""
+    + create_table_sql()
+    + """
 
 CREATE TABLE IF NOT EXISTS policies (
     policy_id      VARCHAR PRIMARY KEY,
@@ -168,6 +177,8 @@ SELECT vehicle_id, CAST(start_ts AS DATE) AS day, count(*) AS trips, sum(distanc
        sum(harsh_brakes) AS harsh_brakes, sum(harsh_accels) AS harsh_accels
 FROM trips GROUP BY ALL;
 """
+)
+
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path = Path(path)
@@ -209,24 +220,33 @@ def upsert_trips(con: duckdb.DuckDBPyConnection, rows: Sequence[TripRecord | dic
 
 
 def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, detail: dict) -> None:
-    con.execute("INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)", [actor, action, json.dumps(detail, default=str)])
+    con.execute(
+        "INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)", [actor, action, json.dumps(detail, default=str)]
+    )
 
 
 def load_policies(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     """Upsert policies from Parquet; protected attributes go to their own table (fairness audits only)."""
     src = str(path)
-    dupes = con.execute("""SELECT vehicle_id FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 LIMIT 5""",
-                        [src]).fetchall()
+    dupes = con.execute(
+        """SELECT vehicle_id FROM read_parquet(?) GROUP BY 1 HAVING count(*) > 1 LIMIT 5""", [src]
+    ).fetchall()
     if dupes:
         raise StoreError(f"{src}: vehicles on more than one policy: {[d[0] for d in dupes]}")
     with transaction(con):
-        con.execute("""
+        con.execute(
+            """
             INSERT OR REPLACE INTO policies
             SELECT policy_id, vehicle_id, start_date, base_premium, vehicle_group, age_band, region
-            FROM read_parquet(?)""", [src])
-        con.execute("""
+            FROM read_parquet(?)""",
+            [src],
+        )
+        con.execute(
+            """
             INSERT OR REPLACE INTO protected_attributes
-            SELECT policy_id, gender FROM read_parquet(?)""", [src])
+            SELECT policy_id, gender FROM read_parquet(?)""",
+            [src],
+        )
         n = con.execute("SELECT count(*) FROM read_parquet(?)", [src]).fetchone()[0]
         audit(con, "ubi", "load_policies", {"path": src, "rows": n})
     return n
@@ -263,65 +283,102 @@ class PricingTables:
 
     def month_book(self, month: date) -> tuple[list[str], Book, np.ndarray]:
         """The month's per-policy inputs; the mask says which policies have a previous month's premium."""
-        r = self.con.execute(MONTH_FEATURES_SQL, {"start": month, "end": next_month(month),
-                                                  "prev": previous_month(month)}).fetchnumpy()
+        r = self.con.execute(
+            MONTH_FEATURES_SQL, {"start": month, "end": next_month(month), "prev": previous_month(month)}
+        ).fetchnumpy()
         col = {k: np.ma.getdata(v) for k, v in r.items()}
         has_prev = ~np.ma.getmaskarray(r["prev_c"])
         base_c = col["base_c"].astype(np.int64)
         prev_c = np.where(has_prev, col["prev_c"], base_c).astype(np.int64)
-        book = Book(base_c, prev_c, col["trips"].astype(np.int64), col["km"].astype(np.float64),
-                    col["driving_hours"].astype(np.float64), col["harsh_brakes"].astype(np.int64),
-                    col["harsh_accels"].astype(np.int64))
+        book = Book(
+            base_c,
+            prev_c,
+            col["trips"].astype(np.int64),
+            col["km"].astype(np.float64),
+            col["driving_hours"].astype(np.float64),
+            col["harsh_brakes"].astype(np.int64),
+            col["harsh_accels"].astype(np.int64),
+        )
         return list(col["policy_id"]), book, has_prev
 
-    def write_month(self, rb: Rulebook, month: date, run_id: str, actor: str, summary: RunSummary,
-                    chunks: Iterator[Chunk], off_balance: float | None) -> None:
+    def write_month(
+        self,
+        rb: Rulebook,
+        month: date,
+        run_id: str,
+        actor: str,
+        summary: RunSummary,
+        chunks: Iterator[Chunk],
+        off_balance: float | None,
+    ) -> None:
         con = self.con
         with transaction(con):
             store_rulebook(con, rb)
-            con.execute("INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
-                        [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})])
+            con.execute(
+                "INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
+                [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})],
+            )
             for feats, prems in chunks:
                 self._insert(feats, prems, month, run_id, rb, off_balance)
             # Rows of this month that this run did not replace belong to policies no longer in the book.
             con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
             con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])
-            con.execute("UPDATE runs SET finished_at = now()::TIMESTAMP, summary = ? WHERE run_id = ?",
-                        [json.dumps(summary.__dict__, default=str), run_id])
-            audit(con, actor, "price_month", {"run_id": run_id, "month": month, "rulebook": rb.version,
-                                              "sha256": rb.sha256, "policies": summary.policies,
-                                              "off_balance": off_balance})
+            con.execute(
+                "UPDATE runs SET finished_at = now()::TIMESTAMP, summary = ? WHERE run_id = ?",
+                [json.dumps(summary.__dict__, default=str), run_id],
+            )
+            audit(
+                con,
+                actor,
+                "price_month",
+                {
+                    "run_id": run_id,
+                    "month": month,
+                    "rulebook": rb.version,
+                    "sha256": rb.sha256,
+                    "policies": summary.policies,
+                    "off_balance": off_balance,
+                },
+            )
 
-    def _insert(self, feats: pl.DataFrame, prems: pl.DataFrame, month: date, run_id: str, rb: Rulebook,
-                ob_value: float | None) -> None:
+    def _insert(
+        self, feats: pl.DataFrame, prems: pl.DataFrame, month: date, run_id: str, rb: Rulebook, ob_value: float | None
+    ) -> None:
         con = self.con
         con.complete()  # DuckDB refuses register() while an earlier result is unread
         con.register("feats_df", feats)
         con.register("prems_df", prems)
         try:
-            con.execute("""
+            con.execute(
+                """
                 INSERT OR REPLACE INTO monthly_features (policy_id, month, trips, km, driving_hours, harsh_brakes,
                        harsh_accels, harsh_brakes_per_100km, harsh_accels_per_100km, run_id)
                 SELECT policy_id, $month, trips, km, driving_hours, harsh_brakes, harsh_accels, b100, a100, $run
-                FROM feats_df""", {"month": month, "run": run_id})
-            con.execute("""
+                FROM feats_df""",
+                {"month": month, "run": run_id},
+            )
+            con.execute(
+                """
                 INSERT OR REPLACE INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor,
                        credibility, uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id,
                        trace, statement, off_balance)
                 SELECT policy_id, $month, CAST(base_c / 100 AS DECIMAL(12, 2)), CAST(prev_c / 100 AS DECIMAL(12, 2)),
                        factor_u / 10000, round(z, 6), CAST(uncapped_c / 100 AS DECIMAL(12, 2)),
                        CAST(premium_c / 100 AS DECIMAL(12, 2)), cap, $version, $sha, $run, trace, statement, $ob
-                FROM prems_df""", {"month": month, "run": run_id, "version": rb.version, "sha": rb.sha256,
-                                   "ob": ob_value})
+                FROM prems_df""",
+                {"month": month, "run": run_id, "version": rb.version, "sha": rb.sha256, "ob": ob_value},
+            )
         finally:
             con.unregister("feats_df")
             con.unregister("prems_df")
 
 
 def store_rulebook(con: duckdb.DuckDBPyConnection, rb: Rulebook) -> None:
-    con.execute("""INSERT INTO rulebooks SELECT ?, ?, ?, ?, ?, now()::TIMESTAMP
+    con.execute(
+        """INSERT INTO rulebooks SELECT ?, ?, ?, ?, ?, now()::TIMESTAMP
                    WHERE NOT EXISTS (SELECT 1 FROM rulebooks WHERE sha256 = ?)""",
-                [rb.sha256, rb.version, rb.effective_from, rb.author, rb.text, rb.sha256])
+        [rb.sha256, rb.version, rb.effective_from, rb.author, rb.text, rb.sha256],
+    )
 
 
 def run_month(con: duckdb.DuckDBPyConnection, rb: Rulebook, month: date, actor: str | None = None) -> RunSummary:
@@ -353,7 +410,8 @@ class PricedMonth:
 
 
 def priced_month(con: duckdb.DuckDBPyConnection, month: date) -> PricedMonth:
-    r = con.execute("""
+    r = con.execute(
+        """
         SELECT CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
                CAST(round(p.previous_premium * 100) AS BIGINT) AS prev_c,
                CAST(round(p.premium * 100) AS BIGINT) AS premium_c, p.cap_applied, p.telematics_factor,
@@ -362,17 +420,31 @@ def priced_month(con: duckdb.DuckDBPyConnection, month: date) -> PricedMonth:
                coalesce(pol.region, 'unknown') AS region, p.rulebook_version, p.rulebook_sha256
         FROM premiums p JOIN monthly_features f USING (policy_id, month)
         LEFT JOIN policies pol USING (policy_id)
-        WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
+        WHERE p.month = ? ORDER BY p.policy_id""",
+        [month],
+    ).fetchnumpy()
     if len(r["base_c"]) == 0:
         raise PricingError(f"no premiums for {month:%Y-%m}; run `ubi price --month {month:%Y-%m}` first")
-    book = Book(r["base_c"].astype(np.int64), r["prev_c"].astype(np.int64), r["trips"].astype(np.int64),
-                r["km"].astype(np.float64), r["driving_hours"].astype(np.float64),
-                r["harsh_brakes"].astype(np.int64), r["harsh_accels"].astype(np.int64))
+    book = Book(
+        r["base_c"].astype(np.int64),
+        r["prev_c"].astype(np.int64),
+        r["trips"].astype(np.int64),
+        r["km"].astype(np.float64),
+        r["driving_hours"].astype(np.float64),
+        r["harsh_brakes"].astype(np.int64),
+        r["harsh_accels"].astype(np.int64),
+    )
     caps = np.array([CAP_CODES[c] for c in r["cap_applied"]], dtype=np.int8)
     shas = np.unique(r["rulebook_sha256"].astype(str))
-    return PricedMonth(book, r["premium_c"].astype(np.int64), caps, r["telematics_factor"].astype(np.float64),
-                       {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")},
-                       sorted(set(r["rulebook_version"].astype(str))), str(shas[0]))
+    return PricedMonth(
+        book,
+        r["premium_c"].astype(np.int64),
+        caps,
+        r["telematics_factor"].astype(np.float64),
+        {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")},
+        sorted(set(r["rulebook_version"].astype(str))),
+        str(shas[0]),
+    )
 
 
 def experience(con: duckdb.DuckDBPyConnection) -> fit.Experience:
@@ -383,35 +455,51 @@ def experience(con: duckdb.DuckDBPyConnection) -> fit.Experience:
                            FROM v_experience ORDER BY policy_id, period_start""").fetchnumpy()
     except duckdb.CatalogException as exc:
         raise StoreError(f"the store predates claims data ({exc}); open it once with `ubi price` to upgrade") from exc
-    return fit.Experience(r["exposure_years"].astype(float), r["claims"].astype(float), r["km"].astype(float),
-                          r["harsh_brakes"].astype(float), r["harsh_accels"].astype(float),
-                          r["driving_hours"].astype(float),
-                          {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")})
+    return fit.Experience(
+        r["exposure_years"].astype(float),
+        r["claims"].astype(float),
+        r["km"].astype(float),
+        r["harsh_brakes"].astype(float),
+        r["harsh_accels"].astype(float),
+        r["driving_hours"].astype(float),
+        {k: r[k].astype(str) for k in ("vehicle_group", "age_band", "region")},
+    )
 
 
 def load_book(con: duckdb.DuckDBPyConnection, folder: Path) -> dict[str, int]:
     """Load policies.parquet, exposure_periods.parquet and claims.parquet (replacing rows with the same keys)."""
     counts = {"policies": load_policies(con, folder / "policies.parquet")}
     with transaction(con):
-        con.execute("""INSERT OR REPLACE INTO exposure_periods
+        con.execute(
+            """INSERT OR REPLACE INTO exposure_periods
                        SELECT policy_id, period_start, period_end, exposure_years, km, harsh_brakes, harsh_accels,
-                              driving_hours FROM read_parquet(?)""", [str(folder / "exposure_periods.parquet")])
-        con.execute("""INSERT OR REPLACE INTO claims SELECT claim_id, policy_id, claim_date, amount
-                       FROM read_parquet(?)""", [str(folder / "claims.parquet")])
-        counts["exposure_periods"] = con.execute("SELECT count(*) FROM read_parquet(?)",
-                                                 [str(folder / "exposure_periods.parquet")]).fetchone()[0]
-        counts["claims"] = con.execute("SELECT count(*) FROM read_parquet(?)",
-                                       [str(folder / "claims.parquet")]).fetchone()[0]
+                              driving_hours FROM read_parquet(?)""",
+            [str(folder / "exposure_periods.parquet")],
+        )
+        con.execute(
+            """INSERT OR REPLACE INTO claims SELECT claim_id, policy_id, claim_date, amount
+                       FROM read_parquet(?)""",
+            [str(folder / "claims.parquet")],
+        )
+        counts["exposure_periods"] = con.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(folder / "exposure_periods.parquet")]
+        ).fetchone()[0]
+        counts["claims"] = con.execute(
+            "SELECT count(*) FROM read_parquet(?)", [str(folder / "claims.parquet")]
+        ).fetchone()[0]
         audit(con, "ubi", "load_book", {"path": str(folder), **counts})
     return counts
 
 
 def fairness_inputs(con: duckdb.DuckDBPyConnection, month: date) -> dict[str, np.ndarray]:
     """The month's premium change and factor with the protected attributes (read by the fairness audit only)."""
-    return con.execute("""
+    return con.execute(
+        """
         SELECT p.premium / p.previous_premium - 1 AS change, p.telematics_factor,
                p.cap_applied = 'increase' AS capped_up,
                coalesce(pa.gender, 'unknown') AS gender, coalesce(pol.age_band, 'unknown') AS age_band
         FROM premiums p LEFT JOIN policies pol USING (policy_id)
         LEFT JOIN protected_attributes pa USING (policy_id)
-        WHERE p.month = ? ORDER BY p.policy_id""", [month]).fetchnumpy()
+        WHERE p.month = ? ORDER BY p.policy_id""",
+        [month],
+    ).fetchnumpy()

@@ -53,14 +53,24 @@ def _password(cfg: KafkaConfig, user: str) -> str:
 
 def auth(cfg: KafkaConfig, user: str) -> dict:
     """kafka-python connection settings for ``user`` (bootstrap, SASL/SCRAM)."""
-    return dict(bootstrap_servers=cfg.bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=SASL_MECHANISM,
-                sasl_plain_username=user, sasl_plain_password=_password(cfg, user))
+    return dict(
+        bootstrap_servers=cfg.bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=SASL_MECHANISM,
+        sasl_plain_username=user,
+        sasl_plain_password=_password(cfg, user),
+    )
 
 
 def rdkafka_auth(cfg: KafkaConfig, user: str) -> dict:
     """The same for librdkafka (confluent-kafka)."""
-    return {"bootstrap.servers": cfg.bootstrap, "security.protocol": "SASL_PLAINTEXT",
-            "sasl.mechanism": SASL_MECHANISM, "sasl.username": user, "sasl.password": _password(cfg, user)}
+    return {
+        "bootstrap.servers": cfg.bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": SASL_MECHANISM,
+        "sasl.username": user,
+        "sasl.password": _password(cfg, user),
+    }
 
 
 def stage_acls(cfg: KafkaConfig) -> list[ACL]:
@@ -69,14 +79,21 @@ def stage_acls(cfg: KafkaConfig) -> list[ACL]:
     read, write = ACLOperation.READ, ACLOperation.WRITE
     grants = {
         "bridge": [(t, cfg.telemetry_topic, write), (t, cfg.dead_letter_topic, write)],
-        "scorer": [(t, cfg.telemetry_topic, read), (g, cfg.scorer_group, read), (t, cfg.trips_topic, write),
-                   (t, cfg.dead_letter_topic, write),  # its quarantine (ubi/stages/score.py)
-                   (t, cfg.scorer_state_topic, write), (t, cfg.scorer_state_topic, read)],
+        "scorer": [
+            (t, cfg.telemetry_topic, read),
+            (g, cfg.scorer_group, read),
+            (t, cfg.trips_topic, write),
+            (t, cfg.dead_letter_topic, write),  # its quarantine (ubi/stages/score.py)
+            (t, cfg.scorer_state_topic, write),
+            (t, cfg.scorer_state_topic, read),
+        ],
         "store": [(t, cfg.trips_topic, read), (g, cfg.store_group, read)],
     }
-    return [ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, ResourcePattern(rt, name,
-                                                                                  ACLResourcePatternType.LITERAL))
-            for user, rows in grants.items() for rt, name, op in rows]
+    return [
+        ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW, ResourcePattern(rt, name, ACLResourcePatternType.LITERAL))
+        for user, rows in grants.items()
+        for rt, name, op in rows
+    ]
 
 
 def admin_client(cfg: KafkaConfig, **overrides) -> KafkaAdminClient:
@@ -124,8 +141,11 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
             admin = admin_client(cfg)
             try:
                 existing = set(admin.list_topics())
-                new = [NewTopic(name, cfg.partitions, 1, topic_configs=conf)
-                       for name, conf in wanted.items() if name not in existing]
+                new = [
+                    NewTopic(name, cfg.partitions, 1, topic_configs=conf)
+                    for name, conf in wanted.items()
+                    if name not in existing
+                ]
                 if new:
                     try:
                         admin.create_topics(new)
@@ -158,12 +178,12 @@ def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> N
         admin.close()
 
 
-def read_compacted(cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30,
-                   user: str = "scorer") -> dict[bytes, bytes]:
+def read_compacted(
+    cfg: KafkaConfig, topic: str, partition: int, timeout: float = 30, user: str = "scorer"
+) -> dict[bytes, bytes]:
     """The latest value per key of one partition of a compacted topic, read from its start to its current end
     (the scorer's state topic: read as ``scorer`` unless told otherwise)."""
-    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, client_id="ubi-state-reader",
-                             **auth(cfg, user))
+    consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, client_id="ubi-state-reader", **auth(cfg, user))
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
@@ -207,8 +227,9 @@ def make_producer(cfg: KafkaConfig, client_id: str, user: str = "scorer", **over
     return KafkaProducer(**settings)
 
 
-def make_consumer(cfg: KafkaConfig, group: str, topics: list[str], client_id: str, user: str | None = None,
-                  **overrides) -> KafkaConsumer:
+def make_consumer(
+    cfg: KafkaConfig, group: str, topics: list[str], client_id: str, user: str | None = None, **overrides
+) -> KafkaConsumer:
     """Manual commits only: each stage commits what it has made durable downstream. The principal is the stage
     that owns ``group`` (the scorer's or the store's group) unless ``user`` says otherwise."""
     if user is None:
@@ -277,20 +298,22 @@ class RdKafkaSink(RecordSink):
     def __init__(self, cfg: KafkaConfig, client_id: str) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer({
-            **rdkafka_auth(cfg, "bridge"),
-            "client.id": client_id,
-            "acks": "all",
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "batch.size": 256 * 1024,
-            "message.max.bytes": 1048576,
-            "message.timeout.ms": 120000,
-            "request.timeout.ms": 30000,
-            "reconnect.backoff.max.ms": 2000,
-            "queue.buffering.max.messages": 100000,
-        })
+        self.producer = Producer(
+            {
+                **rdkafka_auth(cfg, "bridge"),
+                "client.id": client_id,
+                "acks": "all",
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "batch.size": 256 * 1024,
+                "message.max.bytes": 1048576,
+                "message.timeout.ms": 120000,
+                "request.timeout.ms": 30000,
+                "reconnect.backoff.max.ms": 2000,
+                "queue.buffering.max.messages": 100000,
+            }
+        )
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()

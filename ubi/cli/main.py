@@ -48,9 +48,11 @@ def simulate_start(start: date | None, days: int, offline: bool) -> date:
     if start is None:
         return today - timedelta(days=days)
     if not offline and start + timedelta(days=days) > today:
-        raise ConfigError(f"--start {start} with --days {days} runs past today: devices would send future "
-                          f"timestamps (dead-lettered as time_travel); use --start {today - timedelta(days=days)} "
-                          "or earlier, or --offline")
+        raise ConfigError(
+            f"--start {start} with --days {days} runs past today: devices would send future "
+            f"timestamps (dead-lettered as time_travel); use --start {today - timedelta(days=days)} "
+            "or earlier, or --offline"
+        )
     return start
 
 
@@ -60,8 +62,15 @@ def _simulate(args) -> int:
 
     cfg = get_config()
     start = simulate_start(args.start, args.days, args.offline)
-    spec = FleetSpec(vehicles=args.vehicles, days=args.days, seed=args.seed, start=start, batch_s=args.batch_s,
-                     sensor_faults=args.faults, motion_only_share=args.motion_only_share)
+    spec = FleetSpec(
+        vehicles=args.vehicles,
+        days=args.days,
+        seed=args.seed,
+        start=start,
+        batch_s=args.batch_s,
+        sensor_faults=args.faults,
+        motion_only_share=args.motion_only_share,
+    )
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
     if args.offline:
         from simulator.offline import write_offline
@@ -69,8 +78,10 @@ def _simulate(args) -> int:
 
         trips = write_truth(spec, out)
         gps, imu, n = write_offline(spec, trips, out)
-        print(f"wrote {n:,} samples of {sum(map(len, trips.values()))} trips to {gps} and {imu}; "
-              f"ground truth and policies in {out}")
+        print(
+            f"wrote {n:,} samples of {sum(map(len, trips.values()))} trips to {gps} and {imu}; "
+            f"ground truth and policies in {out}"
+        )
         return 0
     sent, trips = play_fleet(cfg, spec, out, speedup=args.speedup)
     print(f"published {sent} messages for {sum(map(len, trips.values()))} trips; ground truth in {out}")
@@ -113,9 +124,9 @@ def _policies(args) -> int:
 
 
 def _price(args) -> int:
+    from pricing.monthly import month_start
     from pricing.rulebook import load_rulebook
     from ubi.adapters import duckdb_store as store
-    from pricing.monthly import month_start
     from ubi.adapters.duckdb_store import run_month
 
     cfg = get_config()
@@ -145,8 +156,9 @@ def _sql(args) -> int:
 def _demo(args) -> int:
     from ubi.cli.demo import run_demo
 
-    return run_demo(get_config(), args.vehicles, args.days, args.seed, faults=args.faults,
-                    motion_only_share=args.motion_only_share)
+    return run_demo(
+        get_config(), args.vehicles, args.days, args.seed, faults=args.faults, motion_only_share=args.motion_only_share
+    )
 
 
 def _actuary(args) -> int:
@@ -158,8 +170,10 @@ def _actuary(args) -> int:
         out = args.book or get_config().home / "sim" / "book"
         book = make_book(args.policies, args.seed)
         write_book(book, out)
-        print(f"{args.policies} policies, {book['claims'].height} claims, "
-              f"{book['exposure_periods']['exposure_years'].sum():.0f} policy-years -> {out}")
+        print(
+            f"{args.policies} policies, {book['claims'].height} claims, "
+            f"{book['exposure_periods']['exposure_years'].sum():.0f} policy-years -> {out}"
+        )
         return 0
     if args.action == "load-book":
         from ubi.adapters import duckdb_store as store
@@ -173,7 +187,8 @@ def _actuary(args) -> int:
             con.close()
         return 0
     return {"whatif": actuary.whatif_cmd, "fit": actuary.fit_cmd, "fairness": actuary.fairness_cmd}[args.action](
-        get_config(), args)
+        get_config(), args
+    )
 
 
 def _score_file(args) -> int:
@@ -192,8 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=10)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--faults", action="store_true", help="simulate GPS glitches, tunnels and clock drift")
-    s.add_argument("--motion-only-share", type=float, default=0.2,
-                   help="share of devices that send no ignition events (trips cut by motion)")
+    s.add_argument(
+        "--motion-only-share",
+        type=float,
+        default=0.2,
+        help="share of devices that send no ignition events (trips cut by motion)",
+    )
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
@@ -209,22 +228,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vehicles", type=int, default=20)
     s.add_argument("--days", type=int, default=7)
     s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--start", type=date.fromisoformat, default=None,
-                   help="first simulated day (default: --days before today, so no message is in the future)")
+    s.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        default=None,
+        help="first simulated day (default: --days before today, so no message is in the future)",
+    )
     s.add_argument("--speedup", type=float, default=0.0, help="accelerated clock factor; 0 = as fast as possible")
     s.add_argument("--batch-s", type=int, default=10, help="seconds of samples per message (1-60)")
     s.add_argument("--out", type=Path, default=None, help="where to write policies and ground truth")
-    s.add_argument("--faults", action="store_true",
-                   help="real-world sensor faults: one-fix GPS glitches, tunnels without GPS, device clock drift")
-    s.add_argument("--offline", action="store_true",
-                   help="write telemetry to Parquet in --out (the `ubi score-file` format) instead of MQTT")
-    s.add_argument("--motion-only-share", type=float, default=0.0,
-                   help="share of devices that send no ignition events, e.g. phone apps (trips cut by motion)")
+    s.add_argument(
+        "--faults",
+        action="store_true",
+        help="real-world sensor faults: one-fix GPS glitches, tunnels without GPS, device clock drift",
+    )
+    s.add_argument(
+        "--offline",
+        action="store_true",
+        help="write telemetry to Parquet in --out (the `ubi score-file` format) instead of MQTT",
+    )
+    s.add_argument(
+        "--motion-only-share",
+        type=float,
+        default=0.0,
+        help="share of devices that send no ignition events, e.g. phone apps (trips cut by motion)",
+    )
     s.set_defaults(func=_simulate)
 
-    for name, func, what in (("bridge", _bridge, "move device messages from MQTT to Kafka (at-least-once)"),
-                             ("score", _score, "cut trips from the Kafka stream and score them (numba)"),
-                             ("store", _store, "write scored trips from Kafka into DuckDB (single writer)")):
+    for name, func, what in (
+        ("bridge", _bridge, "move device messages from MQTT to Kafka (at-least-once)"),
+        ("score", _score, "cut trips from the Kafka stream and score them (numba)"),
+        ("store", _store, "write scored trips from Kafka into DuckDB (single writer)"),
+    ):
         s = sub.add_parser(name, help=what)
         s.add_argument("--client-id", default=f"ubi-{name}-1")
         if name == "bridge":

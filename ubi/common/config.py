@@ -205,12 +205,26 @@ class ScoringConfig:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"scoring.time_zone: unknown time zone {self.time_zone!r}") from exc
-        for name in ("night_start_h", "night_end_h", "rush_am_start_h", "rush_am_end_h", "rush_pm_start_h",
-                     "rush_pm_end_h"):
+        for name in (
+            "night_start_h",
+            "night_end_h",
+            "rush_am_start_h",
+            "rush_am_end_h",
+            "rush_pm_start_h",
+            "rush_pm_end_h",
+        ):
             if not 0.0 <= getattr(self, name) <= 24.0:
                 raise ConfigError(f"scoring.{name}: must be an hour in [0, 24]")
-        for name in ("harsh_brake_mps2", "harsh_accel_mps2", "harsh_corner_mps2", "heatmap_speed_step_kmh",
-                     "heatmap_accel_step_mps2", "max_integration_gap_s", "motion_stop_s", "max_jump_speed_kmh"):
+        for name in (
+            "harsh_brake_mps2",
+            "harsh_accel_mps2",
+            "harsh_corner_mps2",
+            "heatmap_speed_step_kmh",
+            "heatmap_accel_step_mps2",
+            "max_integration_gap_s",
+            "motion_stop_s",
+            "max_jump_speed_kmh",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"scoring.{name}: must be > 0")
         if self.heatmap_speed_bins < 1 or self.heatmap_accel_bins < 1:
@@ -269,8 +283,10 @@ def _apply(section: object, values: dict, where: str) -> object:
         current = getattr(section, key)
         if isinstance(current, Path):
             value = Path(value)
-        elif isinstance(current, bool) or not isinstance(value, type(current)) and not (
-            isinstance(current, float) and isinstance(value, int)
+        elif (
+            isinstance(current, bool)
+            or not isinstance(value, type(current))
+            and not (isinstance(current, float) and isinstance(value, int))
         ):
             raise ConfigError(f"{where}.{key}: expected {type(current).__name__}, got {value!r}")
         changes[key] = value
@@ -296,7 +312,8 @@ def load_config(path: Path | None = None) -> Config:
         cfg = _apply(cfg, top, str(path))  # type: ignore[assignment]
         for name in sections:
             if name in data:
-                cfg = replace(cfg, **{name: _apply(getattr(cfg, name), data[name], f"{path}:{name}")})
+                section = _apply(getattr(cfg, name), data[name], f"{path}:{name}")
+                cfg = replace(cfg, **{name: section})  # type: ignore[arg-type]
     if os.environ.get("UBI_DB"):
         cfg = replace(cfg, db_path=Path(os.environ["UBI_DB"]))
     if os.environ.get("UBI_KAFKA_BOOTSTRAP"):

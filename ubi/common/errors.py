@@ -1,12 +1,12 @@
 """One root exception for the whole platform, with a small documented tree.
 
-    UBIError
-    ├── ConfigError          bad or missing configuration
-    ├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
-    ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
-    ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
-    ├── StoreError           DuckDB could not be written as asked
-    └── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
+UBIError
+├── ConfigError          bad or missing configuration
+├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
+├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
+├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
+├── StoreError           DuckDB could not be written as asked
+└── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
 """
 
 from __future__ import annotations

@@ -25,17 +25,29 @@ class TripRecord:
     # --- scorer version 1 (NOT NULL) ---
     trip_id: str = col("VARCHAR", "hash of vehicle and start time; the upsert key", required=True)
     vehicle_id: str = col("VARCHAR", "the device id (a pseudonym, no name or plate)", required=True)
-    start_ms: int = col("TIMESTAMP", "trip start, UTC (JSON: epoch ms)", required=True, column="start_ts",
-                        expr="make_timestamp(start_ms * 1000)")
-    end_ms: int = col("TIMESTAMP", "trip end, UTC (JSON: epoch ms)", required=True, column="end_ts",
-                      expr="make_timestamp(end_ms * 1000)")
+    start_ms: int = col(
+        "TIMESTAMP",
+        "trip start, UTC (JSON: epoch ms)",
+        required=True,
+        column="start_ts",
+        expr="make_timestamp(start_ms * 1000)",
+    )
+    end_ms: int = col(
+        "TIMESTAMP",
+        "trip end, UTC (JSON: epoch ms)",
+        required=True,
+        column="end_ts",
+        expr="make_timestamp(end_ms * 1000)",
+    )
     duration_s: float = col("DOUBLE", "end minus start", required=True)
     distance_km: float = col("DOUBLE", "GPS distance plus distance dead-reckoned through gaps", required=True)
     moving_s: float = col("DOUBLE", "seconds above ScoringConfig.moving_mps", required=True)
     idle_s: float = col("DOUBLE", "seconds standing with the engine on", required=True)
     max_speed_kmh: float = col("DOUBLE", "highest trusted GPS speed", required=True)
     mean_speed_kmh: float = col("DOUBLE", "distance over moving time", required=True)
-    harsh_brakes: int = col("INTEGER", "braking events in the harsh band or above (source: event_source)", required=True)
+    harsh_brakes: int = col(
+        "INTEGER", "braking events in the harsh band or above (source: event_source)", required=True
+    )
     harsh_accels: int = col("INTEGER", "acceleration events in the harsh band or above", required=True)
     gps_fixes: int = col("INTEGER", "fixes used", required=True)
     gps_dropped: int = col("INTEGER", "fixes dropped as inaccurate or impossible", required=True)
@@ -46,9 +58,13 @@ class TripRecord:
     # --- added later (nullable: older rows have none) ---
     harsh_corners: int | None = col("INTEGER", "cornering events in the harsh band or above (accelerometer only)")
     event_source: str | None = col("VARCHAR", "imu | imu_rotated (mis-mounted device, rotated per trip) | gps")
-    harsh_brakes_gps: int | None = col("INTEGER", "guarded speed-channel brakes, harsh band or above, kept for comparison")
+    harsh_brakes_gps: int | None = col(
+        "INTEGER", "guarded speed-channel brakes, harsh band or above, kept for comparison"
+    )
     harsh_accels_gps: int | None = col("INTEGER", "guarded speed-channel accelerations, harsh band or above")
-    harsh_brake_grades: list[int] | None = col("INTEGER[]", "[moderate, harsh, severe] by peak (ScoringConfig bands); harsh_brakes = the last two")
+    harsh_brake_grades: list[int] | None = col(
+        "INTEGER[]", "[moderate, harsh, severe] by peak (ScoringConfig bands); harsh_brakes = the last two"
+    )
     harsh_accel_grades: list[int] | None = col("INTEGER[]", "the same for accelerations")
     harsh_corner_grades: list[int] | None = col("INTEGER[]", "the same for corners")
     harsh_brakes_per_100km: float | None = col("DOUBLE", "NULL for a trip of 0 km")
@@ -74,14 +90,18 @@ class TripRecord:
     score: float | None = col("DOUBLE", "0-100, from score_parts")
     score_parts: dict | None = col("JSON", "per feature: value, cap, weight, points_lost")
     # --- scorer version 4 ---
-    imu_status: str | None = col("VARCHAR", "none (no IMU data) | vehicle_frame | rotated | rejected (events then "
-                                 "from the speed channel; imu_reason says why)")
+    imu_status: str | None = col(
+        "VARCHAR",
+        "none (no IMU data) | vehicle_frame | rotated | rejected (events then "
+        "from the speed channel; imu_reason says why)",
+    )
     imu_reason: str | None = col("VARCHAR", "why the IMU was used or rejected (gravity, R at the best lag)")
     imu_gravity: str | None = col("VARCHAR", "raw (gravity included) | removed | no_vertical | partial")
     imu_lag_s: float | None = col("DOUBLE", "GPS speed lag behind the IMU, fitted per trip (0..3 s)")
     imu_r: float | None = col("DOUBLE", "correlation of GPS dv/dt with the horizontal IMU at that lag")
-    speed_artefacts: int | None = col("INTEGER", "1 s speed changes above ScoringConfig.speed_max_plausible_mps2 "
-                                      "(never events)")
+    speed_artefacts: int | None = col(
+        "INTEGER", "1 s speed changes above ScoringConfig.speed_max_plausible_mps2 (never events)"
+    )
     speeding_extra_risk: float | None = col("DOUBLE", "distance-weighted mean extra relative crash risk of speeding")
     gps_brake_grades: list[int] | None = col("INTEGER[]", "speed-channel brakes [moderate, harsh, severe]")
     gps_accel_grades: list[int] | None = col("INTEGER[]", "speed-channel accelerations [moderate, harsh, severe]")
@@ -127,26 +147,37 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = tuple(
-    Column(f.metadata["column"] or f.name, f.metadata["sql"], f.metadata["doc"], f.metadata["required"],
-           f.metadata["expr"] or f.name)
-    for f in fields(TripRecord))
+    Column(
+        f.metadata["column"] or f.name,
+        f.metadata["sql"],
+        f.metadata["doc"],
+        f.metadata["required"],
+        f.metadata["expr"] or f.name,
+    )
+    for f in fields(TripRecord)
+)
 STORED_AT = Column("stored_at", "TIMESTAMP", "when the store wrote the row (UTC)", True, "now()::TIMESTAMP")
 TABLE_COLUMNS: tuple[Column, ...] = COLUMNS + (STORED_AT,)
 
 
 def create_table_sql(table: str = "trips") -> str:
     """CREATE TABLE for a new database, then ALTERs that bring an older one up to date."""
-    lines = [f"    {c.name} {c.sql}{' NOT NULL' if c.required else ''}"
-             + (" PRIMARY KEY" if c.name == "trip_id" else "") for c in TABLE_COLUMNS]
+    lines = [
+        f"    {c.name} {c.sql}{' NOT NULL' if c.required else ''}" + (" PRIMARY KEY" if c.name == "trip_id" else "")
+        for c in TABLE_COLUMNS
+    ]
     ddl = f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n);\n"
-    return ddl + "".join(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c.name} {c.sql};\n"
-                         for c in TABLE_COLUMNS if not c.required)
+    return ddl + "".join(
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c.name} {c.sql};\n" for c in TABLE_COLUMNS if not c.required
+    )
 
 
 def upsert_sql(frame: str, table: str = "trips") -> str:
     """INSERT OR REPLACE from a frame whose columns are the record's fields."""
-    return (f"INSERT OR REPLACE INTO {table} ({', '.join(c.name for c in TABLE_COLUMNS)})\n"
-            f"SELECT {', '.join(c.expr for c in TABLE_COLUMNS)} FROM {frame}")
+    return (
+        f"INSERT OR REPLACE INTO {table} ({', '.join(c.name for c in TABLE_COLUMNS)})\n"
+        f"SELECT {', '.join(c.expr for c in TABLE_COLUMNS)} FROM {frame}"
+    )
 
 
 def markdown_table() -> str:

@@ -118,8 +118,9 @@ class CredentialStore:
         kept = self._read_secrets()
         stale = set(kept) - set(names)
         if stale:
-            self._write_private(self.secrets_file, json.dumps({n: kept[n] for n in names if n in kept}, indent=0,
-                                                              sort_keys=True))
+            self._write_private(
+                self.secrets_file, json.dumps({n: kept[n] for n in names if n in kept}, indent=0, sort_keys=True)
+            )
         missing = [n for n in names if n not in known or n not in kept]
         if missing:
             self.add(missing, keep_secret=True)

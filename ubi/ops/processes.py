@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +62,13 @@ def start_stage(cfg: Config, name: str, *args: str, env: dict | None = None) -> 
     log = logs / f"{name}.log"
     start = log.stat().st_size if log.exists() else 0
     full_env = {**os.environ, "UBI_HOME": str(cfg.home), "UBI_DB": str(cfg.db_path), **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "ubi.cli", name, *args], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ubi.cli", name, *args],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        start_new_session=True,
+    )
     stage = StageProcess(name, proc, log, start)
     if name == "bridge":
         stage.wait_for_log(BRIDGE_READY)

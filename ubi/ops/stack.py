@@ -155,13 +155,15 @@ class Stack:
         for p in (port, self.cfg.mqtt.tls_port):
             if port_open(host, p):
                 os.close(lock_fd)
-                raise StackError(f"port {p} is taken by another process (a system mosquitto? "
-                                 "`systemctl stop mosquitto`)")
+                raise StackError(
+                    f"port {p} is taken by another process (a system mosquitto? `systemctl stop mosquitto`)"
+                )
         binary = self._mosquitto_bin()
         tls_dir = self.cfg.home / "tls"
         if not (tls_dir / "server.crt").exists():
-            made = subprocess.run(["bash", str(DEPLOY / "make-dev-certs.sh"), str(tls_dir)], capture_output=True,
-                                  text=True)
+            made = subprocess.run(
+                ["bash", str(DEPLOY / "make-dev-certs.sh"), str(tls_dir)], capture_output=True, text=True
+            )
             if made.returncode != 0:
                 raise StackError(f"could not make development TLS certificates: {made.stderr.strip()}")
         creds = self.credentials()
@@ -177,8 +179,12 @@ class Stack:
         log = open(self.mq_dir / "stdout.log", "ab")
         try:  # the broker inherits the locked descriptor: the lock is free only once it has exited
             proc = subprocess.Popen(
-                [binary, "-c", str(self.mq_dir / "mosquitto.conf")], pass_fds=(lock_fd,),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
+                [binary, "-c", str(self.mq_dir / "mosquitto.conf")],
+                pass_fds=(lock_fd,),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_private_umask,
             )
         finally:
             os.close(lock_fd)
@@ -201,8 +207,10 @@ class Stack:
                 pass
             if time.monotonic() - t0 > timeout:
                 os.close(fd)
-                raise StackError(f"an old mosquitto still holds {self.mq_dir / 'data'} after {timeout:.0f} s; "
-                                 "refusing to start a second broker on the same persistence file")
+                raise StackError(
+                    f"an old mosquitto still holds {self.mq_dir / 'data'} after {timeout:.0f} s; "
+                    "refusing to start a second broker on the same persistence file"
+                )
             time.sleep(0.1)
 
     def _build_share_guard(self) -> Path:
@@ -214,10 +222,13 @@ class Stack:
             return out
         cc = shutil.which("cc") or shutil.which("gcc")
         if not cc or not Path("/usr/include/mosquitto_broker.h").exists():
-            raise StackError("building the broker's share-group guard needs gcc and the Mosquitto headers: run "
-                             "deploy/local/install.sh (apt-get install gcc libc6-dev mosquitto-dev libmosquitto-dev)")
-        made = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out), str(src)],
-                              capture_output=True, text=True)
+            raise StackError(
+                "building the broker's share-group guard needs gcc and the Mosquitto headers: run "
+                "deploy/local/install.sh (apt-get install gcc libc6-dev mosquitto-dev libmosquitto-dev)"
+            )
+        made = subprocess.run(
+            [cc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out), str(src)], capture_output=True, text=True
+        )
         if made.returncode != 0:
             raise StackError(f"could not build {src.name}: {made.stderr.strip()}")
         return out
@@ -288,15 +299,18 @@ class Stack:
             shutil.rmtree(data)
             notes.append("storage re-formatted for SASL/SCRAM (its old topics were dropped)")
         if marker.exists() and not had_secrets:
-            raise StackError(f"Kafka's storage holds SCRAM credentials but {self.kafka_secrets} is gone: no client can "
-                             f"authenticate. `ubi stack down`, remove {self.kafka_dir}, then `ubi stack up`")
+            raise StackError(
+                f"Kafka's storage holds SCRAM credentials but {self.kafka_secrets} is gone: no client can "
+                f"authenticate. `ubi stack down`, remove {self.kafka_dir}, then `ubi stack up`"
+            )
         passwords = self._kafka_passwords()
         for d in (data, logs):
             _private_dir(d)
         tls = self.kafka_dir / "tls"
         if not (tls / "controller.pem").exists():
-            made = subprocess.run(["bash", str(DEPLOY / "kafka" / "make-controller-tls.sh"), str(tls)],
-                                  capture_output=True, text=True)
+            made = subprocess.run(
+                ["bash", str(DEPLOY / "kafka" / "make-controller-tls.sh"), str(tls)], capture_output=True, text=True
+            )
             if made.returncode != 0:
                 raise StackError(f"could not make the Kafka controller's TLS material: {made.stderr.strip()}")
         props = (DEPLOY / "kafka" / "server.properties").read_text().replace("@DATA_DIR@", str(data))
@@ -305,27 +319,61 @@ class Stack:
         cp = f"{self.kafka_libs}/*"
         cid_file = self.kafka_dir / "cluster_id"
         if not cid_file.exists():
-            cid = subprocess.run([java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
-                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            cid = (
+                subprocess.run(
+                    [java, "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             cid_file.write_text(cid)
         scram = []
         if not marker.exists():
             for user, password in sorted(passwords.items()):
                 scram += ["--add-scram", scram_sha512_entry(user, password)]
         fmt = subprocess.run(
-            [java, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", cid_file.read_text().strip(),
-             "-c", str(self.kafka_dir / "server.properties"), "--ignore-formatted", *scram],
-            capture_output=True, text=True, preexec_fn=_private_umask,
+            [
+                java,
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cid_file.read_text().strip(),
+                "-c",
+                str(self.kafka_dir / "server.properties"),
+                "--ignore-formatted",
+                *scram,
+            ],
+            capture_output=True,
+            text=True,
+            preexec_fn=_private_umask,
         )
         if fmt.returncode != 0:
             raise StackError(f"kafka storage format failed: {fmt.stderr.strip() or fmt.stdout.strip()}")
         marker.touch()
         log = open(logs / "kafka-stdout.log", "ab")
         proc = subprocess.Popen(
-            [java, "-Xms512m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-             f"-Dkafka.logs.dir={logs}", f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
-             "-cp", cp, "kafka.Kafka", str(self.kafka_dir / "server.properties")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_private_umask,
+            [
+                java,
+                "-Xms512m",
+                "-Xmx512m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={logs}",
+                f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
+                "-cp",
+                cp,
+                "kafka.Kafka",
+                str(self.kafka_dir / "server.properties"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_private_umask,
         )
         pid_file.write_text(str(proc.pid))
         self._wait(lambda: port_open(host, int(port)), proc, "kafka", 90, logs / "kafka-server.log")
@@ -387,8 +435,9 @@ class Stack:
 
                 why = probe(self.cfg.kafka, timeout=5.0)  # an open port is not an answering broker (frozen JVM)
                 if why is not None:
-                    rows[name] = (f"{'process ' + str(pid) if pid else 'a process'} holds {h}:{p} but does not "
-                                  f"answer: {why}")
+                    rows[name] = (
+                        f"{'process ' + str(pid) if pid else 'a process'} holds {h}:{p} but does not answer: {why}"
+                    )
                     continue
             if pid and answering:
                 rows[name] = f"running (pid {pid}) on {h}:{p}"

@@ -11,11 +11,11 @@ Guarantees (see docs/device-contract.md):
 
 from __future__ import annotations
 
-from bisect import bisect_left
 import logging
 import signal
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
@@ -23,10 +23,10 @@ from typing import NamedTuple
 import paho.mqtt.client as mqtt
 
 from ingest.contract import decode, parse_topic
-from ubi.common.messages import Rejected
 from ubi.adapters.kafka import RecordSink, make_sink
 from ubi.adapters.mqtt import make_client
 from ubi.common.config import Config
+from ubi.common.messages import Rejected
 from ubi.stages.quarantine import cut, dead_letter
 
 log = logging.getLogger("ubi.bridge")
@@ -55,18 +55,24 @@ class BridgeStats:
     def prometheus(self) -> str:
         with self.lock:
             lines = [
-                "# TYPE ubi_bridge_received_total counter", f"ubi_bridge_received_total {self.received}",
-                "# TYPE ubi_bridge_delivered_total counter", f"ubi_bridge_delivered_total {self.delivered}",
+                "# TYPE ubi_bridge_received_total counter",
+                f"ubi_bridge_received_total {self.received}",
+                "# TYPE ubi_bridge_delivered_total counter",
+                f"ubi_bridge_delivered_total {self.delivered}",
                 "# TYPE ubi_bridge_dead_lettered_total counter",
                 f"ubi_bridge_dead_lettered_total {self.dead_lettered}",
-                "# TYPE ubi_bridge_kafka_retries_total counter", f"ubi_bridge_kafka_retries_total {self.retries}",
-                "# TYPE ubi_bridge_in_flight gauge", f"ubi_bridge_in_flight {self.in_flight}",
+                "# TYPE ubi_bridge_kafka_retries_total counter",
+                f"ubi_bridge_kafka_retries_total {self.retries}",
+                "# TYPE ubi_bridge_in_flight gauge",
+                f"ubi_bridge_in_flight {self.in_flight}",
                 "# TYPE ubi_bridge_dead_letter_reasons_total counter",
             ]
-            lines += [f'ubi_bridge_dead_letter_reasons_total{{reason="{r}"}} {n}' for r, n in sorted(self.reasons.items())]
+            lines += [
+                f'ubi_bridge_dead_letter_reasons_total{{reason="{r}"}} {n}' for r, n in sorted(self.reasons.items())
+            ]
             lines.append("# TYPE ubi_bridge_publish_to_kafka_ms histogram")
             cum = 0
-            for bound, n in zip(LATENCY_BUCKETS_MS, self.latency_counts):
+            for bound, n in zip(LATENCY_BUCKETS_MS, self.latency_counts, strict=False):
                 cum += n
                 le = "+Inf" if bound == float("inf") else str(bound)
                 lines.append(f'ubi_bridge_publish_to_kafka_ms_bucket{{le="{le}"}} {cum}')
@@ -90,8 +96,9 @@ class Outgoing(NamedTuple):
     reason: str = ""
 
 
-def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int,
-          retain: bool = False) -> Outgoing:
+def route(
+    cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: int, qos: int, retain: bool = False
+) -> Outgoing:
     """Pure decision: where does this MQTT message go in Kafka, and with what key, value and headers."""
     parsed = parse_topic(cfg.mqtt.topic_prefix, mqtt_topic)
     if not parsed or parsed[1] == "status":
@@ -106,10 +113,23 @@ def route(cfg: Config, mqtt_topic: str, payload: bytes, received_ms: int, mid: i
     if isinstance(decoded, Rejected):
         # bounded whatever came in (payload cut to 64 KiB, with its size and SHA-256): always fits Kafka
         body = dead_letter(decoded.reason, decoded.detail, mqtt_topic, received_ms, payload)
-        return Outgoing(cfg.kafka.dead_letter_topic, cut(vehicle, 64).encode(), body,
-                        [("reason", decoded.reason.encode())], mid, qos, received_ms, True, decoded.reason)
-    headers = [("mqtt_topic", mqtt_topic.encode()), ("kind", parsed[1].encode()),
-               ("received_ms", str(received_ms).encode()), ("schema", b"1")]
+        return Outgoing(
+            cfg.kafka.dead_letter_topic,
+            cut(vehicle, 64).encode(),
+            body,
+            [("reason", decoded.reason.encode())],
+            mid,
+            qos,
+            received_ms,
+            True,
+            decoded.reason,
+        )
+    headers = [
+        ("mqtt_topic", mqtt_topic.encode()),
+        ("kind", parsed[1].encode()),
+        ("received_ms", str(received_ms).encode()),
+        ("schema", b"1"),
+    ]
     return Outgoing(cfg.kafka.telemetry_topic, vehicle.encode(), payload, headers, mid, qos, received_ms, False)
 
 
@@ -142,8 +162,9 @@ def serve_metrics(stats: BridgeStats, port: int) -> ThreadingHTTPServer | None:
 
 
 class Bridge:
-    def __init__(self, cfg: Config, password: str, client_id: str = "ubi-bridge-1",
-                 sink: RecordSink | None = None) -> None:
+    def __init__(
+        self, cfg: Config, password: str, client_id: str = "ubi-bridge-1", sink: RecordSink | None = None
+    ) -> None:
         """``sink``: the Kafka writer (default: ``make_sink`` as the configuration says; a double in unit tests)."""
         self.cfg = cfg
         self.stats = BridgeStats()
@@ -153,9 +174,14 @@ class Bridge:
         self._retry_lock = threading.Lock()
         self.producer: RecordSink = sink if sink is not None else make_sink(cfg.kafka, client_id=client_id)
         self.client, self._props = make_client(
-            cfg.mqtt, client_id, cfg.mqtt.bridge_user, password, manual_ack=True,
+            cfg.mqtt,
+            client_id,
+            cfg.mqtt.bridge_user,
+            password,
+            manual_ack=True,
             session_expiry_s=cfg.mqtt.bridge_session_expiry_s,
-            receive_maximum=min(cfg.ingest.max_in_flight, 65535))
+            receive_maximum=min(cfg.ingest.max_in_flight, 65535),
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -236,8 +262,9 @@ class Bridge:
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
             signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        self.client.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s,
-                            clean_start=False, properties=self._props)
+        self.client.connect(
+            self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s, clean_start=False, properties=self._props
+        )
         self.client.loop_start()
         metrics = serve_metrics(self.stats, self.cfg.ingest.metrics_port) if self.cfg.ingest.metrics_port else None
         last_report = time.monotonic()
@@ -245,8 +272,13 @@ class Bridge:
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 s = self.stats
-                log.info("received=%d delivered=%d dead_lettered=%d in_flight=%d",
-                         s.received, s.delivered, s.dead_lettered, s.in_flight)
+                log.info(
+                    "received=%d delivered=%d dead_lettered=%d in_flight=%d",
+                    s.received,
+                    s.delivered,
+                    s.dead_lettered,
+                    s.in_flight,
+                )
         try:
             return self.drain()
         finally:
@@ -270,5 +302,7 @@ class Bridge:
         self.client.disconnect()
         self.client.loop_stop()
         self.producer.close(5)
-        log.info("bridge stopped: %s", {k: v for k, v in vars(self.stats).items() if k not in ("lock", "latency_counts")})
+        log.info(
+            "bridge stopped: %s", {k: v for k, v in vars(self.stats).items() if k not in ("lock", "latency_counts")}
+        )
         return self.stats

@@ -25,14 +25,24 @@ def cut(text: str, limit: int = MAX_TEXT) -> str:
 
 def payload_fields(payload: bytes) -> dict:
     kept = payload[:MAX_PAYLOAD_KEPT]
-    return {"payload_b64": base64.b64encode(kept).decode(), "payload_size": len(payload),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(), "payload_truncated": len(kept) < len(payload)}
+    return {
+        "payload_b64": base64.b64encode(kept).decode(),
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_truncated": len(kept) < len(payload),
+    }
 
 
 def dead_letter(reason: str, detail: str, mqtt_topic: str, received_ms: int, payload: bytes) -> bytes:
     """The bridge's dead letter for one MQTT message (at most ~90 KB whatever came in)."""
-    body = {"reason": reason, "detail": cut(detail), "mqtt_topic": cut(mqtt_topic), "received_ms": received_ms,
-            "source": "bridge", **payload_fields(payload)}
+    body = {
+        "reason": reason,
+        "detail": cut(detail),
+        "mqtt_topic": cut(mqtt_topic),
+        "received_ms": received_ms,
+        "source": "bridge",
+        **payload_fields(payload),
+    }
     return json.dumps(body).encode()
 
 

@@ -36,12 +36,12 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ingest.contract import decode_trusted, parse_topic
-from ubi.common.messages import Rejected
-from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
+from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
 from ubi.common.config import Config
+from ubi.common.messages import Rejected
 from ubi.stages.quarantine import quarantine_record
 
 log = logging.getLogger("ubi.score")
@@ -100,14 +100,18 @@ class ScoreSummary:
 
 
 class ScoreStage:
-    def __init__(self, cfg: Config, consumer, producer, state: StateReader,
-                 score: Callable[[ClosedTrip], bytes] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, consumer, producer, state: StateReader, score: Callable[[ClosedTrip], bytes] | None = None
+    ) -> None:
         """``score``: a closed trip to its ``ubi.trips.v1`` value (default: ``scoring.features.score_trip``)."""
         self.cfg = cfg
         self.score = score or self._score
         self.cutter = TripCutter.for_config(cfg.scoring, cfg.ingest)
-        self.map = (MapLayer.load(cfg.scoring.speed_limit_map, cfg.scoring.speed_limit_radius_m)
-                    if cfg.scoring.speed_limit_map else None)
+        self.map = (
+            MapLayer.load(cfg.scoring.speed_limit_map, cfg.scoring.speed_limit_radius_m)
+            if cfg.scoring.speed_limit_map
+            else None
+        )
         self.position: dict[int, int] = {}
         self.committed: dict[int, int] = {}
         self.to_load: set[TopicPartition] = set()
@@ -125,8 +129,12 @@ class ScoreStage:
     @classmethod
     def connect(cls, cfg: Config, client_id: str = "ubi-scorer-1") -> "ScoreStage":
         """The stage on the real Kafka."""
-        return cls(cfg, make_consumer(cfg.kafka, cfg.kafka.scorer_group, [], client_id),
-                   make_producer(cfg.kafka, client_id=client_id), KafkaStateReader(cfg))
+        return cls(
+            cfg,
+            make_consumer(cfg.kafka, cfg.kafka.scorer_group, [], client_id),
+            make_producer(cfg.kafka, client_id=client_id),
+            KafkaStateReader(cfg),
+        )
 
     def _score(self, trip: ClosedTrip) -> bytes:
         return score_trip(trip, self.cfg.scoring, trip_limits(trip, self.map)).to_json()
@@ -152,8 +160,7 @@ class ScoreStage:
                 topic = headers.get("mqtt_topic", b"").decode()
                 parsed = parse_topic(self.cfg.mqtt.topic_prefix, topic)
                 received_ms = int(headers.get("received_ms", b"0") or 0)
-                item = (decode_trusted(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest)
-                        if parsed else None)
+                item = decode_trusted(parsed[0], parsed[1], rec.value, received_ms, self.cfg.ingest) if parsed else None
                 if item is None or isinstance(item, Rejected):
                     self.summary.unreadable += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
@@ -162,13 +169,21 @@ class ScoreStage:
                         closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
                         self._failed_feeds = 0
                     except Exception as exc:  # a poison record: quarantine its vehicle's open data, go on
-                        log.error("record %s:%d of %s breaks the cutter: %s\n%s", tp, rec.offset, item.vehicle,
-                                  exc, traceback.format_exc(limit=4))
+                        log.error(
+                            "record %s:%d of %s breaks the cutter: %s\n%s",
+                            tp,
+                            rec.offset,
+                            item.vehicle,
+                            exc,
+                            traceback.format_exc(limit=4),
+                        )
                         self._failed_feeds += 1
                         self._too_many("records in a row broke the trip cutter", self._failed_feeds, exc)
-                        self.cutter.abandon(item.vehicle, "cutter_error",
-                                            f"offset {tp.partition}:{rec.offset} seq {item.seq}: "
-                                            f"{type(exc).__name__}: {exc}")
+                        self.cutter.abandon(
+                            item.vehicle,
+                            "cutter_error",
+                            f"offset {tp.partition}:{rec.offset} seq {item.seq}: {type(exc).__name__}: {exc}",
+                        )
                 self.position[tp.partition] = rec.offset + 1
         closed.extend(self.cutter.expire())
         # score everything first: a stop for too many failures in a row then sends nothing of this poll
@@ -178,8 +193,13 @@ class ScoreStage:
                 scored.append((trip, self.score(trip)))
                 self._failed_scores = 0
             except Exception as exc:  # one trip's data must not stop the others: quarantine it, with the reason
-                log.error("trip %s of %s cannot be scored: %s\n%s", trip.trip_id, trip.vehicle, exc,
-                          traceback.format_exc(limit=3))
+                log.error(
+                    "trip %s of %s cannot be scored: %s\n%s",
+                    trip.trip_id,
+                    trip.vehicle,
+                    exc,
+                    traceback.format_exc(limit=3),
+                )
                 self._failed_scores += 1
                 self._too_many("trips in a row could not be scored", self._failed_scores, exc)
                 scored.append((trip, Quarantined.of_trip(trip, "unscorable", f"{type(exc).__name__}: {exc}")))
@@ -202,15 +222,25 @@ class ScoreStage:
         s.quarantined += 1
         s.quarantine_reasons[q.reason] = s.quarantine_reasons.get(q.reason, 0) + 1
         log.warning("quarantined %s of %s: %s (%s)", q.what, q.vehicle, q.reason, q.detail)
-        self._send("quarantine", self.cfg.kafka.dead_letter_topic, key=q.vehicle.encode(),
-                   value=quarantine_record(q), headers=[("reason", q.reason.encode()), ("source", b"scorer")])
+        self._send(
+            "quarantine",
+            self.cfg.kafka.dead_letter_topic,
+            key=q.vehicle.encode(),
+            value=quarantine_record(q),
+            headers=[("reason", q.reason.encode()), ("source", b"scorer")],
+        )
 
     def _too_many(self, what: str, n: int, exc: Exception) -> None:
         limit = self.cfg.ingest.max_consecutive_failures
         if limit and n >= limit:
-            log.critical("scorer stopping: %d %s (last: %s: %s); a bug, not bad data: nothing of this poll is "
-                         "committed or quarantined, fix the scorer and restart it (ingest.max_consecutive_failures)",
-                         n, what, type(exc).__name__, exc)
+            log.critical(
+                "scorer stopping: %d %s (last: %s: %s); a bug, not bad data: nothing of this poll is "
+                "committed or quarantined, fix the scorer and restart it (ingest.max_consecutive_failures)",
+                n,
+                what,
+                type(exc).__name__,
+                exc,
+            )
             raise ScoringBroken(f"{n} {what}; last: {type(exc).__name__}: {exc}") from exc
 
     def _send(self, what: str, topic: str, **kwargs) -> None:
@@ -227,8 +257,14 @@ class ScoreStage:
             self.healthy = False
             what, f = bad[0]
             err = getattr(f, "exception", None) or "not confirmed after flush"
-            log.error("%d of %d records not accepted by Kafka (first: a %s: %s); not committing, the stage restarts "
-                      "and replays", len(bad), len(sent), what, err)
+            log.error(
+                "%d of %d records not accepted by Kafka (first: a %s: %s); not committing, the stage restarts "
+                "and replays",
+                len(bad),
+                len(sent),
+                what,
+                err,
+            )
             raise DeliveryFailed(f"{len(bad)} of {len(sent)} records refused; first: {what}: {err}")
 
     def load_partition(self, tp: TopicPartition) -> None:
@@ -253,8 +289,13 @@ class ScoreStage:
         self._check_sent()
         updates = self.cutter.take_state_updates()
         for vehicle, (p, state) in updates.items():
-            self._send("state", self.cfg.kafka.scorer_state_topic, key=vehicle.encode(),
-                       value=json.dumps(state).encode(), partition=p)
+            self._send(
+                "state",
+                self.cfg.kafka.scorer_state_topic,
+                key=vehicle.encode(),
+                value=json.dumps(state).encode(),
+                partition=p,
+            )
         if updates:
             self.producer.flush()
             self._check_sent()
@@ -265,7 +306,8 @@ class ScoreStage:
             safe = min(safe, pos)
             if self.committed.get(p) != safe:
                 offsets[TopicPartition(self.cfg.kafka.telemetry_topic, p)] = OffsetAndMetadata(
-                    safe, json.dumps({"wm": wm}), -1)
+                    safe, json.dumps({"wm": wm}), -1
+                )
         if offsets:
             self.consumer.commit(offsets)
             for tp, om in offsets.items():
@@ -302,8 +344,10 @@ class ScoreStage:
     def close(self) -> None:
         """Leave the group without committing; a producer that cannot flush (Kafka gone) is only logged: what it
         held is re-emitted after the restart, as the commit stayed behind it."""
-        for what, close in (("consumer", lambda: self.consumer.close(autocommit=False)),
-                            ("producer", lambda: self.producer.close(timeout=10))):
+        for what, close in (
+            ("consumer", lambda: self.consumer.close(autocommit=False)),
+            ("producer", lambda: self.producer.close(timeout=10)),
+        ):
             try:
                 close()
             except Exception as exc:
@@ -311,8 +355,14 @@ class ScoreStage:
         log.info("scorer stopped: %s, counters %s", self.summary, self.cutter.counters)
 
 
-def run_with_retry(connect: Callable[[], object], stop: threading.Event, what: str,
-                   backoff_s: float = 0.5, max_backoff_s: float = 30.0, sleep=None) -> int:
+def run_with_retry(
+    connect: Callable[[], object],
+    stop: threading.Event,
+    what: str,
+    backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+    sleep=None,
+) -> int:
     """Run ``connect().run()`` until ``stop`` is set; a Kafka error (broker gone, commit refused after a rebalance,
     timeout) closes the stage without committing and starts a fresh one after a growing pause, as a restart would.
     Returns how many times it reconnected."""
@@ -337,8 +387,14 @@ def run_with_retry(connect: Callable[[], object], stop: threading.Event, what: s
             retries += 1
             if time.monotonic() - started > 60:
                 delay = backoff_s  # it ran well for a while: start the backoff again
-            log.warning("%s: Kafka failed (%s: %s); restarting from the last commit, retry %d in %.1f s",
-                        what, type(exc).__name__, exc, retries, delay)
+            log.warning(
+                "%s: Kafka failed (%s: %s); restarting from the last commit, retry %d in %.1f s",
+                what,
+                type(exc).__name__,
+                exc,
+                retries,
+                delay,
+            )
             wait(delay)
             delay = min(delay * 2, max_backoff_s)
     return retries

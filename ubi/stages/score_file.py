@@ -16,21 +16,35 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, TripCutter
 from ubi.common.config import Config, ScoringConfig
 from ubi.common.errors import ConfigError
+from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
 
 log = logging.getLogger("ubi.stages.score_file")
 
 BATCH_FIXES = 10  # GPS fixes per synthesised message: the devices' typical 10 s at 1 Hz
-GPS_COLUMNS = {"vehicle_id": pl.String, "t_ms": pl.Int64, "lat": pl.Float64, "lon": pl.Float64,
-               "speed_mps": pl.Float64, "heading_deg": pl.Float64, "accuracy_m": pl.Float64, "phone": pl.Int8,
-               "limit_kmh": pl.Float64, "event": pl.String}
-IMU_COLUMNS = {"vehicle_id": pl.String, "t_ms": pl.Int64, "acc_lon": pl.Float64, "acc_lat": pl.Float64,
-               "acc_vert": pl.Float64}
+GPS_COLUMNS = {
+    "vehicle_id": pl.String,
+    "t_ms": pl.Int64,
+    "lat": pl.Float64,
+    "lon": pl.Float64,
+    "speed_mps": pl.Float64,
+    "heading_deg": pl.Float64,
+    "accuracy_m": pl.Float64,
+    "phone": pl.Int8,
+    "limit_kmh": pl.Float64,
+    "event": pl.String,
+}
+IMU_COLUMNS = {
+    "vehicle_id": pl.String,
+    "t_ms": pl.Int64,
+    "acc_lon": pl.Float64,
+    "acc_lat": pl.Float64,
+    "acc_vert": pl.Float64,
+}
 REQUIRED_GPS = ("vehicle_id", "t_ms")
 REQUIRED_FIX = ("lat", "lon", "speed_mps")
 REQUIRED_IMU = ("vehicle_id", "t_ms", "acc_lon", "acc_lat")
@@ -55,6 +69,7 @@ def read_table(path: Path, columns: dict[str, pl.DataType], required: Iterable[s
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ScoreFileError(f"{path}: missing column(s) {', '.join(missing)}")
+
     def col(c: str, t: pl.DataType) -> pl.Expr:
         if c not in df.columns:
             return pl.lit(None, dtype=t).alias(c)
@@ -82,8 +97,9 @@ def _regular_imu(t: np.ndarray, cols: list[np.ndarray], hz: int, t_end: int) -> 
     return t0, [np.where(hit, c[j], np.nan) for c in cols]
 
 
-def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
-                     ) -> Iterator[DeviceEvent | TelemetryBatch]:
+def vehicle_messages(
+    vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
+) -> Iterator[DeviceEvent | TelemetryBatch]:
     """One vehicle's rows as the messages its device would have sent, seq from 0.
 
     Ignition events come from ``event`` rows; a vehicle with none sends telemetry only, and the trip cutter cuts it
@@ -98,7 +114,7 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
     if unknown:
         raise ScoreFileError(f"{vehicle}: unknown event(s) {sorted(unknown)}")
     t = fx["t_ms"].to_numpy()
-    events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list()))
+    events = list(zip(ev["t_ms"].to_list(), ev["event"].to_list(), strict=False))
     lat, lon, speed = (fx[c].to_numpy() for c in ("lat", "lon", "speed_mps"))
     heading = fx["heading_deg"].fill_null(0.0).to_numpy()
     acc = fx["accuracy_m"].fill_null(0.0).to_numpy()
@@ -132,8 +148,9 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
             else:
                 t0, al, at, av = int(t[i]), np.zeros(0), np.zeros(0), np.zeros(0)
             ph = phone[g] if has_phone[g].any() else None
-            yield TelemetryBatch(vehicle, seq, int(t[j - 1]), t[g], lat[g], lon[g], speed[g], heading[g], acc[g],
-                                 t0, hz, al, at, av, ph)
+            yield TelemetryBatch(
+                vehicle, seq, int(t[j - 1]), t[g], lat[g], lon[g], speed[g], heading[g], acc[g], t0, hz, al, at, av, ph
+            )
             seq += 1
             i = j
         if k < len(items):
@@ -143,8 +160,9 @@ def vehicle_messages(vehicle: str, gps: pl.DataFrame, imu: pl.DataFrame | None, 
         log.warning("%s: %d fixes after the last event were not scored", vehicle, n - i)
 
 
-def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig,
-                 layer: MapLayer | None = None) -> list[dict]:
+def score_frames(
+    gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig, layer: MapLayer | None = None
+) -> list[dict]:
     """Cut and score every vehicle in the frames; rows in (vehicle, start) order. Posted limits come from the
     file's ``limit_kmh`` column where a vehicle has one, else from the map layer (as in the live stage)."""
     rows: list[dict] = []
@@ -154,7 +172,9 @@ def score_frames(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig
         v_imu = imu.filter(pl.col("vehicle_id") == vehicle) if imu is not None else None
         fixes = g.filter(pl.col("event").is_null()).sort("t_ms")
         lim_t = fixes["t_ms"].to_numpy()
-        lim = (fixes["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6) if fixes["limit_kmh"].is_not_null().any() else None
+        lim = (
+            (fixes["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6) if fixes["limit_kmh"].is_not_null().any() else None
+        )
         cutter = TripCutter.for_config(cfg)
         trips: list[ClosedTrip] = []
         for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
@@ -175,24 +195,63 @@ def messages_to_frames(messages: Iterable[DeviceEvent | TelemetryBatch]) -> tupl
             gps.append(pl.DataFrame({"vehicle_id": [m.vehicle], "t_ms": [m.t_ms], "event": [m.event]}))
             continue
         n = m.gps_t.shape[0]
-        gps.append(pl.DataFrame({
-            "vehicle_id": [m.vehicle] * n, "t_ms": m.gps_t, "lat": m.lat, "lon": m.lon, "speed_mps": m.speed,
-            "heading_deg": m.heading, "accuracy_m": m.accuracy,
-            "phone": None if m.phone is None else np.asarray(m.phone, np.int8)}))
+        gps.append(
+            pl.DataFrame(
+                {
+                    "vehicle_id": [m.vehicle] * n,
+                    "t_ms": m.gps_t,
+                    "lat": m.lat,
+                    "lon": m.lon,
+                    "speed_mps": m.speed,
+                    "heading_deg": m.heading,
+                    "accuracy_m": m.accuracy,
+                    "phone": None if m.phone is None else np.asarray(m.phone, np.int8),
+                }
+            )
+        )
         k = m.acc_lon.shape[0]
-        imu.append(pl.DataFrame({
-            "vehicle_id": [m.vehicle] * k,
-            "t_ms": m.imu_t_ms(),
-            "acc_lon": m.acc_lon, "acc_lat": m.acc_lat, "acc_vert": m.acc_vert}))
-    g = pl.concat([f.select([pl.col(c).cast(t) if c in f.columns else pl.lit(None, dtype=t).alias(c)
-                             for c, t in GPS_COLUMNS.items()]) for f in gps]) if gps else pl.DataFrame(schema=GPS_COLUMNS)
-    i = pl.concat(imu).select([pl.col(c).cast(t) for c, t in IMU_COLUMNS.items()]) if imu else \
-        pl.DataFrame(schema=IMU_COLUMNS)
+        imu.append(
+            pl.DataFrame(
+                {
+                    "vehicle_id": [m.vehicle] * k,
+                    "t_ms": m.imu_t_ms(),
+                    "acc_lon": m.acc_lon,
+                    "acc_lat": m.acc_lat,
+                    "acc_vert": m.acc_vert,
+                }
+            )
+        )
+    g = (
+        pl.concat(
+            [
+                f.select(
+                    [
+                        pl.col(c).cast(t) if c in f.columns else pl.lit(None, dtype=t).alias(c)
+                        for c, t in GPS_COLUMNS.items()
+                    ]
+                )
+                for f in gps
+            ]
+        )
+        if gps
+        else pl.DataFrame(schema=GPS_COLUMNS)
+    )
+    i = (
+        pl.concat(imu).select([pl.col(c).cast(t) for c, t in IMU_COLUMNS.items()])
+        if imu
+        else pl.DataFrame(schema=IMU_COLUMNS)
+    )
     return g, i
 
 
-LIST_COLUMNS = ("harsh_brake_grades", "harsh_accel_grades", "harsh_corner_grades", "heatmap_s", "gps_brake_grades",
-                "gps_accel_grades")
+LIST_COLUMNS = (
+    "harsh_brake_grades",
+    "harsh_accel_grades",
+    "harsh_corner_grades",
+    "heatmap_s",
+    "gps_brake_grades",
+    "gps_accel_grades",
+)
 
 
 def write_rows(rows: list[dict], out: Path) -> None:
@@ -206,8 +265,9 @@ def write_rows(rows: list[dict], out: Path) -> None:
     if suffix == ".parquet":
         df.write_parquet(out)
     elif suffix == ".csv":
-        df.with_columns([pl.Series(c, [json.dumps(r[c]) for r in rows]) for c in LIST_COLUMNS if c in df.columns]
-                        ).write_csv(out)
+        df.with_columns(
+            [pl.Series(c, [json.dumps(r[c]) for r in rows]) for c in LIST_COLUMNS if c in df.columns]
+        ).write_csv(out)
     else:
         raise ScoreFileError(f"{out}: unknown output type {suffix!r} (use .csv, .parquet or .json)")
 
@@ -219,8 +279,11 @@ def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) ->
     if imu is not None:
         orphans = set(imu["vehicle_id"].unique().to_list()) - set(gps["vehicle_id"].unique().to_list())
         if orphans:
-            log.warning("IMU rows of %d vehicle(s) match no GPS rows and are not scored: %s", len(orphans),
-                        ", ".join(sorted(map(str, orphans))[:5]))
+            log.warning(
+                "IMU rows of %d vehicle(s) match no GPS rows and are not scored: %s",
+                len(orphans),
+                ", ".join(sorted(map(str, orphans))[:5]),
+            )
     return score_frames(gps, imu, cfg, layer)
 
 

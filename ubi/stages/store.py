@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from ubi.adapters.kafka import make_consumer
 from ubi.adapters import duckdb_store as store
+from ubi.adapters.kafka import make_consumer
 from ubi.common.config import Config
 
 log = logging.getLogger("ubi.adapters.duckdb_store")
@@ -51,16 +51,20 @@ class StoreStage:
 
     @classmethod
     def connect(cls, cfg: Config, client_id: str = "ubi-store-1", con=None) -> "StoreStage":
-        return cls(cfg, make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id),
-                   con if con is not None else store.connect(cfg.db_path))
+        return cls(
+            cfg,
+            make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id),
+            con if con is not None else store.connect(cfg.db_path),
+        )
 
     def stop(self) -> None:
         self._stop.set()
 
     def _publish_status(self) -> None:
         total = self.con.execute("SELECT count(*) FROM trips").fetchone()[0]
-        write_status(self.status_path, {"trips": total, "written": self.written, "updated": time.time(),
-                                        "pid": os.getpid()})
+        write_status(
+            self.status_path, {"trips": total, "written": self.written, "updated": time.time(), "pid": os.getpid()}
+        )
 
     def run(self, install_signals: bool = True) -> None:
         if install_signals:
