@@ -224,3 +224,23 @@ def test_offline_files_of_a_mixed_fleet_score_like_the_stream(tmp_path):
     for a, b in zip(got, live, strict=False):
         diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and k != "messages"}
         assert not diff, diff
+
+
+def test_implausible_trips_are_reported_not_dropped_silently(fleet, tmp_path, capsys):
+    """A trip of 30 days (ignition_off long after ignition_on) is refused by the cutter: score-file says so (as the
+    live stage dead-letters it) instead of losing it without a word."""
+    from ubi.common.messages import DeviceEvent
+
+    _, messages = fleet
+    v = messages[0].vehicle
+    t0 = min(m.t_ms for m in messages if isinstance(m, DeviceEvent)) - 86_400_000
+    bad = [DeviceEvent(v + "X", 0, t0 - 30 * 86_400_000, "ignition_on"), DeviceEvent(v + "X", 1, t0, "ignition_off")]
+    gps, _ = score_file.messages_to_frames([*messages, *bad])
+    gps.write_parquet(tmp_path / "g.parquet")
+    refused: list = []
+    rows = score_file.score_paths([tmp_path / "g.parquet"], [], ScoringConfig(), refused)
+    assert [q.reason for q in refused] == ["trip_too_long"]
+    assert all(r["vehicle_id"] != v + "X" for r in rows)
+    args = Namespace(paths=[tmp_path / "g.parquet"], imu=[], out=tmp_path / "t.json")
+    assert score_file.main(Config(), args) == 0
+    assert "refused as implausible (not scored; see the log): 1 (trip_too_long: 1)" in capsys.readouterr().out

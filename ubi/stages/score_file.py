@@ -18,7 +18,7 @@ import polars as pl
 
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
-from scoring.trips import ClosedTrip, TripCutter
+from scoring.trips import ClosedTrip, Quarantined, TripCutter
 from ubi.common.config import Config, ScoringConfig
 from ubi.common.errors import ConfigError
 from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
@@ -161,10 +161,15 @@ def vehicle_messages(
 
 
 def score_frames(
-    gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig, layer: MapLayer | None = None
+    gps: pl.DataFrame,
+    imu: pl.DataFrame | None,
+    cfg: ScoringConfig,
+    layer: MapLayer | None = None,
+    quarantined: list[Quarantined] | None = None,
 ) -> list[dict]:
     """Cut and score every vehicle in the frames; rows in (vehicle, start) order. Posted limits come from the
-    file's ``limit_kmh`` column where a vehicle has one, else from the map layer (as in the live stage)."""
+    file's ``limit_kmh`` column where a vehicle has one, else from the map layer (as in the live stage). What the
+    cutter refuses as implausible (as the live stage would dead-letter it) is logged and added to ``quarantined``."""
     rows: list[dict] = []
     for (vehicle,), g in gps.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
         if vehicle is None:
@@ -180,6 +185,10 @@ def score_frames(
         for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
             trips += cutter.feed(m, 0, off)
         trips += cutter.finish()
+        for q in cutter.take_quarantined():
+            log.warning("%s: %s refused as %s: %s", q.vehicle, q.what, q.reason, q.detail)
+            if quarantined is not None:
+                quarantined.append(q)
         for trip in trips:
             limit = trip_limits(trip, layer) if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
             rows.append(score_trip(trip, cfg, limit).as_row())
@@ -272,7 +281,9 @@ def write_rows(rows: list[dict], out: Path) -> None:
         raise ScoreFileError(f"{out}: unknown output type {suffix!r} (use .csv, .parquet or .json)")
 
 
-def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) -> list[dict]:
+def score_paths(
+    paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig, quarantined: list[Quarantined] | None = None
+) -> list[dict]:
     gps = pl.concat([read_table(p, GPS_COLUMNS, REQUIRED_GPS) for p in paths])
     imu = pl.concat([read_table(p, IMU_COLUMNS, REQUIRED_IMU) for p in imu_paths]) if imu_paths else None
     layer = MapLayer.load(cfg.speed_limit_map, cfg.speed_limit_radius_m) if cfg.speed_limit_map else None
@@ -284,7 +295,7 @@ def score_paths(paths: list[Path], imu_paths: list[Path], cfg: ScoringConfig) ->
                 len(orphans),
                 ", ".join(sorted(map(str, orphans))[:5]),
             )
-    return score_frames(gps, imu, cfg, layer)
+    return score_frames(gps, imu, cfg, layer, quarantined)
 
 
 def imu_summary(rows: list[dict]) -> str:
@@ -310,7 +321,8 @@ def main(cfg: Config, args) -> int:
         print(f"error: {out}: output must end in .csv, .parquet or .json")
         return 2
     try:
-        rows = score_paths(list(args.paths), list(args.imu or []), cfg.scoring)
+        refused: list[Quarantined] = []
+        rows = score_paths(list(args.paths), list(args.imu or []), cfg.scoring, refused)
         write_rows(rows, out)
     except (ScoreFileError, ConfigError) as exc:
         print(f"error: {exc}")
@@ -318,4 +330,12 @@ def main(cfg: Config, args) -> int:
     km = sum(r["distance_km"] for r in rows)
     print(f"scored {len(rows)} trips of {len({r['vehicle_id'] for r in rows})} vehicles, {km:,.1f} km -> {out}")
     print(imu_summary(rows))
+    if refused:
+        reasons: dict[str, int] = {}
+        for q in refused:
+            reasons[q.reason] = reasons.get(q.reason, 0) + 1
+        print(
+            f"refused as implausible (not scored; see the log): {len(refused)} "
+            f"({'; '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})"
+        )
     return 0
