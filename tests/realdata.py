@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ubi.stages.score_file import GPS_COLUMNS
+
 RD = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 G = 9.80665
 GPS_COLS = ["vehicle_id", "t_ms", "lat", "lon", "speed_mps", "heading_deg", "accuracy_m", "phone", "limit_kmh"]
@@ -30,23 +32,10 @@ IMU_COLS = ["vehicle_id", "t_ms", "acc_lon", "acc_lat", "acc_vert"]
 
 
 def _gps(**c) -> pl.DataFrame:
+    """Fix rows in the score-file format (its own column schema, less the event column)."""
     n = len(c["t_ms"])
-    d = {k: (c[k] if k in c else [None] * n) for k in GPS_COLS}
-    return pl.DataFrame(
-        d,
-        schema={
-            "vehicle_id": pl.String,
-            "t_ms": pl.Int64,
-            "lat": pl.Float64,
-            "lon": pl.Float64,
-            "speed_mps": pl.Float64,
-            "heading_deg": pl.Float64,
-            "accuracy_m": pl.Float64,
-            "phone": pl.Int8,
-            "limit_kmh": pl.Float64,
-        },
-        strict=False,
-    )
+    schema = {k: t for k, t in GPS_COLUMNS.items() if k in GPS_COLS}
+    return pl.DataFrame({k: (c[k] if k in c else [None] * n) for k in GPS_COLS}, schema=schema, strict=False)
 
 
 def _imu(vid, t_ms, lon, lat, vert) -> pl.DataFrame:
