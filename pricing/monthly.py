@@ -42,6 +42,7 @@ class RunSummary:
     premium_before: Decimal
     premium_after: Decimal
     off_balance: dict | None = field(default=None)
+    excluded_trips: int = 0  # trips left out because the policyholder objected (pending or accepted review)
 
 
 def month_start(text: str) -> date:
@@ -78,6 +79,7 @@ def _rows(
     p: Priced,
     lo: int,
     hi: int,
+    excluded: dict[str, list[dict]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """monthly_features and premiums rows for policies [lo, hi): the engine's trace and statement per row."""
     label = month.strftime("%B %Y")
@@ -98,6 +100,8 @@ def _rows(
                 f"{ids[i]}: engine and book arithmetic disagree ({r.premium} vs "
                 f"{p.premium_c[i] / 100}); nothing was written"
             )
+        if excluded and ids[i] in excluded:  # disputed trips: not in the features above, named in the trace
+            r.trace["excluded_trips"] = excluded[ids[i]]
         traces.append(json.dumps(r.trace))
         statements.append(statement(label, r))
     s = slice(lo, hi)
@@ -159,6 +163,8 @@ def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = 
     actor = actor or getpass.getuser()
     run_id = uuid.uuid4().hex[:16]
     ids, book, has_prev = store.month_book(month)
+    # Trips the policyholder objected to are already out of the book; a store that knows them says which.
+    excluded = store.excluded_trips(month) if hasattr(store, "excluded_trips") else {}
     priced, ob = price_month_book(rb, book)
     n = len(ids)
     gated = int(priced.factors.gated.sum())
@@ -172,10 +178,12 @@ def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = 
         Decimal(int(book.prev_c.sum())).scaleb(-2),
         Decimal(int(priced.premium_c.sum())).scaleb(-2),
         ob.as_dict() if ob else None,
+        sum(len(v) for v in excluded.values()),
     )
     ob_value = None if ob is None else priced.off_balance_u / 1e6
     chunks = (
-        _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK)) for lo in range(0, n, CHUNK)
+        _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK), excluded)
+        for lo in range(0, n, CHUNK)
     )
     store.write_month(rb, month, run_id, actor, summary, chunks, ob_value)
     return summary

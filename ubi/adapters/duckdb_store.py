@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS policies (
     region         VARCHAR
 );
 
+-- Trips a policyholder disputed in the portal (ubi/adapters/portal_store.py writes them, `ubi review` decides):
+-- pricing leaves a trip out while its objection is pending and once it is accepted; a rejected one counts again.
+CREATE TABLE IF NOT EXISTS trip_objections (
+    objection_id  VARCHAR PRIMARY KEY,
+    policy_id     VARCHAR NOT NULL,
+    trip_id       VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL,          -- not_driving | passenger | not_my_vehicle
+    status        VARCHAR NOT NULL,          -- pending | accepted | rejected
+    created_at    TIMESTAMP NOT NULL,
+    decided_at    TIMESTAMP,
+    decided_by    VARCHAR,
+    decision_note VARCHAR
+);
+
 -- Protected attributes live apart from rating data and are read only by `ubi actuary fairness`.
 CREATE TABLE IF NOT EXISTS protected_attributes (
     policy_id VARCHAR PRIMARY KEY,
@@ -258,7 +272,9 @@ MONTH_FEATURES_SQL = """
 WITH t AS (
     SELECT vehicle_id, count(*) AS trips, sum(distance_km) AS km, sum(moving_s) AS moving_s,
            sum(harsh_brakes) AS harsh_brakes, sum(harsh_accels) AS harsh_accels
-    FROM trips WHERE start_ts >= $start AND start_ts < $end GROUP BY vehicle_id
+    FROM trips WHERE start_ts >= $start AND start_ts < $end
+      AND trip_id NOT IN (SELECT trip_id FROM trip_objections WHERE status <> 'rejected')
+    GROUP BY vehicle_id
 )
 SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
        coalesce(t.trips, 0) AS trips, coalesce(t.km, 0.0) AS km,
@@ -300,6 +316,23 @@ class PricingTables:
             col["harsh_accels"].astype(np.int64),
         )
         return list(col["policy_id"]), book, has_prev
+
+    def excluded_trips(self, month: date) -> dict[str, list[dict]]:
+        """Trips of the month left out of pricing because the policyholder objected (pending or accepted)."""
+        rows = self.con.execute(
+            """SELECT o.policy_id, o.trip_id, o.reason, o.status, t.distance_km
+               FROM trip_objections o JOIN policies p USING (policy_id)
+               JOIN trips t ON t.trip_id = o.trip_id AND t.vehicle_id = p.vehicle_id
+               WHERE o.status <> 'rejected' AND t.start_ts >= ? AND t.start_ts < ?
+               ORDER BY o.policy_id, t.start_ts""",
+            [month, next_month(month)],
+        ).fetchall()
+        out: dict[str, list[dict]] = {}
+        for pid, tid, reason, status, km in rows:
+            out.setdefault(pid, []).append(
+                {"trip_id": tid, "objection": reason, "status": status, "km": round(float(km), 3)}
+            )
+        return out
 
     def write_month(
         self,
