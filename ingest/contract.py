@@ -8,6 +8,7 @@ Topics (``<prefix>`` = ``ubi/v1/vehicles``; ``<vehicle>`` = the device's usernam
     <prefix>/<vehicle>/telemetry   QoS 1   batched GPS + accelerometer samples
     <prefix>/<vehicle>/events      QoS 1   ignition_on / ignition_off
     <prefix>/<vehicle>/status      QoS 1   retained "online"/"offline" (last will)
+    <prefix>/<vehicle>/ack         QoS 1   from the platform: the seqs that are safe in Kafka (``encode_ack``)
 
 Units: SI throughout. Time: UTC epoch milliseconds. ``seq``: one counter per device over telemetry and events,
 +1 per message; repeats (same seq) are removed downstream, never by the MQTT dup flag.
@@ -44,7 +45,7 @@ def parse_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     if not topic.startswith(prefix + "/"):
         return None
     rest = topic[len(prefix) + 1 :].split("/")
-    if len(rest) != 2 or not rest[0] or rest[1] not in ("telemetry", "events", "status"):
+    if len(rest) != 2 or not rest[0] or rest[1] not in ("telemetry", "events", "status", "ack"):
         return None
     return rest[0], rest[1]
 
@@ -163,20 +164,28 @@ IMU_HI = (MAX_ACCEL_MPS2,) * 3
 
 class Valid:
     """``decode(..., build=False)``'s verdict for a good telemetry message: the bridge forwards the bytes and needs
-    no arrays."""
+    no arrays, only the seq it acknowledges to the device."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
 
     def __repr__(self) -> str:
-        return "VALID"
+        return f"Valid(seq={self.seq})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Valid) and other.seq == self.seq
 
-VALID = Valid()
+    def __hash__(self) -> int:
+        return hash(self.seq)
 
 
 def decode(
     topic_vehicle: str, kind: str, payload: bytes, received_ms: int, cfg: IngestConfig, build: bool = True
 ) -> Decoded | Valid:
     """Decode and validate one MQTT message. Never raises for bad input. With ``build=False`` a good telemetry
-    message gives ``VALID`` instead of its arrays (the same checks, less work)."""
+    message gives ``Valid(seq)`` instead of its arrays (the same checks, less work)."""
     if len(payload) > cfg.max_payload_bytes:
         return Rejected("oversize", f"{len(payload)} bytes > {cfg.max_payload_bytes}")
     try:
@@ -264,7 +273,7 @@ def _decode_telemetry(
             raise _Bad("out_of_range", "phone: values must be 0 or 1")
         phone = np.asarray(flags, dtype=np.uint8)
     if not build:
-        return VALID
+        return Valid(seq)
     t_ms = np.asarray(t, dtype=np.int64)
     lat, lon, speed, heading, accuracy = np.array(gps_lists, dtype=np.float64).reshape(5, n)
     ax, ay, az = np.array(imu_lists, dtype=np.float64).reshape(3, m)
@@ -345,3 +354,51 @@ def encode_event(e: DeviceEvent) -> bytes:
     return json.dumps(
         {"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event}, separators=(",", ":")
     ).encode()
+
+
+# --- end-to-end acknowledgement (platform -> device) ---------------------------------------------------------------
+# A PUBACK only says the broker took a message; a broker crash before it saved or delivered it loses it. The bridge
+# therefore tells each device, on <prefix>/<vehicle>/ack (readable only by that device), which seqs Kafka has
+# confirmed: ``{"v": 1, "acked": [[first, last], ...], "rejected": [[seq, "reason"], ...]}``. A device drops a
+# buffered message only when its seq is in one of them, and resends the rest after a reconnect or a timeout.
+
+
+def seq_ranges(seqs: list[int]) -> list[list[int]]:
+    """Sorted, merged ``[first, last]`` ranges covering ``seqs`` (repeats and any order allowed)."""
+    out: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def encode_ack(acked: list[int], rejected: list[tuple[int, str]] | None = None) -> bytes:
+    obj: dict = {"v": SCHEMA_VERSION, "acked": seq_ranges(acked)}
+    if rejected:
+        obj["rejected"] = [[int(s), r] for s, r in rejected]
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode_ack(payload: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, str]]]:
+    """(acked ranges, rejected seqs with their reason); raises ValueError on anything else."""
+    obj = json.loads(payload)
+    if not isinstance(obj, dict) or obj.get("v") != SCHEMA_VERSION:
+        raise ValueError("not a version-1 ack")
+    ranges = [(int(a), int(b)) for a, b in obj.get("acked", [])]
+    rejected = [(int(s), str(r)) for s, r in obj.get("rejected", [])]
+    return ranges, rejected
+
+
+def peek_seq(payload: bytes, limit: int = 262_144) -> int | None:
+    """The seq of a message that failed validation, when it has a readable one (so the device can be told it was
+    rejected and stop resending it); None otherwise."""
+    if len(payload) > limit:
+        return None
+    try:
+        obj = json.loads(payload)
+        seq = obj.get("seq") if isinstance(obj, dict) else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return seq if type(seq) is int and 0 <= seq < 2**63 else None

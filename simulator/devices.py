@@ -9,6 +9,11 @@ overflow drops the oldest and is counted). While connected, up to ``window`` mes
 wait for their PUBACK; a message leaves the device only when acknowledged. When the broker is unreachable the
 device keeps buffering, reconnects with back-off, and paho resends the unacknowledged ones first, so order is
 kept and nothing acknowledged-by-nobody is lost.
+
+With ``e2e=True`` (the device contract's end-to-end acknowledgement) a PUBACK is not the end: the message waits
+until the bridge says on the device's ack topic that Kafka has its seq. A broker that crashed after its PUBACK but
+before saving or delivering it would otherwise lose it. What is not acknowledged end to end is resent after a
+reconnect and after ``resend_s``; repeats are removed downstream by seq.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 
-from ingest.contract import DeviceEvent, TelemetryBatch, encode_event, encode_telemetry, topic_for
+from ingest.contract import (
+    DeviceEvent,
+    TelemetryBatch,
+    decode_ack,
+    encode_event,
+    encode_telemetry,
+    peek_seq,
+    topic_for,
+)
 from ubi.adapters.mqtt import make_client
 from ubi.common.config import MqttConfig
 
@@ -41,10 +54,14 @@ class Device:
     vehicle: str
     client: mqtt.Client
     props: object
-    buffer: deque = field(default_factory=deque)  # (topic, payload, retain) not yet handed to MQTT
-    unacked: set[int] = field(default_factory=set)
+    buffer: deque = field(default_factory=deque)  # (topic, payload, retain, seq) not yet handed to MQTT
+    unacked: dict[int, tuple] = field(default_factory=dict)  # mid -> message, waiting for its PUBACK
+    awaiting: dict[int, tuple[tuple, float]] = field(default_factory=dict)  # seq -> (message, PUBACK time)
     sent: int = 0
     acked: int = 0
+    confirmed: int = 0  # acknowledged end to end (safe in Kafka)
+    rejected: int = 0  # refused by the platform (dead-lettered), told end to end
+    resent: int = 0
     dropped: int = 0
     down: bool = False  # the connection was lost (not merely waiting for a CONNACK)
     next_reconnect: float = 0.0
@@ -53,9 +70,17 @@ class Device:
 
 class DeviceFleet:
     def __init__(
-        self, cfg: MqttConfig, credentials: dict[str, str], window: int = 50, max_buffer: int = 200_000
+        self,
+        cfg: MqttConfig,
+        credentials: dict[str, str],
+        window: int = 50,
+        max_buffer: int = 200_000,
+        e2e: bool = False,
+        resend_s: float = 30.0,
     ) -> None:
         self.cfg = cfg
+        self.e2e = e2e
+        self.resend_s = resend_s
         self.window = window
         self.max_buffer = max_buffer
         self.devices: dict[str, Device] = {}
@@ -69,6 +94,7 @@ class DeviceFleet:
             client.on_publish = self._on_publish_for(dev)
             client.on_connect = self._on_connect_for(dev)
             client.on_disconnect = self._on_disconnect_for(dev)
+            client.on_message = self._on_ack_for(dev)
             self._attach_selector(dev)
             client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, properties=props)
             self.devices[vehicle] = dev
@@ -76,9 +102,11 @@ class DeviceFleet:
 
     def _on_publish_for(self, dev: Device) -> Callable:
         def on_publish(client, userdata, mid, reason_code, properties):
-            if mid in dev.unacked:
-                dev.unacked.discard(mid)
+            msg = dev.unacked.pop(mid, None)
+            if msg is not None:
                 dev.acked += 1
+                if self.e2e and msg[3] is not None:
+                    dev.awaiting[msg[3]] = (msg, time.monotonic())
 
         return on_publish
 
@@ -89,9 +117,40 @@ class DeviceFleet:
             else:
                 dev.backoff = 0.2
                 status = topic_for(self.cfg.topic_prefix, dev.vehicle, "status")
-                dev.buffer.appendleft((status, b"online", True))
+                if self.e2e:
+                    client.subscribe(topic_for(self.cfg.topic_prefix, dev.vehicle, "ack"), qos=1)
+                    self._resend(dev, lambda sent_at: True)  # a new connection: the broker may have lost them
+                dev.buffer.appendleft((status, b"online", True, None))
 
         return on_connect
+
+    @staticmethod
+    def _on_ack_for(dev: Device) -> Callable:
+        def on_message(client, userdata, msg):
+            try:
+                ranges, rejected = decode_ack(msg.payload)
+            except (ValueError, TypeError):
+                log.warning("%s: unreadable ack ignored: %r", dev.vehicle, msg.payload[:100])
+                return
+            for lo, hi in ranges:  # walk the shorter of the range and what is awaited
+                seqs = range(lo, hi + 1) if hi - lo < len(dev.awaiting) else [s for s in dev.awaiting if lo <= s <= hi]
+                for seq in seqs:
+                    if dev.awaiting.pop(seq, None) is not None:
+                        dev.confirmed += 1
+            for seq, reason in rejected:
+                if dev.awaiting.pop(seq, None) is not None:
+                    dev.rejected += 1
+                    log.warning("%s: seq %d rejected by the platform: %s", dev.vehicle, seq, reason)
+
+        return on_message
+
+    @staticmethod
+    def _resend(dev: Device, due: Callable[[float], bool]) -> None:
+        """Put messages not acknowledged end to end back at the front of the buffer, in seq order."""
+        again = sorted((seq for seq, (_, at) in dev.awaiting.items() if due(at)), reverse=True)
+        for seq in again:
+            dev.buffer.appendleft(dev.awaiting.pop(seq)[0])
+        dev.resent += len(again)
 
     @staticmethod
     def _on_disconnect_for(dev: Device) -> Callable:
@@ -145,6 +204,8 @@ class DeviceFleet:
             self._last_misc = now
             for dev in self.devices.values():
                 dev.client.loop_misc()
+                if self.e2e and dev.awaiting:
+                    self._resend(dev, lambda at: now - at > self.resend_s)
 
     def _service(self, dev: Device) -> None:
         client = dev.client
@@ -159,9 +220,9 @@ class DeviceFleet:
                     pass
             return
         while dev.buffer and len(dev.unacked) < self.window:
-            topic, payload, retain = dev.buffer.popleft()
-            info = client.publish(topic, payload, qos=1, retain=retain)
-            dev.unacked.add(info.mid)
+            msg = dev.buffer.popleft()
+            info = client.publish(msg[0], msg[1], qos=1, retain=msg[2])
+            dev.unacked[info.mid] = msg
             dev.sent += 1
 
     def pump(self) -> None:
@@ -180,28 +241,30 @@ class DeviceFleet:
             time.sleep(0.001)
 
     # --- sending -----------------------------------------------------------------
-    def _enqueue(self, dev: Device, topic: str, payload: bytes, retain: bool = False) -> None:
+    def _enqueue(self, dev: Device, topic: str, payload: bytes, retain: bool = False, seq: int | None = None) -> None:
         if len(dev.buffer) >= self.max_buffer:
             dev.buffer.popleft()
             dev.dropped += 1
-        dev.buffer.append((topic, payload, retain))
+        dev.buffer.append((topic, payload, retain, seq))
         if len(dev.buffer) > self.window:
             self._service(dev)
             self._io()
 
     def buffered(self) -> int:
-        return sum(len(d.buffer) + len(d.unacked) for d in self.devices.values())
+        return sum(len(d.buffer) + len(d.unacked) + len(d.awaiting) for d in self.devices.values())
 
     def publish_raw(self, vehicle: str, kind: str, payload: bytes) -> None:
         """Publish pre-encoded bytes as ``vehicle`` on its ``kind`` topic (benchmarks, bad-input tests)."""
-        self._enqueue(self.devices[vehicle], topic_for(self.cfg.topic_prefix, vehicle, kind), payload)
+        seq = peek_seq(payload) if kind != "status" else None
+        self._enqueue(self.devices[vehicle], topic_for(self.cfg.topic_prefix, vehicle, kind), payload, seq=seq)
 
     def send(self, m: Message) -> None:
         dev = self.devices[m.vehicle]
         if isinstance(m, DeviceEvent):
-            self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "events"), encode_event(m))
+            self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "events"), encode_event(m), seq=m.seq)
         else:
-            self._enqueue(dev, topic_for(self.cfg.topic_prefix, m.vehicle, "telemetry"), encode_telemetry(m))
+            topic = topic_for(self.cfg.topic_prefix, m.vehicle, "telemetry")
+            self._enqueue(dev, topic, encode_telemetry(m), seq=int(m.seq))
 
     def play(
         self,
@@ -246,12 +309,32 @@ class DeviceFleet:
         return sent
 
     def flush(self, timeout: float = 120) -> None:
-        """Wait until every buffered message has been acknowledged by the broker."""
+        """Wait until every buffered message has been acknowledged by the broker (and, with ``e2e``, end to end)."""
         self._pump_until(lambda: self.buffered() == 0, timeout, "flush")
 
-    def close(self, timeout: float = 120) -> None:
-        """Flush, announce offline, disconnect."""
-        self.flush(timeout)
+    def wait_broker(self, timeout: float = 120) -> None:
+        """Wait until the broker has PUBACKed everything buffered (with ``e2e``, the messages then wait for their
+        end-to-end ack)."""
+        self._pump_until(lambda: not any(d.buffer or d.unacked for d in self.devices.values()), timeout, "PUBACKs")
+
+    def unconfirmed(self) -> int:
+        return sum(len(d.awaiting) for d in self.devices.values())
+
+    def close(self, timeout: float = 120) -> int:
+        """Flush, announce offline, disconnect. Returns how many messages were never acknowledged end to end
+        (0 without ``e2e``); they are logged, since a real device would keep them for its next connection."""
+        try:
+            self.flush(timeout)
+        except TimeoutError:
+            if not self.e2e or any(d.buffer or d.unacked for d in self.devices.values()):
+                raise
+        lost = self.unconfirmed()
+        if lost:
+            log.warning(
+                "devices: %d messages not acknowledged end to end within %.0f s (is a bridge running?)", lost, timeout
+            )
+            for dev in self.devices.values():
+                dev.awaiting.clear()
         for dev in self.devices.values():
             self._enqueue(dev, topic_for(self.cfg.topic_prefix, dev.vehicle, "status"), b"offline", retain=True)
         self.flush(timeout)
@@ -262,3 +345,5 @@ class DeviceFleet:
         dropped = sum(d.dropped for d in self.devices.values())
         if dropped:
             log.warning("devices dropped %d messages on buffer overflow", dropped)
+        return lost
+

@@ -29,11 +29,13 @@ def play_fleet(cfg: Config, spec: FleetSpec, out: Path, speedup: float = 0.0, sh
     passwords = Stack(cfg).enrol(list(trips))
     total = expected_messages(spec, trips)
     bar = Progress("devices -> mqtt", total, "msgs") if show else None
-    fleet = DeviceFleet(cfg.mqtt, passwords)
+    fleet = DeviceFleet(cfg.mqtt, passwords, e2e=True)  # a device forgets a message once Kafka has it
     sent = fleet.play(
         {v: vehicle_stream(spec, ts) for v, ts in trips.items()}, speedup, progress=bar.update if bar else None
     )
-    fleet.close()
+    unconfirmed = fleet.close()
+    if unconfirmed and show:
+        print(f"warning: {unconfirmed} messages were not acknowledged end to end (is `ubi bridge` running?)")
     if bar:
         bar.done(sent)
     return sent, trips

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import ubi.stages.bridge as bridge_mod
 from ubi.adapters.kafka import RecordSink
-from ubi.common.config import Config
+from ubi.common.config import Config, PrivacyConfig
 
 
 class HeldSink(RecordSink):
@@ -117,7 +117,7 @@ def test_a_dead_letter_always_fits_kafka():
     import base64
     import hashlib
 
-    cfg = Config()
+    cfg = Config(privacy=PrivacyConfig(dlq_keep_payload=True))  # the payload is kept only on request
     huge = b'{"v":1,"vehicle":"' + b"X" * 900_000 + b'"}'
     out = bridge_mod.route(cfg, "ubi/v1/vehicles/VH00001/telemetry", huge, 1, 1, 1)
     assert out.dead_letter and out.reason == "oversize" and len(out.value) < 100_000
@@ -141,3 +141,40 @@ def test_qos_2_and_retained_publishes_are_dead_lettered():
     assert not bridge_mod.route(cfg, topic, body, int(time.time() * 1000), 1, 1).dead_letter
     assert bridge_mod.route(cfg, topic, body, 1, 1, 2).reason == "qos_not_allowed"
     assert bridge_mod.route(cfg, topic, body, 1, 1, 1, retain=True).reason == "retained"
+
+
+def test_devices_are_acknowledged_end_to_end_only_for_what_kafka_confirmed(monkeypatch):
+    """Issue 11: a PUBACK is not enough for a device to forget a message (a broker crash before its save loses it),
+    so the bridge tells each device, on its own ack topic, which seqs Kafka confirmed, and which were rejected."""
+    from ingest.contract import decode_ack
+
+    b, sink, acks = make_bridge(monkeypatch, 10)
+    published: list[tuple[str, bytes]] = []
+    b.client = SimpleNamespace(
+        ack=lambda mid, qos: acks.append(mid), publish=lambda t, p, qos: published.append((t, p))
+    )
+    for mid in (1, 2, 3):
+        b._on_message(None, None, message(mid, "VH00001"))
+    b._on_message(None, None, message(4, "VH00002"))
+    bad = SimpleNamespace(
+        topic="ubi/v1/vehicles/VH00002/events",
+        payload=b'{"v":1,"vehicle":"VH00002","seq":5}',
+        mid=5,
+        qos=1,
+        retain=False,
+    )
+    b._on_message(None, None, bad)
+    assert b.publish_acks() == 0 and published == []  # nothing confirmed yet: nothing acknowledged
+    sink.confirm(2)  # VH00001 seqs 1 and 2
+    b.publish_acks()
+    assert published == [("ubi/v1/vehicles/VH00001/ack", published[0][1])]
+    assert decode_ack(published[0][1]) == ([(1, 2)], [])
+    published.clear()
+    sink.confirm(3)  # seq 3, VH00002's 4 and its dead-lettered 5
+    b.publish_acks()
+    got = {t: decode_ack(p) for t, p in published}
+    assert got == {
+        "ubi/v1/vehicles/VH00001/ack": ([(3, 3)], []),
+        "ubi/v1/vehicles/VH00002/ack": ([(4, 4)], [(5, "missing_field")]),
+    }
+    assert b.publish_acks() == 0  # each seq is acknowledged once

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.contract import DeviceEvent, Rejected, TelemetryBatch, decode, encode_event, encode_telemetry, parse_topic
-from ubi.common.config import Config, IngestConfig
+from ubi.common.config import Config, IngestConfig, PrivacyConfig
 from ubi.stages.bridge import route
 
 CFG = IngestConfig()
@@ -131,7 +131,7 @@ def test_topics():
 
 
 def test_route_sends_bad_data_to_dead_letter_with_original_bytes():
-    cfg = Config()
+    cfg = Config(privacy=PrivacyConfig(dlq_keep_payload=True))  # kept only on request (tests/test_privacy.py)
     out = route(cfg, "ubi/v1/vehicles/VH00001/telemetry", b"{oops", NOW, 5, 1)
     assert out.dead_letter and out.topic == cfg.kafka.dead_letter_topic
     body = json.loads(out.value)
@@ -244,11 +244,11 @@ def test_numbers_only_anywhere_in_a_list(where, value):
 
 
 def test_validation_only_gives_the_same_verdicts():
-    """The bridge validates without building arrays (build=False): same Rejected for bad input, VALID for good."""
-    from ingest.contract import VALID
+    """The bridge validates without building arrays (build=False): same Rejected for bad input, Valid(seq) for good."""
+    from ingest.contract import Valid
 
     good = json.dumps(good_obj()).encode()
-    assert decode("VH00001", "telemetry", good, NOW, CFG, build=False) is VALID
+    assert decode("VH00001", "telemetry", good, NOW, CFG, build=False) == Valid(good_obj()["seq"])
     for bad in (b"{", json.dumps({**good_obj(), "seq": -1}).encode(), json.dumps({**good_obj(), "v": 9}).encode()):
         assert decode("VH00001", "telemetry", bad, NOW, CFG, build=False) == dec(bad)
 
@@ -299,3 +299,31 @@ def test_simulate_default_start_sends_nothing_in_the_future():
     with pytest.raises(ConfigError, match="future"):
         simulate_start(date.today(), 7, offline=False)
     assert simulate_start(date.today(), 7, offline=True) == date.today()
+
+
+def test_ack_round_trip_and_ranges():
+    """The end-to-end ack names every confirmed seq as merged ranges, in any order, repeats allowed."""
+    from ingest.contract import decode_ack, encode_ack, seq_ranges
+
+    assert seq_ranges([]) == []
+    assert seq_ranges([5, 3, 4, 4, 9, 11, 10, 1]) == [[1, 1], [3, 5], [9, 11]]
+    ranges, rejected = decode_ack(encode_ack([7, 8, 2], [(3, "out_of_range")]))
+    assert ranges == [(2, 2), (7, 8)] and rejected == [(3, "out_of_range")]
+    with pytest.raises(ValueError):
+        decode_ack(b'{"v": 2, "acked": []}')
+
+
+def test_peek_seq_reads_the_seq_of_a_rejected_message_only_when_it_is_a_valid_one():
+    from ingest.contract import peek_seq
+
+    assert peek_seq(b'{"v":1,"seq":12,"gps":"x"}') == 12
+    for bad in (
+        b"{",
+        b"[1]",
+        b'{"seq":-1}',
+        b'{"seq":1.5}',
+        b'{"seq":true}',
+        b'{"seq":"3"}',
+        b'{"seq":' + b"9" * 30 + b"}",
+    ):
+        assert peek_seq(bad) is None, bad

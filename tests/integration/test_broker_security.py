@@ -10,8 +10,10 @@ from ubi.adapters.mqtt import make_client
 
 
 def pub(args: list[str]) -> subprocess.CompletedProcess:
+    """mosquitto_pub as a device: with -u USER it connects as client id dev-USER, as the contract requires."""
+    ident = ["-i", f"dev-{args[args.index('-u') + 1]}"] if "-u" in args else []
     return subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-V", "mqttv5", "-q", "1", *args],
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-V", "mqttv5", "-q", "1", *ident, *args],
         capture_output=True,
         text=True,
         timeout=20,
@@ -87,7 +89,7 @@ def test_tls_listener_accepts_devices_with_the_ca_and_refuses_unverified(stack, 
         ]
     )
     assert ok.returncode == 0, ok.stderr
-    client, props = make_client(env.config.mqtt, f"it-{env.tag}-tls", me, pw)
+    client, props = make_client(env.config.mqtt, f"dev-{me}", me, pw)
     client.tls_set(cert_reqs=ssl.CERT_REQUIRED)  # system CAs only: our development CA is not trusted
     try:
         client.connect("127.0.0.1", env.config.mqtt.tls_port, properties=props)

@@ -33,7 +33,7 @@ def test_sigterm_then_immediate_stack_up_loses_no_acknowledged_message(stack, en
     b = bridge_session(None)  # then offline: the broker queues for the session
     b.disconnect()
     b.loop_stop()
-    dev, props = make_client(cfg.mqtt, f"{vehicle}-dev", vehicle, pw)
+    dev, props = make_client(cfg.mqtt, f"dev-{vehicle}", vehicle, pw)
     acked: set[int] = set()
     dev.on_publish = lambda c, u, mid, rc, p: acked.add(mid)
     dev.max_inflight_messages_set(200)

@@ -34,7 +34,7 @@ def _subscribe(client, results, topic: str) -> list:
 
 
 def _publish(cfg, vehicle: str, password: str, n: int) -> None:
-    dev, props = make_client(cfg.mqtt, f"{vehicle}-pub", vehicle, password)
+    dev, props = make_client(cfg.mqtt, f"dev-{vehicle}", vehicle, password)
     dev.connect(cfg.mqtt.host, cfg.mqtt.port, properties=props)
     dev.loop_start()
     try:
@@ -62,7 +62,7 @@ def test_device_cannot_join_the_bridge_share_group(stack, env):
     thief, victim = f"T{env.tag}X", f"T{env.tag}V"
     pw = stack.enrol([thief, victim])
     share = f"$share/{cfg.mqtt.share_group}/{cfg.mqtt.topic_prefix}/+/telemetry"
-    bridge_id, thief_ids = f"it-{env.tag}-bridge", [f"it-{env.tag}-thief{i}" for i in range(3)]
+    bridge_id, thief_ids = f"it-{env.tag}-bridge", [f"dev-{thief}", thief]  # the two ids a device may use
     got: list = []
     bridge, bres = _connect(cfg, bridge_id, cfg.mqtt.bridge_user, stack.credentials().password("bridge"), 120, got)
     thieves = []
@@ -91,7 +91,7 @@ def test_device_cannot_join_the_bridge_share_group(stack, env):
 def _publish_as(cfg, vehicle: str, password: str, topic: str, qos: int, retain: bool) -> list:
     """Publish once; the events the device sees (PUBACK reason or DISCONNECT)."""
     events: list = []
-    dev, props = make_client(cfg.mqtt, f"{vehicle}-odd", vehicle, password)
+    dev, props = make_client(cfg.mqtt, f"dev-{vehicle}", vehicle, password)
     dev.on_publish = lambda c, u, mid, rc, p: events.append(("puback", rc))
     dev.on_disconnect = lambda c, u, f, rc, p: events.append(("disconnect", rc))
     dev.connect(cfg.mqtt.host, cfg.mqtt.port, properties=props)
@@ -142,7 +142,7 @@ def test_qos2_and_retained_telemetry_are_refused_by_the_broker(stack, env):
                 "-P",
                 pw,
                 "-i",
-                f"{v}-q2",
+                f"dev-{v}",
                 "-t",
                 telemetry,
                 "-q",
@@ -165,3 +165,40 @@ def test_qos2_and_retained_telemetry_are_refused_by_the_broker(stack, env):
         watcher.disconnect()
         watcher.loop_stop()
         stack.revoke([v])
+
+
+def test_a_device_cannot_take_over_the_bridge_session_or_another_device(stack, env):
+    """A device that connected with the bridge's client id was accepted and the broker destroyed the bridge's
+    offline session with the messages queued in it (found with a real client). Now a device may connect only as
+    dev-<vehicle> (or <vehicle>): checked with mosquitto_pub, and the bridge's queue survives the attempt."""
+    import subprocess
+
+    cfg = env.config
+    thief, victim = f"T{env.tag}K", f"T{env.tag}W"
+    pw = stack.enrol([thief, victim])
+    bridge_id = f"it-{env.tag}-bridge"
+    bridge_pw = stack.credentials().password("bridge")
+    share = f"$share/{cfg.mqtt.share_group}/{cfg.mqtt.topic_prefix}/+/telemetry"
+    bridge, bres = _connect(cfg, bridge_id, cfg.mqtt.bridge_user, bridge_pw, 120)
+    assert all(not rc.is_failure for rc in _subscribe(bridge, bres, share))
+    bridge.disconnect()  # offline: the broker queues the victim's messages for it
+    bridge.loop_stop()
+    try:
+        _publish(cfg, victim, pw[victim], 10)
+        for cid in (bridge_id, f"dev-{victim}", victim, "mosq-anything"):
+            r = subprocess.run(
+                ["mosquitto_pub", "-h", cfg.mqtt.host, "-p", str(cfg.mqtt.port), "-V", "mqttv5", "-q", "1",
+                 "-i", cid, "-u", thief, "-P", pw[thief], "-t", f"{cfg.mqtt.topic_prefix}/{thief}/status", "-m", "x"],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+            assert r.returncode != 0 and "not authori" in (r.stdout + r.stderr).lower(), (cid, r)
+        got: list = []
+        bridge, bres = _connect(cfg, bridge_id, cfg.mqtt.bridge_user, bridge_pw, 120, got)
+        _subscribe(bridge, bres, share)
+        _wait_for(got, 10)
+        assert len(got) == 10, f"the bridge's queued messages were lost: {len(got)} of 10"
+    finally:
+        bridge.disconnect()
+        bridge.loop_stop()
+        drop_session(cfg.mqtt, bridge_id, cfg.mqtt.bridge_user, bridge_pw)
+        stack.revoke([thief, victim])

@@ -7,6 +7,12 @@ Guarantees (see docs/device-contract.md):
 - Nothing is treated as a duplicate here (not even the MQTT dup flag): repeats are removed downstream by seq.
 - Bounded: at most ``max_in_flight`` messages wait for Kafka; beyond that we stop reading from the broker.
 - Kafka down: records are retried with backoff and not acknowledged; the bridge resumes by itself.
+- End to end: once Kafka confirmed a device's message, the bridge also tells the device, on its own
+  ``<prefix>/<vehicle>/ack`` topic, that the seq is safe (``ingest.contract.encode_ack``; several a second at
+  most, per device). A PUBACK alone is not enough for a device to forget a message: the broker keeps it in memory
+  and a crash before its next save loses it. A device resends what was not acknowledged end to end.
+- Scale-down: a bridge stopped cleanly unsubscribes and ends its session, so the broker no longer hands it a
+  share of the messages; a crashed one keeps its share until its session expires (devices resend meanwhile).
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from ingest.contract import decode, parse_topic
+from ingest.contract import Valid, decode, encode_ack, parse_topic, peek_seq, topic_for
 from ubi.adapters.kafka import RecordSink, make_sink
 from ubi.adapters.mqtt import make_client
 from ubi.common.config import Config
-from ubi.common.messages import Rejected
+from ubi.common.messages import DeviceEvent, Rejected, TelemetryBatch
 from ubi.stages.quarantine import cut, dead_letter
 
 log = logging.getLogger("ubi.bridge")
@@ -43,6 +51,7 @@ class BridgeStats:
     dead_lettered: int = 0
     retries: int = 0
     in_flight: int = 0
+    e2e_acks: int = 0  # ack messages published to devices
     latency_counts: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_MS))
     latency_sum_ms: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -63,6 +72,8 @@ class BridgeStats:
                 f"ubi_bridge_dead_lettered_total {self.dead_lettered}",
                 "# TYPE ubi_bridge_kafka_retries_total counter",
                 f"ubi_bridge_kafka_retries_total {self.retries}",
+                "# TYPE ubi_bridge_e2e_acks_total counter",
+                f"ubi_bridge_e2e_acks_total {self.e2e_acks}",
                 "# TYPE ubi_bridge_in_flight gauge",
                 f"ubi_bridge_in_flight {self.in_flight}",
                 "# TYPE ubi_bridge_dead_letter_reasons_total counter",
@@ -94,6 +105,8 @@ class Outgoing(NamedTuple):
     received_ms: int
     dead_letter: bool
     reason: str = ""
+    vehicle: str = ""  # whose device to acknowledge end to end, and its seq (-1: none readable)
+    seq: int = -1
 
 
 def route(
@@ -113,6 +126,7 @@ def route(
     if isinstance(decoded, Rejected):
         # bounded whatever came in (payload cut to 64 KiB, with its size and SHA-256): always fits Kafka
         body = dead_letter(decoded.reason, decoded.detail, mqtt_topic, received_ms, payload)
+        seq = peek_seq(payload) if parsed and parsed[1] != "status" else None
         return Outgoing(
             cfg.kafka.dead_letter_topic,
             cut(vehicle, 64).encode(),
@@ -123,6 +137,8 @@ def route(
             received_ms,
             True,
             decoded.reason,
+            parsed[0] if parsed else "",
+            -1 if seq is None else seq,
         )
     headers = [
         ("mqtt_topic", mqtt_topic.encode()),
@@ -130,7 +146,11 @@ def route(
         ("received_ms", str(received_ms).encode()),
         ("schema", b"1"),
     ]
-    return Outgoing(cfg.kafka.telemetry_topic, vehicle.encode(), payload, headers, mid, qos, received_ms, False)
+    assert isinstance(decoded, (Valid, DeviceEvent, TelemetryBatch))
+    seq = decoded.seq
+    return Outgoing(
+        cfg.kafka.telemetry_topic, vehicle.encode(), payload, headers, mid, qos, received_ms, False, "", vehicle, seq
+    )
 
 
 def serve_metrics(stats: BridgeStats, port: int) -> ThreadingHTTPServer | None:
@@ -172,6 +192,8 @@ class Bridge:
         self._room = threading.Condition(self.stats.lock)
         self._stop = threading.Event()
         self._retry_lock = threading.Lock()
+        # seqs confirmed by Kafka and not yet acknowledged to their device: vehicle -> (acked, rejected)
+        self._e2e: dict[str, tuple[list[int], list[tuple[int, str]]]] = {}
         self.producer: RecordSink = sink if sink is not None else make_sink(cfg.kafka, client_id=client_id)
         self.client, self._props = make_client(
             cfg.mqtt,
@@ -192,8 +214,9 @@ class Bridge:
         if reason_code.is_failure:
             log.error("mqtt connect refused: %s", reason_code)
             return
-        group, prefix = self.cfg.mqtt.share_group, self.cfg.mqtt.topic_prefix
-        client.subscribe([(f"$share/{group}/{prefix}/+/telemetry", 1), (f"$share/{group}/{prefix}/+/events", 1)])
+        # on every CONNACK, session present or not: Mosquitto 2.0.11 does not restore an offline session's shared
+        # subscription after a broker restart (docs/architecture.md)
+        client.subscribe([(t, 1) for t in self._topics()])
         log.info("connected to mqtt (session present=%s)", flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -240,6 +263,12 @@ class Bridge:
             self.client.ack(out.mid, out.qos)
         latency = time.time() * 1000 - out.received_ms
         with self._room:
+            if out.seq >= 0:
+                acked, rejected = self._e2e.setdefault(out.vehicle, ([], []))
+                if out.dead_letter:
+                    rejected.append((out.seq, out.reason))
+                else:
+                    acked.append(out.seq)
             self.stats.in_flight -= 1
             if out.dead_letter:
                 self.stats.dead_lettered += 1
@@ -257,6 +286,18 @@ class Bridge:
         timer.daemon = True
         timer.start()
 
+    def publish_acks(self) -> int:
+        """Tell each device which of its seqs Kafka has confirmed since the last call (QoS 1, not retained: a lost
+        ack only makes the device resend, and repeats are removed downstream). Returns the acks published."""
+        with self._room:
+            pending, self._e2e = self._e2e, {}
+        prefix = self.cfg.mqtt.topic_prefix
+        for vehicle, (acked, rejected) in pending.items():
+            self.client.publish(topic_for(prefix, vehicle, "ack"), encode_ack(acked, rejected), qos=1)
+        with self.stats.lock:
+            self.stats.e2e_acks += len(pending)
+        return len(pending)
+
     # --- lifecycle -----------------------------------------------------------
     def run(self, install_signals: bool = True) -> BridgeStats:
         if install_signals:
@@ -268,7 +309,8 @@ class Bridge:
         self.client.loop_start()
         metrics = serve_metrics(self.stats, self.cfg.ingest.metrics_port) if self.cfg.ingest.metrics_port else None
         last_report = time.monotonic()
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(self.cfg.ingest.e2e_ack_interval_s):
+            self.publish_acks()
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 s = self.stats
@@ -288,18 +330,33 @@ class Bridge:
     def stop(self) -> None:
         self._stop.set()
 
-    def drain(self, timeout: float = 30.0) -> BridgeStats:
-        """Stop taking messages, wait for in-flight ones to be confirmed and acknowledged, then disconnect.
+    def _topics(self) -> list[str]:
+        group, prefix = self.cfg.mqtt.share_group, self.cfg.mqtt.topic_prefix
+        return [f"$share/{group}/{prefix}/+/telemetry", f"$share/{group}/{prefix}/+/events"]
 
-        The subscription stays in the persistent session, so the broker keeps queueing for our return.
-        """
+    def _leave(self) -> None:
+        if self.client.is_connected():
+            self.client.unsubscribe(self._topics())
+
+    @staticmethod
+    def _leave_props() -> Properties:
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        return props
+
+    def drain(self, timeout: float = 30.0) -> BridgeStats:
+        """Stop taking messages, wait for in-flight ones to be confirmed and acknowledged, then leave the share
+        group and end the session (scale-down: the broker stops handing this bridge a share of the messages; what
+        arrives while no bridge runs is refused with "no matching subscribers" and stays on the devices)."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         self.producer.flush(timeout)
         while self.stats.in_flight > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)  # let the network thread write the last PUBACKs
-        self.client.disconnect()
+        self.publish_acks()
+        time.sleep(0.2)  # let the network thread write the last PUBACKs and acks
+        self._leave()
+        self.client.disconnect(reasoncode=None, properties=self._leave_props())
         self.client.loop_stop()
         self.producer.close(5)
         log.info(

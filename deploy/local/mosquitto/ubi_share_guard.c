@@ -5,6 +5,9 @@
  *   plugin_opt_share_users bridge            (comma separated)
  *   plugin_opt_retain_suffix /status         (retained PUBLISHes are refused on every other topic)
  *   plugin_opt_max_qos 1                     (PUBLISHes above this QoS are refused)
+ * and binds client ids to usernames: a user who is not a share user must connect as client id "dev-<username>"
+ * or "<username>" (the device contract), so no device can take over the bridge's session (connecting with the
+ * bridge's client id would destroy its queued messages) or another device's.
  * Built by `ubi stack up` (ubi/ops/stack.py) with gcc and the mosquitto-dev headers (deploy/local/install.sh).
  * Why a plugin: Mosquitto 2.0.x's acl_file never checks SUBSCRIBE (it only filters delivery with `read`), so a
  * device could join the bridge's share group and have its share of every vehicle's messages discarded (issue 11). */
@@ -64,6 +67,21 @@ static int on_acl(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *id = mosquitto_client_id(ed->client);
+	const char *user = ed->username;
+	(void)event; (void)userdata;
+	if(user && user_allowed(user)) return MOSQ_ERR_PLUGIN_DEFER;
+	if(user && id && (!strcmp(id, user) || (!strncmp(id, "dev-", 4) && !strcmp(id + 4, user)))){
+		return MOSQ_ERR_PLUGIN_DEFER;  /* the password file decides */
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "ubi_share_guard: refused client id '%s' for user '%s' (devices connect as dev-<vehicle>)",
+			id ? id : "", user ? user : "");
+	return MOSQ_ERR_AUTH;
+}
+
 int mosquitto_plugin_version(int n, const int *v)
 {
 	int i;
@@ -81,11 +99,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		if(!strcmp(opts[i].key, "max_qos")) max_qos = atoi(opts[i].value);
 		if(!strcmp(opts[i].key, "retain_suffix")) snprintf(retain_suffix, sizeof(retain_suffix), "%s", opts[i].value);
 	}
+	if(mosquitto_callback_register(plg_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL)) return MOSQ_ERR_UNKNOWN;
 	return mosquitto_callback_register(plg_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL);
 }
 
 int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
 {
 	(void)user_data; (void)opts; (void)opt_count;
+	mosquitto_callback_unregister(plg_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	return mosquitto_callback_unregister(plg_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL);
 }
