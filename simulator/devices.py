@@ -346,4 +346,3 @@ class DeviceFleet:
         if dropped:
             log.warning("devices dropped %d messages on buffer overflow", dropped)
         return lost
-

@@ -240,7 +240,7 @@ class IngestConfig:
     # Store-and-forward may deliver old data; older than this is refused as time travel.
     max_age_days: float = 35.0
     max_in_flight: int = 2000
-    # How often the bridge tells each device which of its seqs Kafka confirmed (end-to-end ack, docs/device-contract.md).
+    # How often the bridge tells each device which of its seqs Kafka confirmed (end-to-end ack; device-contract.md).
     e2e_ack_interval_s: float = 0.2
     # Prometheus text exposition of the bridge's counters on http://127.0.0.1:<port>/metrics (0 = off).
     metrics_port: int = 9464
