@@ -22,7 +22,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
@@ -30,6 +29,7 @@ from ingest.contract import DeviceEvent, encode_event, encode_telemetry  # noqa:
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids  # noqa: E402
 from simulator.player import play_fleet  # noqa: E402
 from simulator.run import vehicle_stream  # noqa: E402
+from ubi.adapters import duckdb_store as store  # noqa: E402
 from ubi.adapters.kafka import auth, ensure_topics, make_producer  # noqa: E402
 from ubi.common.config import load_config  # noqa: E402
 
@@ -177,7 +177,7 @@ metrics_port = 0
     for p in reversed(procs):
         p.terminate()
         p.wait()
-    con = duckdb.connect(env["UBI_DB"], read_only=True)
+    con = store.connect(env["UBI_DB"], read_only=True)  # encrypted: the project's one way in
     rows = con.execute(
         "SELECT vehicle_id, end_ms_dev, epoch_ms(stored_at) FROM (SELECT vehicle_id, "
         "epoch_ms(end_ts) AS end_ms_dev, stored_at FROM trips)"

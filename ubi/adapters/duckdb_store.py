@@ -22,6 +22,7 @@ from pricing import fit, monthly
 from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
+from ubi.adapters.privacy import open_database
 from ubi.common.errors import PricingError, StoreError
 from ubi.common.trip_record import COLUMNS, TripRecord, create_table_sql, upsert_sql
 
@@ -198,8 +199,8 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
+    try:  # every connection of the project: encrypted at rest, key checked (ubi/adapters/privacy.py)
+        con = open_database(path, read_only=read_only)
     except duckdb.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
     if not read_only:

@@ -127,13 +127,12 @@ def probe(cfg: KafkaConfig, timeout: float = 5.0) -> str | None:
 def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
     """Create the platform's topics if missing and grant each stage's principal its rights on them (idempotent);
     waits for the broker to accept admin calls."""
-    wanted = {
-        cfg.telemetry_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)},
-        cfg.dead_letter_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)},
-        cfg.trips_topic: {"retention.ms": str(30 * 24 * 3600 * 1000)},
-        # one small record per vehicle, kept for ever (compaction keeps the latest)
-        cfg.scorer_state_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
-    }
+    from dataclasses import replace
+
+    from ubi.adapters.privacy import apply_topic_configs, topic_configs
+
+    # retention from the privacy settings (ubi/adapters/privacy.py), for new and existing topics alike
+    wanted = topic_configs(replace(load_config(), kafka=cfg))
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -152,6 +151,7 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
                     except TopicAlreadyExistsError:
                         pass
                 if set(wanted) <= set(admin.list_topics()):
+                    apply_topic_configs(admin, wanted, existing)
                     failed = admin.create_acls(stage_acls(cfg))["failed"]  # an existing binding is not doubled
                     if failed:
                         raise StackError(f"could not create Kafka ACLs: {failed}")

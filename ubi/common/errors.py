@@ -6,7 +6,9 @@ UBIError
 ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
 ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
 ├── StoreError           DuckDB could not be written as asked
-└── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
+├── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
+└── PrivacyError         a privacy safeguard refused (erasure, audit log, consent)
+    └── DatabaseKeyError the DuckDB file's encryption key is missing or wrong
 """
 
 from __future__ import annotations
@@ -45,3 +47,11 @@ class StoreError(UBIError):
 
 class PricingError(UBIError):
     """Pricing or an actuary tool cannot go on with the data it was given."""
+
+
+class PrivacyError(UBIError):
+    """A privacy safeguard refused to go on: an unknown policy to erase, a broken audit log, a bad consent."""
+
+
+class DatabaseKeyError(PrivacyError):
+    """The DuckDB file cannot be opened: its encryption key is missing or wrong (the key is never printed)."""

@@ -1,0 +1,278 @@
+"""Privacy safeguards every stage shares: topic retention, coarse positions, keys, the encrypted DuckDB file and
+keyed pseudonyms. The choices and their defaults are in ``PrivacyConfig`` (ubi/common/config.py); what is kept
+where, and for how long, is in README "Data inventory".
+
+- **Retention** (``topic_configs``): raw telemetry only as long as the scorer can still need it, dead letters a
+  week, each applied when a topic is created and to topics that already exist (``apply_topic_configs``).
+- **Encryption at rest** (``open_database``): every DuckDB connection of the project is made here, through
+  DuckDB's own database encryption (``ATTACH ... (ENCRYPTION_KEY ...)``); a missing or wrong key is a
+  ``DatabaseKeyError``, never a silently unencrypted file. An existing unencrypted file is encrypted in place the
+  first time it is opened for writing (``COPY FROM DATABASE``), and that is logged.
+- **Pseudonyms** (``pseudonym``): HMAC-SHA256 of an id under a key that is not in the database, so whoever reads
+  the actuary views cannot get back to a policy or vehicle without the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+
+import duckdb
+
+from ubi.common.config import Config, PrivacyConfig, load_config
+from ubi.common.errors import ConfigError, DatabaseKeyError, PrivacyError
+
+log = logging.getLogger("ubi.privacy")
+
+HOUR_MS = 3600 * 1000
+DB_ALIAS = "ubi"  # the attached, encrypted database every connection USEs
+
+
+# --- retention ---------------------------------------------------------------------------------------------------
+
+
+def topic_configs(cfg: Config) -> dict[str, dict[str, str]]:
+    """The Kafka topic settings privacy asks for, per topic of this configuration. Refuses a raw-telemetry retention
+    shorter than a trip may stay open (the scorer would lose the start of a long trip before cutting it)."""
+    p, k = cfg.privacy, cfg.kafka
+    open_max_h = (cfg.ingest.max_trip_s + cfg.scoring.close_grace_s) / 3600.0
+    if p.telemetry_retention_h < open_max_h:
+        raise ConfigError(
+            f"privacy.telemetry_retention_h = {p.telemetry_retention_h:g} h is shorter than a trip may stay open "
+            f"(ingest.max_trip_s + scoring.close_grace_s = {open_max_h:.2f} h): the scorer could lose raw data of a "
+            "trip it has not cut yet"
+        )
+    ms = lambda h: str(int(h * HOUR_MS))  # noqa: E731
+
+    def timed(hours: float) -> dict[str, str]:
+        # Kafka deletes whole closed segments only, and rolls one after 7 days by default: a segment rolls at least
+        # hourly here, so a record is gone within about an hour (plus the 5-minute check) after its retention
+        return {"cleanup.policy": "delete", "retention.ms": ms(hours), "segment.ms": ms(min(1.0, hours))}
+
+    return {
+        k.telemetry_topic: timed(p.telemetry_retention_h),
+        k.dead_letter_topic: timed(p.dlq_retention_h),
+        k.trips_topic: timed(p.trips_retention_h),
+        # one small record per vehicle, kept for ever (compaction keeps the latest); an erasure writes a tombstone,
+        # which compaction removes after delete.retention.ms (1 day, Kafka's default)
+        k.scorer_state_topic: {"cleanup.policy": "compact", "retention.ms": "-1"},
+    }
+
+
+def apply_topic_configs(admin, wanted: dict[str, dict[str, str]], existing: set[str]) -> dict[str, dict[str, str]]:
+    """Set the wanted settings on topics that already exist (created before these settings, or by an older
+    version). Returns what was changed, per topic ({} when everything already matched)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    present = [t for t in wanted if t in existing]
+    if not present:
+        return {}
+    keys = sorted({k for conf in wanted.values() for k in conf})
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t, configs=dict.fromkeys(keys)) for t in present],
+        config_filter="Dynamic",
+    ).get("topic", {})
+    current = {t: {k: v.get("value") for k, v in entries.items()} for t, entries in described.items()}
+    changed = {}
+    for topic in present:
+        diff = {k: v for k, v in wanted[topic].items() if current.get(topic, {}).get(k) != v}
+        if diff:
+            changed[topic] = diff
+    if changed:
+        # one resource per topic with the keys that differ (incremental SET: other settings stay as they are)
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in changed.items()])
+        log.info("topic retention applied: %s", changed)
+    return changed
+
+
+def coarsen_numbers(payload: bytes, decimals: int) -> bytes:
+    """Every decimal number in the text cut to ``decimals`` fraction digits. Used on the dead-letter payloads that
+    are kept (``privacy.dlq_keep_payload``): a payload that broke the contract may not even parse, so coordinates
+    are found as numbers anywhere in the text, not as JSON fields (integers such as times are left alone)."""
+    pattern = re.compile(rb"(-?\d+\.\d{%d})\d+" % decimals) if decimals else re.compile(rb"(-?\d+)\.\d+")
+    return pattern.sub(rb"\1", payload)
+
+
+# --- keys ----------------------------------------------------------------------------------------------------------
+
+
+def _key_path(cfg: Config, configured: str, default_name: str) -> Path:
+    return Path(configured) if configured else cfg.secrets_dir / default_name
+
+
+def read_or_make_key(path: Path, create: bool) -> str | None:
+    """The key in ``path`` (mode 0600 in a 0700 folder), made when missing and ``create``. Two processes making it
+    at once end with the same key: it is written aside and linked into place, which fails if one is already there."""
+    if path.exists():
+        key = path.read_text().strip()
+        if not key:
+            raise DatabaseKeyError(f"the key file {path} is empty")
+        return key
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+        log.info("generated a new key in %s (mode 0600)", path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def db_key(cfg: Config, create: bool) -> tuple[str | None, str]:
+    """(key, where it came from) for the DuckDB file: the environment variable, else the key file."""
+    p = cfg.privacy
+    env = os.environ.get(p.db_key_env)
+    if env:
+        return env, f"${p.db_key_env}"
+    path = _key_path(cfg, p.db_key_file, "db.key")
+    return read_or_make_key(path, create), str(path)
+
+
+def pseudonym_key(cfg: Config | None = None) -> bytes:
+    """The HMAC key for pseudonyms: the environment variable, else the key file (made on first use)."""
+    cfg = cfg or load_config()
+    p = cfg.privacy
+    env = os.environ.get(p.pseudonym_key_env)
+    if env:
+        return env.encode()
+    key = read_or_make_key(_key_path(cfg, p.pseudonym_key_file, "pseudonym.key"), create=True)
+    assert key is not None
+    return key.encode()
+
+
+def pseudonym(value: str, key: bytes, kind: str = "") -> str:
+    """A stable, keyed pseudonym (HMAC-SHA256, 16 hex digits = 64 bits: no collision in any real book). ``kind``
+    separates the namespaces, so a policy and a vehicle with the same id get different pseudonyms."""
+    return "ps_" + hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+# --- the encrypted DuckDB file -------------------------------------------------------------------------------------
+
+
+def file_is_encrypted(path: Path) -> bool | None:
+    """None when there is no DuckDB file; else whether its main header says encrypted (flag bit 0 after the magic
+    and the version: checked against files DuckDB 2.0 wrote, both ways)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(28)
+    except FileNotFoundError:
+        return None
+    if len(head) < 28 or head[8:12] != b"DUCK":
+        raise PrivacyError(f"{path} is not a DuckDB database file")
+    return bool(int.from_bytes(head[20:28], "little") & 1)
+
+
+_warned_mbedtls = False
+
+
+def _crypto_for_writing(con: duckdb.DuckDBPyConnection, mode: str) -> str:
+    """Make the connection able to write encrypted pages; returns which library does it."""
+    global _warned_mbedtls
+    if mode in ("auto", "openssl"):
+        try:
+            con.execute("LOAD httpfs")
+            return "openssl"
+        except duckdb.Error as exc:
+            if mode == "openssl":
+                raise PrivacyError(
+                    "privacy.db_crypto = 'openssl' needs DuckDB's httpfs extension, which is not installed "
+                    f"({str(exc).splitlines()[0]})"
+                ) from exc
+    con.execute("SET force_mbedtls_unsafe = true")
+    if not _warned_mbedtls:
+        _warned_mbedtls = True
+        log.warning(
+            "DuckDB file encrypted with DuckDB's built-in mbedtls: the httpfs extension (OpenSSL) is not installed, "
+            "and DuckDB marks mbedtls as unsafe for writing (nonces from a non-cryptographic generator); see "
+            "docs/privacy.md"
+        )
+    return "mbedtls"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_database(path: Path | str, read_only: bool = False, cfg: Config | None = None) -> duckdb.DuckDBPyConnection:
+    """The one way this project opens its DuckDB file: encrypted with the configured key (``privacy.encrypt_db``),
+    the database attached and made the default, so every query reads as before."""
+    cfg = cfg or load_config()
+    p: PrivacyConfig = cfg.privacy
+    path = Path(path)
+    state = file_is_encrypted(path)
+    if not p.encrypt_db:
+        if state:
+            raise DatabaseKeyError(f"{path} is encrypted but privacy.encrypt_db is false: set it true and give the key")
+        return duckdb.connect(str(path), read_only=read_only)
+    if state is None and read_only:
+        raise DatabaseKeyError(f"{path}: no such database file")
+    key, source = db_key(cfg, create=state is not True)
+    if key is None:
+        raise DatabaseKeyError(
+            f"{path} is encrypted and no key was given: set ${p.db_key_env} or restore {source} (mode 0600)"
+        )
+    if state is False:
+        if read_only:
+            raise DatabaseKeyError(
+                f"{path} is not encrypted: open it once for writing (e.g. `ubi privacy encrypt-db`), which encrypts "
+                "it in place"
+            )
+        encrypt_in_place(path, key, p.db_crypto)
+    con = duckdb.connect()
+    try:
+        if not read_only:
+            _crypto_for_writing(con, p.db_crypto)
+        opts = f"ENCRYPTION_KEY {_sql_text(key)}" + (", READ_ONLY" if read_only else "")
+        con.execute(f"ATTACH {_sql_text(str(path))} AS {DB_ALIAS} ({opts})")
+        con.execute(f"USE {DB_ALIAS}")
+    except duckdb.InvalidInputException as exc:
+        con.close()
+        if "encryption key" in str(exc).lower():
+            raise DatabaseKeyError(f"{path}: wrong encryption key (from {source})") from None
+        raise PrivacyError(f"cannot open {path}: {exc}") from None
+    except duckdb.Error as exc:
+        con.close()
+        # DuckDB's messages name the file, never the key; the statement (which holds it) is not repeated
+        raise PrivacyError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+    return con
+
+
+def encrypt_in_place(path: Path, key: str, crypto: str = "auto") -> None:
+    """Encrypt an existing unencrypted DuckDB file: everything copied (``COPY FROM DATABASE``) into an encrypted
+    file beside it, which then replaces the original (an interrupted run leaves the original untouched)."""
+    tmp = path.with_name(path.name + ".encrypting")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        _crypto_for_writing(con, crypto)
+        con.execute(f"ATTACH {_sql_text(str(path))} AS plain_src")
+        con.execute("CHECKPOINT plain_src")  # fold its write-ahead log in first
+        con.execute(f"ATTACH {_sql_text(str(tmp))} AS enc_dst (ENCRYPTION_KEY {_sql_text(key)})")
+        con.execute("COPY FROM DATABASE plain_src TO enc_dst")
+        con.execute("DETACH enc_dst")
+        con.execute("DETACH plain_src")
+    except duckdb.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise PrivacyError(f"could not encrypt {path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    log.warning("%s was not encrypted: encrypted it in place (COPY FROM DATABASE)", path)
