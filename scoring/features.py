@@ -11,6 +11,7 @@ import numpy as np
 
 from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
+from scoring.intensity import Continuous, continuous, continuous_fields
 from scoring.kernels import (
     clean_kernel,
     event_kernel,
@@ -419,15 +420,21 @@ class TripMeasures:
     heatmap: np.ndarray
     score: float
     score_parts: dict
+    cont: Continuous | None = None  # continuous measures (scoring/intensity.py)
+    device_class: str | None = None
 
 
-def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> TripMeasures:
+def measure_trip(
+    trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None, device_class: str | None = None
+) -> TripMeasures:
     """Compute a trip's features and score.
 
     ``limit_mps``: posted limit per GPS fix of ``trip.t_ms`` (NaN where unknown), or None when no map is available.
     Harsh brakes/accels come from the accelerometer (gated by trusted GPS speed) when the trip has IMU data, else
-    from the speed channel (``event_source`` says which).
+    from the speed channel (``event_source`` says which). ``device_class`` (phone | dongle | oem; None: the
+    vehicle's class in the configuration) picks the ScoringConfig device profile.
     """
+    cfg = cfg.for_device(device_class or cfg.device_class_of(trip.vehicle))
     n = trip.t_ms.shape[0]
     lat = trip.lat if trip.lat.shape[0] == n else np.full(n, 45.0)
     lon = trip.lon if trip.lon.shape[0] == n else np.full(n, 45.0)
@@ -465,6 +472,8 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
     sp = speeding(t_s, v, lim, cfg)
     dist = sp.total_m
+    heading = trip.heading[good] if trip.heading.shape[0] == n else None
+    cont = continuous(t_s, v, heading, it if used else None, imu, lim, cfg)
     score, parts = trip_score(
         {
             "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
@@ -496,6 +505,8 @@ def measure_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | N
         heatmap(t_s, v, cfg),
         score,
         parts,
+        cont,
+        cfg.device_class,
     )
 
 
@@ -560,6 +571,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         speeding_extra_risk=sp.extra_risk,
         gps_brake_grades=list(m.gps_events.brake.grades),
         gps_accel_grades=list(m.gps_events.accel.grades),
+        **continuous_fields(m.cont, m.device_class),
     )
 
 
@@ -570,6 +582,8 @@ def imu_status(a: Alignment | None) -> str:
     return "rejected" if not a.used else a.status
 
 
-def score_trip(trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None) -> TripRecord:
+def score_trip(
+    trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None, device_class: str | None = None
+) -> TripRecord:
     """Measure a trip and build its record (``measure_trip`` then ``build_record``)."""
-    return build_record(trip, measure_trip(trip, cfg, limit_mps))
+    return build_record(trip, measure_trip(trip, cfg, limit_mps, device_class))

@@ -196,10 +196,53 @@ class ScoringConfig:
     score_cap_night_share: float = 0.5  # share of distance at night
     # Per-100-km rates of trips shorter than this are not scored (one event on 300 m would saturate the part).
     score_min_km: float = 1.0
+    # --- continuous measures (scoring/intensity.py) on a 1 Hz channel of 1 s means ---
+    # Speed is smoothed by a moving mean over this many seconds before the 1 Hz channel (0 = none: a phone's
+    # Doppler speed is already filtered); the device profiles below set it where the class differs.
+    speed_smooth_s: float = 0.0
+    # Intensity levels per kind: this fraction of the moderate band, the moderate band, the harsh band. Half the
+    # moderate band (brake 1.23, accel 0.98, lateral 1.47 m/s^2) lies near the p90-p95 of ordinary real driving
+    # (1 s means of the real recordings), where most trips spend some seconds, so the share ranks every trip.
+    intensity_low_fraction: float = 0.5
+    # Jerk of the 1 s mean longitudinal acceleration: share of 1 s steps with |jerk| at or above this (m/s^3)
+    # and its RMS. 1.0 m/s^3 sits near the p95 of the real recordings' 1 s steps; comfort limits for passengers
+    # lie around 0.6-2 m/s^3 (rail/lift design practice), so calm driving rarely crosses it.
+    jerk_level_mps3: float = 1.0
+    # Speed x acceleration heatmap in two numbers: the share of moving seconds at or above this speed with |a| at
+    # or above the low brake/accel level (Gao, Meng & Wuethrich 2019 read heatmaps per speed band), and the
+    # relative positive acceleration sum(v * a+) / sum(v) (RPA, Ericsson 2001, a standard aggressiveness measure).
+    intensity_high_speed_kmh: float = 80.0
+    # The accelerometer feeds the 1 Hz channel only at this rate or more, so a 1 s mean averages road vibration
+    # (a 1 Hz logger's point samples doubled the RMS jerk of the Omaha drives against phones' 1 s means).
+    intensity_min_imu_hz: float = 5.0
+    # Steady cruise: windows of this many 1 Hz samples all at or above cruise_min_kmh; speed fluctuation is the
+    # window's coefficient of variation, weaving the std of lateral acceleration in windows whose |mean| lateral
+    # acceleration is at most cruise_max_mean_lat_mps2 (a straight road: at 80 km/h a radius >= 1 km). Our choice.
+    cruise_window_s: float = 30.0
+    cruise_min_kmh: float = 50.0
+    cruise_max_mean_lat_mps2: float = 0.5
+    # Speeding graded by how far over the limit: +0-10, +10-20 and > 20 km/h (share of the trip's distance).
+    speeding_band2_kmh: float = 10.0
+    speeding_band3_kmh: float = 20.0
+    # Fatigue: a break is at least this long standing or without data (15 min: EU Regulation 561/2006 lets a
+    # driver split the 45 min break into 15 + 30); driving beyond fatigue_after_s without one is the fatigue part
+    # (UK Highway Code rule 91: a break of at least 15 minutes every two hours).
+    break_min_s: float = 900.0
+    fatigue_after_s: float = 7200.0
+    # --- device classes: phone | dongle (OBD) | oem (the car's own bus); see DEVICE_PROFILES for what differs ---
+    # The class of a trip: score-file's device_class column, else device_classes[vehicle] (the live path: the
+    # device contract carries no device type), else device_class. A class's profile overrides these settings.
+    device_class: str = "phone"
+    device_classes: dict[str, str] = field(default_factory=dict)
+    device_profiles: dict[str, dict] = field(default_factory=dict)  # merged over DEVICE_PROFILES
+    # Whether the class is expected to deliver an accelerometer (a trip without one is counted, not an error).
+    imu_expected: bool = True
 
     def __post_init__(self) -> None:
         """Fail when the configuration loads, not on the first trip: a bad zone or band would stop the scorer."""
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        _check_profiles(self)
 
         try:
             ZoneInfo(self.time_zone)
@@ -229,6 +272,68 @@ class ScoringConfig:
                 raise ConfigError(f"scoring.{name}: must be > 0")
         if self.heatmap_speed_bins < 1 or self.heatmap_accel_bins < 1:
             raise ConfigError("scoring.heatmap_*_bins: at least one bin per axis")
+
+
+    def for_device(self, device_class: str | None = None) -> "ScoringConfig":
+        """This configuration with a device class's profile applied (None: this one's ``device_class``)."""
+        cls = device_class or self.device_class
+        if cls not in self.device_profiles:
+            raise ConfigError(f"unknown device class {cls!r} (known: {', '.join(sorted(self.device_profiles))})")
+        up = _BASE.get(id(self))
+        base = up[1] if up is not None and up[0] is self else self  # a profile applies to the unprofiled config
+        key = (id(base), cls)
+        hit = _PROFILED.get(key)
+        if hit is None or hit[0] is not base:
+            made = replace(base, device_class=cls, **base.device_profiles[cls])
+            hit = (base, made)
+            _PROFILED[key] = hit
+            _BASE[id(made)] = (made, base)
+        return hit[1]
+
+    def device_class_of(self, vehicle: str) -> str:
+        """A vehicle's device class from the configuration (the live path)."""
+        return self.device_classes.get(vehicle, self.device_class)
+
+
+# What really differs between device classes (the rest of ScoringConfig is physics and holds for all):
+# - phone: the defaults (GPS Doppler speed 1 Hz lagging the accelerometer 0.85-1.5 s, arbitrary mount, gravity
+#   included or removed, accuracy reported).
+# - dongle (OBD-II): speed is the ECU's PID 010D, an integer km/h polled at ~2-5 Hz: a 1 km/h step between 4 Hz
+#   samples reads as 1.1 m/s^2, so speed is averaged over 2 s before differencing (quantisation of a 1 s
+#   difference then ~0.14 m/s^2); an accelerometer is optional (many dongles have none); the polled speed lags
+#   less than a phone's GPS, so the lag search stops at 1.5 s.
+# - oem (CAN / the car's own bus): wheel speed at 10-100 Hz with no receiver filter (u-blox 10 Hz runs 0.15 s
+#   behind CAN on comma2k19), so no smoothing and a lag search to 1 s; the accelerometer is part of the ESC cluster.
+DEVICE_PROFILES: dict[str, dict] = {
+    "phone": {},
+    "dongle": {"speed_smooth_s": 2.0, "imu_max_lag_s": 1.5, "imu_expected": False},
+    "oem": {"speed_smooth_s": 0.0, "imu_max_lag_s": 1.0, "imu_expected": True},
+}
+_PROFILED: dict[tuple[int, str], tuple[ScoringConfig, ScoringConfig]] = {}  # (id(base), class) -> (base, cfg)
+_BASE: dict[int, tuple[ScoringConfig, ScoringConfig]] = {}  # id(profiled) -> (profiled, base)
+_NOT_IN_PROFILE = {"device_class", "device_classes", "device_profiles"}
+
+
+def _check_profiles(cfg: ScoringConfig) -> None:
+    """Merge device_profiles over DEVICE_PROFILES and check every override names a setting of the right type."""
+    merged = {k: dict(v) for k, v in DEVICE_PROFILES.items()}
+    for cls, over in cfg.device_profiles.items():
+        if not isinstance(over, dict):
+            raise ConfigError(f"scoring.device_profiles.{cls}: expected a table of settings")
+        merged.setdefault(cls, {}).update(over)
+    known = {f.name: f for f in fields(ScoringConfig)}
+    for cls, over in merged.items():
+        for k, val in over.items():
+            if k not in known or k in _NOT_IN_PROFILE:
+                raise ConfigError(f"scoring.device_profiles.{cls}.{k}: not a per-device setting")
+            cur = getattr(cfg, k)
+            ok = isinstance(val, type(cur)) or (isinstance(cur, float) and isinstance(val, int))
+            if not ok or (isinstance(val, bool) != isinstance(cur, bool)):
+                raise ConfigError(f"scoring.device_profiles.{cls}.{k}: expected {type(cur).__name__}, got {val!r}")
+    object.__setattr__(cfg, "device_profiles", merged)
+    for v, cls in [("device_class", cfg.device_class), *cfg.device_classes.items()]:
+        if cls not in merged:
+            raise ConfigError(f"scoring.device_classes: {v}: unknown device class {cls!r}")
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,10 @@ LIST_COLUMNS = (
     "heatmap_s",
     "gps_brake_grades",
     "gps_accel_grades",
+    "brake_time_share",
+    "accel_time_share",
+    "lat_time_share",
+    "speeding_band_share",
 )
 
 
