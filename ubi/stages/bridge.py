@@ -125,7 +125,15 @@ def route(
     vehicle = parsed[0] if parsed else "unknown"
     if isinstance(decoded, Rejected):
         # bounded whatever came in (payload cut to 64 KiB, with its size and SHA-256): always fits Kafka
-        body = dead_letter(decoded.reason, decoded.detail, mqtt_topic, received_ms, payload)
+        body = dead_letter(
+            decoded.reason,
+            decoded.detail,
+            mqtt_topic,
+            received_ms,
+            payload,
+            cfg.privacy.dlq_keep_payload,
+            cfg.privacy.position_decimals,
+        )
         seq = peek_seq(payload) if parsed and parsed[1] != "status" else None
         return Outgoing(
             cfg.kafka.dead_letter_topic,
