@@ -363,6 +363,84 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """What is kept, how long, and how it is protected (README "Data inventory"). Telemetry shows where people
+    live, work and sleep: keep as little as pricing needs, for as short as the pipeline allows."""
+
+    # Raw telemetry (ubi.telemetry.v1: every fix, exact coordinates) stays in Kafka only while the scorer may still
+    # need it: an open trip holds the commit back for up to ingest.max_trip_s (24 h) plus close_grace_s, and a day
+    # is left for a scorer outage; so 48 h (our choice; refused below max_trip_s + close_grace_s, see
+    # ubi/adapters/privacy.py). Trips (no coordinates) and the data-completeness counters are kept in DuckDB.
+    telemetry_retention_h: float = 48.0
+    # Dead letters (ubi.telemetry.dlq.v1) are kept a week: long enough to investigate a device that sends bad data.
+    dlq_retention_h: float = 7 * 24.0
+    # A bridge dead letter keeps the reason, the topic, the payload's size and SHA-256, and not the payload itself
+    # unless this is true (then at most 64 KiB of it, coordinates rounded to position_decimals).
+    dlq_keep_payload: bool = False
+    # Scored trips in Kafka (ubi.trips.v1: aggregates, no coordinates) for the store to rebuild DuckDB from.
+    trips_retention_h: float = 30 * 24.0
+    # Anything positional kept longer than raw telemetry is rounded to this many decimals of a degree: 2 = about
+    # 1.1 km of latitude (a neighbourhood, not a house). Trips store no start/end point at all.
+    position_decimals: int = 2
+    # DuckDB encryption at rest (DuckDB's AES-256-GCM database encryption). The key comes from this environment
+    # variable, else from db_key_file ("" = <home>/secrets/db.key, mode 0600, generated on first use).
+    encrypt_db: bool = True
+    db_key_env: str = "UBI_DB_KEY"
+    db_key_file: str = ""
+    # Who writes the encrypted pages: "auto" = OpenSSL through DuckDB's httpfs extension when it is installed,
+    # else DuckDB's built-in mbedtls, which DuckDB marks unsafe for writing (its nonces come from a
+    # non-cryptographic generator) and which is logged as such; "openssl" = refuse without httpfs; "mbedtls".
+    db_crypto: str = "auto"
+    # Keyed pseudonyms (HMAC-SHA256) for actuary views and exports; key from this variable, else pseudonym_key_file
+    # ("" = <home>/secrets/pseudonym.key, 0600, generated on first use). Rotation: docs/privacy.md.
+    pseudonym_key_env: str = "UBI_PSEUDONYM_KEY"
+    pseudonym_key_file: str = ""
+    # The append-only, hash-chained audit log (JSON lines; ubi/adapters/audit.py): "" = <home>/audit/audit.jsonl.
+    audit_log: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("telemetry_retention_h", "dlq_retention_h", "trips_retention_h"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"privacy.{name}: must be > 0 hours")
+        if not 0 <= self.position_decimals <= 6:
+            raise ConfigError("privacy.position_decimals: must be 0..6")
+        if self.db_crypto not in ("auto", "openssl", "mbedtls"):
+            raise ConfigError(f"privacy.db_crypto: {self.db_crypto!r} is not 'auto', 'openssl' or 'mbedtls'")
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    """The policyholder portal (`ubi serve`) and statements (`ubi statements`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # The address in sign-in links ("" = http://host:port); an https:// address also marks cookies Secure.
+    public_url: str = ""
+    token_ttl_days: float = 30.0  # a sign-in link's lifetime (`ubi portal invite --days` overrides it)
+    session_ttl_h: float = 12.0  # a signed-in session's, never past its token's expiry
+    # Sign-in attempts: after this many failures from one client within the window, refuse until it has passed.
+    signin_max_failures: int = 5
+    signin_window_s: float = 900.0
+    # Trip times are shown in this zone (policyholders read local time); the book's currency for amounts.
+    time_zone: str = "Europe/Amsterdam"
+    currency: str = "EUR"
+
+    def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"portal.time_zone: unknown time zone {self.time_zone!r}") from exc
+        if self.signin_max_failures < 1 or self.signin_window_s <= 0:
+            raise ConfigError("portal.signin_max_failures must be >= 1 and portal.signin_window_s > 0")
+
+    @property
+    def url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@dataclass(frozen=True)
 class Config:
     home: Path = PROJECT_ROOT / ".ubi"
     db_path: Path = PROJECT_ROOT / ".ubi" / "ubi.duckdb"
@@ -371,6 +449,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def secrets_dir(self) -> Path:
@@ -391,7 +470,7 @@ def _apply(section: object, values: dict, where: str) -> object:
         if isinstance(current, Path):
             value = Path(value)
         elif (
-            isinstance(current, bool)
+            isinstance(current, bool) != isinstance(value, bool)  # (a bool is an int to isinstance)
             or not isinstance(value, type(current))
             and not (isinstance(current, float) and isinstance(value, int))
         ):
