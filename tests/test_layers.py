@@ -5,6 +5,7 @@ ingest, scoring,  the cores: pure logic; import ubi.common and each other, never
 pricing           client, never the adapters, stages, ops or CLI above them
 ubi/adapters      Kafka, MQTT, DuckDB: the only places that talk to them
 ubi/stages, ubi/ops, simulator, ubi/cli   wire cores to adapters
+ubi/portal        the policyholder portal and statements (web app, templates, message catalogues)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CORES = ["ingest", "scoring", "pricing"]
 BROKER_CLIENTS = {"kafka", "confluent_kafka", "paho", "duckdb"}
-ABOVE_CORES = ("ubi.adapters", "ubi.stages", "ubi.ops", "ubi.cli", "simulator")
+ABOVE_CORES = ("ubi.adapters", "ubi.stages", "ubi.ops", "ubi.cli", "ubi.portal", "simulator")
 
 
 def imports(path: Path) -> set[str]:
@@ -57,6 +58,7 @@ def test_every_role_has_its_folder():
         "ubi/stages",
         "ubi/ops",
         "ubi/cli",
+        "ubi/portal",
         "ingest",
         "scoring",
         "pricing",

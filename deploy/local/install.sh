@@ -41,6 +41,15 @@ if ! command -v kcat >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends kcat >/dev/null
 fi
 
+# Chromium and its WebDriver: the portal's browser tests drive a real headless Chromium (tests/test_portal_browser.py);
+# CJK fonts so Chinese statements render (and screenshot) with real glyphs.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; then
+  say "installing chromium, chromium-driver and fonts-noto-cjk (apt-get) for the portal's browser tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null
+fi
+
 # --- Kafka jars -------------------------------------------------------------
 command -v java >/dev/null || { echo "error: Java 17+ is required to run Kafka (install openjdk-17-jre-headless)" >&2; exit 2; }
 LIBS="$STATE/kafka-libs"

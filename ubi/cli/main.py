@@ -298,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=Path)
     s.set_defaults(func=_rulebook)
 
+    from ubi.cli import portal  # statements, serve, portal, review (issue 15)
+
+    portal.register(sub)
+
     s = sub.add_parser("sql", help="run read-only SQL against the DuckDB store")
     s.add_argument("query")
     s.add_argument("--db", type=Path, default=None)

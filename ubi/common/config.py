@@ -449,6 +449,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    portal: PortalConfig = field(default_factory=PortalConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property

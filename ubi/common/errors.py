@@ -49,6 +49,16 @@ class PricingError(UBIError):
     """Pricing or an actuary tool cannot go on with the data it was given."""
 
 
+class PortalError(UBIError):
+    """A policyholder-facing request that cannot be met; ``reason`` is machine-readable where the caller branches on
+    it (sign-in: unknown | expired | revoked), ``when`` the expiry or revocation time."""
+
+    def __init__(self, message: str, reason: str = "", when: object = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.when = when
+
+
 class PrivacyError(UBIError):
     """A privacy safeguard refused to go on: an unknown policy to erase, a broken audit log, a bad consent."""
 

@@ -1,0 +1,170 @@
+"""`ubi statements`, `ubi serve`, `ubi portal invite|revoke|tokens|language` and `ubi review list|accept|reject`:
+the policyholder's side of the platform (statements, portal, objections), registered by a few lines in main.py."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+from pricing.monthly import month_start
+from ubi.adapters import portal_store as ps
+from ubi.common.config import Config, get_config
+from ubi.common.errors import PortalError
+
+
+def retention(cfg: Config) -> dict:
+    """What the statement says about keeping data, from the configuration that does the keeping."""
+    privacy = getattr(cfg, "privacy", None)
+    return {"raw_h": getattr(privacy, "telemetry_retention_h", None)}
+
+
+def write_statements(cfg: Config, month_text: str, out: Path | None) -> tuple[int, Path]:
+    """One HTML and one JSON file per priced policy of the month, in the policy's language. Each file is written
+    to a temporary name and renamed, so a failure leaves no half-written statement."""
+    from ubi.portal.i18n import Lang
+    from ubi.portal.statement_view import as_json, render_file
+
+    month = month_start(month_text)
+    out = out or cfg.home / "statements" / f"{month:%Y-%m}"
+    con = ps.connect(cfg.db_path)
+    try:
+        ids = [
+            r[0] for r in con.execute("SELECT policy_id FROM premiums WHERE month = ? ORDER BY 1", [month]).fetchall()
+        ]
+        if not ids:
+            raise PortalError(f"no premiums for {month:%Y-%m}; run `ubi price --month {month:%Y-%m}` first")
+        out.mkdir(parents=True, exist_ok=True)
+        langs: dict[str, int] = {}
+        for pid in ids:
+            lang = Lang(ps.language(con, pid), cfg.portal.currency, cfg.portal.time_zone)
+            ex = ps.statement_facts(con, pid, month)
+            for suffix, text in (
+                (".html", render_file(ex, lang, retention(cfg))),
+                (".json", json.dumps(as_json(ex, lang), ensure_ascii=False, indent=1)),
+            ):
+                path = out / f"{pid}-{month:%Y-%m}{suffix}"
+                tmp = path.with_suffix(suffix + ".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            langs[lang.code] = langs.get(lang.code, 0) + 1
+    finally:
+        con.close()
+    print(
+        f"wrote {len(ids)} statements for {month:%Y-%m} to {out} (HTML + JSON; "
+        + ", ".join(f"{n} in {code}" for code, n in sorted(langs.items()))
+        + ")"
+    )
+    return len(ids), out
+
+
+def _statements(args) -> int:
+    write_statements(get_config(), args.month, args.out)
+    return 0
+
+
+def _serve(args) -> int:
+    from dataclasses import replace
+
+    from ubi.portal.app import serve
+
+    cfg = get_config()
+    changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if changes:
+        cfg = replace(cfg, portal=replace(cfg.portal, **changes))
+    print(f"portal on {cfg.portal.url} (DuckDB {cfg.db_path}); Ctrl-C stops it", file=sys.stderr)
+    serve(cfg)
+    return 0
+
+
+def _portal(args) -> int:
+    from ubi.portal.app import sign_in_link
+
+    cfg = get_config()
+    con = ps.connect(cfg.db_path)
+    try:
+        if args.action == "invite":
+            inv = ps.invite(con, args.policy, args.days or cfg.portal.token_ttl_days, getpass.getuser())
+            print(f"policy   {inv.policy_id}\ntoken id {inv.token_id}\nexpires  {inv.expires_at:%Y-%m-%d %H:%M} UTC")
+            print(f"sign-in  {sign_in_link(cfg, inv.token)}")
+            print("# the token is shown once; only its hash is stored (ubi portal revoke POLICY withdraws it)",
+                  file=sys.stderr)  # fmt: skip
+        elif args.action == "revoke":
+            n = ps.revoke(con, args.policy, getpass.getuser(), args.token_id)
+            print(f"revoked {n} token(s) of {args.policy}; their sessions are ended")
+        elif args.action == "tokens":
+            for tid, pid, created, expires, revoked in ps.list_tokens(con, args.policy):
+                state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else f"expires {expires:%Y-%m-%d %H:%M}"
+                print(f"{tid}  {pid}  created {created:%Y-%m-%d %H:%M}  {state}")
+        else:  # language
+            if not args.language:
+                print(ps.language(con, args.policy))
+            else:
+                ps.set_language(con, args.policy, args.language)
+                print(f"{args.policy}: statements and portal in {args.language}")
+    finally:
+        con.close()
+    return 0
+
+
+def _review(args) -> int:
+    cfg = get_config()
+    con = ps.connect(cfg.db_path)
+    try:
+        if args.action == "list":
+            rows = ps.pending_reviews(con, all_=args.all)
+            for rid, kind, pid, subject, detail, status, created in rows:
+                print(f"{rid}  {kind:<9} {pid:<10} {subject:<18} {status:<8} {created:%Y-%m-%d %H:%M}  {detail}")
+            print(f"{len(rows)} {'items' if args.all else 'pending'}", file=sys.stderr)
+        else:
+            if not args.id:
+                raise PortalError(f"review {args.action} needs the id shown by `ubi review list`")
+            kind, pid = ps.decide(con, args.id, args.action == "accept", getpass.getuser(), args.note or "")
+            effect = ""
+            if kind == "trip":
+                effect = (
+                    "; the trip stays out of pricing"
+                    if args.action == "accept"
+                    else "; the trip counts again from the next premium run"
+                )
+            print(f"{args.id} ({kind}, {pid}) {args.action}ed{effect}")
+    finally:
+        con.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to `ubi`."""
+    s = sub.add_parser("statements", help="write each policy's monthly statement (HTML + JSON, in its language)")
+    s.add_argument("--month", required=True, help="YYYY-MM")
+    s.add_argument("--out", type=Path, default=None, help="folder (default .ubi/statements/YYYY-MM)")
+    s.set_defaults(func=_statements)
+
+    s = sub.add_parser("serve", help="the policyholder portal (statements, trips, premiums, objections)")
+    s.add_argument("--host", default=None, help="default: portal.host (127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="default: portal.port (8765)")
+    s.set_defaults(func=_serve)
+
+    s = sub.add_parser("portal", help="sign-in links for policyholders (stored hashed, expiring, revocable)")
+    s.add_argument("action", choices=["invite", "revoke", "tokens", "language"])
+    s.add_argument("policy", nargs="?", default=None)
+    s.add_argument("language", nargs="?", default=None, help="language: en | zh-CN")
+    s.add_argument("--days", type=float, default=None, help="invite: lifetime (default portal.token_ttl_days)")
+    s.add_argument("--token-id", default=None, help="revoke: only this token (default: all of the policy's)")
+    s.set_defaults(func=_portal_checked)
+
+    s = sub.add_parser("review", help="objections and review requests from policyholders: list, accept, reject")
+    s.add_argument("action", choices=["list", "accept", "reject"])
+    s.add_argument("id", nargs="?", default=None)
+    s.add_argument("--note", default=None, help="the reviewer's note, kept with the decision")
+    s.add_argument("--all", action="store_true", help="list: decided items too")
+    s.set_defaults(func=_review)
+
+
+def _portal_checked(args) -> int:
+    if args.action != "tokens" and not args.policy:
+        raise PortalError(f"portal {args.action} needs a POLICY id")
+    return _portal(args)

@@ -1,0 +1,8 @@
+// A sign-in link carries its token after '#', which browsers never send to a server (so it is in no log):
+// move it into the form and drop it from the address bar.
+(function () {
+  var m = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (!m) return;
+  document.getElementById("token").value = decodeURIComponent(m[1]);
+  history.replaceState(null, "", window.location.pathname);
+})();
