@@ -188,6 +188,16 @@ class MemConsumer:
             return None
         return om if metadata else om.offset
 
+    def assignment(self) -> set:
+        return set(self.assigned or [])
+
+    def position(self, tp) -> int:
+        return self.pos[tp]
+
+    def highwater(self, tp) -> int | None:
+        """The partition's end offset, as kafka-python reports it once a fetch has seen the partition."""
+        return len(self.log._parts(tp.topic)[tp.partition]) if self.assigned is not None else None
+
     def caught_up(self) -> bool:
         return self.assigned is not None and all(
             self.pos[tp] >= len(self.log._parts(tp.topic)[tp.partition]) for tp in self.assigned

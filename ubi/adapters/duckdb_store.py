@@ -234,6 +234,19 @@ def upsert_trips(con: duckdb.DuckDBPyConnection, rows: Sequence[TripRecord | dic
     return len(latest)
 
 
+def last_data_by_vehicle(con: duckdb.DuckDBPyConnection, since_days: float) -> list[tuple[str, float | None]]:
+    """Each insured vehicle, and each that stored a trip in the last ``since_days``, with its newest trip end
+    (epoch seconds; None when it has none in that window): seeds the store's silent-device metrics."""
+    return con.execute(
+        """WITH recent AS (SELECT vehicle_id, max(end_ts) AS last FROM trips
+                           WHERE end_ts >= now()::TIMESTAMP - to_days(CAST(ceil($days) AS INTEGER))
+                           GROUP BY vehicle_id)
+           SELECT vehicle_id, epoch(last) FROM recent FULL OUTER JOIN (SELECT DISTINCT vehicle_id FROM policies)
+           USING (vehicle_id)""",
+        {"days": since_days},
+    ).fetchall()
+
+
 def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, detail: dict) -> None:
     con.execute(
         "INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)", [actor, action, json.dumps(detail, default=str)]

@@ -349,6 +349,13 @@ class IngestConfig:
     e2e_ack_interval_s: float = 0.2
     # Prometheus text exposition of the bridge's counters on http://127.0.0.1:<port>/metrics (0 = off).
     metrics_port: int = 9464
+    # The scorer's and the store's Prometheus endpoints (ubi/adapters/metrics.py; 0 = off). A second process of
+    # the same stage on one host needs its own port (`--metrics-port`).
+    scorer_metrics_port: int = 9465
+    store_metrics_port: int = 9466
+    # The store lists this many of the longest-silent devices (silent over a day) by vehicle id in its metrics: the
+    # only per-device series, so the bound on their number whatever the fleet size.
+    metrics_silent_listed: int = 20
     # --- trip plausibility (scoring/trips.py; docs/architecture.md) ---
     # An ignition trip longer than this (ignition_on to ignition_off, device time) is quarantined as
     # trip_too_long, never stored (a day: no private car trip runs longer; our choice).

@@ -23,8 +23,7 @@ import threading
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -32,6 +31,7 @@ from paho.mqtt.properties import Properties
 
 from ingest.contract import Valid, decode, encode_ack, parse_topic, peek_seq, topic_for
 from ubi.adapters.kafka import RecordSink, make_sink
+from ubi.adapters.metrics import bridge_registry, serve
 from ubi.adapters.mqtt import make_client
 from ubi.common.config import Config
 from ubi.common.messages import DeviceEvent, Rejected, TelemetryBatch
@@ -61,35 +61,6 @@ class BridgeStats:
         self.latency_counts[bisect_left(LATENCY_BUCKETS_MS, ms)] += 1  # the first bucket with ms <= bound
         self.latency_sum_ms += ms
 
-    def prometheus(self) -> str:
-        with self.lock:
-            lines = [
-                "# TYPE ubi_bridge_received_total counter",
-                f"ubi_bridge_received_total {self.received}",
-                "# TYPE ubi_bridge_delivered_total counter",
-                f"ubi_bridge_delivered_total {self.delivered}",
-                "# TYPE ubi_bridge_dead_lettered_total counter",
-                f"ubi_bridge_dead_lettered_total {self.dead_lettered}",
-                "# TYPE ubi_bridge_kafka_retries_total counter",
-                f"ubi_bridge_kafka_retries_total {self.retries}",
-                "# TYPE ubi_bridge_e2e_acks_total counter",
-                f"ubi_bridge_e2e_acks_total {self.e2e_acks}",
-                "# TYPE ubi_bridge_in_flight gauge",
-                f"ubi_bridge_in_flight {self.in_flight}",
-                "# TYPE ubi_bridge_dead_letter_reasons_total counter",
-            ]
-            lines += [
-                f'ubi_bridge_dead_letter_reasons_total{{reason="{r}"}} {n}' for r, n in sorted(self.reasons.items())
-            ]
-            lines.append("# TYPE ubi_bridge_publish_to_kafka_ms histogram")
-            cum = 0
-            for bound, n in zip(LATENCY_BUCKETS_MS, self.latency_counts, strict=False):
-                cum += n
-                le = "+Inf" if bound == float("inf") else str(bound)
-                lines.append(f'ubi_bridge_publish_to_kafka_ms_bucket{{le="{le}"}} {cum}')
-            lines.append(f"ubi_bridge_publish_to_kafka_ms_sum {self.latency_sum_ms:.3f}")
-            lines.append(f"ubi_bridge_publish_to_kafka_ms_count {cum}")
-        return "\n".join(lines) + "\n"
 
 
 class Outgoing(NamedTuple):
@@ -161,32 +132,10 @@ def route(
     )
 
 
-def serve_metrics(stats: BridgeStats, port: int) -> ThreadingHTTPServer | None:
-    """Expose the counters at http://127.0.0.1:<port>/metrics for Prometheus; a taken port only logs a warning."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path != "/metrics":
-                self.send_error(404)
-                return
-            body = stats.prometheus().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    except OSError as exc:
-        log.warning("metrics endpoint not started on port %d: %s", port, exc)
-        return None
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    log.info("metrics on http://127.0.0.1:%d/metrics", port)
-    return server
+def serve_metrics(stats: BridgeStats, port: int) -> Any:
+    """Expose the counters at http://127.0.0.1:<port>/metrics (prometheus_client, read under the stats lock at
+    scrape time: nothing is added to the per-message path); a taken port only logs a warning."""
+    return serve(bridge_registry(stats, LATENCY_BUCKETS_MS), port, what="bridge metrics")
 
 
 class Bridge:

@@ -40,6 +40,7 @@ from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
 from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
+from ubi.adapters.metrics import ScorerMetrics, serve
 from ubi.common.config import Config
 from ubi.common.messages import Rejected
 from ubi.stages.quarantine import quarantine_record
@@ -101,10 +102,18 @@ class ScoreSummary:
 
 class ScoreStage:
     def __init__(
-        self, cfg: Config, consumer, producer, state: StateReader, score: Callable[[ClosedTrip], bytes] | None = None
+        self,
+        cfg: Config,
+        consumer,
+        producer,
+        state: StateReader,
+        score: Callable[[ClosedTrip], bytes] | None = None,
+        metrics: ScorerMetrics | None = None,
     ) -> None:
-        """``score``: a closed trip to its ``ubi.trips.v1`` value (default: ``scoring.features.score_trip``)."""
+        """``score``: a closed trip to its ``ubi.trips.v1`` value (default: ``scoring.features.score_trip``);
+        ``metrics``: the process's Prometheus figures (default: a fresh registry, served by nobody)."""
         self.cfg = cfg
+        self.metrics = metrics or ScorerMetrics()
         self.score = score or self._score
         self.cutter = TripCutter.for_config(cfg.scoring, cfg.ingest)
         self.map = (
@@ -127,13 +136,16 @@ class ScoreStage:
         self.consumer.subscribe([cfg.kafka.telemetry_topic], listener=_Rebalance(self))
 
     @classmethod
-    def connect(cls, cfg: Config, client_id: str = "ubi-scorer-1") -> "ScoreStage":
+    def connect(
+        cls, cfg: Config, client_id: str = "ubi-scorer-1", metrics: ScorerMetrics | None = None
+    ) -> "ScoreStage":
         """The stage on the real Kafka."""
         return cls(
             cfg,
             make_consumer(cfg.kafka, cfg.kafka.scorer_group, [], client_id),
             make_producer(cfg.kafka, client_id=client_id),
             KafkaStateReader(cfg),
+            metrics=metrics,
         )
 
     def _score(self, trip: ClosedTrip) -> bytes:
@@ -320,9 +332,12 @@ class ScoreStage:
             while self.to_load:
                 self.load_partition(self.to_load.pop())
             if not records:
+                self.metrics.observe(self, records)
                 return 0
             n = self.process(records)
-            self.checkpoint()
+            with self.metrics.timed(self.metrics.commit.labels(self.cfg.kafka.scorer_group)):
+                self.checkpoint()
+            self.metrics.observe(self, records)
             return n
         except BaseException:
             self.healthy = False
@@ -405,4 +420,10 @@ def run_score(cfg: Config, client_id: str = "ubi-scorer-1", install_signals: boo
     if install_signals:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return run_with_retry(lambda: ScoreStage.connect(cfg, client_id), stop, "scorer")
+    metrics = ScorerMetrics()  # one per process: its counters carry over reconnects
+    server = serve(metrics.registry, cfg.ingest.scorer_metrics_port, what="scorer metrics")
+    try:
+        return run_with_retry(lambda: ScoreStage.connect(cfg, client_id, metrics), stop, "scorer")
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.kafka import make_consumer
+from ubi.adapters.metrics import StoreMetrics, serve
 from ubi.common.config import Config
 
 log = logging.getLogger("ubi.adapters.duckdb_store")
@@ -41,8 +42,10 @@ class StoreStage:
     """Given its consumer (subscribed to the trips topic) and its DuckDB connection; ``connect`` makes the real
     ones. ``run`` raises on a Kafka error after closing the consumer without a commit (``run_store`` retries)."""
 
-    def __init__(self, cfg: Config, consumer, con) -> None:
+    def __init__(self, cfg: Config, consumer, con, metrics: StoreMetrics | None = None) -> None:
+        """``metrics``: the process's Prometheus figures (default: a fresh registry, served by nobody)."""
         self.cfg = cfg
+        self.metrics = metrics or StoreMetrics(listed=cfg.ingest.metrics_silent_listed)
         self._stop = threading.Event()
         self.con = con
         self.consumer = consumer
@@ -50,11 +53,14 @@ class StoreStage:
         self.written = 0
 
     @classmethod
-    def connect(cls, cfg: Config, client_id: str = "ubi-store-1", con=None) -> "StoreStage":
+    def connect(
+        cls, cfg: Config, client_id: str = "ubi-store-1", con=None, metrics: StoreMetrics | None = None
+    ) -> "StoreStage":
         return cls(
             cfg,
             make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id),
             con if con is not None else store.connect(cfg.db_path),
+            metrics,
         )
 
     def stop(self) -> None:
@@ -65,6 +71,7 @@ class StoreStage:
         write_status(
             self.status_path, {"trips": total, "written": self.written, "updated": time.time(), "pid": os.getpid()}
         )
+        self.metrics.stored.set(total)
 
     def run(self, install_signals: bool = True) -> None:
         if install_signals:
@@ -86,10 +93,17 @@ class StoreStage:
         """One poll: upsert its rows in one transaction, then commit the offsets (at-least-once, idempotent)."""
         records = self.consumer.poll(timeout_ms=timeout_ms, max_records=5000)
         rows = [json.loads(r.value) for batch in records.values() for r in batch]
+        m = self.metrics
         if rows:
-            self.written += store.upsert_trips(self.con, rows)
-            self.consumer.commit()
+            with m.timed(m.write):
+                n = store.upsert_trips(self.con, rows)
+            self.written += n
+            with m.timed(m.commit.labels(self.cfg.kafka.store_group)):
+                self.consumer.commit()
+            m.trips.inc(n)
+            m.observe_rows(rows)
             self._publish_status()
+        m.observe_poll(self.cfg.kafka.store_group, self.consumer, records)
         return len(rows)
 
 
@@ -103,7 +117,12 @@ def run_store(cfg: Config, client_id: str = "ubi-store-1", install_signals: bool
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     con = store.connect(cfg.db_path)
+    metrics = StoreMetrics(listed=cfg.ingest.metrics_silent_listed)  # one per process: counters carry over
+    metrics.seed(store.last_data_by_vehicle(con, cfg.ingest.max_age_days))
+    server = serve(metrics.registry, cfg.ingest.store_metrics_port, what="store metrics")
     try:
-        return run_with_retry(lambda: StoreStage.connect(cfg, client_id, con), stop, "store")
+        return run_with_retry(lambda: StoreStage.connect(cfg, client_id, con, metrics), stop, "store")
     finally:
+        if server is not None:
+            server.shutdown()
         con.close()
