@@ -3,6 +3,7 @@
     g        = product of the band relativities of the month's features
     Z        = km / (km + k)                       (0 when below the minimum data)
     factor   = clamp(1 + Z * (g - 1), floor, ceiling), rounded to 4 decimals
+               (at least 1 when the month's data completeness is below the rulebook's min_completeness)
     uncapped = base_premium * factor * c           (cents, half up; c = off-balance factor, 6 decimals, default 1)
     premium  = clamp(uncapped, previous * (1 - max_decrease), previous * (1 + max_increase))   (cents, half up)
 
@@ -32,6 +33,8 @@ class MonthFeatures:
     driving_hours: float
     harsh_brakes: int
     harsh_accels: int
+    # Share of the month's device messages that arrived (1.0 when nothing is known to be missing).
+    completeness: float = 1.0
 
     def value(self, feature: str) -> float:
         per100 = 100.0 / self.km if self.km > 0 else 0.0
@@ -93,6 +96,9 @@ def price_policy(
     z = 0.0 if gated else f.km / (f.km + rb.k_km)
     raw = 1.0 + z * (g - 1.0)
     clamped = min(max(raw, rb.factor_floor), rb.factor_ceiling)
+    short = f.completeness < rb.min_completeness  # data withheld or lost: no discount, surcharges still apply
+    if short:
+        clamped = max(clamped, 1.0)
     factor = Decimal(repr(clamped)).quantize(FACTOR_PLACES, rounding=ROUND_HALF_UP)
     uncapped = money(base * factor if ob is None else base * factor * ob)
     hi = money(prev * (1 + Decimal(repr(rb.max_increase))))
@@ -115,6 +121,7 @@ def price_policy(
         "g": round(g, 6),
         "gate": {"min_trips": rb.min_trips, "min_km": rb.min_km, "gated": gated},
         "credibility": {"k_km": rb.k_km, "z": round(z, 6)},
+        "completeness": {"share": round(f.completeness, 4), "min": rb.min_completeness, "no_discount": short},
         "factor": {"raw": round(raw, 6), "floor": rb.factor_floor, "ceiling": rb.factor_ceiling, "final": str(factor)},
         "base_premium": str(base),
         "off_balance": None if ob is None else str(ob),
@@ -151,6 +158,13 @@ def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
         lines.append(
             f"With {feats['km']:.0f} km of driving this month, your own driving counts for "
             f"{r.credibility * 100:.0f}% of the adjustment; your telematics factor is {r.factor}."
+        )
+    comp = t.get("completeness")
+    if comp and comp["no_discount"]:
+        lines.append(
+            f"Only {comp['share'] * 100:.0f}% of your device's driving data reached us this month (at least "
+            f"{comp['min'] * 100:.0f}% is needed for a discount), so no discount applies this month. If your "
+            "device was offline or faulty, tell us and we will review it."
         )
     ob = t.get("off_balance")
     if ob is not None and Decimal(ob) != 1:

@@ -92,6 +92,7 @@ def _rows(
             float(book.driving_hours[i]),
             int(book.harsh_brakes[i]),
             int(book.harsh_accels[i]),
+            1.0 if book.completeness is None else float(book.completeness[i]),
         )
         prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
         r = price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)

@@ -72,6 +72,9 @@ class Rulebook:
     off_balance_tolerance: float = 1e-4  # accepted relative revenue gap
     off_balance_max_iterations: int = 50
     off_balance_bounds: tuple[float, float] = (0.8, 1.25)  # c outside these is refused as a solve, not applied
+    # Optional [credibility] min_completeness: below this share of the month's device messages received (data
+    # completeness, seq gaps inside and between trips) the factor may not go below 1: withholding data never pays.
+    min_completeness: float = 0.0
 
 
 def _line_of(text: str, pattern: str) -> int | None:
@@ -182,6 +185,11 @@ def parse_rulebook(text: str, path: str = "<rulebook>") -> Rulebook:
     if floor is not None and ceiling is not None and floor > ceiling:
         problems.append("limits: factor_floor is above factor_ceiling")
     ob = _parse_offbalance(data, get, problems)
+    cred = data.get("credibility")
+    if isinstance(cred, dict) and "min_completeness" in cred:
+        mc = get("credibility", "min_completeness", (int, float), 0.0, 1.0)
+        if mc is not None:
+            ob["min_completeness"] = float(mc)
     if problems:
         raise RulebookError(problems, path)
     assert effective is not None  # a missing date is a problem above

@@ -31,6 +31,7 @@ class Book:
     driving_hours: np.ndarray  # float64
     harsh_brakes: np.ndarray  # int64
     harsh_accels: np.ndarray  # int64
+    completeness: np.ndarray | None = None  # float64 share of device messages received; None = all
 
     def __len__(self) -> int:
         return int(self.base_c.shape[0])
@@ -83,6 +84,8 @@ def telematics_factors(rb: Rulebook, book: Book) -> Factors:
     z = np.where(gated, 0.0, book.km / (book.km + rb.k_km))
     raw = 1.0 + z * (g - 1.0)
     clamped = np.minimum(np.maximum(raw, rb.factor_floor), rb.factor_ceiling)
+    if book.completeness is not None:  # as the engine: below min_completeness no discount
+        clamped = np.where(book.completeness < rb.min_completeness, np.maximum(clamped, 1.0), clamped)
     return Factors(g, z, gated, round_factor(clamped), bands)
 
 

@@ -531,6 +531,8 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         gps_dropped=m.dropped,
         messages=trip.messages,
         complete=trip.complete,
+        seq_first=trip.seq_first if trip.seq_first >= 0 else None,
+        seq_last=trip.seq_last if trip.seq_last >= 0 else None,
         ended_by=trip.ended_by,
         scorer_version=SCORER_VERSION,
         harsh_corners=m.events["corner"],

@@ -82,6 +82,10 @@ class ClosedTrip:
     lon: np.ndarray = field(default_factory=lambda: np.zeros(0))
     heading: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per GPS fix, degrees (map matching)
     acc_vert: np.ndarray = field(default_factory=lambda: np.zeros(0))  # m/s^2, +up with gravity (axis alignment)
+    # The device seqs the trip spans (ignition_on .. ignition_off, or its first .. last batch when cut by motion;
+    # -1 unknown): with ``messages`` they show data missing inside and between trips (data completeness).
+    seq_first: int = -1
+    seq_last: int = -1
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,8 @@ class TripCutter:
             lon,
             heading,
             imu[3][ikeep],
+            seqs[0] if seqs else -1,
+            seqs[-1] if seqs else -1,
         )
 
     def _window(self, trip: OpenTrip) -> tuple[int, int]:
@@ -505,6 +511,8 @@ class TripCutter:
                 g[5],
                 g[6],
                 a_vert,
+                trip.on_seq,
+                self.last_closed_seq[v],
             )
         ]
 

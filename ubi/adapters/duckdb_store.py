@@ -32,6 +32,7 @@ _POLARS_TYPES = {
     "TIMESTAMP": pl.Int64,
     "DOUBLE": pl.Float64,
     "INTEGER": pl.Int64,
+    "BIGINT": pl.Int64,
     "BOOLEAN": pl.Boolean,
     "INTEGER[]": pl.List(pl.Int64),
     "DOUBLE[]": pl.List(pl.Float64),
@@ -187,6 +188,26 @@ SELECT p.policy_id, p.month, f.trips, round(f.km, 1) AS km, round(f.harsh_brakes
        p.telematics_factor, p.cap_applied, p.rulebook_version
 FROM premiums p LEFT JOIN monthly_features f USING (policy_id, month);
 
+-- Data completeness (issue 11): device messages missing inside a trip (its seq span minus what arrived) and, for
+-- vehicles cut by ignition, between consecutive trips (nothing is sent between them, so a seq gap is data that
+-- never arrived or was withheld). A seq that goes down is a device reboot, not a gap. Motion-cut devices report
+-- while parked, so only gaps inside their trips count.
+CREATE OR REPLACE VIEW v_trip_gaps AS
+SELECT trip_id, vehicle_id, start_ts, messages,
+       CASE WHEN seq_first IS NOT NULL AND seq_last IS NOT NULL
+            THEN greatest(seq_last - seq_first + 1 - messages, 0) ELSE 0 END AS missing_in_trip,
+       CASE WHEN ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout') AND prev_ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout') AND seq_first > prev_seq_last
+            THEN seq_first - prev_seq_last - 1 ELSE 0 END AS missing_before
+FROM (SELECT *, lag(seq_last) OVER w AS prev_seq_last, lag(ended_by) OVER w AS prev_ended_by
+      FROM trips WINDOW w AS (PARTITION BY vehicle_id ORDER BY start_ts, seq_first));
+
+CREATE OR REPLACE VIEW v_completeness AS
+SELECT vehicle_id, CAST(date_trunc('month', start_ts) AS DATE) AS month, count(*) AS trips,
+       sum(messages) AS messages, sum(missing_in_trip) AS missing_in_trips,
+       sum(missing_before) AS missing_between_trips,
+       sum(messages) / (sum(messages) + sum(missing_in_trip) + sum(missing_before)) AS completeness
+FROM v_trip_gaps GROUP BY ALL;
+
 CREATE OR REPLACE VIEW v_vehicle_day AS
 SELECT vehicle_id, CAST(start_ts AS DATE) AS day, count(*) AS trips, sum(distance_km) AS km,
        sum(harsh_brakes) AS harsh_brakes, sum(harsh_accels) AS harsh_accels
@@ -294,9 +315,11 @@ SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
        coalesce(t.trips, 0) AS trips, coalesce(t.km, 0.0) AS km,
        coalesce(t.moving_s, 0.0) / 3600.0 AS driving_hours,
        coalesce(t.harsh_brakes, 0) AS harsh_brakes, coalesce(t.harsh_accels, 0) AS harsh_accels,
-       CAST(round(prev.premium * 100) AS BIGINT) AS prev_c
+       CAST(round(prev.premium * 100) AS BIGINT) AS prev_c,
+       coalesce(c.completeness, 1.0) AS completeness
 FROM policies p
 LEFT JOIN t ON t.vehicle_id = p.vehicle_id
+LEFT JOIN v_completeness c ON c.vehicle_id = p.vehicle_id AND c.month = $start
 LEFT JOIN premiums prev ON prev.policy_id = p.policy_id AND prev.month = $prev
 WHERE p.start_date < $end
 ORDER BY p.policy_id
@@ -328,6 +351,7 @@ class PricingTables:
             col["driving_hours"].astype(np.float64),
             col["harsh_brakes"].astype(np.int64),
             col["harsh_accels"].astype(np.int64),
+            col["completeness"].astype(np.float64),
         )
         return list(col["policy_id"]), book, has_prev
 

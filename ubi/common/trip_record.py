@@ -105,6 +105,9 @@ class TripRecord:
     speeding_extra_risk: float | None = col("DOUBLE", "distance-weighted mean extra relative crash risk of speeding")
     gps_brake_grades: list[int] | None = col("INTEGER[]", "speed-channel brakes [moderate, harsh, severe]")
     gps_accel_grades: list[int] | None = col("INTEGER[]", "speed-channel accelerations [moderate, harsh, severe]")
+    # --- data completeness (issue 11): what a device left out shows, inside a trip and between trips ---
+    seq_first: int | None = col("BIGINT", "the device seq the trip starts at (ignition_on, or its first batch)")
+    seq_last: int | None = col("BIGINT", "the seq it ends at; seq_last - seq_first + 1 - messages are missing")
     # --- scorer version 5: continuous measures on a 1 Hz channel (scoring/intensity.py) ---
     device_class: str | None = col("VARCHAR", "phone | dongle | oem: the ScoringConfig device profile used")
     intensity_source: str | None = col(
