@@ -51,5 +51,64 @@ def main() -> int:
     return 0
 
 
+# ---- score ranking (issue 12, the calibrated score): ties and spread, the scorer-4 formula beside it ----
+
+
+def _v4_score(r: dict) -> float:
+    """The scorer-4 trip score from a row (its formula and defaults: caps, x / (1 + x) speeding), for comparison."""
+    km = r["distance_km"]
+    per = (lambda n: n * 100.0 / km) if km >= 1.0 else (lambda n: None)
+    rep = r.get("phone_reported_s") or 0.0
+    dist = km or 0.0
+    parts = [
+        (25.0, 0.10, (r.get("phone_s") or 0.0) / rep if rep > 0 else None),
+        (20.0, 10.0, per(r["harsh_brakes"])),
+        (10.0, 10.0, per(r["harsh_accels"])),
+        (10.0, 10.0, per(r["harsh_corners"] or 0)),
+        (10.0, 0.5, r["night_km"] / dist if dist > 0 else None),
+    ]
+    lost = sum(w * min(1.0, max(0.0, x) / cap) for w, cap, x in parts if x is not None)
+    x = r.get("speeding_extra_risk")
+    lost += 25.0 * x / (1.0 + x) if x else 0.0
+    return round(max(0.0, 100.0 - lost), 3)
+
+
+def ranking() -> None:
+    """Per recording: trips, trips at exactly 100 and distinct scores (scorer 4 -> now), score spread now, and
+    which intensity source the 1 Hz channel used; the same drive's channels side by side show device invariance."""
+    from ubi.common.config import ScoringConfig
+
+    cfg = ScoringConfig()
+    print(
+        "\n| recording | trips | at 100 (v4 -> now) | distinct (v4 -> now) | score now min / median / max | "
+        "intensity source | largest parts lost (mean points) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in realdata.RECORDINGS:
+        rows = score_frames(*realdata.frames(name), cfg)
+        old = [_v4_score(r) for r in rows]
+        new = [r["score"] for r in rows]
+        src = Counter(r["intensity_source"] for r in rows)
+        lost = Counter()
+        for r in rows:
+            for p, d in r_parts(r).items():
+                lost[p] += d["points_lost"] / len(rows)
+        top = ", ".join(f"{p} {v:.1f}" for p, v in lost.most_common(3))
+        print(
+            f"| {name} | {len(rows)} | {sum(x == 100 for x in old)} -> {sum(x == 100 for x in new)} | "
+            f"{len(set(old))} -> {len(set(new))} | {min(new):.1f} / {sorted(new)[len(new) // 2]:.1f} / "
+            f"{max(new):.1f} | {dict(src)} | {top} |"
+        )
+
+
+def r_parts(r: dict) -> dict:
+    import json
+
+    return json.loads(r["score_parts"]) if isinstance(r["score_parts"], str) else r["score_parts"]
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    rc = main()
+    if rc == 0:
+        ranking()
+    raise SystemExit(rc)

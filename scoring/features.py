@@ -23,6 +23,7 @@ from scoring.kernels import (
     trip_kernel,
 )
 from scoring.maplayer import MapLayer
+from scoring.population import part_values, population_score
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
 from ubi.common.trip_record import TripRecord
@@ -351,42 +352,9 @@ def speeding(t_s: np.ndarray, speed: np.ndarray, limit_mps: np.ndarray | None, c
     return Speeding(*(float(x) for x in r))
 
 
-def trip_score(parts_in: dict[str, float | None], cfg: ScoringConfig) -> tuple[float, dict]:
-    """Score 0-100 = 100 - sum of the parts' points; returns the score and, per feature, its value, cap, weight and
-    the points it cost, so a policyholder can be told exactly why. A None value costs nothing.
-
-    ``speeding_risk`` (mean extra relative crash risk) costs w * x / (1 + x): it never saturates, so more and
-    faster speeding always costs more (cap None). The other parts cost w * min(1, x / cap)."""
-    spec = {
-        "phone_share": (cfg.score_w_phone, cfg.score_cap_phone_share),
-        "speeding_risk": (cfg.score_w_speeding, None),
-        "harsh_brakes_per_100km": (cfg.score_w_brakes, cfg.score_cap_brakes_per_100km),
-        "harsh_accels_per_100km": (cfg.score_w_accels, cfg.score_cap_accels_per_100km),
-        "harsh_corners_per_100km": (cfg.score_w_corners, cfg.score_cap_corners_per_100km),
-        "night_share": (cfg.score_w_night, cfg.score_cap_night_share),
-    }
-    parts = {}
-    total = 0.0
-    for name, (w, cap) in spec.items():
-        x = parts_in.get(name)
-        if x is None:
-            lost = 0.0
-        elif cap is None:
-            lost = w * max(0.0, x) / (1.0 + max(0.0, x))
-        else:
-            lost = 0.0 if cap <= 0 else w * min(1.0, max(0.0, x) / cap)
-        lost = round(lost, 3)
-        parts[name] = {"value": None if x is None else round(x, 6), "cap": cap, "weight": w, "points_lost": lost}
-        total += lost
-    return round(max(0.0, 100.0 - total), 3), parts
-
-
-SCORER_VERSION = "4"  # 3: distance through GPS gaps dead-reckoned on the accelerometer; 4: lag-tolerant,
-# gravity-aware IMU alignment, graded event bands on a 0.5 s mean, a guarded speed channel, risk-weighted speeding
-
-
-def _per_100km(n: int, km: float, cfg: ScoringConfig) -> float | None:
-    return n * 100.0 / km if km >= cfg.score_min_km else None
+SCORER_VERSION = "5"  # 3: distance through GPS gaps dead-reckoned on the accelerometer; 4: lag-tolerant,
+# gravity-aware IMU alignment, graded event bands on a 0.5 s mean, a guarded speed channel, risk-weighted speeding;
+# 5: continuous measures (scoring/intensity.py), device profiles, the population-calibrated score
 
 
 def trip_limits(trip: ClosedTrip, layer: MapLayer | None) -> np.ndarray | None:
@@ -471,18 +439,21 @@ def measure_trip(
     phone_s, phone_rep_s = phone_use(t_s, v, phone, cfg)
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
     sp = speeding(t_s, v, lim, cfg)
-    dist = sp.total_m
     heading = trip.heading[good] if trip.heading.shape[0] == n else None
     cont = continuous(t_s, v, heading, it if used else None, imu, lim, cfg)
-    score, parts = trip_score(
-        {
-            "phone_share": phone_s / phone_rep_s if phone_rep_s > 0 else None,
-            "speeding_risk": sp.extra_risk,
-            "harsh_brakes_per_100km": _per_100km(counts["brake"], km, cfg),
-            "harsh_accels_per_100km": _per_100km(counts["accel"], km, cfg),
-            "harsh_corners_per_100km": _per_100km(counts["corner"], km, cfg),
-            "night_share": ex.night_m / dist if dist > 0 else None,
-        },
+    score, parts = population_score(
+        part_values(
+            {
+                "distance_km": km,
+                "phone_s": phone_s,
+                "phone_reported_s": phone_rep_s,
+                "speeding_extra_risk": sp.extra_risk,
+                "night_km": ex.night_m / 1000.0,
+                **{f"harsh_{k}_grades": g for k, g in grades.items()},
+                **continuous_fields(cont, cfg.device_class),
+            },
+            cfg,
+        ),
         cfg,
     )
     return TripMeasures(

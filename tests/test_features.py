@@ -14,6 +14,7 @@ import pytest
 
 from scoring import features as F
 from scoring import reference as R
+from scoring.population import population_score
 from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
@@ -346,22 +347,16 @@ def test_public_functions_validate():
 
 # ---------------------------------------------------------------- score
 def test_score_is_explained_part_by_part():
-    score, parts = F.trip_score(
-        {
-            "phone_share": 0.05,
-            "speeding_risk": 1.0,
-            "harsh_brakes_per_100km": None,
-            "harsh_accels_per_100km": 0.0,
-            "harsh_corners_per_100km": 5.0,
-            "night_share": 0.0,
-        },
-        CFG,
-    )
-    assert parts["phone_share"]["points_lost"] == pytest.approx(CFG.score_w_phone / 2)
-    assert parts["speeding_risk"]["points_lost"] == CFG.score_w_speeding / 2  # risk doubled: half the weight
-    assert parts["harsh_brakes_per_100km"]["points_lost"] == 0.0
+    """Calibrated parts (scoring/population.py, tests/test_population.py): each part's points are its weight x
+    its percentile in the reference, and they sum to the score."""
+    values = {"phone_share": 0.05, "speeding_risk": 1.0, "events_per_100km": None, "night_share": 0.0}
+    score, parts = population_score(values, CFG)
+    assert set(parts) == set(CFG.score_weights)
+    for name, p in parts.items():
+        assert p["points_lost"] == pytest.approx(p["weight"] * p["percentile"], abs=1e-3)
+        assert p["imputed"] == (values.get(name) is None)
+    assert parts["night_share"]["points_lost"] == 0.0  # no night driving: the best percentile
     assert score == pytest.approx(100 - sum(p["points_lost"] for p in parts.values()))
-    assert F.trip_score({}, CFG)[0] == 100.0
     json.dumps(parts)
 
 

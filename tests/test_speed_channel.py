@@ -8,6 +8,7 @@ import pytest
 from scoring import features as F
 from scoring import reference as R
 from scoring.align import smooth
+from scoring.population import population_score
 from ubi.common.config import ScoringConfig
 
 CFG = ScoringConfig()
@@ -126,6 +127,6 @@ def test_speeding_part_does_not_saturate():
     for frac, over in ((0.91, 15), (0.34, 15), (0.91, 5), (0.0, 0)):
         v = np.where(np.arange(600) < frac * 600, 60 + over, 55) / 3.6
         x = F.speeding(t, v, lim, CFG).extra_risk
-        pts.append(F.trip_score({"speeding_risk": x}, CFG)[1]["speeding_risk"]["points_lost"])
+        pts.append(population_score({"speeding_risk": x}, CFG)[1]["speeding_risk"]["points_lost"])
     assert pts[0] > pts[1] > pts[2] > pts[3] == 0.0
-    assert pts[0] < CFG.score_w_speeding
+    assert pts[0] < CFG.score_weights["speeding_risk"]

@@ -179,22 +179,7 @@ class ScoringConfig:
     heatmap_speed_bins: int = 14  # 0-10, ..., >= 130 km/h (last bin open)
     heatmap_accel_step_mps2: float = 0.5
     heatmap_accel_bins: int = 12  # -3.0..+3.0 in 0.5 steps, both end bins open
-    # --- trip score: 100 minus weighted penalties; each feature scaled to 0..1 at its cap. Weights follow the
-    # CMT crash study's ranking (phone 3.4x, excessive speeding 3.0x, hard braking 1.8x); caps are our choice.
-    score_w_phone: float = 25.0
-    score_cap_phone_share: float = 0.10  # share of moving time with the phone handled
-    score_w_speeding: float = 25.0
-    # The speeding part is w * x / (1 + x), x = distance-weighted mean extra risk (above): risk doubled on average
-    # costs half the weight, and the part never saturates (91 % and 34 % of a trip over the limit do not tie).
-    score_w_brakes: float = 20.0
-    score_cap_brakes_per_100km: float = 10.0
-    score_w_accels: float = 10.0
-    score_cap_accels_per_100km: float = 10.0
-    score_w_corners: float = 10.0
-    score_cap_corners_per_100km: float = 10.0
-    score_w_night: float = 10.0
-    score_cap_night_share: float = 0.5  # share of distance at night
-    # Per-100-km rates of trips shorter than this are not scored (one event on 300 m would saturate the part).
+    # Per-100-km rates of trips shorter than this are not scored (one event on 300 m would swamp the part).
     score_min_km: float = 1.0
     # --- continuous measures (scoring/intensity.py) on a 1 Hz channel of 1 s means ---
     # Speed is smoothed by a moving mean over this many seconds before the 1 Hz channel (0 = none: a phone's
@@ -237,12 +222,21 @@ class ScoringConfig:
     device_profiles: dict[str, dict] = field(default_factory=dict)  # merged over DEVICE_PROFILES
     # Whether the class is expected to deliver an accelerometer (a trip without one is counted, not an error).
     imu_expected: bool = True
+    # --- the trip score (scoring/population.py): 100 - sum of weight x percentile in a reference population ---
+    # Weights per part (they must sum to 100). Phone use and speeding keep the CMT crash study's top ranks
+    # (3.4x, 3.0x); events and the continuous longitudinal measures share the hard-braking rank (1.8x); the rest
+    # are the weaker or less certain signs. Our choice; the percentiles come from the reference population.
+    score_weights: dict[str, float] = field(default_factory=lambda: dict(SCORE_WEIGHTS))
+    # The reference table ("" = scoring/reference_population.json, built by bench/reference_population.py).
+    reference_population: str = ""
 
     def __post_init__(self) -> None:
         """Fail when the configuration loads, not on the first trip: a bad zone or band would stop the scorer."""
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         _check_profiles(self)
+        if set(self.score_weights) - set(SCORE_WEIGHTS) or abs(sum(self.score_weights.values()) - 100.0) > 1e-6:
+            raise ConfigError(f"scoring.score_weights: parts of {sorted(SCORE_WEIGHTS)} summing to 100")
 
         try:
             ZoneInfo(self.time_zone)
@@ -272,7 +266,6 @@ class ScoringConfig:
                 raise ConfigError(f"scoring.{name}: must be > 0")
         if self.heatmap_speed_bins < 1 or self.heatmap_accel_bins < 1:
             raise ConfigError("scoring.heatmap_*_bins: at least one bin per axis")
-
 
     def for_device(self, device_class: str | None = None) -> "ScoringConfig":
         """This configuration with a device class's profile applied (None: this one's ``device_class``)."""
@@ -304,6 +297,19 @@ class ScoringConfig:
 #   less than a phone's GPS, so the lag search stops at 1.5 s.
 # - oem (CAN / the car's own bus): wheel speed at 10-100 Hz with no receiver filter (u-blox 10 Hz runs 0.15 s
 #   behind CAN on comma2k19), so no smoothing and a lag search to 1 s; the accelerometer is part of the ESC cluster.
+SCORE_WEIGHTS: dict[str, float] = {
+    "phone_share": 20.0,
+    "speeding_risk": 20.0,
+    "events_per_100km": 10.0,
+    "lon_intensity": 10.0,
+    "jerk_rms": 10.0,
+    "rpa": 5.0,
+    "lat_intensity": 5.0,
+    "cruise_speed_cv": 5.0,
+    "weaving": 5.0,
+    "fatigue_h": 5.0,
+    "night_share": 5.0,
+}
 DEVICE_PROFILES: dict[str, dict] = {
     "phone": {},
     "dongle": {"speed_smooth_s": 2.0, "imu_max_lag_s": 1.5, "imu_expected": False},
@@ -311,7 +317,7 @@ DEVICE_PROFILES: dict[str, dict] = {
 }
 _PROFILED: dict[tuple[int, str], tuple[ScoringConfig, ScoringConfig]] = {}  # (id(base), class) -> (base, cfg)
 _BASE: dict[int, tuple[ScoringConfig, ScoringConfig]] = {}  # id(profiled) -> (profiled, base)
-_NOT_IN_PROFILE = {"device_class", "device_classes", "device_profiles"}
+_NOT_IN_PROFILE = {"device_class", "device_classes", "device_profiles", "score_weights", "reference_population"}
 
 
 def _check_profiles(cfg: ScoringConfig) -> None:
