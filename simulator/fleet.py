@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from simulator.motion import DT, IMU_HZ, DriverProfile, G, TripTrace, make_trip
+from simulator.motion import DT, IMU_HZ, DriverProfile, G, TripTrace, make_trip, make_trip_calibrated
+from simulator.sensors import PROFILES, SensorProfile, device_view, parse_device_mix
+from ubi.common.config import ScoringConfig
 from ubi.common.messages import DeviceEvent, TelemetryBatch
 
 EARTH_R = 6_371_000.0
@@ -37,9 +39,34 @@ class FleetSpec:
     # events, and keeps reporting a parked fix every second for PARKED_REPORT_S after the engine stops, so the
     # scorer cuts its trips by motion (scoring/motion.py). Chosen per vehicle from a hash of its id.
     motion_only_share: float = 0.0
+    # Device classes with their artefacts (simulator/devices.py PROFILES), as "name:weight,...", chosen per vehicle
+    # from a hash of its id; "" = every device "ideal" (the legacy output, byte for byte).
+    device_mix: str = ""
+    # "legacy": ordinary manoeuvres at 0.8-2.2 m/s^2 and harsh events injected far above the cut points;
+    # "calibrated": every manoeuvre from the real distributions (simulator/motion.py make_trip_calibrated).
+    motion: str = "legacy"
+
+    def __post_init__(self) -> None:
+        if self.motion not in ("legacy", "calibrated"):
+            raise ValueError(f"motion must be 'legacy' or 'calibrated', not {self.motion!r}")
+        parse_device_mix(self.device_mix)
 
 
 PARKED_REPORT_S = 240  # a motion-only device reports this long after stopping (more than motion_stop_s = 180 s)
+
+
+def device_profile(spec: "FleetSpec", vehicle: str) -> SensorProfile:
+    """This vehicle's device class (FleetSpec.device_mix), from its own RNG stream."""
+    mix = parse_device_mix(spec.device_mix)
+    if len(mix) == 1:
+        return PROFILES[next(iter(mix))]
+    u = _sub_rng(spec.seed, "device", vehicle).random()
+    acc = 0.0
+    for name, share in mix.items():
+        acc += share
+        if u < acc:
+            return PROFILES[name]
+    return PROFILES[name]
 
 
 def motion_only(spec: "FleetSpec", vehicle: str) -> bool:
@@ -162,7 +189,10 @@ def make_trips(spec: FleetSpec, vehicle: str) -> list[SimTrip]:
         for start_local, legs in _day_schedule(rng, day, tz, driver):
             start_ms = int(start_local.timestamp() * 1000)
             start_ms = max(start_ms, busy_until + 10 * 60_000)
-            trace = make_trip(rng, driver, legs, corner_rng)
+            if spec.motion == "calibrated":
+                trace = make_trip_calibrated(rng, driver, legs, corner_rng)
+            else:
+                trace = make_trip(rng, driver, legs, corner_rng)
             end_ms = start_ms + int(round(trace.duration_s * 1000))
             trips.append(SimTrip(vehicle, start_ms, end_ms, trace))
             busy_until = end_ms
@@ -195,6 +225,9 @@ class SensorStreams:
     phone: np.ndarray  # uint8 per GPS fix: 1 while the driver handles the phone
     glitches: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # true ms of glitched fixes
     gaps: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # true [start, end) ms, no GPS
+    imu_hz: int = IMU_HZ
+    # true [start, end) ms when the device has no real speed (before a cold start's first fix); gaps add to it
+    blind: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
 
 def clock_offset_ms(spec: FleetSpec, vehicle: str, t_ms: np.ndarray | int) -> np.ndarray | int:
@@ -212,6 +245,12 @@ def device_time(spec: FleetSpec, vehicle: str, t_ms):
     return t_ms + clock_offset_ms(spec, vehicle, t_ms)
 
 
+def phone_flags_at(spec: FleetSpec, trip: SimTrip, fix_t_ms: np.ndarray) -> np.ndarray:
+    """The 1 Hz phone flags read at each fix's time (devices with more than one fix a second)."""
+    n_s = int((fix_t_ms[-1] - trip.start_ms) // 1000) + 1 if fix_t_ms.shape[0] else 0
+    return phone_flags(spec, trip, n_s)[((fix_t_ms - trip.start_ms) // 1000).astype(np.int64)]
+
+
 def phone_flags(spec: FleetSpec, trip: SimTrip, n_fixes: int) -> np.ndarray:
     """Phone-handling episodes (10-60 s each) at the driver's rate, from their own RNG stream."""
     rng = _sub_rng(spec.seed, "phone", trip.vehicle_id, trip.start_ms)
@@ -224,6 +263,10 @@ def phone_flags(spec: FleetSpec, trip: SimTrip, n_fixes: int) -> np.ndarray:
 
 
 def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
+    prof = device_profile(spec, trip.vehicle_id)
+    if prof.name != "ideal":
+        ss = _profile_streams(spec, trip, prof)
+        return with_faults(spec, trip, ss) if spec.sensor_faults else ss
     rng = _sub_rng(spec.seed, "sensor", trip.vehicle_id, trip.start_ms)
     tr = trip.trace
     n = len(tr.speed)
@@ -253,6 +296,34 @@ def sensor_streams(spec: FleetSpec, trip: SimTrip) -> SensorStreams:
         phone_flags(spec, trip, gi.shape[0]),
     )
     return with_faults(spec, trip, ss) if spec.sensor_faults else ss
+
+
+def _profile_streams(spec: FleetSpec, trip: SimTrip, prof: SensorProfile) -> SensorStreams:
+    """A trip as a device of class ``prof`` records it (simulator/devices.py device_view)."""
+    rng = _sub_rng(spec.seed, "device-sensor", trip.vehicle_id, trip.start_ms)
+    tr = trip.trace
+    lat, lon = _positions(tr, trip.home)
+    dv = device_view(prof, rng, DT, tr.speed, tr.accel, tr.yaw_rate, lat, lon, tr.heading)
+    gps_t = trip.start_ms + np.round(dv.gps_t_s * 1000).astype(np.int64)
+    imu_t = trip.start_ms + np.round(dv.imu_t_s * 1000).astype(np.int64)
+    lock_ms = trip.start_ms + int(round(dv.lock_s * 1000))
+    blind = np.array([[trip.start_ms, lock_ms]] if dv.lock_s > 0 else [], np.int64).reshape(-1, 2)
+    return SensorStreams(
+        gps_t,
+        dv.lat,
+        dv.lon,
+        dv.speed,
+        dv.heading_deg,
+        dv.accuracy,
+        imu_t,
+        dv.acc[0],
+        dv.acc[1],
+        dv.acc[2],
+        dv.gps_index,
+        phone_flags_at(spec, trip, gps_t),
+        imu_hz=prof.imu_hz or IMU_HZ,
+        blind=blind,
+    )
 
 
 def with_faults(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStreams:
@@ -291,6 +362,8 @@ def with_faults(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> SensorStre
         ss.phone[k],
         np.sort(ss.gps_t[glitch]).astype(np.int64),
         np.array(gaps, dtype=np.int64).reshape(-1, 2),
+        imu_hz=ss.imu_hz,
+        blind=ss.blind,
     )
 
 
@@ -314,7 +387,8 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
     width = spec.batch_s * 1000
     gw = (ss.gps_t - on_ms) // width
     iw = (ss.imu_t - on_ms) // width
-    for w in range(int(iw[-1]) + 1 if iw.shape[0] else 0):
+    n_windows = max(int(iw[-1]) if iw.shape[0] else -1, int(gw[-1]) if gw.shape[0] else -1) + 1
+    for w in range(n_windows):
         g0, g1 = np.searchsorted(gw, w), np.searchsorted(gw, w + 1)
         i0, i1 = np.searchsorted(iw, w), np.searchsorted(iw, w + 1)
         if g1 == g0 and i1 == i0:
@@ -332,7 +406,7 @@ def device_messages(spec: FleetSpec, trip: SimTrip, seq0: int) -> Iterator[Devic
             ss.heading[g],
             ss.accuracy[g],
             int(ss.imu_t[i0]) if i1 > i0 else last,
-            IMU_HZ,
+            ss.imu_hz,
             ss.acc_lon[i0:i1],
             ss.acc_lat[i0:i1],
             ss.acc_vert[i0:i1],
@@ -352,9 +426,13 @@ def _with_parked_tail(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> Sens
     n = PARKED_REPORT_S
     gt = last_gps + 1000 * np.arange(1, n + 1, dtype=np.int64)
     last_imu = int(ss.imu_t[-1]) if ss.imu_t.shape[0] else last_gps
-    step = 1000 // IMU_HZ
-    it = last_imu + step * np.arange(1, n * IMU_HZ + 1, dtype=np.int64)
+    step = 1000 // ss.imu_hz
+    # a device without an accelerometer reports none; one with it reads what it read standing at the end of the trip
+    it = last_imu + step * np.arange(1, (n * ss.imu_hz + 1) if ss.imu_t.shape[0] else 1, dtype=np.int64)
     m = it.shape[0]
+    rest = [float(np.mean(a[-ss.imu_hz :])) if a.shape[0] else 0.0 for a in (ss.acc_lon, ss.acc_lat, ss.acc_vert)]
+    if device_profile(spec, trip.vehicle_id).name == "ideal":
+        rest = [0.0, 0.0, G]  # the legacy output, unchanged
 
     def pick(a, fill):
         return np.full(n, a[-1] if a.shape[0] else fill)
@@ -367,13 +445,15 @@ def _with_parked_tail(spec: FleetSpec, trip: SimTrip, ss: SensorStreams) -> Sens
         np.concatenate([ss.heading, pick(ss.heading, 0.0)]),
         np.concatenate([ss.accuracy, np.full(n, 5.0)]),
         np.concatenate([ss.imu_t, it]),
-        np.concatenate([ss.acc_lon, rng.normal(0.0, 0.05, m)]),
-        np.concatenate([ss.acc_lat, rng.normal(0.0, 0.05, m)]),
-        np.concatenate([ss.acc_vert, G + rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.acc_lon, rest[0] + rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.acc_lat, rest[1] + rng.normal(0.0, 0.05, m)]),
+        np.concatenate([ss.acc_vert, rest[2] + rng.normal(0.0, 0.05, m)]),
         np.concatenate([ss.gps_index, np.full(n, -1, ss.gps_index.dtype)]),
         np.concatenate([ss.phone, np.zeros(n, ss.phone.dtype)]),
         ss.glitches,
         ss.gaps,
+        imu_hz=ss.imu_hz,
+        blind=ss.blind,
     )
 
 
@@ -423,6 +503,49 @@ def speeding_intervals(trips: list[SimTrip]) -> list[dict]:
     return rows
 
 
+GRADES = ("moderate", "harsh", "severe")
+_KIND = {"harsh_brake": "brake", "harsh_accel": "accel", "harsh_corner": "corner"}
+
+
+def graded_truth(trace: TripTrace, cfg: ScoringConfig | None = None) -> list[tuple[str, float, float, float, str]]:
+    """The trace's events graded with the scorer's own cut points (ScoringConfig): (type, start_s, end_s, peak,
+    grade) for each manoeuvre whose peak reaches the moderate band. The peak is that of the true acceleration's
+    centred event_mean_window_s mean (the window detection uses; lateral = speed x yaw rate) over the event's
+    samples at or above its kind's minimum speed (10 km/h, cornering 30 km/h). Plain NumPy, not the scorer's code."""
+    cfg = cfg or ScoringConfig()
+    w = max(1, int(round(cfg.event_mean_window_s / DT)))
+    box = np.ones(w) / w
+    lon_m = np.convolve(trace.accel, box, mode="same")
+    lat_m = np.abs(np.convolve(trace.speed * trace.yaw_rate, box, mode="same"))
+    out = []
+    for typ, s, e, _ in trace.events:
+        kind = _KIND[typ]
+        if kind == "brake":
+            x, cuts, vmin = (
+                -lon_m,
+                (cfg.brake_moderate_mps2, cfg.harsh_brake_mps2, cfg.brake_severe_mps2),
+                cfg.min_event_speed_mps,
+            )
+        elif kind == "accel":
+            x, cuts, vmin = (
+                lon_m,
+                (cfg.accel_moderate_mps2, cfg.harsh_accel_mps2, cfg.accel_severe_mps2),
+                cfg.min_event_speed_mps,
+            )
+        else:
+            x, cuts, vmin = (
+                lat_m,
+                (cfg.corner_moderate_mps2, cfg.harsh_corner_mps2, cfg.corner_severe_mps2),
+                cfg.min_corner_speed_mps,
+            )
+        i0, i1 = int(round(s / DT)), int(round(e / DT)) + 1
+        seg = x[i0:i1][trace.speed[i0:i1] >= vmin]
+        peak = float(seg.max()) if seg.shape[0] else 0.0
+        if peak >= cuts[0]:
+            out.append((typ, s, e, peak, GRADES[int(np.searchsorted(cuts, peak, side="right")) - 1]))
+    return out
+
+
 def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict], list[dict]]:
     """Trips and injected events as plain rows (written beside the data as Parquet)."""
     trip_rows, event_rows = [], []
@@ -444,15 +567,24 @@ def ground_truth_rows(spec: FleetSpec, trips: list[SimTrip]) -> tuple[list[dict]
                 "phone_moving_s": float(((ss.phone == 1) & (v[ss.gps_index] > 0.5)).sum()),
             }
         )
-        for kind, s, e, peak in tr.trace.events:
+        blind = np.concatenate([ss.blind, ss.gaps]).reshape(-1, 2)
+        has_imu = ss.imu_t.shape[0] > 0
+        for kind, s, e, peak, grade in graded_truth(tr.trace):
+            s_ms, e_ms = tr.start_ms + int(s * 1000), tr.start_ms + int(e * 1000)
             event_rows.append(
                 {
                     "vehicle_id": tr.vehicle_id,
                     "trip_start_ms": tr.start_ms,
                     "type": kind,
-                    "start_ms": tr.start_ms + int(s * 1000),
-                    "end_ms": tr.start_ms + int(e * 1000),
+                    "start_ms": s_ms,
+                    "end_ms": e_ms,
                     "peak_mps2": peak,
+                    "grade": grade,
+                    # what the device could see: not before its first real fix nor in a GPS gap, and a corner only
+                    # with an accelerometer (a speed channel has no lateral axis)
+                    "observable": bool(
+                        not ((blind[:, 0] < e_ms) & (blind[:, 1] > s_ms)).any() and (has_imu or kind != "harsh_corner")
+                    ),
                 }
             )
     return trip_rows, event_rows

@@ -47,6 +47,8 @@ def write_truth(spec: FleetSpec, out: Path) -> dict[str, list[SimTrip]]:
         "start_ms": pl.Int64,
         "end_ms": pl.Int64,
         "peak_mps2": pl.Float64,
+        "grade": pl.String,
+        "observable": pl.Boolean,
     }
     pl.DataFrame(event_rows, schema=schema).write_parquet(out / "truth_events.parquet")
     pl.DataFrame(map_segments(all_trips)).write_parquet(out / "speed_limits.parquet")  # docs/map-layer.md
