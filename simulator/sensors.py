@@ -163,3 +163,14 @@ def device_view(
     if p.imu in ("raw", "linear"):
         f = mount_rotation(rng).T @ f  # vehicle frame -> the device's own axes
     return DeviceView(gi, gt, la, lo, v, hd, acc, ii * dt, f, lock, lag)
+
+
+def device_mix_arg(text: str) -> str:
+    """argparse type for ``ubi simulate --device-mix``: the text when it parses, else a clean usage error."""
+    import argparse
+
+    try:
+        parse_device_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

@@ -70,6 +70,8 @@ def _simulate(args) -> int:
         batch_s=args.batch_s,
         sensor_faults=args.faults,
         motion_only_share=args.motion_only_share,
+        device_mix=args.device_mix,
+        motion=args.motion or ("calibrated" if args.device_mix else "legacy"),
     )
     out = args.out or cfg.home / "sim" / f"seed{args.seed}"
     if args.offline:
@@ -252,6 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="share of devices that send no ignition events, e.g. phone apps (trips cut by motion)",
+    )
+    from simulator.sensors import PROFILES, device_mix_arg
+
+    s.add_argument(
+        "--device-mix",
+        type=device_mix_arg,
+        default="",
+        help=f"device classes with their artefacts, NAME:WEIGHT,... of {', '.join(PROFILES)} (default: every "
+        "device ideal, the legacy simulator), e.g. phone_raw:2,phone_linear:1,obd:1,oem:1",
+    )
+    s.add_argument(
+        "--motion",
+        choices=["legacy", "calibrated"],
+        default=None,
+        help="manoeuvres: legacy (events far above the cut points) or calibrated on real recordings (default: "
+        "calibrated with --device-mix, else legacy)",
     )
     s.set_defaults(func=_simulate)
 
