@@ -1,7 +1,8 @@
 """Real recordings (../shared/realdata, read by tests/realdata.py) through score_frames: per recording, IMU
 acceptance with reasons, graded events per 100 km (moderate/harsh/severe) and score ties.
 
-    .venv/bin/python bench/realdata.py
+    .venv/bin/python bench/realdata.py              # per recording: IMU, graded events, ties
+    .venv/bin/python bench/realdata.py --reference  # distance vs CAN / OBD speed, IMU acceptance per recording
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polars as pl  # noqa: E402
 
 from tests import realdata  # noqa: E402
 from ubi.common.config import ScoringConfig  # noqa: E402
@@ -107,7 +110,56 @@ def r_parts(r: dict) -> dict:
     return json.loads(r["score_parts"]) if isinstance(r["score_parts"], str) else r["score_parts"]
 
 
+# --- distance against a reference speed, IMU acceptance per recording (issue 12 figures; kept apart from main) ---
+def distance_vs_reference(cfg: ScoringConfig | None = None) -> list[tuple[str, float, float]]:
+    """(what, our distance km, reference km): the same drive scored from its GNSS / phone speed and from the car's
+    own speed (comma2k19: u-blox vs CAN; ikhyd trip 2: iPhone GPS vs the OBD-II dongle beside it)."""
+    cfg = cfg or ScoringConfig()
+    km = {n: score_frames(*realdata.frames(n), cfg) for n in ("comma2k19", "comma2k19-can", "ikhyd-obd")}
+    obd = km["ikhyd-obd"]
+    g, i = realdata.frames("ikhyd")  # both iPhone trips run together when cut by motion: keep trip 2's window
+    lo, hi = int(realdata.frames("ikhyd-obd")[0]["t_ms"].min()), int(realdata.frames("ikhyd-obd")[0]["t_ms"].max())
+    keep = pl.col("t_ms").is_between(lo, hi)
+    phone = score_frames(g.filter(keep), None if i is None else i.filter(keep), cfg)
+    return [
+        (
+            "comma2k19 u-blox GNSS vs CAN",
+            sum(r["distance_km"] for r in km["comma2k19"]),
+            sum(r["distance_km"] for r in km["comma2k19-can"]),
+        ),
+        ("ikhyd iPhone GPS vs OBD-II", sum(r["distance_km"] for r in phone), sum(r["distance_km"] for r in obd)),
+    ]
+
+
+def imu_acceptance(cfg: ScoringConfig | None = None) -> list[tuple[str, int, int, dict]]:
+    """(recording, trips with an IMU, trips where it was used, {reason: count} of the rejected)."""
+    cfg = cfg or ScoringConfig()
+    out = []
+    for name in realdata.RECORDINGS:
+        gps, imu = realdata.frames(name)
+        if imu is None:
+            continue
+        rows = score_frames(gps, imu, cfg)
+        has = [r for r in rows if r["imu_status"] != "none"]
+        used = sum(r["imu_status"] in ("vehicle_frame", "rotated") for r in has)
+        rej = Counter(r["imu_reason"].split(":")[0] for r in has if r["imu_status"] == "rejected")
+        out.append((name, len(has), used, dict(rej)))
+    return out
+
+
+def report_reference_and_acceptance() -> None:
+    print("\n| drive | our distance | reference | difference |\n|---|---|---|---|")
+    for what, ours, ref in distance_vs_reference():
+        print(f"| {what} | {ours:.3f} km | {ref:.3f} km | {100 * (ours - ref) / ref:+.1f}% |")
+    print("\n| recording | trips with IMU | IMU used | rejected (reasons) |\n|---|---|---|---|")
+    for name, n, used, rej in imu_acceptance():
+        print(f"| {name} | {n} | {used} ({100 * used / n:.0f}%) | {n - used} {rej or ''} |")
+
+
 if __name__ == "__main__":
+    if "--reference" in sys.argv:
+        report_reference_and_acceptance()
+        raise SystemExit(0)
     rc = main()
     if rc == 0:
         ranking()
