@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,16 +27,28 @@ from ubi.stages.score_file import messages_to_frames, score_frames  # noqa: E402
 
 # One channel per real drive: comma2k19-can, ikhyd-user and ikhyd-obd are other channels of drives already in
 REAL = ("driveplotr-nds", "quat-orient", "ndsbr", "comma2k19", "ikhyd")
-SIM = {"vehicles": 8, "days": 7, "seed": 42, "sensor_faults": True}
+# the calibrated simulator (manoeuvres drawn from the real distributions) with every device class it models
+SIM = {
+    "vehicles": 12,
+    "days": 7,
+    "seed": 42,
+    "sensor_faults": True,
+    "motion": "calibrated",
+    "device_mix": "phone_raw:1,phone_linear:1,obd:1,oem:1",
+}
+SIM_CLASS = {"ideal": "oem", "phone_raw": "phone", "phone_linear": "phone", "obd": "dongle", "oem": "oem"}
 
 
 def simulated(cfg: ScoringConfig) -> list[dict]:
-    from simulator.fleet import FleetSpec, make_trips, vehicle_ids
+    """The simulated fleet through score-file, each vehicle scored with its device class's profile."""
+    from simulator.fleet import FleetSpec, device_profile, make_trips, vehicle_ids
     from simulator.run import vehicle_stream
 
     spec = FleetSpec(**SIM)  # type: ignore[arg-type]
-    msgs = [m for v in vehicle_ids(spec.vehicles) for m in vehicle_stream(spec, make_trips(spec, v))]
-    return score_frames(*messages_to_frames(msgs), cfg)
+    ids = vehicle_ids(spec.vehicles)
+    msgs = [m for v in ids for m in vehicle_stream(spec, make_trips(spec, v))]
+    classes = {v: SIM_CLASS[device_profile(spec, v).name] for v in ids}
+    return score_frames(*messages_to_frames(msgs), replace(cfg, device_classes=classes))
 
 
 def build(cfg: ScoringConfig) -> dict:
@@ -58,6 +71,7 @@ def build(cfg: ScoringConfig) -> dict:
             "built_by": "bench/reference_population.py",
             "real_trips": {k: len(v) for k, v in rows.items() if k != "simulator"},
             "simulator_trips": len(rows["simulator"]),
+            "simulator_classes": dict(Counter(r["device_class"] for r in rows["simulator"])),
             "simulator": SIM,
             "values_per_part": {p: len(v) for p, v in values.items()},
         },

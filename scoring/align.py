@@ -147,7 +147,9 @@ def align_to_vehicle(
     else:
         left = np.cross(u, fwd)
         out = Alignment(fwd @ A, left @ A, "rotated", best_l, best_r, gravity, how)
-    return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg) if gravity == "removed" else out
+    if gravity == "removed" and cfg.imu_removed_blend_s > 0:
+        return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg)
+    return out
 
 
 def restore_sustained(

@@ -141,7 +141,7 @@ class ScoringConfig:
     imu_gravity_free_max_mps2: float = 1.5
     # Gravity-removed input loses sustained acceleration to the phone's attitude filter (scoring/align.py
     # restore_sustained): its forward axis gets the slow part back from GPS dv/dt over this window (our choice:
-    # 3 s restored the most on ikhyd's iPhone, correlation with its raw axis 0.41 -> 0.68).
+    # 3 s restored the most on ikhyd's iPhone, correlation with its raw axis 0.41 -> 0.68; 0 = off).
     imu_removed_blend_s: float = 3.0
     # --- speed channel (events from GPS / OBD / CAN speed when no IMU is usable) ---
     # Fixes less accurate than this give no events (distance keeps them up to max_gps_accuracy_m; our choice).
