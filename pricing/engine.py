@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from pricing.consent import statement_line as consent_statement
 from pricing.rulebook import Rulebook
 
 CENT = Decimal("0.01")
@@ -35,6 +36,8 @@ class MonthFeatures:
     harsh_accels: int
     # Share of the month's device messages that arrived (1.0 when nothing is known to be missing).
     completeness: float = 1.0
+    # Features the policyholder did not consent to (pricing/consent.py): relativity 1, value not shown.
+    withheld: frozenset[str] = frozenset()
 
     def value(self, feature: str) -> float:
         per100 = 100.0 / self.km if self.km > 0 else 0.0
@@ -78,6 +81,10 @@ def price_policy(
     steps = []
     g = 1.0
     for rf in rb.factors:
+        if rf.feature in f.withheld:  # no consent: neither priced nor shown (pricing/consent.py)
+            steps.append({"feature": rf.feature, "label": rf.label, "value": None, "band": None, "relativity": 1.0})
+            steps[-1]["consent"] = False
+            continue
         x = f.value(rf.feature)
         band = rf.band_for(x)
         g *= band.relativity
@@ -129,6 +136,9 @@ def price_policy(
         "cap": {"previous": str(prev), "low": str(lo), "high": str(hi), "applied": cap},
         "premium": str(premium),
     }
+    for feature in f.withheld:  # the counts behind a withheld rate are not shown either (km drives credibility)
+        if feature.endswith("_per_100km") and feature.removesuffix("_per_100km") in trace["features"]:
+            trace["features"][feature.removesuffix("_per_100km")] = None
     return PremiumResult(base, prev, g, z, factor, uncapped, premium, cap, gated, trace)
 
 
@@ -149,6 +159,9 @@ def statement(month_label: str, r: PremiumResult, currency: str = "EUR") -> str:
         )
     else:
         for s in t["factors"]:
+            if s.get("consent") is False:
+                lines.append(consent_statement(s["label"]))
+                continue
             effect = "lowers" if s["relativity"] < 1 else "raises" if s["relativity"] > 1 else "does not change"
             unit = "km" if s["feature"] == "km" else "hours" if s["feature"] == "driving_hours" else "per 100 km"
             lines.append(

@@ -14,7 +14,7 @@ import getpass
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Iterator, Protocol
@@ -94,6 +94,8 @@ def _rows(
             int(book.harsh_accels[i]),
             1.0 if book.completeness is None else float(book.completeness[i]),
         )
+        if book.withheld:  # features the policyholder did not consent to (pricing/consent.py)
+            f = replace(f, withheld=frozenset(k for k, m in book.withheld.items() if m[i]))
         prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
         r = price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
         if int(r.premium.scaleb(2)) != int(p.premium_c[i]) or int(r.factor.scaleb(4)) != int(p.factors.factor_u[i]):

@@ -32,6 +32,8 @@ class Book:
     harsh_brakes: np.ndarray  # int64
     harsh_accels: np.ndarray  # int64
     completeness: np.ndarray | None = None  # float64 share of device messages received; None = all
+    # feature -> bool per policy: the holder did not consent to it (pricing/consent.py); None = all consented
+    withheld: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.base_c.shape[0])
@@ -79,7 +81,10 @@ def telematics_factors(rb: Rulebook, book: Book) -> Factors:
         rels = np.array([b.relativity for b in factor.bands])
         idx = band_index(los, book.value(factor.feature))
         bands[factor.feature] = idx
-        g = g * rels[idx]
+        rel = rels[idx]
+        if book.withheld is not None and factor.feature in book.withheld:  # no consent: relativity 1, as the engine
+            rel = np.where(book.withheld[factor.feature], 1.0, rel)
+        g = g * rel
     gated = (book.trips < rb.min_trips) | (book.km < rb.min_km)
     z = np.where(gated, 0.0, book.km / (book.km + rb.k_km))
     raw = 1.0 + z * (g - 1.0)

@@ -8,6 +8,7 @@ on its own schedule.
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -22,7 +23,10 @@ from pricing import fit, monthly
 from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
+from ubi.adapters import audit as audit_log
+from ubi.adapters.consent import with_consent
 from ubi.adapters.privacy import open_database
+from ubi.adapters.subject import PRIVACY_SCHEMA, erased_vehicles
 from ubi.common.errors import PricingError, StoreError
 from ubi.common.trip_record import COLUMNS, TripRecord, create_table_sql, upsert_sql
 
@@ -39,6 +43,8 @@ _POLARS_TYPES = {
 }
 # the frame a batch of records becomes before the INSERT (TIMESTAMP fields travel as epoch ms)
 TRIP_FRAME_SCHEMA = {f: _POLARS_TYPES[c.sql] for f, c in zip(TripRecord.__dataclass_fields__, COLUMNS, strict=False)}
+
+log = logging.getLogger("ubi.adapters.duckdb_store")
 
 SCHEMA_VERSION = 1
 
@@ -225,7 +231,7 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     except duckdb.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
     if not read_only:
-        con.execute(SCHEMA)
+        con.execute(SCHEMA + PRIVACY_SCHEMA)
         if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
             con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     return con
@@ -249,6 +255,14 @@ def upsert_trips(con: duckdb.DuckDBPyConnection, rows: Sequence[TripRecord | dic
         return 0
     records = [r if isinstance(r, TripRecord) else TripRecord.from_json(r) for r in rows]
     latest = {r.trip_id: r for r in records}  # a batch may carry the same trip twice (replay): last wins
+    erased = erased_vehicles(con, {r.vehicle_id for r in latest.values()})
+    if erased:  # erased people stay erased when Kafka replays their trips (ubi/adapters/subject.py)
+        refused = [t for t, r in latest.items() if r.vehicle_id in erased]
+        log.info("refused %d trip(s) of %d erased vehicle(s)", len(refused), len(erased))
+        for t in refused:
+            del latest[t]
+        if not latest:
+            return 0
     df = pl.DataFrame([r.as_row() for r in latest.values()], schema=TRIP_FRAME_SCHEMA)  # noqa: F841 (used by SQL)
     with transaction(con):
         con.execute(upsert_sql("df"))
@@ -272,6 +286,7 @@ def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, detail: dict)
     con.execute(
         "INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)", [actor, action, json.dumps(detail, default=str)]
     )
+    audit_log.record(actor, action, None, detail)  # and the hash-chained log (ubi/adapters/audit.py)
 
 
 def load_policies(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -353,7 +368,8 @@ class PricingTables:
             col["harsh_accels"].astype(np.int64),
             col["completeness"].astype(np.float64),
         )
-        return list(col["policy_id"]), book, has_prev
+        ids = list(col["policy_id"])
+        return ids, with_consent(self.con, ids, book), has_prev  # consent: ubi/adapters/consent.py
 
     def excluded_trips(self, month: date) -> dict[str, list[dict]]:
         """Trips of the month left out of pricing because the policyholder objected (pending or accepted)."""

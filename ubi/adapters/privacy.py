@@ -247,8 +247,9 @@ def open_database(path: Path | str, read_only: bool = False, cfg: Config | None 
         raise PrivacyError(f"cannot open {path}: {exc}") from None
     except duckdb.Error as exc:
         con.close()
-        # DuckDB's messages name the file, never the key; the statement (which holds it) is not repeated
-        raise PrivacyError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        # the same kind of error as a plain connect (a lock held by the writer stays a lock error for the callers
+        # that wait on it); never the statement, which holds the key
+        raise type(exc)(str(exc).splitlines()[0].replace(key, "***")) from None
     return con
 
 

@@ -148,11 +148,9 @@ def _rulebook(args) -> int:
 
 
 def _sql(args) -> int:
-    from ubi.adapters import duckdb_store as store
+    from ubi.cli.privacy import sql_command  # audited; --actuary: pseudonymised tables only
 
-    con = store.connect(args.db or get_config().db_path, read_only=True)
-    print(con.sql(args.query))
-    return 0
+    return sql_command(args)
 
 
 def _demo(args) -> int:
@@ -320,10 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     portal.register(sub)
 
-    s = sub.add_parser("sql", help="run read-only SQL against the DuckDB store")
+    s = sub.add_parser("sql", help="run read-only SQL against the DuckDB store (recorded in the audit log)")
     s.add_argument("query")
     s.add_argument("--db", type=Path, default=None)
+    s.add_argument(
+        "--actuary", action="store_true", help="only the rating tables, with keyed pseudonyms instead of ids"
+    )
     s.set_defaults(func=_sql)
+
+    from ubi.cli import privacy  # privacy export|erase|consent|encrypt-db, audit verify (issue 13)
+
+    privacy.register(sub)
     return p
 
 
