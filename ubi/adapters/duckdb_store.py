@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -202,7 +203,9 @@ CREATE OR REPLACE VIEW v_trip_gaps AS
 SELECT trip_id, vehicle_id, start_ts, messages,
        CASE WHEN seq_first IS NOT NULL AND seq_last IS NOT NULL
             THEN greatest(seq_last - seq_first + 1 - messages, 0) ELSE 0 END AS missing_in_trip,
-       CASE WHEN ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout') AND prev_ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout') AND seq_first > prev_seq_last
+       CASE WHEN ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout')
+             AND prev_ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout')
+             AND seq_first > prev_seq_last
             THEN seq_first - prev_seq_last - 1 ELSE 0 END AS missing_before
 FROM (SELECT *, lag(seq_last) OVER w AS prev_seq_last, lag(ended_by) OVER w AS prev_ended_by
       FROM trips WINDOW w AS (PARTITION BY vehicle_id ORDER BY start_ts, seq_first));
@@ -222,15 +225,42 @@ FROM trips GROUP BY ALL;
 )
 
 
-def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def _lock_conflict(exc: BaseException) -> bool:
+    """DuckDB lets one process open a file for writing, or several read-only: this is the refusal."""
+    return "lock" in str(exc).lower() and ("conflicting" in str(exc).lower() or "could not set" in str(exc).lower())
+
+
+def connect(
+    path: Path | str, read_only: bool = False, busy_timeout_s: float = 30.0, init: bool = True
+) -> duckdb.DuckDBPyConnection:
+    """Open the project's database. Another process holding the file (the store between its short writes, a
+    pricing run, an actuary's query) is waited for, with back-off, up to ``busy_timeout_s``; then a clear
+    StoreError. ``init=False`` skips the schema statements (the store's writer, which ran them once)."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+    deadline, delay = time.monotonic() + busy_timeout_s, 0.02
+    while True:
+        try:
+            return _connect_once(path, read_only, init)
+        except StoreError as exc:
+            if not _lock_conflict(exc) or time.monotonic() + delay > deadline:
+                if _lock_conflict(exc):
+                    raise StoreError(
+                        f"{path} is busy: another process has it open for writing (waited {busy_timeout_s:.0f} s); "
+                        f"{exc}"
+                    ) from exc
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def _connect_once(path: Path, read_only: bool, init: bool) -> duckdb.DuckDBPyConnection:
     try:  # every connection of the project: encrypted at rest, key checked (ubi/adapters/privacy.py)
         con = open_database(path, read_only=read_only)
     except duckdb.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
-    if not read_only:
+    if not read_only and init:
         con.execute(SCHEMA + PRIVACY_SCHEMA)
         if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
             con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
@@ -590,3 +620,33 @@ def fairness_inputs(con: duckdb.DuckDBPyConnection, month: date) -> dict[str, np
         WHERE p.month = ? ORDER BY p.policy_id""",
         [month],
     ).fetchnumpy()
+
+
+class HeldDatabase:
+    """One connection for the life of the process (tests, benchmarks)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        yield self.con
+
+
+class HandOffDatabase:
+    """The store's writer: the file is opened for each write and closed right after, so that between writes other
+    processes (``ubi sql``, ``ubi price``, the portal, an actuary's DuckDB client) can open it; DuckDB lets one
+    process at a time write a file. A busy file is waited for (``connect``'s back-off) while the store's Kafka
+    offsets stay uncommitted, so nothing is lost when a long query holds it."""
+
+    def __init__(self, path: Path | str, busy_timeout_s: float) -> None:
+        self.path, self.busy_timeout_s, self._ready = Path(path), busy_timeout_s, False
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.path, busy_timeout_s=self.busy_timeout_s, init=not self._ready)
+        self._ready = True
+        try:
+            yield con
+        finally:
+            con.close()

@@ -357,6 +357,9 @@ class IngestConfig:
     max_in_flight: int = 2000
     # How often the bridge tells each device which of its seqs Kafka confirmed (end-to-end ack; device-contract.md).
     e2e_ack_interval_s: float = 0.2
+    # How long the store waits for the DuckDB file while another process holds it (a pricing run, a long query),
+    # its Kafka offsets uncommitted; beyond it the store stops with an error (a supervisor restarts it).
+    store_busy_timeout_s: float = 600.0
     # Prometheus text exposition of the bridge's counters on http://127.0.0.1:<port>/metrics (0 = off).
     metrics_port: int = 9464
     # The scorer's and the store's Prometheus endpoints (ubi/adapters/metrics.py; 0 = off). A second process of

@@ -1,5 +1,9 @@
 """The store stage: the single DuckDB writer. Scored trips from Kafka are upserted by trip_id in one transaction
-per poll, and only then are the Kafka offsets committed (at-least-once delivery, idempotent write)."""
+per poll, and only then are the Kafka offsets committed (at-least-once delivery, idempotent write).
+
+The file is opened for each write and closed after it (``duckdb_store.HandOffDatabase``): DuckDB lets one process
+write a file at a time, so this is what lets ``ubi sql``, ``ubi price`` and the portal use it while the pipeline
+runs. When one of them holds it, the store waits (its offsets uncommitted) and goes on."""
 
 from __future__ import annotations
 
@@ -43,11 +47,13 @@ class StoreStage:
     ones. ``run`` raises on a Kafka error after closing the consumer without a commit (``run_store`` retries)."""
 
     def __init__(self, cfg: Config, consumer, con, metrics: StoreMetrics | None = None) -> None:
-        """``metrics``: the process's Prometheus figures (default: a fresh registry, served by nobody)."""
+        """``con``: a DuckDB connection held for the stage's life, or a ``session()`` provider such as
+        ``HandOffDatabase``. ``metrics``: the process's Prometheus figures (default: a fresh registry, served by
+        nobody)."""
         self.cfg = cfg
         self.metrics = metrics or StoreMetrics(listed=cfg.ingest.metrics_silent_listed)
         self._stop = threading.Event()
-        self.con = con
+        self.db = con if hasattr(con, "session") else store.HeldDatabase(con)
         self.consumer = consumer
         self.status_path = status_path(cfg)
         self.written = 0
@@ -59,15 +65,17 @@ class StoreStage:
         return cls(
             cfg,
             make_consumer(cfg.kafka, cfg.kafka.store_group, [cfg.kafka.trips_topic], client_id),
-            con if con is not None else store.connect(cfg.db_path),
+            con if con is not None else store.HandOffDatabase(cfg.db_path, cfg.ingest.store_busy_timeout_s),
             metrics,
         )
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _publish_status(self) -> None:
-        total = self.con.execute("SELECT count(*) FROM trips").fetchone()[0]
+    def _publish_status(self, total: int | None = None) -> None:
+        if total is None:
+            with self.db.session() as con:
+                total = con.execute("SELECT count(*) FROM trips").fetchone()[0]
         write_status(
             self.status_path, {"trips": total, "written": self.written, "updated": time.time(), "pid": os.getpid()}
         )
@@ -95,14 +103,16 @@ class StoreStage:
         rows = [json.loads(r.value) for batch in records.values() for r in batch]
         m = self.metrics
         if rows:
-            with m.timed(m.write):
-                n = store.upsert_trips(self.con, rows)
+            with self.db.session() as con:
+                with m.timed(m.write):
+                    n = store.upsert_trips(con, rows)
+                total = con.execute("SELECT count(*) FROM trips").fetchone()[0]
             self.written += n
             with m.timed(m.commit.labels(self.cfg.kafka.store_group)):
                 self.consumer.commit()
             m.trips.inc(n)
             m.observe_rows(rows)
-            self._publish_status()
+            self._publish_status(total)
         m.observe_poll(self.cfg.kafka.store_group, self.consumer, records)
         return len(rows)
 
@@ -116,13 +126,13 @@ def run_store(cfg: Config, client_id: str = "ubi-store-1", install_signals: bool
     if install_signals:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    con = store.connect(cfg.db_path)
+    db = store.HandOffDatabase(cfg.db_path, cfg.ingest.store_busy_timeout_s)
     metrics = StoreMetrics(listed=cfg.ingest.metrics_silent_listed)  # one per process: counters carry over
-    metrics.seed(store.last_data_by_vehicle(con, cfg.ingest.max_age_days))
+    with db.session() as con:
+        metrics.seed(store.last_data_by_vehicle(con, cfg.ingest.max_age_days))
     server = serve(metrics.registry, cfg.ingest.store_metrics_port, what="store metrics")
     try:
-        return run_with_retry(lambda: StoreStage.connect(cfg, client_id, con, metrics), stop, "store")
+        return run_with_retry(lambda: StoreStage.connect(cfg, client_id, db, metrics), stop, "store")
     finally:
         if server is not None:
             server.shutdown()
-        con.close()

@@ -1,0 +1,75 @@
+"""Reads and pricing beside the store (issue 11): DuckDB lets one process write a file at a time, so `ubi sql` and
+`ubi price` used to fail with a lock error while the store ran, although the docs said they work beside it. The
+store now opens the file for each write only (HandOffDatabase) and everyone waits for a busy file with back-off.
+Here the store writes 2,000 trips in small polls while other processes query and price the same file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+from tests.doubles import KafkaLog, MemConsumer
+from tests.test_store_stage import row
+from ubi.adapters import duckdb_store as store
+from ubi.common.config import Config
+from ubi.stages.store import StoreStage
+
+N = 2000
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ubi.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_sql_and_pricing_run_while_the_store_writes(tmp_path, monkeypatch):
+    cfg = replace(Config(), home=tmp_path, db_path=tmp_path / "ubi.duckdb")
+    monkeypatch.setenv("UBI_HOME", str(tmp_path))  # this process and the CLI ones share home (and its keys)
+    monkeypatch.setenv("UBI_DB", str(cfg.db_path))
+    monkeypatch.delenv("UBI_CONFIG", raising=False)
+    env = dict(os.environ)
+    con = store.connect(cfg.db_path)  # create it, with one policy to price, then let go of it
+    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north')")
+    con.close()
+    log = KafkaLog(partitions=3)
+    for i in range(N):
+        r = {**row(i), "trip_id": f"h{i:05d}"}
+        log.append(cfg.kafka.trips_topic, r["vehicle_id"].encode(), json.dumps(r).encode())
+    stage = StoreStage(
+        cfg,
+        MemConsumer(log, cfg.kafka.store_group, [cfg.kafka.trips_topic], max_records=40),
+        store.HandOffDatabase(cfg.db_path, busy_timeout_s=120),
+    )
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            while stage.step(timeout_ms=10) or not stage.consumer.caught_up():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    counts = []
+    for _ in range(4):
+        r = _cli(env, "sql", "SELECT count(*) AS n FROM trips")
+        assert r.returncode == 0, r.stderr
+        counts.append(r.stdout)
+    priced = _cli(env, "price", "--month", "2026-09")
+    assert priced.returncode == 0, priced.stderr
+    writing_while_priced = writer.is_alive()
+    writer.join(300)
+    assert not errors, errors
+    con = store.connect(cfg.db_path)
+    try:
+        assert con.execute("SELECT count(*) FROM trips").fetchone()[0] == N
+        assert con.execute("SELECT count(*) FROM premiums WHERE month = '2026-09-01'").fetchone()[0] == 1
+    finally:
+        con.close()
+    assert writing_while_priced or len(set(counts)) > 1, "the readers never overlapped the writer: test too fast"
