@@ -84,3 +84,14 @@ def test_same_drive_same_score_whichever_channel():
     b = score_frames(*realdata.frames("comma2k19-can"), ScoringConfig(device_class="oem"))[0]
     assert b["device_class"] == "oem"
     assert abs(a["score"] - b["score"]) < 2.0
+
+
+def test_device_classes_and_profiles_from_toml(tmp_path):
+    """The live path reads a vehicle's class from the configuration (the device contract carries none)."""
+    from ubi.common.config import load_config
+
+    p = tmp_path / "ubi.toml"
+    p.write_text('[scoring.device_classes]\nV1 = "dongle"\n[scoring.device_profiles.dongle]\nspeed_smooth_s = 3\n')
+    c = load_config(p).scoring
+    assert c.device_class_of("V1") == "dongle" and c.device_class_of("V2") == "phone"
+    assert c.for_device("dongle").speed_smooth_s == 3.0 and c.for_device("oem").speed_smooth_s == 0.0

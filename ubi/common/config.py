@@ -336,10 +336,12 @@ def _check_profiles(cfg: ScoringConfig) -> None:
         for k, val in over.items():
             if k not in known or k in _NOT_IN_PROFILE:
                 raise ConfigError(f"scoring.device_profiles.{cls}.{k}: not a per-device setting")
-            cur = getattr(cfg, k)
+            cur = known[k].default  # the setting's type is its default's (a profiled value may be an int)
             ok = isinstance(val, type(cur)) or (isinstance(cur, float) and isinstance(val, int))
             if not ok or (isinstance(val, bool) != isinstance(cur, bool)):
                 raise ConfigError(f"scoring.device_profiles.{cls}.{k}: expected {type(cur).__name__}, got {val!r}")
+            if isinstance(cur, float):
+                over[k] = float(val)
     object.__setattr__(cfg, "device_profiles", merged)
     for v, cls in [("device_class", cfg.device_class), *cfg.device_classes.items()]:
         if cls not in merged:
