@@ -390,6 +390,7 @@ class TripMeasures:
     score_parts: dict
     cont: Continuous | None = None  # continuous measures (scoring/intensity.py)
     device_class: str | None = None
+    imu_expected: bool = False  # the device class is expected to deliver an accelerometer
 
 
 def measure_trip(
@@ -478,6 +479,7 @@ def measure_trip(
         parts,
         cont,
         cfg.device_class,
+        cfg.imu_expected,
     )
 
 
@@ -536,7 +538,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         score=m.score,
         score_parts=m.score_parts,
         imu_status=imu_status(m.imu),
-        imu_reason=None if m.imu is None else m.imu.reason,
+        imu_reason=(NO_EXPECTED_IMU if m.imu_expected else None) if m.imu is None else m.imu.reason,
         imu_gravity=None if m.imu is None else m.imu.gravity,
         imu_lag_s=None if m.imu is None or not np.isfinite(m.imu.lag_s) else m.imu.lag_s,
         imu_r=None if m.imu is None or not np.isfinite(m.imu.r) else round(m.imu.r, 2),  # a diagnostic
@@ -546,6 +548,9 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         gps_accel_grades=list(m.gps_events.accel.grades),
         **continuous_fields(m.cont, m.device_class),
     )
+
+
+NO_EXPECTED_IMU = "no IMU data, though its device class is expected to have one"
 
 
 def imu_status(a: Alignment | None) -> str:

@@ -95,3 +95,19 @@ def test_device_classes_and_profiles_from_toml(tmp_path):
     c = load_config(p).scoring
     assert c.device_class_of("V1") == "dongle" and c.device_class_of("V2") == "phone"
     assert c.for_device("dongle").speed_smooth_s == 3.0 and c.for_device("oem").speed_smooth_s == 0.0
+
+
+@need_real
+def test_a_missing_imu_is_said_where_the_class_expects_one():
+    """ndsbr logged GPS only: as phones that is worth saying (and counting); as dongles it is normal."""
+    from ubi.stages.score_file import imu_summary, score_frames
+
+    gps, _ = realdata.frames("ndsbr")
+    phone = score_frames(gps, None, CFG)
+    dongle = score_frames(gps, None, ScoringConfig(device_class="dongle"))
+    assert all(r["imu_status"] == "none" for r in phone + dongle)
+    assert all(r["imu_reason"].startswith("no IMU data") for r in phone)
+    assert all(r["imu_reason"] is None for r in dongle)
+    line = imu_summary(phone)
+    assert f"none on {len(phone)} ({len(phone)} of them from a class that should have one)" in line
+    assert "continuous measures from speed" in line and "(" not in imu_summary(dongle).split("none on")[1][:8]

@@ -315,7 +315,15 @@ def imu_summary(rows: list[dict]) -> str:
     text = f"IMU used on {used} trips, rejected on {len(rejected)}"
     if why:
         text += " (" + "; ".join(f"{k}: {v}" for k, v in sorted(why.items(), key=lambda x: -x[1])) + ")"
-    return text + f", none on {none}; speed-channel artefacts: {sum(r.get('speed_artefacts') or 0 for r in rows)}"
+    missing = sum(str(r.get("imu_reason") or "").startswith("no IMU data") for r in rows)
+    text += f", none on {none}" + (f" ({missing} of them from a class that should have one)" if missing else "")
+    src: dict[str, int] = {}
+    for r in rows:
+        if r.get("intensity_source"):
+            src[r["intensity_source"]] = src.get(r["intensity_source"], 0) + 1
+    if src:
+        text += "; continuous measures from " + ", ".join(f"{k} on {v}" for k, v in sorted(src.items()))
+    return text + f"; speed-channel artefacts: {sum(r.get('speed_artefacts') or 0 for r in rows)}"
 
 
 def main(cfg: Config, args) -> int:
