@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import polars as pl
@@ -73,7 +73,7 @@ def _rows(
     rb: Rulebook,
     month: date,
     run_id: str,
-    ids: list[str],
+    ids: Sequence[str],
     book: Book,
     has_prev: np.ndarray,
     p: Priced,
@@ -147,7 +147,7 @@ Chunk = tuple[pl.DataFrame, pl.DataFrame]  # (monthly_features rows, premiums ro
 class MonthStore(Protocol):
     """What a pricing run needs from storage: the month's book in, the priced month out, all or nothing."""
 
-    def month_book(self, month: date) -> tuple[list[str], Book, np.ndarray]: ...
+    def month_book(self, month: date) -> tuple[Sequence[str], Book, np.ndarray]: ...
 
     def write_month(
         self,
@@ -161,8 +161,16 @@ class MonthStore(Protocol):
     ) -> None: ...
 
 
-def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = None) -> RunSummary:
-    """Price the month's book and hand every row to the store in one write."""
+def run_month(
+    store: MonthStore,
+    rb: Rulebook,
+    month: date,
+    actor: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Price the month's book and hand every row to the store in one write. Rows are built and handed over
+    CHUNK policies at a time (``progress(done, total)`` after each), so only the book's numeric arrays are held
+    whole: a store may keep ids out of Python (any ``Sequence[str]``)."""
     actor = actor or getpass.getuser()
     run_id = uuid.uuid4().hex[:16]
     ids, book, has_prev = store.month_book(month)
@@ -184,9 +192,12 @@ def run_month(store: MonthStore, rb: Rulebook, month: date, actor: str | None = 
         sum(len(v) for v in excluded.values()),
     )
     ob_value = None if ob is None else priced.off_balance_u / 1e6
-    chunks = (
-        _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK), excluded)
-        for lo in range(0, n, CHUNK)
-    )
-    store.write_month(rb, month, run_id, actor, summary, chunks, ob_value)
+
+    def chunks() -> Iterator[Chunk]:
+        for lo in range(0, n, CHUNK):
+            yield _rows(rb, month, run_id, ids, book, has_prev, priced, lo, min(n, lo + CHUNK), excluded)
+            if progress is not None:
+                progress(min(n, lo + CHUNK), n)
+
+    store.write_month(rb, month, run_id, actor, summary, chunks(), ob_value)
     return summary

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -25,6 +26,7 @@ from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
 from ubi.adapters import audit as audit_log
+from ubi.adapters.book_stream import fetch_columns
 from ubi.adapters.consent import with_consent
 from ubi.adapters.privacy import open_database
 from ubi.adapters.subject import PRIVACY_SCHEMA, erased_vehicles
@@ -379,11 +381,16 @@ class PricingTables:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
 
-    def month_book(self, month: date) -> tuple[list[str], Book, np.ndarray]:
-        """The month's per-policy inputs; the mask says which policies have a previous month's premium."""
-        r = self.con.execute(
-            MONTH_FEATURES_SQL, {"start": month, "end": next_month(month), "prev": previous_month(month)}
-        ).fetchnumpy()
+    def month_book(self, month: date) -> tuple[Sequence[str], Book, np.ndarray]:
+        """The month's per-policy inputs; the mask says which policies have a previous month's premium. Read in
+        record batches, ids kept in Arrow (ubi/adapters/book_stream.py: a 10 M-policy book in a few GB)."""
+        self.con.complete()  # DuckDB refuses a new result while an earlier one is unread
+        r = fetch_columns(
+            self.con.sql(
+                MONTH_FEATURES_SQL, params={"start": month, "end": next_month(month), "prev": previous_month(month)}
+            ),
+            text=("policy_id",),
+        )
         col = {k: np.ma.getdata(v) for k, v in r.items()}
         has_prev = ~np.ma.getmaskarray(r["prev_c"])
         base_c = col["base_c"].astype(np.int64)
@@ -398,7 +405,7 @@ class PricingTables:
             col["harsh_accels"].astype(np.int64),
             col["completeness"].astype(np.float64),
         )
-        ids = list(col["policy_id"])
+        ids = col["policy_id"]
         return ids, with_consent(self.con, ids, book), has_prev  # consent: ubi/adapters/consent.py
 
     def excluded_trips(self, month: date) -> dict[str, list[dict]]:
@@ -498,9 +505,31 @@ def store_rulebook(con: duckdb.DuckDBPyConnection, rb: Rulebook) -> None:
     )
 
 
-def run_month(con: duckdb.DuckDBPyConnection, rb: Rulebook, month: date, actor: str | None = None) -> RunSummary:
-    """``pricing.monthly.run_month`` on this DuckDB connection."""
-    return monthly.run_month(PricingTables(con), rb, month, actor)
+def run_month(
+    con: duckdb.DuckDBPyConnection,
+    rb: Rulebook,
+    month: date,
+    actor: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    memory_limit: str | None = None,
+) -> RunSummary:
+    """``pricing.monthly.run_month`` on this DuckDB connection; ``memory_limit`` (e.g. ``Config.pricing_memory_limit``)
+    bounds DuckDB's memory for the run (its sorts and aggregations spill beyond it), then the setting is restored."""
+    if not memory_limit:
+        return monthly.run_month(PricingTables(con), rb, month, actor, progress)
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
+    try:
+        return monthly.run_month(PricingTables(con), rb, month, actor, progress)
+    finally:
+        con.execute(f"SET memory_limit = '{_size(before)}'")
+
+
+def _size(text: str) -> str:
+    """A DuckDB memory size such as 2GB or 1.5 GiB; anything else is refused (it is put into SQL text)."""
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]i?B\s*", text, re.IGNORECASE):
+        raise StoreError(f"memory limit {text!r}: expected a size such as 2GB")
+    return text.strip()
 
 
 # --- actuary tools (read-only, except loading a book) ---------------------------------------------------------

@@ -109,6 +109,17 @@ def _score(args) -> int:
     return 0
 
 
+def _pipeline(args) -> int:
+    from ubi.ops.supervisor import Supervisor
+
+    stages = [("bridge", ("--client-id", f"ubi-bridge-{i + 1}")) for i in range(args.bridges)]
+    stages += [("score", ("--client-id", f"ubi-score-{i + 1}")) for i in range(args.scorers)]
+    stages.append(("store", ("--client-id", "ubi-store-1")))
+    restarts = Supervisor(get_config(), stages).run()
+    print(f"pipeline stopped; restarts: {restarts}")
+    return 0
+
+
 def _store(args) -> int:
     from ubi.stages.store import run_store
 
@@ -126,15 +137,9 @@ def _policies(args) -> int:
 
 
 def _price(args) -> int:
-    from pricing.monthly import month_start
-    from pricing.rulebook import load_rulebook
-    from ubi.adapters import duckdb_store as store
-    from ubi.adapters.duckdb_store import run_month
+    from ubi.cli.price import price
 
-    cfg = get_config()
-    rb = load_rulebook(args.rulebook or cfg.rulebook)
-    con = store.connect(cfg.db_path)
-    s = run_month(con, rb, month_start(args.month))
+    s = price(get_config(), args.month, args.rulebook)  # progress on stderr, figures in <home>/metrics/pricing.prom
     print(json.dumps(s.__dict__, default=str, indent=1))
     return 0
 
@@ -281,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "bridge":
             s.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0 = off)")
         s.set_defaults(func=func)
+
+    s = sub.add_parser("pipeline", help="run bridge, scorer and store, restarting any that dies (a supervisor)")
+    s.add_argument("--bridges", type=int, default=1)
+    s.add_argument("--scorers", type=int, default=1)
+    s.set_defaults(func=_pipeline)
 
     s = sub.add_parser("policies", help="load policy data (Parquet) into DuckDB")
     s.add_argument("action", choices=["load"])

@@ -467,6 +467,9 @@ class Config:
     home: Path = PROJECT_ROOT / ".ubi"
     db_path: Path = PROJECT_ROOT / ".ubi" / "ubi.duckdb"
     rulebook: Path = PROJECT_ROOT / "pricing" / "rulebooks" / "starter.toml"
+    # DuckDB's memory during `ubi price` ("" = DuckDB's default, 80% of RAM): its sorts and aggregations spill to
+    # disk beyond it. With 2GB a 10 M-policy book prices within 8 GB in all (docs/capacity.md, bench/pricing.py).
+    pricing_memory_limit: str = "2GB"
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)

@@ -1,0 +1,128 @@
+"""The monthly run streamed through DuckDB (record batches, ids kept in Arrow, rows written in chunks, a bounded
+DuckDB memory) gives every premium, factor and trace of the in-memory run to the cent.
+
+The in-memory run here owes nothing to DuckDB: its book is aggregated with polars from the very frames the bulk
+generator inserted, and its rows are kept in Python. Chunk and batch sizes are made small so the book crosses
+many of both, with boundaries that do not line up."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import polars as pl
+import pytest
+
+import pricing.monthly as monthly
+import ubi.adapters.book_stream as book_stream
+from pricing.rulebook import load_rulebook
+from pricing.vector import Book
+from simulator.bulk import bulk_policies, bulk_trips, load_bulk
+from ubi.adapters import duckdb_store as store
+from ubi.adapters.book_stream import ArrowIds
+from ubi.common.config import Config
+from ubi.common.errors import StoreError
+
+MONTH = date(2026, 10, 1)
+POLICIES, TRIPS = 2_500, 12
+
+
+class MemoryStore:
+    """``MonthStore`` in memory: the book from polars frames, the written rows kept."""
+
+    def __init__(self, policies: pl.DataFrame, trips: pl.DataFrame) -> None:
+        t = trips.group_by("vehicle_id").agg(
+            pl.len().alias("trips"),
+            pl.col("distance_km").sum().alias("km"),
+            (pl.col("moving_s").sum() / 3600.0).alias("driving_hours"),
+            pl.col("harsh_brakes").sum(),
+            pl.col("harsh_accels").sum(),
+        )
+        self.book = policies.join(t, on="vehicle_id", how="left").sort("policy_id")
+        self.rows: list[pl.DataFrame] = []
+
+    def month_book(self, month: date):
+        b = self.book
+        base_c = (b["base_premium"] * 100).round().cast(pl.Int64).to_numpy()
+        book = Book(
+            base_c,
+            base_c.copy(),  # first month: no previous premium
+            b["trips"].fill_null(0).cast(pl.Int64).to_numpy(),
+            b["km"].fill_null(0.0).to_numpy(),
+            b["driving_hours"].fill_null(0.0).to_numpy(),
+            b["harsh_brakes"].fill_null(0).cast(pl.Int64).to_numpy(),
+            b["harsh_accels"].fill_null(0).cast(pl.Int64).to_numpy(),
+        )
+        return b["policy_id"].to_list(), book, np.zeros(len(b), dtype=bool)
+
+    def write_month(self, rb, month, run_id, actor, summary, chunks, off_balance) -> None:
+        self.rows = [prems for _feats, prems in chunks]
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "book.duckdb"
+    con = store.connect(path)
+    load_bulk(con, POLICIES, TRIPS, MONTH, seed=5, chunk=1_000)
+    firsts = range(1, POLICIES + 1, 1_000)  # the frames load_bulk inserted, chunk by chunk
+    frames = [bulk_policies(min(1_000, POLICIES - f + 1), 5, f) for f in firsts]
+    policies = pl.concat(frames)
+    trips = pl.concat(
+        [bulk_trips(p["vehicle_id"].to_list(), TRIPS, MONTH, 5, f) for p, f in zip(frames, firsts, strict=True)]
+    )
+    yield con, policies, trips
+    con.close()
+
+
+def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch):
+    con, policies, trips = book
+    rb = load_rulebook(Config().rulebook)
+    mem = MemoryStore(policies, trips)
+    expected = monthly.run_month(mem, rb, MONTH, actor="t")
+    want = pl.concat(mem.rows)
+
+    monkeypatch.setattr(monthly, "CHUNK", 333)
+    monkeypatch.setattr(book_stream, "BATCH_ROWS", 401)
+    seen: list[tuple[int, int]] = []
+    got_summary = store.run_month(
+        con, rb, MONTH, actor="t", progress=lambda done, total: seen.append((done, total)), memory_limit="256MB"
+    )
+    got = con.execute(
+        "SELECT policy_id, CAST(premium * 100 AS BIGINT), CAST(uncapped_premium * 100 AS BIGINT),"
+        " CAST(round(telematics_factor * 10000) AS BIGINT), cap_applied, trace FROM premiums WHERE month = ?"
+        " ORDER BY policy_id",
+        [MONTH],
+    ).fetchall()
+    assert len(got) == POLICIES == want.height
+    assert [r[0] for r in got] == want["policy_id"].to_list()
+    assert [r[1] for r in got] == want["premium_c"].to_list()
+    assert [r[2] for r in got] == want["uncapped_c"].to_list()
+    assert [r[3] for r in got] == want["factor_u"].to_list()
+    assert [r[4] for r in got] == want["cap"].to_list()
+    assert [json.loads(r[5])["premium"] for r in got] == [json.loads(t)["premium"] for t in want["trace"]]
+    assert got_summary.premium_after == expected.premium_after and got_summary.premium_after > Decimal(0)
+    assert (got_summary.capped_up, got_summary.capped_down) == (expected.capped_up, expected.capped_down)
+    assert seen == [(min(POLICIES, k), POLICIES) for k in range(333, POLICIES + 333, 333)]
+    # the memory limit applied to the run only
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] != "256.0 MiB"
+
+
+def test_arrow_ids_behave_as_a_list():
+    import pyarrow as pa
+
+    names = [f"P{i:04d}" for i in range(250_123)]
+    ids = ArrowIds(pa.chunked_array([names[:100_000], names[100_000:]]))
+    assert len(ids) == len(names) and ids[0] == "P0000" and ids[-1] == names[-1] and ids[123_456] == names[123_456]
+    assert ids[99_990:100_010] == names[99_990:100_010] and ids[250_000:999_999] == names[250_000:]
+    assert list(ids) == names
+    with pytest.raises(IndexError):
+        ids[len(names)]
+
+
+def test_a_memory_limit_that_is_not_a_size_is_refused(book):
+    con, _, _ = book
+    rb = load_rulebook(Config().rulebook)
+    with pytest.raises(StoreError, match="expected a size"):
+        store.run_month(con, rb, MONTH, memory_limit="2GB'; DROP TABLE trips; --")
