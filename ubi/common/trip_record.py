@@ -105,33 +105,6 @@ class TripRecord:
     speeding_extra_risk: float | None = col("DOUBLE", "distance-weighted mean extra relative crash risk of speeding")
     gps_brake_grades: list[int] | None = col("INTEGER[]", "speed-channel brakes [moderate, harsh, severe]")
     gps_accel_grades: list[int] | None = col("INTEGER[]", "speed-channel accelerations [moderate, harsh, severe]")
-    # --- scorer version 5: continuous measures on a 1 Hz channel (scoring/intensity.py) ---
-    device_class: str | None = col("VARCHAR", "phone | dongle | oem: the ScoringConfig device profile used")
-    intensity_source: str | None = col(
-        "VARCHAR", "imu (1 s means of the aligned IMU) | speed (speed channel, no lateral) | speed+heading"
-    )
-    brake_time_share: list[float] | None = col(
-        "DOUBLE[]", "share of moving seconds braking at or beyond [low, moderate, harsh] level (1 s means)"
-    )
-    accel_time_share: list[float] | None = col("DOUBLE[]", "the same for acceleration")
-    lat_time_share: list[float] | None = col(
-        "DOUBLE[]", "the same for |lateral acceleration|, of the seconds with a lateral value"
-    )
-    jerk_rms_mps3: float | None = col("DOUBLE", "RMS jerk of the 1 s mean longitudinal acceleration")
-    jerk_share: float | None = col("DOUBLE", "share of 1 s steps with |jerk| >= ScoringConfig.jerk_level_mps3")
-    high_speed_accel_share: float | None = col(
-        "DOUBLE", "share of moving seconds at >= intensity_high_speed_kmh with |accel| >= the low level"
-    )
-    rpa_mps2: float | None = col("DOUBLE", "relative positive acceleration: sum(v * a+) / sum(v)")
-    speeding_band_share: list[float] | None = col(
-        "DOUBLE[]", "share of distance over the limit by +0-10, +10-20, > 20 km/h (fallback: high_speed_mps)"
-    )
-    longest_drive_s: float | None = col("DOUBLE", "longest driving without a 15 min break (break_min_s)")
-    fatigue_s: float | None = col("DOUBLE", "driving beyond ScoringConfig.fatigue_after_s without a break")
-    cruise_windows: int | None = col("INTEGER", "steady-cruise windows (cruise_window_s at >= cruise_min_kmh)")
-    cruise_speed_cv: float | None = col("DOUBLE", "mean coefficient of variation of speed in those windows")
-    weave_windows: int | None = col("INTEGER", "those windows on a straight road with a lateral value")
-    weave_lat_std_mps2: float | None = col("DOUBLE", "mean std of lateral acceleration in them (weaving)")
     # --- data completeness (issue 11): what a device left out shows, inside a trip and between trips ---
     seq_first: int | None = col("BIGINT", "the device seq the trip starts at (ignition_on, or its first batch)")
     seq_last: int | None = col("BIGINT", "the seq it ends at; seq_last - seq_first + 1 - messages are missing")
