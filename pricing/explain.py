@@ -96,6 +96,10 @@ class Explanation:
     ceiling_premium: Decimal
     clamped: str  # none | floor | ceiling
     gated: bool
+    no_discount: bool  # too little of the month's data arrived: the factor is held at 1.0 or above
+    completeness: float  # share of the month's device data that arrived
+    min_completeness: float
+    not_consented: tuple[str, ...]  # factors the policyholder did not consent to: not priced, value not shown
     min_trips: int
     min_km: float
     k_km: float
@@ -141,9 +145,12 @@ def factor_effects(trace: dict) -> dict[str, Decimal]:
     return {s["feature"]: e for s, e in zip(steps, _split(total, weights, fallback), strict=True)}
 
 
-def _factor_with(rb: Rulebook, g: float, z: float) -> Decimal:
+def _factor_with(rb: Rulebook, g: float, z: float, no_discount: bool) -> Decimal:
+    """The engine's factor rule (pricing/engine.py) for another g."""
     raw = 1.0 + z * (g - 1.0)
     clamped = min(max(raw, rb.factor_floor), rb.factor_ceiling)
+    if no_discount:
+        clamped = max(clamped, 1.0)
     return Decimal(repr(clamped)).quantize(FACTOR_PLACES, rounding=ROUND_HALF_UP)
 
 
@@ -156,10 +163,11 @@ def tips(rb: Rulebook, trace: dict, limit: int = 2) -> list[Tip]:
     uncapped = Decimal(trace["uncapped"])
     z, g = float(trace["credibility"]["z"]), float(trace["g"])
     by_feature: dict[str, Factor] = {f.feature: f for f in rb.factors}
+    no_discount = bool(trace.get("completeness", {}).get("no_discount", False))
     out = []
     for s in trace["factors"]:
         rf = by_feature.get(s["feature"])
-        if rf is None:
+        if rf is None or s.get("consent") is False or s.get("from") is None:
             continue
         lower = [b for b in rf.bands if b.hi <= s["from"]]
         if not lower:
@@ -168,13 +176,13 @@ def tips(rb: Rulebook, trace: dict, limit: int = 2) -> list[Tip]:
         if better.relativity >= s["relativity"]:
             continue
         g2 = g / s["relativity"] * better.relativity
-        worth = uncapped - money(base * _factor_with(rb, g2, z) * ob)
+        worth = uncapped - money(base * _factor_with(rb, g2, z, no_discount) * ob)
         if worth <= 0:
             continue
         fewer = None
         count_key = EVENT_COUNTS.get(s["feature"])
         km = float(trace["features"]["km"])
-        if count_key is not None and km > 0:
+        if count_key is not None and km > 0 and trace["features"].get(count_key) is not None:
             events = int(trace["features"][count_key])
             allowed = max(math.ceil(s["from"] * km / 100.0) - 1, 0)  # value < from  <=>  events < from*km/100
             fewer = events - allowed
@@ -222,7 +230,12 @@ def explain(
     ob = Decimal(trace["off_balance"]) if trace.get("off_balance") is not None else None
     effects = factor_effects(trace)
     prev_effects = factor_effects(previous_trace) if previous_trace else {}
-    prev_values = {s["feature"]: s["value"] for s in previous_trace["factors"]} if previous_trace else {}
+    prev_values = (
+        {s["feature"]: s["value"] for s in previous_trace["factors"] if s.get("value") is not None}
+        if previous_trace
+        else {}
+    )
+    priced = [s for s in trace["factors"] if s.get("consent") is not False]
     lines = [
         FactorLine(
             s["feature"],
@@ -235,11 +248,12 @@ def explain(
             prev_values.get(s["feature"]),
             prev_effects.get(s["feature"]),
         )
-        for s in trace["factors"]
+        for s in priced
     ]
     lines.sort(key=lambda f: (-abs(f.effect), -abs(f.relativity - 1.0), f.feature))
     raw = float(trace["factor"]["raw"])
     clamped = "floor" if raw < rb.factor_floor else "ceiling" if raw > rb.factor_ceiling else "none"
+    comp = trace.get("completeness") or {"share": 1.0, "min": 0.0, "no_discount": False}
     change = premium - prev
     feats = trace["features"]
     return Explanation(
@@ -273,6 +287,10 @@ def explain(
         ceiling_premium=money(base * Decimal(repr(rb.factor_ceiling))),
         clamped=clamped,
         gated=bool(trace["gate"]["gated"]),
+        no_discount=bool(comp["no_discount"]),
+        completeness=float(comp["share"]),
+        min_completeness=float(comp["min"]),
+        not_consented=tuple(s["feature"] for s in trace["factors"] if s.get("consent") is False),
         min_trips=int(trace["gate"]["min_trips"]),
         min_km=float(trace["gate"]["min_km"]),
         k_km=float(trace["credibility"]["k_km"]),
@@ -280,12 +298,12 @@ def explain(
         tips=tuple(tips(rb, trace)),
         excluded_trips=tuple(trace.get("excluded_trips", ())),
         history=tuple(
-            HistoryPoint(m, p, {s["feature"]: s["value"] for s in t["factors"]})
+            HistoryPoint(m, p, {s["feature"]: s["value"] for s in t["factors"] if s.get("value") is not None})
             for m, p, t in sorted(history, key=lambda h: h[0])
             if m <= row["month"]
         ),
         rulebook_version=rb.version,
         rulebook_sha256=rb.sha256,
-        data_used=tuple(dict.fromkeys(("trips", "km", *(f.feature for f in rb.factors)))),
+        data_used=tuple(dict.fromkeys(("trips", "km", *(s["feature"] for s in priced)))),
         never_used=tuple(rb.prohibited) + NEVER_COLLECTED_FOR_PRICE,
     )

@@ -227,3 +227,44 @@ def test_expired_session_is_signed_out(env):
     with_db(cfg, lambda con: con.execute("UPDATE portal_sessions SET expires_at = ?",
                                          [datetime.now() - timedelta(days=2)]))  # fmt: skip
     assert c.get("/statements", follow_redirects=False).headers["location"] == "/signin"
+
+
+def test_the_demo_ends_with_the_portal_and_a_working_sign_in_link(env, capsys, tmp_path):
+    from ubi.cli.portal import print_demo_portal
+
+    cfg, _tokens = env
+    cfg = replace(cfg, home=tmp_path / "home")
+    print_demo_portal(cfg)
+    out = capsys.readouterr().out
+    assert f"Policyholder portal: {cfg.portal.url}" in out and f"UBI_DB={cfg.db_path}" in out
+    assert "wrote 2 statements for 2026-11" in out and (tmp_path / "home/statements/2026-11/P1-2026-11.html").exists()
+    link = re.search(r"Sign in as (P\d) \(link valid 7 days\): (\S+)", out)
+    assert link.group(1) == "P2"  # the policy whose premium moved most in November (52.35 -> 50.00)
+    client = TestClient(create_app(cfg))
+    assert sign_in(client, link.group(2).split("#token=")[1]).status_code == 303
+    assert "Policy P2" in client.get("/statements").text
+
+
+def test_while_another_process_writes_the_store_the_portal_says_busy(env):
+    import subprocess
+    import sys
+
+    from ubi.common.errors import StoreError
+
+    cfg, tokens = env
+    c = signed_in(cfg, tokens["P1"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ubi.adapters import portal_store as ps; "
+         f"con = ps.connect({str(cfg.db_path)!r}); print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match="busy"):
+            ps.open_briefly(cfg.db_path, wait_s=0.2)
+        r = c.get("/statements")
+        assert r.status_code == 503 and "Please try again in a minute" in r.text
+    finally:
+        holder.kill()
+        holder.wait()
+    assert c.get("/statements").status_code == 200  # the writer gone, the portal answers again

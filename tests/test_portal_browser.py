@@ -88,9 +88,12 @@ def db(cfg, fn, *args):
 
 
 def text(driver, css: str) -> str:
+    """The element's text once it is on the page (a form's submit navigates asynchronously)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    return driver.find_element(By.CSS_SELECTOR, css).text
+    return WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.CSS_SELECTOR, css))).text
 
 
 def sign_in(driver, cfg, token: str) -> None:
@@ -102,7 +105,17 @@ def sign_in(driver, cfg, token: str) -> None:
     driver.get("about:blank")  # so the link below loads the page rather than only changing its fragment
     driver.get(sign_in_link(cfg, token))
     assert "#token" not in driver.current_url  # signin.js took it out of the address bar
-    driver.find_element(By.ID, "signin-submit").click()
+    click_and_wait(driver, driver.find_element(By.ID, "signin-submit"))
+
+
+def click_and_wait(driver, element) -> None:
+    """Click something that loads a new page, and wait until the old one is gone."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(ec.staleness_of(old))
 
 
 def screenshot(driver, path: Path) -> None:
@@ -173,7 +186,7 @@ def test_another_policy_is_unreachable_by_editing_urls_and_ids(portal, browser):
         "document.getElementById('objection-form').action = '/trips/V2-202611-00/objection';"
         "document.querySelector('input[value=passenger]').checked = true;"
     )
-    browser.find_element("id", "objection-submit").click()
+    click_and_wait(browser, browser.find_element("id", "objection-submit"))
     assert text(browser, "#error-message") == "There is nothing here for your policy."
     assert db(cfg, lambda con: con.execute("SELECT count(*) FROM trip_objections").fetchone()[0]) == 0
 
@@ -208,9 +221,9 @@ def test_an_objection_in_the_browser_changes_the_next_premium_run_as_the_ruleboo
     sign_in(browser, cfg, db(cfg, ps.invite, "P1", 1, "test").token)
     trip_id = "V1-202611-01"  # carries one of November's six harsh brakes
     browser.get(cfg.portal.url + "/trips?month=2026-11")
-    browser.find_element(By.CSS_SELECTOR, f'tr[data-trip="{trip_id}"] a').click()
+    click_and_wait(browser, browser.find_element(By.CSS_SELECTOR, f'tr[data-trip="{trip_id}"] a'))
     browser.find_element(By.CSS_SELECTOR, "input[value=passenger]").click()
-    browser.find_element(By.ID, "objection-submit").click()
+    click_and_wait(browser, browser.find_element(By.ID, "objection-submit"))
     assert "Your objection is recorded" in text(browser, "p.notice")
     assert "waiting for review" in text(browser, f'tr[data-trip="{trip_id}"]')
 

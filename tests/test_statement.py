@@ -170,3 +170,42 @@ def test_statements_command_writes_each_policy_in_its_language(tmp_path):
         cli.write_statements(cfg, "2026-13", tmp_path / "bad")
     with pytest.raises(PortalError, match="no premiums for 2025-01"):
         cli.write_statements(cfg, "2025-01", tmp_path / "none")
+
+
+def test_withheld_consent_and_incomplete_data_are_explained_as_the_engine_priced_them():
+    from pricing.rulebook import parse_rulebook
+
+    text = re.sub(r"(?m)^min_completeness = .*\n", "", portal_data.RB.text)
+    rb = parse_rulebook(text.replace("min_km = 50.0", "min_km = 50.0\nmin_completeness = 0.9"))
+    f = MonthFeatures(20, 400.0, 8.0, 16, 2, completeness=0.5, withheld=frozenset({"harsh_accels_per_100km"}))
+    r = price_policy(rb, Decimal("60.00"), Decimal("60.00"), f)
+    row = {
+        "policy_id": "PX", "month": date(2026, 11, 1), "premium": r.premium, "previous_premium": r.previous_premium,
+        "base_premium": r.base_premium, "uncapped_premium": r.uncapped, "cap_applied": r.cap_applied,
+        "rulebook_sha256": rb.sha256, "telematics_factor": float(r.factor),
+    }  # fmt: skip
+    ex = explain(rb, row, r.trace, None, [(date(2026, 11, 1), r.premium, r.trace)])
+    assert ex.not_consented == ("harsh_accels_per_100km",)
+    assert [x.feature for x in ex.factors] == ["harsh_brakes_per_100km"]
+    assert "harsh_accels_per_100km" not in ex.data_used
+    assert ex.base_premium + ex.driving_effect + ex.off_balance_effect + ex.cap_effect == ex.premium
+    ctx = context(ex, Lang("en"))
+    notes = " ".join(ctx["notes"])
+    assert "Fast starts was not used for your price" in notes
+    # 16 brakes on 400 km = 4 per 100 km ("frequent", x1.15); with only 50% of the data no discount, and the tip
+    # is worth exactly what the engine gives with three fewer brakes (2.99 per 100 km, "typical")
+    f2 = MonthFeatures(20, 400.0, 8.0, 16 - ex.tips[0].fewer_events, 2, completeness=0.5, withheld=f.withheld)
+    assert ex.tips[0].worth == r.uncapped - price_policy(rb, Decimal("60.00"), Decimal("60.00"), f2).uncapped
+    f3 = MonthFeatures(20, 400.0, 8.0, 0, 0, completeness=0.5, withheld=f.withheld)
+    careful = explain(rb, dict(row, **_row_of(price_policy(rb, Decimal("60.00"), Decimal("60.00"), f3))),
+                      price_policy(rb, Decimal("60.00"), Decimal("60.00"), f3).trace, None, [])  # fmt: skip
+    assert careful.no_discount and careful.factor == Decimal("1.0000") and careful.tips == ()
+    assert "Only 50% of your device's driving data reached us" in " ".join(context(careful, Lang("en"))["notes"])
+    assert "您设备 50% 的驾驶数据" in " ".join(context(careful, Lang("zh-CN"))["notes"])
+
+
+def _row_of(r) -> dict:
+    return {
+        "premium": r.premium, "previous_premium": r.previous_premium, "base_premium": r.base_premium,
+        "uncapped_premium": r.uncapped, "cap_applied": r.cap_applied, "telematics_factor": float(r.factor),
+    }  # fmt: skip

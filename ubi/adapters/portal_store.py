@@ -25,6 +25,7 @@ import duckdb
 from pricing.explain import Explanation, explain
 from pricing.rulebook import parse_rulebook
 from ubi.adapters import duckdb_store
+from ubi.adapters.privacy import open_database
 from ubi.common.errors import PortalError, StoreError
 
 LANGUAGES = ("en", "zh-CN")
@@ -89,14 +90,15 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
 
 def open_briefly(path: Path | str, wait_s: float = 3.0) -> duckdb.DuckDBPyConnection:
     """A connection for one request. DuckDB lets one process write a file at a time, so the portal holds it only
-    per request and waits briefly while `ubi price` or `ubi review` has it; then says the store is busy."""
+    per request and waits briefly while `ubi price` or `ubi review` has it; then says the store is busy. The schema
+    was made when the portal started (``connect``), so this skips it (it costs ~70 ms a connection)."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return duckdb_store.connect(path)
-        except StoreError as exc:
+            return open_database(path)
+        except duckdb.Error as exc:
             if "lock" not in str(exc).lower():
-                raise
+                raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() > deadline:
                 raise StoreError(f"the store is busy (another process is writing it): {exc}") from exc
             time.sleep(0.05)

@@ -170,6 +170,9 @@ def run_demo(
         + ' "SELECT vehicle_id, count(*) trips, round(sum(distance_km)) km FROM trips'
         + ' GROUP BY ALL ORDER BY km DESC LIMIT 5"'
     )
+    from ubi.cli.portal import print_demo_portal  # issue 15: the policyholder's statements and portal
+
+    print_demo_portal(cfg)
     return 0
 
 

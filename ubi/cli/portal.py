@@ -168,3 +168,25 @@ def _portal_checked(args) -> int:
     if args.action != "tokens" and not args.policy:
         raise PortalError(f"portal {args.action} needs a POLICY id")
     return _portal(args)
+
+
+def print_demo_portal(cfg: Config) -> None:
+    """The end of `ubi demo`: the month's statements written, and a sign-in link for the policy whose premium moved
+    most, with the command that starts the portal on the demo's store."""
+    con = ps.connect(cfg.db_path)
+    try:
+        row = con.execute(
+            """SELECT policy_id, month FROM premiums WHERE month = (SELECT max(month) FROM premiums)
+               ORDER BY abs(premium - previous_premium) DESC, policy_id LIMIT 1"""
+        ).fetchone()
+        if row is None:
+            raise PortalError("the demo priced no month, so there is no statement to show")
+        inv = ps.invite(con, row[0], 7, "demo")
+    finally:
+        con.close()
+    from ubi.portal.app import sign_in_link
+
+    print()
+    write_statements(cfg, f"{row[1]:%Y-%m}", None)
+    print(f"\nPolicyholder portal: {cfg.portal.url}  (start it with: UBI_DB={cfg.db_path} .venv/bin/ubi serve)")
+    print(f"Sign in as {row[0]} (link valid 7 days): {sign_in_link(cfg, inv.token)}")

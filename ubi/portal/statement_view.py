@@ -213,6 +213,10 @@ def context(ex: Explanation, lang: Lang) -> dict:
         L.t("note.range", floor=L.money(ex.floor_premium), f=L.num(ex.factor_floor, 2),
             ceiling=L.money(ex.ceiling_premium), c=L.num(ex.factor_ceiling, 2), base=L.money(ex.base_premium))
     )  # fmt: skip
+    if ex.no_discount:
+        notes.append(L.t("note.completeness", share=L.pct(ex.completeness), min=L.pct(ex.min_completeness)))
+    for feature in ex.not_consented:
+        notes.append(L.t("note.no_consent", label=feature_label(L, feature)))
     if ex.off_balance is not None and ex.off_balance != 1:
         notes.append(L.t("note.offbalance", c=L.num(float(ex.off_balance), 4)))
     if ex.excluded_trips:
