@@ -393,24 +393,48 @@ class TripMeasures:
     imu_expected: bool = False  # the device class is expected to deliver an accelerometer
 
 
+@dataclass(frozen=True)
+class Precomputed:
+    """The speed-channel kernels' results for one trip, computed for many trips at once by scoring/batch.py with
+    the same kernels and the same configuration (``cfg``, the device profile applied): ``measure_trip`` takes them
+    instead of calling those kernels, and computes everything else itself."""
+
+    cfg: ScoringConfig
+    clean: tuple[np.ndarray, int, int]  # clean_fixes
+    basic: TripFeatures
+    speed_events: SpeedEvents
+    exposure: Exposure
+    phone: tuple[float, float]  # phone_use
+    speeding: Speeding
+    heatmap: np.ndarray
+
+
 def measure_trip(
-    trip: ClosedTrip, cfg: ScoringConfig, limit_mps: np.ndarray | None = None, device_class: str | None = None
+    trip: ClosedTrip,
+    cfg: ScoringConfig,
+    limit_mps: np.ndarray | None = None,
+    device_class: str | None = None,
+    pre: Precomputed | None = None,
 ) -> TripMeasures:
     """Compute a trip's features and score.
 
     ``limit_mps``: posted limit per GPS fix of ``trip.t_ms`` (NaN where unknown), or None when no map is available.
     Harsh brakes/accels come from the accelerometer (gated by trusted GPS speed) when the trip has IMU data, else
     from the speed channel (``event_source`` says which). ``device_class`` (phone | dongle | oem; None: the
-    vehicle's class in the configuration) picks the ScoringConfig device profile.
+    vehicle's class in the configuration) picks the ScoringConfig device profile. ``pre``: the speed-channel
+    kernels' results for this trip (scoring/batch.py), computed with this trip's configuration.
     """
     cfg = cfg.for_device(device_class or cfg.device_class_of(trip.vehicle))
+    if pre is not None and pre.cfg is not cfg and pre.cfg != cfg:
+        raise ValueError("precomputed kernel results of another configuration")
     n = trip.t_ms.shape[0]
-    lat = trip.lat if trip.lat.shape[0] == n else np.full(n, 45.0)
-    lon = trip.lon if trip.lon.shape[0] == n else np.full(n, 45.0)
-    good, n_bad, n_jumps = clean_fixes(trip.t_ms / 1000.0, lat, lon, trip.accuracy, cfg)
+    if pre is None:
+        lat = trip.lat if trip.lat.shape[0] == n else np.full(n, 45.0)
+        lon = trip.lon if trip.lon.shape[0] == n else np.full(n, 45.0)
+    good, n_bad, n_jumps = pre.clean if pre else clean_fixes(trip.t_ms / 1000.0, lat, lon, trip.accuracy, cfg)
     t_s = trip.t_ms[good] / 1000.0
     v = trip.speed[good]
-    f = trip_features(t_s, v, cfg)
+    f = pre.basic if pre else trip_features(t_s, v, cfg)
     gap_m = gap_s = 0.0
     imu: Alignment | None = None
     if trip.imu_t_ms.shape[0]:
@@ -421,7 +445,11 @@ def measure_trip(
         assert imu is not None
         gap_m, gap_s, _ = fill_gaps(t_s, v, it, imu.lon, cfg.max_integration_gap_s, cfg.max_gap_fill_s)
     km = (f.distance_m + gap_m) / 1000.0
-    sev = speed_events(t_s, v, trip.accuracy[good] if trip.accuracy.shape[0] == n else None, cfg)
+    sev = (
+        pre.speed_events
+        if pre
+        else speed_events(t_s, v, trip.accuracy[good] if trip.accuracy.shape[0] == n else None, cfg)
+    )
     if used:
         assert imu is not None
         v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
@@ -435,11 +463,11 @@ def measure_trip(
         source = "gps"
     counts = {k: e.harsh for k, e in ev.items()}
     grades = {k: list(e.grades) for k, e in ev.items()}
-    ex = exposure(t_s, v, cfg)
+    ex = pre.exposure if pre else exposure(t_s, v, cfg)
     phone = trip.phone[good] if trip.phone.shape[0] == n else None
-    phone_s, phone_rep_s = phone_use(t_s, v, phone, cfg)
+    phone_s, phone_rep_s = pre.phone if pre else phone_use(t_s, v, phone, cfg)
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
-    sp = speeding(t_s, v, lim, cfg)
+    sp = pre.speeding if pre else speeding(t_s, v, lim, cfg)
     heading = trip.heading[good] if trip.heading.shape[0] == n else None
     cont = continuous(t_s, v, heading, it if used else None, imu, lim, cfg)
     score, parts = population_score(
@@ -474,7 +502,7 @@ def measure_trip(
         phone_s,
         phone_rep_s,
         sp,
-        heatmap(t_s, v, cfg),
+        pre.heatmap if pre else heatmap(t_s, v, cfg),
         score,
         parts,
         cont,

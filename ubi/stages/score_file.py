@@ -16,10 +16,12 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from scoring.features import score_trip, trip_limits
+from scoring.batch import precompute
+from scoring.features import build_record, measure_trip, score_trip, trip_limits
+from scoring.filecut import plan_ignition, trip_imu, vehicle_imu_hz
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
-from ubi.common.config import Config, ScoringConfig
+from ubi.common.config import Config, IngestConfig, ScoringConfig
 from ubi.common.errors import ConfigError
 from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
 
@@ -169,7 +171,184 @@ def score_frames(
 ) -> list[dict]:
     """Cut and score every vehicle in the frames; rows in (vehicle, start) order. Posted limits come from the
     file's ``limit_kmh`` column where a vehicle has one, else from the map layer (as in the live stage). What the
-    cutter refuses as implausible (as the live stage would dead-letter it) is logged and added to ``quarantined``."""
+    cutter refuses as implausible (as the live stage would dead-letter it) is logged and added to ``quarantined``.
+
+    The frames are sorted once and split by vehicle with offsets; ignition vehicles are cut from arrays
+    (scoring/filecut.py), the others through the messages and ``TripCutter`` as before, and all trips are scored in
+    batches (scoring/batch.py): the same rows as ``score_frames_per_trip``."""
+    trips, limits = cut_frames(gps, imu, cfg, quarantined)
+    rows = score_trips(trips, limits, cfg, layer)
+    order = sorted(range(len(rows)), key=lambda k: (rows[k]["vehicle_id"], rows[k]["start_ms"]))
+    return [rows[k] for k in order]
+
+
+def _check_rows(gps: pl.DataFrame, vehicles: list) -> None:
+    """The errors the per-vehicle reading raises, for the first vehicle (in file order) that has one."""
+    fx = gps.filter(pl.col("event").is_null())
+    bad = fx.filter(pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED_FIX]))["vehicle_id"].value_counts()
+    bad_n = dict(zip(bad["vehicle_id"].to_list(), bad["count"].to_list(), strict=True))
+    ev = gps.filter(pl.col("event").is_not_null() & ~pl.col("event").is_in(["ignition_on", "ignition_off"]))
+    unknown: dict = {}
+    for v, e in zip(ev["vehicle_id"].to_list(), ev["event"].to_list(), strict=True):
+        unknown.setdefault(v, set()).add(e)
+    if None not in vehicles and not bad_n and not unknown:
+        return
+    for v in vehicles:
+        if v is None:
+            raise ScoreFileError("rows without vehicle_id")
+        if v in bad_n:
+            raise ScoreFileError(f"{v}: {bad_n[v]} fix rows lack one of {', '.join(REQUIRED_FIX)}")
+        if v in unknown:
+            raise ScoreFileError(f"{v}: unknown event(s) {sorted(unknown[v])}")
+
+
+def _runs(df: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """The frame with each vehicle's rows together in time order (stable: a repeated time keeps the file's order),
+    sorted only when it is not already, and {vehicle: (first row, end row)}."""
+
+    def spans(d: pl.DataFrame) -> tuple[list, np.ndarray]:
+        r = d.select(pl.col("vehicle_id").rle()).unnest("vehicle_id")
+        return r["value"].to_list(), np.concatenate(
+            [np.zeros(1, np.int64), np.cumsum(r["len"].to_numpy(), dtype=np.int64)]
+        )
+
+    names, ends = spans(df)
+    ok = len(set(names)) == len(names)
+    if ok and df.height > 1:
+        step = np.diff(df["t_ms"].to_numpy()) >= 0
+        step[ends[1:-1] - 1] = True
+        ok = bool(step.all())
+    if not ok:
+        df = df.sort(["vehicle_id", "t_ms"], maintain_order=True)
+        names, ends = spans(df)
+    return df, {v: (int(ends[k]), int(ends[k + 1])) for k, v in enumerate(names)}
+
+
+def cut_frames(
+    gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig, quarantined: list[Quarantined] | None = None
+) -> tuple[list[ClosedTrip], list[np.ndarray | None]]:
+    """Every vehicle's trips, as ``TripCutter`` closes them from the messages ``vehicle_messages`` makes, with the
+    file's posted limit at each of a trip's fixes (None where the vehicle's rows have none)."""
+    vehicles = gps["vehicle_id"].unique(maintain_order=True).to_list()
+    _check_rows(gps, vehicles)
+    fx, fx_at = _runs(gps.filter(pl.col("event").is_null()).drop("event"))
+    ev = gps.filter(pl.col("event").is_not_null())
+    ev_of: dict[str, tuple[list[int], list[bool]]] = {}
+    for v, te, e in zip(ev["vehicle_id"].to_list(), ev["t_ms"].to_list(), ev["event"].to_list(), strict=True):
+        ts, on = ev_of.setdefault(v, ([], []))
+        ts.append(te)
+        on.append(e == "ignition_on")
+    imu_at: dict = {}
+    if imu is not None and imu.height:
+        imu, imu_at = _runs(imu)
+        it_all = imu["t_ms"].to_numpy()
+        ia_all = tuple(imu[c].fill_null(np.nan).to_numpy() for c in ("acc_lon", "acc_lat", "acc_vert"))
+    t_all = fx["t_ms"].to_numpy()
+    sp_all, lat_all, lon_all = (fx[c].to_numpy() for c in ("speed_mps", "lat", "lon"))
+    head_all = fx["heading_deg"].fill_null(0.0).to_numpy()
+    acc_all = fx["accuracy_m"].fill_null(0.0).to_numpy()
+    phone_all = fx["phone"].fill_null(-1).to_numpy().astype(np.int8)
+    has_lim = fx["limit_kmh"].is_not_null().to_numpy()
+    lim_all = fx["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6
+    max_trip_ms = int(IngestConfig().max_trip_s * 1000)
+    trips: list[ClosedTrip] = []
+    limits: list[np.ndarray | None] = []
+    for vehicle in vehicles:
+        lo, hi = fx_at.get(vehicle, (0, 0))
+        t = t_all[lo:hi]
+        lim = lim_all[lo:hi] if has_lim[lo:hi].any() else None
+        ilo, ihi = imu_at.get(vehicle, (0, 0))
+        plan = None
+        if vehicle in ev_of:
+            ts, on = ev_of[vehicle]
+            plan = plan_ignition(vehicle, t, np.array(ts, np.int64), np.array(on, bool), max_trip_ms)
+        if plan is None:
+            g = pl.concat(
+                [
+                    fx.slice(lo, hi - lo).with_columns(event=pl.lit(None, pl.String)),
+                    ev.filter(pl.col("vehicle_id") == vehicle) if vehicle in ev_of else ev.clear(),
+                ],
+                how="diagonal_relaxed",
+            )
+            v_imu = imu.slice(ilo, ihi - ilo) if imu is not None and ihi > ilo else None
+            cutter = TripCutter.for_config(cfg)
+            vt: list[ClosedTrip] = []
+            for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
+                vt += cutter.feed(m, 0, off)
+            vt += cutter.finish()
+            for q in cutter.take_quarantined():
+                log.warning("%s: %s refused as %s: %s", q.vehicle, q.what, q.reason, q.detail)
+                if quarantined is not None:
+                    quarantined.append(q)
+            trips += vt
+            limits += [None if lim is None else lim[np.searchsorted(t, tr.t_ms)] for tr in vt]
+            continue
+        it = it_all[ilo:ihi] if ihi > ilo else np.zeros(0, np.int64)
+        ia = tuple(c[ilo:ihi] for c in ia_all) if ihi > ilo else (np.zeros(0),) * 3
+        hz = vehicle_imu_hz(it)
+        dup = np.flatnonzero(t[1:] == t[:-1]) + 1  # a repeated time keeps its first fix
+        for p in plan:
+            sel: slice | np.ndarray = slice(p.lo, p.hi)
+            if dup.size and ((dup > p.lo) & (dup < p.hi)).any():
+                keep = np.ones(p.hi - p.lo, bool)
+                keep[dup[(dup > p.lo) & (dup < p.hi)] - p.lo] = False
+                sel = np.arange(p.lo, p.hi)[keep]
+            sel_all = sel if isinstance(sel, np.ndarray) else slice(lo + p.lo, lo + p.hi)
+            if isinstance(sel_all, np.ndarray):
+                sel_all = sel_all + lo
+            imu_t, a_lon, a_lat, a_vert = trip_imu(it, ia, hz, t, p)
+            trips.append(
+                ClosedTrip(
+                    p.trip_id,
+                    vehicle,
+                    p.start_ms,
+                    p.end_ms,
+                    t_all[sel_all],
+                    sp_all[sel_all],
+                    acc_all[sel_all],
+                    p.messages,
+                    p.complete,
+                    p.ended_by,
+                    0,
+                    imu_t,
+                    a_lon,
+                    a_lat,
+                    phone_all[sel_all],
+                    lat_all[sel_all],
+                    lon_all[sel_all],
+                    head_all[sel_all],
+                    a_vert,
+                    p.seq_first,
+                    p.seq_last,
+                )
+            )
+            limits.append(None if lim is None else lim[sel])
+    return trips, limits
+
+
+def score_trips(
+    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig, layer: MapLayer | None = None
+) -> list[dict]:
+    """Rows of the scored trips (``limits``: the file's posted limits per trip, None = from the map layer): the
+    speed-channel kernels run over all trips at once (scoring/batch.py), the rest per trip in ``measure_trip``."""
+    limits = [trip_limits(trip, layer) if lim is None else lim for trip, lim in zip(trips, limits, strict=True)]
+    pre = precompute(trips, limits, cfg)
+    return [
+        build_record(trip, measure_trip(trip, cfg, lim, None, p)).as_row()
+        for trip, lim, p in zip(trips, limits, pre, strict=True)
+    ]
+
+
+def score_frames_per_trip(
+    gps: pl.DataFrame,
+    imu: pl.DataFrame | None,
+    cfg: ScoringConfig,
+    layer: MapLayer | None = None,
+    quarantined: list[Quarantined] | None = None,
+) -> list[dict]:
+    """``score_frames`` one message and one trip at a time: every vehicle's rows as device messages through the
+    live ``TripCutter``, then ``score_trip`` per trip. The reference the fast path is tested against
+    (tests/test_score_batch.py); rows in (vehicle, start) order, refusals logged and added to ``quarantined``."""
     rows: list[dict] = []
     for (vehicle,), g in gps.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
         if vehicle is None:

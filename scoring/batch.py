@@ -1,0 +1,318 @@
+"""Score many trips per kernel call: the speed-channel kernels of ``scoring.kernels`` run over all trips of a batch
+in one numba call each, looping over trip offsets, instead of one Python call (with its validation) per trip.
+
+The drivers call the very njit cores that ``scoring.features`` calls for one trip, with the same arguments, so a
+feature is defined once; ``precompute`` hands the results to ``measure_trip`` (``Precomputed``), which computes
+everything else per trip as before (the accelerometer, the continuous measures, the score). A feature added to
+``measure_trip`` is therefore computed in both paths; tests/test_score_batch.py checks that a batch gives exactly the
+rows of ``score_trip``, field by field.
+
+Trips whose arrays the batch cannot take as they are (lengths that differ, times that do not increase, speeds that
+are not finite and non-negative) get no ``Precomputed``: ``measure_trip`` then validates them itself and raises
+what it raises for them one at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from scoring.features import (
+    Events,
+    Exposure,
+    Precomputed,
+    SpeedEvents,
+    Speeding,
+    TripFeatures,
+    bands,
+    local_offsets,
+)
+from scoring.kernels import (
+    clean_kernel,
+    exposure_kernel,
+    heatmap_kernel,
+    phone_kernel,
+    speed_events_kernel,
+    speeding_kernel,
+    trip_kernel,
+)
+from scoring.trips import ClosedTrip
+from ubi.common.config import ScoringConfig
+
+
+@njit(cache=True, nogil=True)
+def check_batch_kernel(off: np.ndarray, t_ms: np.ndarray, ok: np.ndarray) -> None:
+    """ok[k] = 0 where trip k's fix times do not strictly increase (measure_trip refuses those itself)."""
+    for k in range(off.shape[0] - 1):
+        for i in range(off[k] + 1, off[k + 1]):
+            if t_ms[i] <= t_ms[i - 1]:
+                ok[k] = 0
+                break
+
+
+@njit(cache=True, nogil=True)
+def clean_batch_kernel(
+    off: np.ndarray,
+    t_s: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    acc: np.ndarray,
+    max_acc: float,
+    max_jump_mps: float,
+    max_rejects: int,
+    keep: np.ndarray,
+    bad: np.ndarray,
+    jumps: np.ndarray,
+) -> None:
+    """``clean_kernel`` per trip ``[off[k], off[k+1])``: keep mask, invalid/inaccurate and jump counts."""
+    for k in range(off.shape[0] - 1):
+        a, b = off[k], off[k + 1]
+        bad[k], jumps[k] = clean_kernel(
+            t_s[a:b], lat[a:b], lon[a:b], acc[a:b], max_acc, max_jump_mps, max_rejects, keep[a:b]
+        )
+
+
+@njit(cache=True, nogil=True)
+def gps_batch_kernel(
+    off: np.ndarray,
+    t_s: np.ndarray,
+    v: np.ndarray,
+    acc: np.ndarray,
+    phone: np.ndarray,
+    lim: np.ndarray,
+    mid_off: np.ndarray,
+    fparams: np.ndarray,
+    iparams: np.ndarray,
+    basic: np.ndarray,
+    basic_n: np.ndarray,
+    ev_kind: np.ndarray,
+    ev_s: np.ndarray,
+    ev_e: np.ndarray,
+    ev_p: np.ndarray,
+    ev_n: np.ndarray,
+    expo: np.ndarray,
+    ph: np.ndarray,
+    spd: np.ndarray,
+    heat: np.ndarray,
+) -> None:
+    """The speed-channel kernels over every trip ``[off[k], off[k+1])`` of cleaned fixes (t_s in s).
+
+    ``mid_off``: the UTC offset at the midpoint of each consecutive pair of the whole array (a trip reads its own).
+    ``fparams``/``iparams``: the kernels' arguments (``_params``). Per trip k: ``basic[k]`` (distance, moving, idle,
+    max speed), ``basic_n[k]`` (GPS brakes, accels), speed-channel events from ``off[k] + k`` on (brakes then
+    accelerations, each by start time; ``ev_n[k]`` = (brakes, accels, artefacts, moderate/harsh/severe brakes,
+    the same for accelerations)), ``expo[k]``, ``ph[k]`` (phone flags of -1 everywhere give 0, 0 as no flags do),
+    ``spd[k]``, ``heat[k]``."""
+    (brake_thr, accel_thr, min_speed, max_gap, moving, b1, c1, vmin, max_acc, warmup, rep_min, max_pl) = fparams[:12]
+    (night_a, night_b, am_a, am_b, pm_a, pm_b, margin, high, doubling, cap, v_step, a_step) = fparams[12:24]
+    b2, b3, c2, c3 = fparams[24], fparams[25], fparams[26], fparams[27]
+    nv, na, with_phone = iparams[0], iparams[1], iparams[2]
+    for k in range(off.shape[0] - 1):
+        a, b = off[k], off[k + 1]
+        tt = t_s[a:b]
+        vv = v[a:b]
+        d, mv, idle, vmax, nb, nacc = trip_kernel(tt, vv, brake_thr, accel_thr, min_speed, max_gap, moving)
+        basic[k, 0], basic[k, 1], basic[k, 2], basic[k, 3] = d, mv, idle, vmax
+        basic_n[k, 0], basic_n[k, 1] = nb, nacc
+        n = b - a
+        kind = np.empty(n + 1, np.int8)
+        s = np.empty(n + 1)
+        e = np.empty(n + 1)
+        p = np.empty(n + 1)
+        m, art = speed_events_kernel(
+            tt, vv, acc[a:b], b1, c1, vmin, max_acc, warmup, max_gap, rep_min, max_pl, kind, s, e, p
+        )
+        order = np.argsort(s[:m], kind="mergesort")
+        w = a + k
+        for sign in (-1, 1):
+            lo2, hi2 = (b2, b3) if sign < 0 else (c2, c3)
+            g1 = g2 = g3 = 0
+            cnt = 0
+            for j in order:
+                if kind[j] != sign:
+                    continue
+                ev_kind[w], ev_s[w], ev_e[w], ev_p[w] = kind[j], s[j], e[j], p[j]
+                if p[j] < lo2:
+                    g1 += 1
+                elif p[j] < hi2:
+                    g2 += 1
+                else:
+                    g3 += 1
+                cnt += 1
+                w += 1
+            col = 0 if sign < 0 else 1
+            ev_n[k, col] = cnt
+            ev_n[k, 3 + 3 * col], ev_n[k, 4 + 3 * col], ev_n[k, 5 + 3 * col] = g1, g2, g3
+        ev_n[k, 2] = art
+        mo = mid_off[a : b - 1] if b > a else mid_off[a:a]
+        r = exposure_kernel(tt, vv, mo, max_gap, night_a, night_b, am_a, am_b, pm_a, pm_b, moving)
+        for j in range(6):
+            expo[k, j] = r[j]
+        if with_phone:
+            ph[k, 0], ph[k, 1] = phone_kernel(tt, vv, phone[a:b], max_gap, moving)
+        q = speeding_kernel(tt, vv, lim[a:b], margin, high, max_gap, doubling, cap)
+        for j in range(7):
+            spd[k, j] = q[j]
+        heatmap_kernel(tt, vv, max_gap, v_step, nv, a_step, na, heat[k], moving)
+
+
+def _params(cfg: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' arguments, as ``scoring.features`` passes them."""
+    _, b1, b2, b3, vmin = bands("brake", cfg)
+    _, c1, c2, c3, _ = bands("accel", cfg)
+    f = [
+        cfg.harsh_brake_mps2,
+        cfg.harsh_accel_mps2,
+        cfg.min_event_speed_mps,
+        cfg.max_integration_gap_s,
+        cfg.moving_mps,
+        b1,
+        c1,
+        vmin,
+        cfg.speed_event_max_accuracy_m,
+        cfg.event_warmup_s,
+        cfg.speed_repeat_min_mps,
+        cfg.speed_max_plausible_mps2,
+        cfg.night_start_h,
+        cfg.night_end_h,
+        cfg.rush_am_start_h,
+        cfg.rush_am_end_h,
+        cfg.rush_pm_start_h,
+        cfg.rush_pm_end_h,
+        cfg.speeding_margin_mps,
+        cfg.high_speed_mps,
+        cfg.speeding_risk_doubling_kmh,
+        cfg.speeding_risk_cap,
+        cfg.heatmap_speed_step_kmh / 3.6,
+        cfg.heatmap_accel_step_mps2,
+        b2,
+        b3,
+        c2,
+        c3,
+    ]
+    return np.array(f, np.float64), np.array([int(cfg.heatmap_speed_bins), int(cfg.heatmap_accel_bins), 1], np.int64)
+
+
+def trip_config(cfg: ScoringConfig, trip: ClosedTrip) -> ScoringConfig:
+    """The configuration ``measure_trip`` scores this trip with (its vehicle's device profile applied)."""
+    return cfg.for_device(cfg.device_class_of(trip.vehicle))
+
+
+def _fits(trip: ClosedTrip) -> bool:
+    n = trip.t_ms.shape[0]
+    return all(x.shape[0] == n for x in (trip.lat, trip.lon, trip.accuracy, trip.speed, trip.phone, trip.heading))
+
+
+def precompute(
+    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig
+) -> list[Precomputed | None]:
+    """``Precomputed`` for each trip (None where the batch cannot take it: see the module doc), trips of one
+    configuration at a time. ``limits``: posted limit per fix (m/s, NaN unknown) or None, as measure_trip takes."""
+    out: list[Precomputed | None] = [None] * len(trips)
+    groups: dict[int, tuple[ScoringConfig, list[int]]] = {}
+    for i, trip in enumerate(trips):
+        lim = limits[i]
+        if _fits(trip) and (lim is None or np.shape(lim) == trip.t_ms.shape):
+            c = trip_config(cfg, trip)
+            groups.setdefault(id(c), (c, []))[1].append(i)
+    for c, idx in groups.values():
+        for i, pre in zip(idx, _precompute_group([trips[i] for i in idx], [limits[i] for i in idx], c), strict=True):
+            out[i] = pre
+    return out
+
+
+def _precompute_group(
+    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig
+) -> list[Precomputed | None]:
+    nt = len(trips)
+    sizes = np.array([t.t_ms.shape[0] for t in trips], np.int64)
+    off = np.zeros(nt + 1, np.int64)
+    np.cumsum(sizes, out=off[1:])
+    t_ms = np.concatenate([t.t_ms for t in trips]).astype(np.int64, copy=False)
+    ok = np.ones(nt, np.uint8)
+    check_batch_kernel(off, t_ms, ok)
+    t_s = t_ms / 1000.0
+    f64 = lambda name: np.concatenate([np.asarray(getattr(t, name), np.float64) for t in trips])  # noqa: E731
+    lat, lon, acc, speed = f64("lat"), f64("lon"), f64("accuracy"), f64("speed")
+    phone = np.concatenate([np.asarray(t.phone, np.int8) for t in trips])
+    lim = np.concatenate(
+        [
+            np.full(t.t_ms.shape[0], np.nan) if x is None else np.asarray(x, np.float64)
+            for t, x in zip(trips, limits, strict=True)
+        ]
+    )
+    keep = np.zeros(off[-1], np.uint8)
+    bad = np.zeros(nt, np.int64)
+    jumps = np.zeros(nt, np.int64)
+    clean_batch_kernel(
+        off,
+        t_s,
+        lat,
+        lon,
+        acc,
+        float(cfg.max_gps_accuracy_m),
+        cfg.max_jump_speed_kmh / 3.6,
+        int(cfg.max_jump_rejects),
+        keep,
+        bad,
+        jumps,
+    )
+    kb = keep.astype(bool)
+    goff = np.zeros(nt + 1, np.int64)
+    ck = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    goff[:] = ck[off]
+    tg, vg, ag, pg, lg = t_s[kb], speed[kb], acc[kb], phone[kb], lim[kb]
+    # speeds measure_trip would refuse: leave those trips to it
+    badv = ~(np.isfinite(vg) & (vg >= 0))
+    if badv.any():
+        ok[np.unique(np.searchsorted(goff, np.flatnonzero(badv), side="right") - 1)] = 0
+    mid = 0.5 * (tg[1:] + tg[:-1])
+    mid_off = np.ascontiguousarray(local_offsets(mid, cfg.time_zone))
+    fp, ip = _params(cfg)
+    nv, na = int(ip[0]), int(ip[1])
+    basic = np.zeros((nt, 4))
+    basic_n = np.zeros((nt, 2), np.int64)
+    cap = goff[-1] + nt
+    ev_kind = np.zeros(cap, np.int8)
+    ev_s, ev_e, ev_p = np.zeros(cap), np.zeros(cap), np.zeros(cap)
+    ev_n = np.zeros((nt, 9), np.int64)
+    expo = np.zeros((nt, 6))
+    ph = np.zeros((nt, 2))
+    spd = np.zeros((nt, 7))
+    heat = np.zeros((nt, nv * na))
+    gps_batch_kernel(
+        goff, tg, vg, ag, pg, lg, mid_off, fp, ip, basic, basic_n, ev_kind, ev_s, ev_e, ev_p, ev_n, expo, ph, spd, heat
+    )
+    out: list[Precomputed | None] = []
+    for k in range(nt):
+        if not ok[k]:
+            out.append(None)
+            continue
+        w = goff[k] + k
+        nb, nacc = int(ev_n[k, 0]), int(ev_n[k, 1])
+        brake = Events(
+            ev_s[w : w + nb], ev_e[w : w + nb], ev_p[w : w + nb], (int(ev_n[k, 3]), int(ev_n[k, 4]), int(ev_n[k, 5]))
+        )
+        w += nb
+        accel = Events(
+            ev_s[w : w + nacc],
+            ev_e[w : w + nacc],
+            ev_p[w : w + nacc],
+            (int(ev_n[k, 6]), int(ev_n[k, 7]), int(ev_n[k, 8])),
+        )
+        b = basic[k]
+        out.append(
+            Precomputed(
+                cfg,
+                (kb[off[k] : off[k + 1]], int(bad[k]), int(jumps[k])),
+                TripFeatures(
+                    float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(basic_n[k, 0]), int(basic_n[k, 1])
+                ),
+                SpeedEvents(brake, accel, int(ev_n[k, 2])),
+                Exposure(*(float(x) for x in expo[k])),
+                (float(ph[k, 0]), float(ph[k, 1])),
+                Speeding(*(float(x) for x in spd[k])),
+                heat[k],
+            )
+        )
+    return out

@@ -1,0 +1,349 @@
+"""The fast ``score-file`` path (frames sorted once, ignition vehicles cut from arrays, trips scored in batches)
+gives exactly the rows of the per-trip path (messages through the live TripCutter, ``score_trip`` per trip), and its
+new kernels equal their NumPy twins."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scoring import batch, features
+from scoring.filecut import imu_grid_kernel, trip_imu, vehicle_imu_hz
+from scoring.reference_batch import imu_grid_reference
+from scoring.trips import ClosedTrip, TripCutter
+from simulator.fleet import FleetSpec, make_trips, vehicle_ids
+from simulator.offline import trip_frames
+from tests import realdata
+from ubi.common.config import ScoringConfig
+from ubi.stages import score_file
+
+CFG = ScoringConfig()
+T0 = 1_790_000_000_000
+
+
+def normalised(gps: pl.DataFrame, imu: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Frames with every score-file column, as read_table gives them."""
+
+    def sel(df: pl.DataFrame, cols: dict) -> pl.DataFrame:
+        return df.select(
+            [
+                (pl.col(c).fill_nan(None) if df.schema[c].is_float() else pl.col(c)).cast(t)
+                if c in df.columns
+                else pl.lit(None, dtype=t).alias(c)
+                for c, t in cols.items()
+            ]
+        )
+
+    return sel(gps, score_file.GPS_COLUMNS), None if imu is None else sel(imu, score_file.IMU_COLUMNS)
+
+
+def message_cut(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig) -> list[ClosedTrip]:
+    """Every vehicle's rows as device messages through the live TripCutter (the per-trip path's cutting)."""
+    out: list[ClosedTrip] = []
+    for (vehicle,), g in gps.partition_by("vehicle_id", as_dict=True, maintain_order=True).items():
+        v_imu = imu.filter(pl.col("vehicle_id") == vehicle) if imu is not None else None
+        cutter = TripCutter.for_config(cfg)
+        for off, m in enumerate(score_file.vehicle_messages(vehicle, g, v_imu, cfg)):
+            out += cutter.feed(m, 0, off)
+        out += cutter.finish()
+    return out
+
+
+def assert_same_trips(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig) -> None:
+    """cut_frames and the message path close the same trips: every ClosedTrip field (a field added to the cutter
+    and not to scoring/filecut.py fails here), arrays with their dtypes."""
+    fast, _ = score_file.cut_frames(gps, imu, cfg)
+    slow = message_cut(gps, imu, cfg)
+    key = lambda t: (t.vehicle, t.start_ms, t.trip_id)  # noqa: E731
+    assert len(fast) == len(slow)
+    for a, b in zip(sorted(fast, key=key), sorted(slow, key=key), strict=True):
+        for f in dataclasses.fields(ClosedTrip):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(y, np.ndarray):
+                assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), (a.trip_id, f.name)
+            else:
+                assert x == y, (a.trip_id, f.name, x, y)
+
+
+def assert_same(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig = CFG) -> list[dict]:
+    """Both paths on the same frames: the same rows field by field, the same refusals, or the same error."""
+    qa: list = []
+    qb: list = []
+    try:
+        want = score_file.score_frames_per_trip(gps, imu, cfg, None, qb)
+    except Exception as exc:  # noqa: BLE001 - the fast path must fail the same way
+        with pytest.raises(type(exc)) as got:
+            score_file.score_frames(gps, imu, cfg, None, qa)
+        assert str(got.value) == str(exc)
+        return []
+    assert_same_trips(gps, imu, cfg)
+    rows = score_file.score_frames(gps, imu, cfg, None, qa)
+    assert len(rows) == len(want)
+    for a, b in zip(rows, want, strict=True):
+        assert a.keys() == b.keys()
+        diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and not (a[k] != a[k] and b[k] != b[k])}
+        assert not diff, (a["trip_id"], diff)
+    assert qa == qb
+    return rows
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FleetSpec(vehicles=3, days=2, seed=5),
+        FleetSpec(vehicles=3, days=2, seed=6, sensor_faults=True),
+        FleetSpec(vehicles=4, days=2, seed=7, motion_only_share=0.5),
+    ],
+    ids=["ignition", "sensor-faults", "mixed-motion"],
+)
+def test_batch_equals_per_trip_on_simulated_fleets(spec):
+    trips = [t for v in vehicle_ids(spec.vehicles) for t in make_trips(spec, v)]
+    gps, imu = normalised(*trip_frames(spec, trips))
+    assert len(assert_same(gps, imu)) >= 10
+    assert len(assert_same(gps, None)) >= 10  # GPS only
+    # rows in another order (vehicles interleaved, times shuffled): sorted once, the same trips
+    shuffled = gps.sample(fraction=1.0, shuffle=True, seed=1)
+    assert len(assert_same(shuffled, imu.sample(fraction=1.0, shuffle=True, seed=2))) >= 10
+
+
+@pytest.mark.skipif(not realdata.available(), reason=f"no real recordings at {realdata.RD}")
+@pytest.mark.parametrize("name", list(realdata.RECORDINGS))
+def test_batch_equals_per_trip_on_real_recordings(name):
+    gps, imu = realdata.frames(name)
+    assert assert_same(*normalised(gps, imu))
+
+
+def random_vehicle(rng: np.random.Generator, vid: str, kind: str) -> tuple[list[dict], pl.DataFrame | None]:
+    """Rows of one vehicle with the awkward cases: repeated and out-of-order times, gaps, inaccurate and (0, 0)
+    fixes, missing optional columns, ignition events doubled, missing, at one time, or before any fix."""
+    n = int(rng.integers(0, 500))
+    steps = rng.choice([0, 1000, 1000, 1000, 1000, 200, 45_000, 700_000], n)
+    t = T0 + int(rng.integers(0, 10_000)) + np.cumsum(steps)
+    v = np.abs(np.cumsum(rng.normal(0, 1.5, n))) * (rng.random(n) > 0.05)
+    lat = 52.0 + np.cumsum(v) * 1e-5
+    lat[rng.random(n) < 0.01] = 0.0
+    acc = rng.choice([3.0, 5.0, 25.0, 80.0, np.nan], n)
+    rows = [
+        {
+            "vehicle_id": vid,
+            "t_ms": int(t[i]),
+            "lat": float(lat[i]),
+            "lon": 4.0 if lat[i] else 0.0,
+            "speed_mps": float(v[i]),
+            "heading_deg": None if rng.random() < 0.1 else float(rng.uniform(0, 360)),
+            "accuracy_m": None if np.isnan(acc[i]) else float(acc[i]),
+            "phone": None if rng.random() < 0.3 else int(rng.random() < 0.1),
+            "limit_kmh": float(rng.choice([30.0, 50.0, 80.0])) if kind != "nolimit" else None,
+            "event": None,
+        }
+        for i in range(n)
+    ]
+    if kind in ("ignition", "prefix", "nolimit") and n:
+        ev_t = np.sort(rng.choice(t, min(n, int(rng.integers(1, 12))), replace=True))
+        events = []
+        for k, te in enumerate(ev_t):
+            e = "ignition_on" if (k % 2 == 0) ^ (rng.random() < 0.15) else "ignition_off"
+            events.append((int(te) + int(rng.choice([0, 0, -1, 1, 500])), e))
+        if kind != "prefix":
+            events.append((int(t[0]) - int(rng.choice([0, 1000])), "ignition_on"))
+        if rng.random() < 0.3:
+            events.append((events[-1][0], "ignition_off"))  # on and off at one time
+        rows += [{"vehicle_id": vid, "t_ms": te, "event": e} for te, e in events]
+    imu = None
+    if n and rng.random() < 0.7:
+        hz = int(rng.choice([1, 10, 25]))
+        it = np.arange(int(t[0]) - 2000, int(t[-1]) + 2000, 1000 // hz)
+        it = it[rng.random(it.shape[0]) > 0.03]
+        it = np.sort(it + rng.integers(-3, 4, it.shape[0]))  # jitter, and a few holes
+        a = rng.normal(0, 2, (3, it.shape[0]))
+        a[2] += 9.81 if rng.random() < 0.5 else 0.0
+        imu = pl.DataFrame(
+            {"vehicle_id": [vid] * it.shape[0], "t_ms": it, "acc_lon": a[0], "acc_lat": a[1], "acc_vert": a[2]}
+        )
+    return rows, imu
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_equals_per_trip_on_awkward_input(seed):
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    imus = []
+    for k in range(int(rng.integers(1, 5))):
+        r, imu = random_vehicle(rng, f"V{k}", str(rng.choice(["ignition", "ignition", "motion", "prefix", "nolimit"])))
+        rows += r
+        if imu is not None:
+            imus.append(imu)
+    if not rows:
+        return
+    gps = pl.DataFrame(rows, schema=score_file.GPS_COLUMNS)
+    gps = gps.sample(fraction=1.0, shuffle=True, seed=seed)
+    imu = pl.concat(imus).select([pl.col(c).cast(t) for c, t in score_file.IMU_COLUMNS.items()]) if imus else None
+    assert_same(gps, imu)
+
+
+def test_trips_too_long_are_refused_alike():
+    """A 30-day trip is left to the message path, which quarantines it: both paths say so."""
+    t = T0 + np.arange(0, 31 * 86_400_000, 600_000)
+    gps = pl.DataFrame(
+        {"vehicle_id": ["L"] * t.shape[0], "t_ms": t, "lat": 52.0, "lon": 4.0, "speed_mps": 10.0},
+    )
+    ev = pl.DataFrame(
+        {"vehicle_id": ["L", "L"], "t_ms": [int(t[0]), int(t[-1])], "event": ["ignition_on", "ignition_off"]}
+    )
+    gps, _ = normalised(pl.concat([gps, ev], how="diagonal_relaxed"), None)
+    q: list = []
+    assert score_file.score_frames(gps, None, CFG, None, q) == [] and [x.reason for x in q] == ["trip_too_long"]
+    assert_same(gps, None)
+
+
+def test_bad_rows_raise_what_the_per_trip_path_raises():
+    gps = pl.DataFrame(
+        {"vehicle_id": ["A", "B", "B"], "t_ms": [1, 2, 3], "lat": [52.0, None, 52.0], "lon": 4.0, "speed_mps": 1.0}
+    )
+    gps, _ = normalised(gps, None)
+    with pytest.raises(score_file.ScoreFileError, match="B: 1 fix rows lack"):
+        score_file.score_frames(gps, None, CFG)
+    assert_same(gps, None)
+    bad = normalised(
+        pl.DataFrame({"vehicle_id": ["A", "A"], "t_ms": [1, 2], "event": ["ignition_on", "reboot"]}), None
+    )[0]
+    assert_same(bad, None)
+    neg = normalised(
+        pl.DataFrame(
+            {
+                "vehicle_id": ["A"] * 4,
+                "t_ms": [T0, T0 + 1000, T0 + 2000, T0 + 3000],
+                "lat": 52.0,
+                "lon": 4.0,
+                "speed_mps": [1.0, -5.0, 1.0, 1.0],
+                "event": ["ignition_on", None, None, "ignition_off"],
+            }
+        ),
+        None,
+    )[0].with_columns(pl.when(pl.col("event").is_not_null()).then(None).otherwise(pl.col("lat")).alias("lat"))
+    assert_same(neg, None)  # a negative speed: measure_trip's error, in both
+
+
+def test_the_batch_calls_no_per_trip_speed_channel_function(monkeypatch):
+    """The batched kernels are really used: the per-trip functions they replace are never called."""
+    spec = FleetSpec(vehicles=2, days=1, seed=3)
+    gps, imu = normalised(*trip_frames(spec, [t for v in vehicle_ids(2) for t in make_trips(spec, v)]))
+    want = score_file.score_frames_per_trip(gps, None, CFG)
+
+    def boom(*a, **k):
+        raise AssertionError("called per trip")
+
+    for name in ("clean_fixes", "trip_features", "speed_events", "exposure", "phone_use", "speeding", "heatmap"):
+        monkeypatch.setattr(features, name, boom)
+    assert score_file.score_frames(gps, None, CFG) == want
+
+
+def random_trip(rng: np.random.Generator, n: int) -> ClosedTrip:
+    t = T0 + np.cumsum(rng.choice([1000, 1000, 1000, 3000, 30_000], n)).astype(np.int64)
+    v = np.abs(np.cumsum(rng.normal(0, 1.5, n)))
+    z = lambda: np.zeros(0)  # noqa: E731
+    return ClosedTrip(
+        "x",
+        "v",
+        int(t[0]) if n else T0,
+        int(t[-1]) if n else T0,
+        t,
+        v,
+        rng.choice([3.0, 30.0, 80.0, np.nan], n),
+        1,
+        True,
+        "ignition_off",
+        0,
+        np.zeros(0, np.int64),
+        z(),
+        z(),
+        rng.choice(np.array([-1, 0, 1], np.int8), n),
+        52.0 + np.cumsum(v) * 1e-5 * (rng.random(n) > 0.01),
+        np.full(n, 4.0),
+        rng.uniform(0, 360, n),
+        z(),
+    )
+
+
+def test_precompute_equals_the_per_trip_functions():
+    """scoring.batch's drivers against the per-trip public functions (which the kernels' references check):
+    random trips with gaps, inaccurate and jumping fixes, and the edges: empty trips, one fix, two fixes."""
+    rng = np.random.default_rng(11)
+    trips = [random_trip(rng, n) for n in [0, 1, 2, 3, 0, 600, 1500, 5, 1]]
+    limits = [None if k % 3 == 0 else rng.choice([np.nan, 13.9, 27.8], t.t_ms.shape[0]) for k, t in enumerate(trips)]
+    pre = batch.precompute(trips, limits, CFG)
+    for trip, lim, p in zip(trips, limits, pre, strict=True):
+        assert p is not None
+        n = trip.t_ms.shape[0]
+        good, nbad, nj = features.clean_fixes(trip.t_ms / 1000.0, trip.lat, trip.lon, trip.accuracy, CFG)
+        assert (p.clean[0] == good).all() and p.clean[1:] == (nbad, nj)
+        t_s, v = trip.t_ms[good] / 1000.0, trip.speed[good]
+        assert p.basic == features.trip_features(t_s, v, CFG)
+        sev = features.speed_events(t_s, v, trip.accuracy[good], CFG)
+        for a, b in ((p.speed_events.brake, sev.brake), (p.speed_events.accel, sev.accel)):
+            assert a.grades == b.grades
+            for x, y in ((a.start_s, b.start_s), (a.end_s, b.end_s), (a.peak, b.peak)):
+                assert np.array_equal(x, y)
+        assert p.speed_events.artefacts == sev.artefacts
+        assert p.exposure == features.exposure(t_s, v, CFG)
+        assert p.phone == features.phone_use(t_s, v, trip.phone[good], CFG)
+        assert p.speeding == features.speeding(t_s, v, None if lim is None else lim[good], CFG)
+        assert np.array_equal(p.heatmap, features.heatmap(t_s, v, CFG))
+        assert n == 0 or p.clean[0].shape == (n,)
+
+
+def test_precompute_leaves_what_it_cannot_take_to_measure_trip():
+    rng = np.random.default_rng(2)
+    ok, short, back = random_trip(rng, 50), random_trip(rng, 50), random_trip(rng, 50)
+    short = ClosedTrip(**{**short.__dict__, "lat": short.lat[:10]})
+    t = back.t_ms.copy()
+    t[5] = t[4]
+    back = ClosedTrip(**{**back.__dict__, "t_ms": t})
+    pre = batch.precompute([ok, short, back], [None] * 3, CFG)
+    assert pre[0] is not None and pre[1] is None and pre[2] is None
+    with pytest.raises(ValueError, match="strictly increase"):
+        features.measure_trip(back, CFG)
+
+
+def test_measure_trip_refuses_results_of_another_configuration():
+    rng = np.random.default_rng(4)
+    trip = random_trip(rng, 100)
+    [pre] = batch.precompute([trip], [None], ScoringConfig(moving_mps=2.0))
+    with pytest.raises(ValueError, match="another configuration"):
+        features.measure_trip(trip, CFG, None, None, pre)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_imu_grid_kernel_equals_reference(seed):
+    """Random IMU streams with jitter, holes, repeated times and rates from 1 to 100 Hz; messages with no sample,
+    one sample, and windows ending between samples."""
+    rng = np.random.default_rng(seed)
+    hz = int(rng.choice([1, 3, 10, 25, 100]))
+    m = int(rng.integers(0, 3000))
+    it = np.sort(T0 + np.cumsum(rng.choice([1000 // hz, 1000 // hz, 0, 3 * 1000 // hz, 7000], m)))
+    it = it + rng.integers(-2, 3, m)
+    it.sort()
+    cols = [rng.normal(0, 1, m) for _ in range(3)]
+    fix_t = np.sort(T0 + rng.integers(-5000, max(1, int(it[-1] - T0) + 5000 if m else 5000), 60))
+    lo = np.sort(rng.choice(60, int(rng.integers(0, 20)), replace=False)).astype(np.int64)
+    nxt = np.array([fix_t[min(j + int(rng.integers(1, 5)), 59)] + int(rng.integers(0, 2)) for j in lo], np.int64)
+    want_t, want = imu_grid_reference(it, cols, hz, fix_t, lo, nxt)
+    k = imu_grid_kernel(it, *cols, hz, fix_t, lo, nxt, np.zeros(0, np.int64), *(np.zeros(0),) * 3)
+    assert k == want_t.shape[0]
+    got_t, got = np.empty(k, np.int64), [np.empty(k) for _ in range(3)]
+    imu_grid_kernel(it, *cols, hz, fix_t, lo, nxt, got_t, *got)
+    assert np.array_equal(got_t, want_t)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_vehicle_imu_rate_and_empty_trip_imu():
+    assert vehicle_imu_hz(np.array([0, 100, 200, 300])) == 10 and vehicle_imu_hz(np.zeros(1, np.int64)) == 10
+    from scoring.filecut import PlannedTrip
+
+    p = PlannedTrip("x", 0, 1, 0, 0, 2, True, "ignition_off", np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 1)
+    t, *cols = trip_imu(np.arange(10, dtype=np.int64), (np.zeros(10),) * 3, 10, np.zeros(1, np.int64), p)
+    assert t.shape == (0,) and all(c.shape == (0,) for c in cols)
