@@ -178,7 +178,7 @@ def _state_partitions(cfg: Config) -> list[int]:
         meta = admin.describe_topics([cfg.kafka.scorer_state_topic])
     finally:
         admin.close()
-    return [p["partition"] for t in meta for p in t.get("partitions", [])]
+    return sorted(p["partition_index"] for t in meta for p in t.get("partitions", []))
 
 
 def _state_record(cfg: Config, vehicle: str) -> Any:
