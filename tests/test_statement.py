@@ -149,7 +149,7 @@ def test_rendered_in_both_languages_with_locale_formats(db):
         Lang("fr").t("statement.headline")
 
 
-def test_statements_command_writes_each_policy_in_its_language(tmp_path):
+def test_statements_command_writes_each_policy_in_its_language(tmp_path, capsys):
     from ubi.cli import portal as cli
 
     path = tmp_path / "cli.duckdb"
@@ -157,10 +157,17 @@ def test_statements_command_writes_each_policy_in_its_language(tmp_path):
     con = ps.connect(path)
     ps.set_language(con, "P2", "zh-CN")
     premium = con.execute("SELECT premium FROM premiums WHERE policy_id = 'P1' AND month = '2026-10-01'").fetchone()
+    # what an erasure leaves (ubi/adapters/subject.py): the amounts under a token, no trace, no policy
+    con.execute(
+        """INSERT INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor, credibility,
+                  uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id, trace, statement)
+           VALUES ('erased-1', '2026-10-01', 50, 50, 1, 0, 50, 50, 'none', 'v', 's', 'r', '{"erased": true}', '')"""
+    )
     con.close()
     cfg = replace(Config(), db_path=path)
     n, out = cli.write_statements(cfg, "2026-10", tmp_path / "out")
-    assert n == 2
+    assert n == 2 and not list(out.glob("erased-1*"))
+    assert "1 premium rows of erased policies have no statement" in capsys.readouterr().out
     p1 = json.loads((out / "P1-2026-10.json").read_text())
     p2 = (out / "P2-2026-10.html").read_text()
     assert p1["language"] == "en" and '<html lang="zh-CN">' in p2

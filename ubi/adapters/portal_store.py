@@ -200,7 +200,9 @@ class Session:
     expires_at: datetime
 
 
-def sign_in(con: duckdb.DuckDBPyConnection, token: str, client: str, session_h: float) -> Session:
+def sign_in(
+    con: duckdb.DuckDBPyConnection, token: str, client: str, session_h: float, keep_s: float = 86400.0
+) -> Session:
     """A session for a valid token; a wrong, expired or revoked one raises ``PortalError`` with ``reason``
     (``unknown`` | ``expired`` | ``revoked``). Every attempt is recorded for rate limiting."""
     row = con.execute(
@@ -210,6 +212,8 @@ def sign_in(con: duckdb.DuckDBPyConnection, token: str, client: str, session_h: 
     now = _now()
     reason = "unknown" if row is None else "revoked" if row[3] is not None else "expired" if row[2] <= now else ""
     with duckdb_store.transaction(con):
+        # attempts (client addresses) are kept only as long as rate limiting can need them
+        con.execute("DELETE FROM portal_signins WHERE ts < ?", [now - timedelta(seconds=keep_s)])
         con.execute("INSERT INTO portal_signins VALUES (?, ?, ?)", [now, client, not reason])
         if reason:
             duckdb_store.audit(con, "portal", "portal_signin_refused", {"client": client, "reason": reason})

@@ -32,11 +32,16 @@ def write_statements(cfg: Config, month_text: str, out: Path | None) -> tuple[in
     out = out or cfg.home / "statements" / f"{month:%Y-%m}"
     con = ps.connect(cfg.db_path)
     try:
-        ids = [
-            r[0] for r in con.execute("SELECT policy_id FROM premiums WHERE month = ? ORDER BY 1", [month]).fetchall()
-        ]
-        if not ids:
+        # premiums of an erased policy stay for accounting under a token, without their trace: no statement
+        rows = con.execute(
+            """SELECT p.policy_id, pol.policy_id IS NOT NULL FROM premiums p LEFT JOIN policies pol USING (policy_id)
+               WHERE p.month = ? ORDER BY 1""",
+            [month],
+        ).fetchall()
+        if not rows:
             raise PortalError(f"no premiums for {month:%Y-%m}; run `ubi price --month {month:%Y-%m}` first")
+        ids = [pid for pid, known in rows if known]
+        erased = len(rows) - len(ids)
         out.mkdir(parents=True, exist_ok=True)
         langs: dict[str, int] = {}
         for pid in ids:
@@ -57,6 +62,7 @@ def write_statements(cfg: Config, month_text: str, out: Path | None) -> tuple[in
         f"wrote {len(ids)} statements for {month:%Y-%m} to {out} (HTML + JSON; "
         + ", ".join(f"{n} in {code}" for code, n in sorted(langs.items()))
         + ")"
+        + (f"; {erased} premium rows of erased policies have no statement" if erased else "")
     )
     return len(ids), out
 

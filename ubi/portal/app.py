@@ -146,7 +146,7 @@ def create_app(cfg: Config) -> Starlette:
             if ps.recent_failures(con, client, pc.signin_window_s) >= pc.signin_max_failures:
                 return "limited", None
             try:
-                return "ok", ps.sign_in(con, token, client, pc.session_ttl_h)
+                return "ok", ps.sign_in(con, token, client, pc.session_ttl_h, max(pc.signin_window_s, 3600.0))
             except PortalError as exc:
                 return exc.reason, exc.when
 
