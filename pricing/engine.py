@@ -136,9 +136,11 @@ def price_policy(
         "cap": {"previous": str(prev), "low": str(lo), "high": str(hi), "applied": cap},
         "premium": str(premium),
     }
+    shown = trace["features"]
+    assert isinstance(shown, dict)
     for feature in f.withheld:  # the counts behind a withheld rate are not shown either (km drives credibility)
-        if feature.endswith("_per_100km") and feature.removesuffix("_per_100km") in trace["features"]:
-            trace["features"][feature.removesuffix("_per_100km")] = None
+        if feature.endswith("_per_100km") and feature.removesuffix("_per_100km") in shown:
+            shown[feature.removesuffix("_per_100km")] = None
     return PremiumResult(base, prev, g, z, factor, uncapped, premium, cap, gated, trace)
 
 

@@ -56,7 +56,7 @@ def actuary_connection(db: Path | str, cfg: Config | None = None) -> tuple[duckd
             if c in dropped:
                 continue
             if c in ids:
-                select.append(f"ubi_ps('{ids[c]}', CAST(\"{c}\" AS VARCHAR)) AS \"{c.removesuffix('_id')}_ps\"")
+                select.append(f'ubi_ps(\'{ids[c]}\', CAST("{c}" AS VARCHAR)) AS "{c.removesuffix("_id")}_ps"')
             else:
                 select.append(f'"{c}"')
         con.execute(f'CREATE TABLE memory.main."{name}" AS SELECT {", ".join(select)} FROM {DB_ALIAS}."{name}"')
