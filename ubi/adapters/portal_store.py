@@ -214,6 +214,7 @@ def sign_in(
     with duckdb_store.transaction(con):
         # attempts (client addresses) are kept only as long as rate limiting can need them
         con.execute("DELETE FROM portal_signins WHERE ts < ?", [now - timedelta(seconds=keep_s)])
+        con.execute("DELETE FROM portal_sessions WHERE expires_at < ?", [now])  # ended sessions are not kept
         con.execute("INSERT INTO portal_signins VALUES (?, ?, ?)", [now, client, not reason])
         if reason:
             duckdb_store.audit(con, "portal", "portal_signin_refused", {"client": client, "reason": reason})
