@@ -274,3 +274,27 @@ def test_no_precise_coordinate_survives_in_duckdb_or_an_export(home, tmp_path):
     found = {t: precise(str(con.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
     con.close()
     assert {t: v for t, v in found.items() if v} == {} and precise(exported) == set()
+
+
+def test_actuary_reports_name_nobody_and_are_audited(db, tmp_path, monkeypatch, capsys):
+    from ubi.cli.main import main
+    from ubi.common.config import get_config
+
+    monkeypatch.setenv("UBI_DB", str(db))
+    get_config.cache_clear()
+    try:
+        out = tmp_path / "whatif"
+        rb = str(Config().rulebook)
+        assert main(["actuary", "whatif", "--rulebook", rb, "--month", "2026-10", "--out", str(out)]) == 0
+        assert main(["actuary", "fairness", "--month", "2026-10", "--threshold", "10"]) == 0
+    finally:
+        get_config.cache_clear()
+    files = list(out.rglob("*"))
+    assert any(f.suffix == ".csv" for f in files)
+    for f in files:
+        if f.is_file():
+            text = f.read_bytes()
+            assert b"ALICE" not in text and b"BOB" not in text, f
+    assert "ALICE" not in capsys.readouterr().out
+    actions = [json.loads(line)["action"] for line in audit.log_path(load_config()).read_text().splitlines()]
+    assert actions[-2:] == ["actuary_whatif", "actuary_fairness"] and audit.verify().ok

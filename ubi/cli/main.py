@@ -167,8 +167,11 @@ def _demo(args) -> int:
 
 
 def _actuary(args) -> int:
+    from ubi.adapters import audit
     from ubi.cli import actuary
 
+    detail = {k: str(v) for k, v in vars(args).items() if k != "func" and v is not None}
+    audit.record(None, f"actuary_{args.action}", None, detail)  # reports and loads are exports and writes
     if args.action == "simulate-book":
         from simulator.claims import make_book, write_book
 
