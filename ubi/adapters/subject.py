@@ -14,6 +14,8 @@ consults on every write, so trips replayed from Kafka do not come back.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -59,15 +61,17 @@ RETAINED = {
 PERSON_COLUMNS = ("policy_id", "vehicle_id", "trip_id")
 
 
-def erasure_digest(kind: str, value: str, cfg: Config | None = None) -> str:
-    """Keyed digest for the erasure list: its own key, so rotating the pseudonym key never un-erases anyone."""
-    import hashlib
-    import hmac
-
+def erasure_key(cfg: Config | None = None) -> bytes:
+    """The erasure list's own key, so rotating the pseudonym key never un-erases anyone."""
     cfg = cfg or load_config()
     key = read_or_make_key(cfg.secrets_dir / "erasure.key", create=True)
     assert key is not None
-    return hmac.new(key.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return key.encode()
+
+
+def erasure_digest(kind: str, value: str, cfg: Config | None = None, key: bytes | None = None) -> str:
+    """Keyed digest (HMAC-SHA256) of an id for the erasure list."""
+    return hmac.new(key or erasure_key(cfg), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def erased_vehicles(con: duckdb.DuckDBPyConnection, vehicles: set[str], cfg: Config | None = None) -> set[str]:
@@ -80,7 +84,8 @@ def erased_vehicles(con: duckdb.DuckDBPyConnection, vehicles: set[str], cfg: Con
         return set()
     if not listed:
         return set()
-    return {v for v in vehicles if erasure_digest("vehicle", v, cfg) in listed}
+    key = erasure_key(cfg)
+    return {v for v in vehicles if erasure_digest("vehicle", v, key=key) in listed}
 
 
 def person_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
