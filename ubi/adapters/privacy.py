@@ -178,16 +178,18 @@ def file_is_encrypted(path: Path) -> bool | None:
 
 
 _warned_mbedtls = False
+_httpfs_missing = False  # LOAD httpfs failed once in this process: not tried on every connection again
 
 
 def _crypto_for_writing(con: duckdb.DuckDBPyConnection, mode: str) -> str:
     """Make the connection able to write encrypted pages; returns which library does it."""
-    global _warned_mbedtls
-    if mode in ("auto", "openssl"):
+    global _warned_mbedtls, _httpfs_missing
+    if mode in ("auto", "openssl") and not (_httpfs_missing and mode == "auto"):
         try:
             con.execute("LOAD httpfs")
             return "openssl"
         except duckdb.Error as exc:
+            _httpfs_missing = True
             if mode == "openssl":
                 raise PrivacyError(
                     "privacy.db_crypto = 'openssl' needs DuckDB's httpfs extension, which is not installed "
@@ -235,8 +237,9 @@ def open_database(path: Path | str, read_only: bool = False, cfg: Config | None 
         encrypt_in_place(path, key, p.db_crypto)
     con = duckdb.connect()
     try:
-        if not read_only:
-            _crypto_for_writing(con, p.db_crypto)
+        # readers too: a large query spills to temporary files, which are encrypted as well
+        _crypto_for_writing(con, p.db_crypto)
+        con.execute("SET temp_file_encryption = true")
         opts = f"ENCRYPTION_KEY {_sql_text(key)}" + (", READ_ONLY" if read_only else "")
         con.execute(f"ATTACH {_sql_text(str(path))} AS {DB_ALIAS} ({opts})")
         con.execute(f"USE {DB_ALIAS}")
