@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["scoring", "simulator", "pricing", "bridge", "scorer", "realdata"]
+BENCHES = ["scoring", "simulator", "pricing", "bridge", "scorer", "realdata", "sim_devices"]
 
 
 def main() -> int:
