@@ -273,6 +273,8 @@ def erase(
     )
     p = cfg.privacy
     remains = [f"{t}: {n} row(s) kept under {token}; {RETAINED[t]}" for t, n in pseudonymised.items() if n]
+    if not kafka_note.startswith("cutter state tombstoned"):
+        remains.append(f"the scorer's cutter state for the vehicle in {cfg.kafka.scorer_state_topic}: {kafka_note}")
     remains += [
         f"raw telemetry in Kafka ({cfg.kafka.telemetry_topic}): deleted by retention within "
         f"{p.telemetry_retention_h:g} h (+ up to 1 h for the segment to roll); Kafka cannot delete one key's "
