@@ -229,20 +229,44 @@ def test_expired_session_is_signed_out(env):
     assert c.get("/statements", follow_redirects=False).headers["location"] == "/signin"
 
 
-def test_the_demo_ends_with_the_portal_and_a_working_sign_in_link(env, capsys, tmp_path):
+def test_the_demo_ends_with_the_portal_running_and_a_working_sign_in_link(env, capsys, tmp_path, monkeypatch):
+    import os
+    import signal
+    import socket
+    import urllib.request
+
     from ubi.cli.portal import print_demo_portal
 
     cfg, _tokens = env
-    cfg = replace(cfg, home=tmp_path / "home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = replace(cfg, home=tmp_path / "home", portal=replace(cfg.portal, port=port))
+    from ubi.adapters.privacy import db_key
+
+    key, _where = db_key(Config(), False)  # the portal process gets its own home: hand it the store's key
+    if key:
+        monkeypatch.setenv("UBI_DB_KEY", key)
     print_demo_portal(cfg)
     out = capsys.readouterr().out
-    assert f"Policyholder portal: {cfg.portal.url}" in out and f"UBI_DB={cfg.db_path}" in out
-    assert "wrote 2 statements for 2026-11" in out and (tmp_path / "home/statements/2026-11/P1-2026-11.html").exists()
-    link = re.search(r"Sign in as (P\d) \(link valid 7 days\): (\S+)", out)
-    assert link.group(1) == "P2"  # the policy whose premium moved most in November (52.35 -> 50.00)
-    client = TestClient(create_app(cfg))
-    assert sign_in(client, link.group(2).split("#token=")[1]).status_code == 303
-    assert "Policy P2" in client.get("/statements").text
+    pid = int(re.search(r"\(pid (\d+),", out).group(1))
+    try:
+        assert f"Policyholder portal: {cfg.portal.url}  (running at {cfg.portal.url}" in out
+        assert "wrote 2 statements for 2026-11" in out
+        assert (tmp_path / "home/statements/2026-11/P1-2026-11.html").exists()
+        link = re.search(r"Sign in as (P\d) \(link valid 7 days\): (\S+)", out)
+        assert link.group(1) == "P2"  # the policy whose premium moved most in November (52.35 -> 50.00)
+        assert link.group(2).startswith(f"http://127.0.0.1:{port}/signin#token=")
+        # the running portal (its own process) takes the link's token
+        with urllib.request.urlopen(cfg.portal.url + "/signin") as r:
+            assert r.status == 200
+        client = TestClient(create_app(cfg))
+        assert sign_in(client, link.group(2).split("#token=")[1]).status_code == 303
+        assert "Policy P2" in client.get("/statements").text
+        print_demo_portal(cfg)  # a second demo finds it running
+        assert "already running at" in capsys.readouterr().out
+    finally:
+        os.kill(pid, signal.SIGTERM)
 
 
 def test_while_another_process_writes_the_store_the_portal_says_busy(env):

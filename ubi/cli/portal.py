@@ -176,9 +176,44 @@ def _portal_checked(args) -> int:
     return _portal(args)
 
 
-def print_demo_portal(cfg: Config) -> None:
-    """The end of `ubi demo`: the month's statements written, and a sign-in link for the policy whose premium moved
-    most, with the command that starts the portal on the demo's store."""
+def portal_answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether a portal answers at ``url`` (its sign-in page carries the sign-in form)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/signin", timeout=timeout) as r:
+            return r.status == 200 and b'id="signin-submit"' in r.read()
+    except OSError:
+        return False
+
+
+def start_portal(cfg: Config, wait_s: float = 30.0) -> str:
+    """`ubi serve` in the background for the demo (its own process and session, log in .ubi/logs/serve.log), unless
+    a portal already answers at the address; returns what to tell the user."""
+    import socket
+    import time
+
+    from ubi.ops.processes import start_stage
+
+    url = cfg.portal.url
+    if portal_answers(url):
+        return f"already running at {url} (it opens the store by path for each request, so it serves this one)"
+    with socket.socket() as sock:
+        if sock.connect_ex((cfg.portal.host, cfg.portal.port)) == 0:
+            raise PortalError(f"port {cfg.portal.port} is taken by something that is not the portal; set portal.port")
+    stage = start_stage(cfg, "serve", "--host", cfg.portal.host, "--port", str(cfg.portal.port))
+    deadline = time.monotonic() + wait_s
+    while not portal_answers(url):
+        if stage.proc.poll() is not None or time.monotonic() > deadline:
+            stage.kill()
+            raise PortalError(f"the portal did not start; see {stage.log}")
+        time.sleep(0.2)
+    return f"running at {url} (pid {stage.proc.pid}, log {stage.log}; stop it with: kill {stage.proc.pid})"
+
+
+def print_demo_portal(cfg: Config, start: bool = True) -> None:
+    """The end of `ubi demo`: the month's statements written, the portal started on the demo's store, and a
+    sign-in link for the policy whose premium moved most."""
     con = ps.connect(cfg.db_path)
     try:
         row = con.execute(
@@ -194,5 +229,6 @@ def print_demo_portal(cfg: Config) -> None:
 
     print()
     write_statements(cfg, f"{row[1]:%Y-%m}", None)
-    print(f"\nPolicyholder portal: {cfg.portal.url}  (start it with: UBI_DB={cfg.db_path} .venv/bin/ubi serve)")
+    state = start_portal(cfg) if start else f"start it with: UBI_DB={cfg.db_path} .venv/bin/ubi serve"
+    print(f"\nPolicyholder portal: {cfg.portal.url}  ({state})")
     print(f"Sign in as {row[0]} (link valid 7 days): {sign_in_link(cfg, inv.token)}")
