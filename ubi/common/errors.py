@@ -7,6 +7,7 @@ UBIError
 ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
 ├── StoreError           DuckDB could not be written as asked
 ├── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
+│   └── BookError        a claims book or its model spec refused (every problem, with column and row)
 └── PrivacyError         a privacy safeguard refused (erasure, audit log, consent)
     └── DatabaseKeyError the DuckDB file's encryption key is missing or wrong
 """
@@ -65,3 +66,13 @@ class PrivacyError(UBIError):
 
 class DatabaseKeyError(PrivacyError):
     """The DuckDB file cannot be opened: its encryption key is missing or wrong (the key is never printed)."""
+
+
+class BookError(PricingError):
+    """A claims book (or its model spec) refused as a whole: every problem found, each with its column and row."""
+
+    def __init__(self, problems: list[str], path: str = "<book>") -> None:
+        self.problems = problems
+        self.path = path
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"book refused, nothing loaded ({len(problems)} problem(s), spec {path}):\n{lines}")
