@@ -195,7 +195,85 @@ def fleet_claims(seed: int, policies: list, km_by_vehicle: dict[str, float], sta
     return draw_claims(rng, ids, lam, starts, np.full(len(vids), days), group)
 
 
+BOOK_SPEC = """# Model spec of a simulated book (`ubi actuary simulate-book`); docs/book.md describes the format.
+[book]
+name = "simulated"
+policies = "book.parquet"
+policy_id = "policy_id"
+exposure = "exposure_years"
+period_start = "period_start"
+period_end = "period_end"
+
+[claims]
+path = "claims.parquet"
+policy_id = "policy_id"
+amount = "amount"
+date = "claim_date"
+
+[audit]
+protected = ["gender"]
+
+[[factors]]
+name = "vehicle_group"
+column = "vehicle_group"
+kind = "categorical"
+
+[[factors]]
+name = "age_band"
+column = "age_band"
+kind = "categorical"
+base = "25-39"
+
+[[factors]]
+name = "km_per_year"
+column = "km_per_year"
+kind = "linear"
+log = true
+base = 12000
+
+[[factors]]
+name = "harsh_brakes"
+column = "harsh_brakes_per_100km"
+kind = "bands"
+edges = [0.0, 0.5, 1.5, 3.0, 6.0]
+base = 2.0
+telematics = true
+rulebook_feature = "harsh_brakes_per_100km"
+
+[[factors]]
+name = "fast_starts"
+column = "harsh_accels_per_100km"
+kind = "bands"
+edges = [0.0, 1.0, 3.0]
+base = 2.0
+telematics = true
+rulebook_feature = "harsh_accels_per_100km"
+"""
+
+
+def book_rows(book: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """One row per policy period with the observed features, as an insurer's data warehouse would export it."""
+    p = book["exposure_periods"].join(book["policies"], on="policy_id")
+    per100 = 100.0 / pl.col("km")
+    return p.select(
+        "policy_id",
+        "period_start",
+        "period_end",
+        "exposure_years",
+        (pl.col("km") / pl.col("exposure_years")).alias("km_per_year"),
+        (pl.col("harsh_brakes") * per100).alias("harsh_brakes_per_100km"),
+        (pl.col("harsh_accels") * per100).alias("harsh_accels_per_100km"),
+        "vehicle_group",
+        "age_band",
+        "region",
+        "gender",
+    )
+
+
 def write_book(book: dict[str, pl.DataFrame], out: Path) -> None:
+    """The book's tables as Parquet, plus ``book.parquet`` and its model spec ``book.toml`` for `load-book`."""
     out.mkdir(parents=True, exist_ok=True)
     for name, df in book.items():
         df.write_parquet(out / f"{name}.parquet")
+    book_rows(book).write_parquet(out / "book.parquet")
+    (out / "book.toml").write_text(BOOK_SPEC)

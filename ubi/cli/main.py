@@ -184,16 +184,14 @@ def _actuary(args) -> int:
         )
         return 0
     if args.action == "load-book":
-        from ubi.adapters import duckdb_store as store
+        from ubi.cli import book
 
-        if args.book is None:
-            raise ConfigError("load-book needs --book DIR (policies, exposure_periods and claims as Parquet)")
-        con = store.connect(get_config().db_path)
-        try:
-            print(store.load_book(con, args.book))
-        finally:
-            con.close()
-        return 0
+        return book.load_book_cmd(get_config(), args)
+    if args.action in ("fit", "fairness") and args.book is not None:
+        from ubi.cli import book
+
+        cmd = book.fit_book_cmd if args.action == "fit" else book.fairness_book_cmd
+        return cmd(get_config(), argparse.Namespace(**{**vars(args), "book": str(args.book)}))
     return {"whatif": actuary.whatif_cmd, "fit": actuary.fit_cmd, "fairness": actuary.fairness_cmd}[args.action](
         get_config(), args
     )
@@ -317,7 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--month", default=None, help="YYYY-MM (default: latest priced month)")
     s.add_argument("--out", type=Path, default=None, help="report folder (default: .ubi/reports/<action>)")
     s.add_argument("--threshold", type=float, default=None, help="fairness: disparity that raises a flag")
-    s.add_argument("--book", type=Path, default=None, help="simulate-book / load-book: folder of Parquet files")
+    s.add_argument(
+        "--book",
+        type=Path,
+        default=None,
+        help="simulate-book / load-book: folder (with book.toml); fit / fairness: the name of a loaded book",
+    )
+    s.add_argument("--spec", type=Path, default=None, help="load-book: the book's model spec (docs/book.md)")
     s.add_argument("--policies", type=int, default=50_000, help="simulate-book: policies in the book")
     s.add_argument("--seed", type=int, default=7, help="simulate-book: random seed")
     s.set_defaults(func=_actuary)
