@@ -292,3 +292,14 @@ def test_while_another_process_writes_the_store_the_portal_says_busy(env):
         holder.kill()
         holder.wait()
     assert c.get("/statements").status_code == 200  # the writer gone, the portal answers again
+
+
+def test_the_policyholder_chooses_the_language(env):
+    cfg, tokens = env
+    c = signed_in(cfg, tokens["P1"])
+    csrf = csrf_of(c.get("/statements").text)
+    assert c.post("/language", data={"csrf": csrf, "language": "fr"}).status_code == 400
+    assert c.post("/language", data={"language": "zh-CN"}).status_code == 403  # CSRF
+    r = c.post("/language", data={"csrf": csrf, "language": "zh-CN"})
+    assert r.status_code == 200 and '<html lang="zh-CN">' in r.text and "保费账单" in r.text
+    assert with_db(cfg, ps.language, "P1") == "zh-CN" and with_db(cfg, ps.language, "P2") == "en"

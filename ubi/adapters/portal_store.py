@@ -121,13 +121,13 @@ def language(con: duckdb.DuckDBPyConnection, policy_id: str) -> str:
     return row[0] if row else "en"
 
 
-def set_language(con: duckdb.DuckDBPyConnection, policy_id: str, lang: str) -> None:
+def set_language(con: duckdb.DuckDBPyConnection, policy_id: str, lang: str, actor: str = "ubi") -> None:
     if lang not in LANGUAGES:
         raise PortalError(f"language {lang!r}: expected one of {', '.join(LANGUAGES)}")
     _need_policy(con, policy_id)
     with duckdb_store.transaction(con):
         con.execute("INSERT OR REPLACE INTO policy_settings VALUES (?, ?)", [policy_id, lang])
-        duckdb_store.audit(con, "ubi", "portal_language", {"policy_id": policy_id, "language": lang})
+        duckdb_store.audit(con, actor, "portal_language", {"policy_id": policy_id, "language": lang})
 
 
 # --- tokens and sessions --------------------------------------------------------------------------------------

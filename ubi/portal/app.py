@@ -80,6 +80,10 @@ def create_app(cfg: Config) -> Starlette:
         finally:
             con.close()
 
+    async def on_con(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(con, *args)`` on the request's connection, off the event loop."""
+        return await run_in_threadpool(fn, request.state.con, *args)
+
     def render(name: str, lang: Lang, status: int = 200, **ctx: Any) -> HTMLResponse:
         body = env.get_template(name).render(lang=lang, t=lang.t, retention=retention, **ctx)
         return HTMLResponse(body, status_code=status)
@@ -99,9 +103,21 @@ def create_app(cfg: Config) -> Starlette:
         return s, lang_for(code)
 
     def signed_in_only(handler: Callable) -> Callable:
+        """Session and CSRF checks, with one store connection for the whole request (``request.state.con``)."""
+
         async def wrapped(request: Request) -> Response:
             try:
-                s, lang = await who(request)
+                con = await run_in_threadpool(ps.open_briefly, cfg.db_path)
+            except StoreError:
+                return error(lang_for(browser_language(request)), 503, "error.busy")
+            try:
+
+                def look(con):
+                    s = ps.session(con, request.cookies.get(COOKIE))
+                    return s, ps.language(con, s.policy_id) if s else browser_language(request)
+
+                s, code = await run_in_threadpool(look, con)
+                lang = lang_for(code)
                 if s is None:
                     return RedirectResponse("/signin", status_code=303)
                 if request.method == "POST":
@@ -109,9 +125,10 @@ def create_app(cfg: Config) -> Starlette:
                     if not ps.csrf_ok(s, form.get("csrf")):  # type: ignore[arg-type]
                         return error(lang, 403, "error.csrf", True, s.csrf)
                     request.state.form = form
+                request.state.con = con
                 return await handler(request, s, lang)
-            except StoreError:
-                return error(lang_for(browser_language(request)), 503, "error.busy")
+            finally:
+                await run_in_threadpool(con.close)
 
         return wrapped
 
@@ -176,7 +193,7 @@ def create_app(cfg: Config) -> Starlette:
 
     @signed_in_only
     async def signout(request: Request, s: ps.Session, lang: Lang) -> Response:
-        await run_in_threadpool(db, ps.sign_out, s.cookie)
+        await on_con(request, ps.sign_out, s.cookie)
         resp = RedirectResponse("/signin", status_code=303)
         resp.delete_cookie(COOKIE)
         return resp
@@ -201,7 +218,7 @@ def create_app(cfg: Config) -> Starlette:
                 return months, None
             return months, ps.statement_facts(con, s.policy_id, m)
 
-        months, ex = await run_in_threadpool(db, load)
+        months, ex = await on_con(request, load)
         if key and ex is None:
             return error(lang, 404, "error.not_found", True, s.csrf)
         ctx = statement_view.context(ex, lang) if ex else None
@@ -218,7 +235,7 @@ def create_app(cfg: Config) -> Starlette:
         def load(con):
             return ps.statement_facts(con, s.policy_id, m) if m and m in ps.months(con, s.policy_id) else None
 
-        ex = await run_in_threadpool(db, load)
+        ex = await on_con(request, load)
         if ex is None:
             return JSONResponse({"error": "not found"}, status_code=404)
         return JSONResponse(statement_view.as_json(ex, lang))
@@ -230,7 +247,7 @@ def create_app(cfg: Config) -> Starlette:
         if m is None:
             return error(lang, 404, "error.not_found", True, s.csrf)
         try:
-            await run_in_threadpool(db, ps.request_review, s.policy_id, m, message)
+            await on_con(request, ps.request_review, s.policy_id, m, message)
         except PortalError:
             return error(lang, 404, "error.not_found", True, s.csrf)
         return RedirectResponse(f"/statements/{m:%Y-%m}?done=review", status_code=303)
@@ -278,7 +295,7 @@ def create_app(cfg: Config) -> Starlette:
             m = wanted or (months[0] if months else None)
             return months, m, ps.trips(con, s.policy_id, m)
 
-        months, m, rows = await run_in_threadpool(db, load)
+        months, m, rows = await on_con(request, load)
         flash = lang.t("objection.recorded") if request.query_params.get("done") == "objection" else ""
         return render(
             "trips.html", lang, trips=[trip_view(lang, t) for t in rows], months=months_nav(lang, months),
@@ -287,7 +304,7 @@ def create_app(cfg: Config) -> Starlette:
 
     @signed_in_only
     async def trip(request: Request, s: ps.Session, lang: Lang) -> Response:
-        t = await run_in_threadpool(db, ps.trip, s.policy_id, request.path_params["trip_id"])
+        t = await on_con(request, ps.trip, s.policy_id, request.path_params["trip_id"])
         if t is None:
             return error(lang, 404, "error.not_found", True, s.csrf)
         reasons = [{"key": r, "label": lang.t(f"objection.reason.{r}")} for r in ps.REASONS]
@@ -311,7 +328,7 @@ def create_app(cfg: Config) -> Starlette:
                 return "exists"
             return "ok"
 
-        outcome = await run_in_threadpool(db, record)
+        outcome = await on_con(request, record)
         if outcome == "missing":
             return error(lang, 404, "error.not_found", True, s.csrf)
         if outcome == "exists":
@@ -319,8 +336,16 @@ def create_app(cfg: Config) -> Starlette:
         return RedirectResponse("/trips?done=objection", status_code=303)
 
     @signed_in_only
+    async def language(request: Request, s: ps.Session, lang: Lang) -> Response:
+        code = str(request.state.form.get("language", ""))
+        if code not in ps.LANGUAGES:
+            return error(lang, 400, "error.language", True, s.csrf)
+        await on_con(request, ps.set_language, s.policy_id, code, f"policyholder:{s.policy_id}")
+        return RedirectResponse("/statements", status_code=303)
+
+    @signed_in_only
     async def premiums(request: Request, s: ps.Session, lang: Lang) -> Response:
-        rows = await run_in_threadpool(db, ps.premium_history, s.policy_id)
+        rows = await on_con(request, ps.premium_history, s.policy_id)
         view = [
             {
                 "key": f"{m:%Y-%m}",
@@ -349,6 +374,7 @@ def create_app(cfg: Config) -> Starlette:
         Route("/trips/{trip_id}", trip),
         Route("/trips/{trip_id}/objection", objection, methods=["POST"]),
         Route("/premiums", premiums),
+        Route("/language", language, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
