@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scoring.kernels import window_mean_kernel
+from scoring.lagfit import lag_fit
 from ubi.common.config import ScoringConfig
 
 G = 9.80665
@@ -116,18 +117,7 @@ def align_to_vehicle(
         return Alignment(lon, lat, "unusable", float("nan"), gravity=gravity, reason=why)
     d = dv - dv.mean()
     dd = float(d @ d)
-    best_r, best_l, best_b = -1.0, 0.0, np.zeros(2)
-    for lag in np.arange(0.0, cfg.imu_max_lag_s + 1e-9, cfg.imu_lag_step_s):
-        X = np.vstack([np.interp(grid - lag, imu_t_s, h1), np.interp(grid - lag, imu_t_s, h2)])
-        X = X - X.mean(axis=1, keepdims=True)
-        M = X @ X.T
-        c = X @ d
-        if abs(np.linalg.det(M)) < 1e-12:
-            continue
-        b = np.linalg.solve(M, c)
-        r = float(np.sqrt(max(0.0, float(b @ c) / dd)))
-        if r > best_r:
-            best_r, best_l, best_b = r, float(lag), b
+    best_r, best_l, best_b = lag_fit(grid, imu_t_s, h1, h2, d, dd, cfg.imu_max_lag_s, cfg.imu_lag_step_s)
     best_l = round(best_l, 3)
     if best_r < cfg.imu_min_r:
         return Alignment(

@@ -18,14 +18,15 @@ import numpy as np
 from numba import njit
 
 from scoring.features import (
+    _OFFSET_STEP_S,
     Events,
     Exposure,
     Precomputed,
     SpeedEvents,
     Speeding,
     TripFeatures,
+    _offset_s,
     bands,
-    local_offsets,
 )
 from scoring.kernels import (
     clean_kernel,
@@ -156,6 +157,17 @@ def gps_batch_kernel(
         heatmap_kernel(tt, vv, max_gap, v_step, nv, a_step, na, heat[k], moving)
 
 
+def quarter_offsets(t_s: np.ndarray, tz: str) -> np.ndarray:
+    """``scoring.features.local_offsets`` (the zone's UTC offset at each time, looked up per quarter hour) for long,
+    mostly increasing series: one lookup per run of equal quarters instead of sorting every time for np.unique."""
+    if t_s.shape[0] == 0:
+        return np.zeros(0)
+    q = np.floor(t_s / _OFFSET_STEP_S).astype(np.int64)
+    head = np.flatnonzero(np.concatenate([[True], q[1:] != q[:-1]]))
+    vals = np.array([_offset_s(tz, int(x)) for x in q[head].tolist()])
+    return np.repeat(vals, np.diff(np.concatenate([head, [q.shape[0]]])))
+
+
 def _params(cfg: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
     """The kernels' arguments, as ``scoring.features`` passes them."""
     _, b1, b2, b3, vmin = bands("brake", cfg)
@@ -267,7 +279,7 @@ def _precompute_group(
     if badv.any():
         ok[np.unique(np.searchsorted(goff, np.flatnonzero(badv), side="right") - 1)] = 0
     mid = 0.5 * (tg[1:] + tg[:-1])
-    mid_off = np.ascontiguousarray(local_offsets(mid, cfg.time_zone))
+    mid_off = quarter_offsets(mid, cfg.time_zone)
     fp, ip = _params(cfg)
     nv, na = int(ip[0]), int(ip[1])
     basic = np.zeros((nt, 4))

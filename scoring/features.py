@@ -562,7 +562,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         over_limit_margin_km=sp.over_margin_m / 1000.0,
         high_speed_km=sp.high_speed_m / 1000.0,
         high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
-        heatmap_s=[round(float(x), 3) for x in m.heatmap],
+        heatmap_s=[round(x, 3) for x in m.heatmap.tolist()],
         score=m.score,
         score_parts=m.score_parts,
         imu_status=imu_status(m.imu),

@@ -33,3 +33,22 @@ def imu_grid_reference(
     if not ts:
         return np.zeros(0, np.int64), [np.zeros(0) for _ in cols]
     return np.concatenate(ts), [np.concatenate(o) for o in out]
+
+
+def lag_scan_reference(y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float, shift: int, nlag: int) -> np.ndarray:
+    """scoring.lagfit.lag_scan_kernel with NumPy: per lag, the regressors' window centred, the 2x2 normal equations
+    solved by LAPACK; rows (R, b1, b2), R = -1 where the matrix is singular."""
+    g = d.shape[0]
+    out = np.zeros((nlag, 3))
+    for k in range(nlag):
+        s = (nlag - 1 - k) * shift
+        X = np.vstack([y1[s : s + g], y2[s : s + g]])
+        X = X - X.mean(axis=1, keepdims=True)
+        M = X @ X.T
+        c = X @ d
+        if abs(np.linalg.det(M)) < 1e-12:
+            out[k] = (-1.0, 0.0, 0.0)
+            continue
+        b = np.linalg.solve(M, c)
+        out[k] = (np.sqrt(max(0.0, float(b @ c) / dd)), b[0], b[1])
+    return out

@@ -169,8 +169,9 @@ FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TripRecord))
 
 
 def _copied(v: Any) -> Any:
-    """A field's value as ``asdict`` gives it: containers copied (a flat list of numbers cheaply), scalars as is."""
-    if isinstance(v, list) and all(type(x) in (int, float) for x in v):
+    """A field's value as ``asdict`` gives it: containers copied (the record's lists hold numbers: a flat copy),
+    scalars as is."""
+    if type(v) is list:
         return list(v)
     return copy.deepcopy(v) if isinstance(v, (list, dict, tuple)) else v
 
