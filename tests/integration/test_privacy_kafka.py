@@ -85,7 +85,8 @@ def test_erase_end_to_end_and_a_kafka_replay_does_not_bring_it_back(env, stack):
     policy, vehicle = con.execute("SELECT policy_id, vehicle_id FROM policies ORDER BY 1 LIMIT 1").fetchone()
     mine = con.execute("SELECT count(*) FROM trips WHERE vehicle_id = ?", [vehicle]).fetchone()[0]
     assert mine > 0
-    exported = subject.export(con, policy, cfg)
+    exported = subject.export(con, policy, cfg, enrolled=set(stack.credentials().users()))
+    assert exported["device_credential"].startswith("enrolled")
     assert exported["scorer_state"] is not None and len(exported["tables"]["trips"]) == mine
     assert vehicle in stack.credentials().users()
     report = subject.erase(con, policy, "it", cfg, kafka=True, revoke=stack.revoke)

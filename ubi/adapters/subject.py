@@ -140,9 +140,16 @@ def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
-def export(con: duckdb.DuckDBPyConnection, policy_id: str, cfg: Config | None = None, kafka: bool = True) -> dict:
+def export(
+    con: duckdb.DuckDBPyConnection,
+    policy_id: str,
+    cfg: Config | None = None,
+    kafka: bool = True,
+    enrolled: set[str] | None = None,
+) -> dict:
     """Everything held on the person, machine-readable: every row of every table that names them, the audit
-    entries about them, and the scorer's state record for their vehicle (when ``kafka``)."""
+    entries about them, the scorer's state record for their vehicle (when ``kafka``) and whether the vehicle has a
+    device credential (when ``enrolled``, the broker's users, is given)."""
     from ubi.adapters import audit
 
     cfg = cfg or load_config()
@@ -170,6 +177,12 @@ def export(con: duckdb.DuckDBPyConnection, policy_id: str, cfg: Config | None = 
             "dead letters": f"kept {cfg.privacy.dlq_retention_h:g} h with reason, size and hash only",
         },
     }
+    if enrolled is not None:
+        out["device_credential"] = (
+            "enrolled (the broker keeps a PBKDF2 hash of its password, nothing else)"
+            if person.vehicle_id in enrolled
+            else "none enrolled"
+        )
     if kafka:
         out["scorer_state"] = _state_record(cfg, person.vehicle_id)
     return json.loads(json.dumps(out, default=str))

@@ -37,11 +37,13 @@ def sql_command(args) -> int:
 def _export(args) -> int:
     from ubi.adapters import audit, subject
     from ubi.adapters import duckdb_store as store
+    from ubi.ops.stack import Stack
 
     cfg = get_config()
     con = store.connect(_db(args), read_only=True)
     try:
-        data = subject.export(con, args.policy, cfg, kafka=not args.no_kafka)
+        enrolled = set(Stack(cfg).credentials().users())
+        data = subject.export(con, args.policy, cfg, kafka=not args.no_kafka, enrolled=enrolled)
     finally:
         con.close()
     text = json.dumps(data, indent=1, sort_keys=True)
