@@ -3,6 +3,7 @@ limiting, CSRF, one policy's session never reaching another's data, objections a
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -185,6 +186,12 @@ def test_objection_leaves_pricing_until_a_reviewer_decides(env):
     assert "not accepted; counted" in c.get(f"/trips/{trip_id}").text
     with pytest.raises(PortalError, match="already decided"):
         with_db(cfg, ps.decide, pending[0][0], True, "reviewer")
+    # the audit trail: the objection, the run that left the trip out, the decision, the run that put it back
+    trail = with_db(cfg, lambda con: con.execute(
+        "SELECT action, detail FROM audit WHERE action IN ('trip_objection', 'price_month', 'review_rejected')"
+        " AND ts >= (SELECT min(ts) FROM audit WHERE action = 'trip_objection') ORDER BY ts").fetchall())  # fmt: skip
+    assert [a for a, _ in trail] == ["trip_objection", "price_month", "review_rejected", "price_month"]
+    assert [json.loads(d).get("excluded_trips") for a, d in trail if a == "price_month"] == [1, 0]
 
 
 def test_review_request_and_the_review_command(env, capsys, monkeypatch):

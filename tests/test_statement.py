@@ -216,3 +216,31 @@ def _row_of(r) -> dict:
         "premium": r.premium, "previous_premium": r.previous_premium, "base_premium": r.base_premium,
         "uncapped_premium": r.uncapped, "cap_applied": r.cap_applied, "telematics_factor": float(r.factor),
     }  # fmt: skip
+
+
+def test_factor_effects_add_up_to_the_cent_on_random_traces():
+    import random
+
+    rng = random.Random(15)
+    for _ in range(2000):
+        base = Decimal(rng.randint(1000, 50000)).scaleb(-2)
+        rels = [rng.choice([0.7, 0.8, 0.9, 0.95, 1.0, 1.1, 1.15, 1.3, rng.uniform(0.5, 2.0)]) for _ in range(3)]
+        z = rng.choice([0.0, rng.random()])
+        g = 1.0
+        for r in rels:
+            g *= r
+        factor = Decimal(repr(min(max(1 + z * (g - 1), 0.7), 1.3))).quantize(Decimal("0.0001"))
+        trace = {
+            "base_premium": str(base),
+            "factor": {"final": str(factor)},
+            "credibility": {"z": z},
+            "factors": [{"feature": f"f{i}", "relativity": r} for i, r in enumerate(rels)],
+        }
+        e = factor_effects(trace)
+        assert sum(e.values(), Decimal(0)) == money(base * factor) - base
+        assert all(v == v.quantize(Decimal("0.01")) for v in e.values())
+        for i, r in enumerate(rels):  # a neutral factor costs nothing; the others have their relativity's sign
+            if r == 1.0:
+                assert e[f"f{i}"] == 0
+            elif z > 0:
+                assert e[f"f{i}"] * Decimal(r - 1.0) >= 0, (rels, z, e)  # never the wrong way

@@ -462,6 +462,7 @@ class PricingTables:
                     "sha256": rb.sha256,
                     "policies": summary.policies,
                     "off_balance": off_balance,
+                    "excluded_trips": summary.excluded_trips,  # objected trips left out (trace: excluded_trips)
                 },
             )
 
