@@ -180,6 +180,7 @@ def test_objection_leaves_pricing_until_a_reviewer_decides(env):
 
     pending = with_db(cfg, ps.pending_reviews)
     assert [(k, p, s) for _i, k, p, s, *_ in pending] == [("trip", "P1", trip_id)]
+    assert pending[0][4] == "not_driving (trip 2026-11-02 07:30 UTC, 30.0 km, 1 harsh brakes)"  # for the reviewer
     with_db(cfg, ps.decide, pending[0][0], False, "reviewer", "telematics matches the policyholder's phone")
     prem2, _prev, _base, trips2, *_rest = with_db(cfg, reprice)
     assert (prem2, trips2) == (original, 16)  # rejected: the trip counts again, the premium is as before

@@ -415,8 +415,11 @@ def pending_reviews(con: duckdb.DuckDBPyConnection, all_: bool = False) -> list[
     status = "" if all_ else "WHERE status = 'pending'"
     return con.execute(
         f"""SELECT * FROM (
-              SELECT objection_id AS id, 'trip' AS kind, policy_id, trip_id AS subject, reason AS detail, status,
-                     created_at FROM trip_objections
+              SELECT o.objection_id AS id, 'trip' AS kind, o.policy_id, o.trip_id AS subject,
+                     o.reason || coalesce(' (trip ' || strftime(t.start_ts, '%Y-%m-%d %H:%M') || ' UTC, '
+                         || round(t.distance_km, 1) || ' km, ' || t.harsh_brakes || ' harsh brakes)', '') AS detail,
+                     o.status, o.created_at
+              FROM trip_objections o LEFT JOIN trips t USING (trip_id)
               UNION ALL
               SELECT request_id, 'statement', policy_id, strftime(month, '%Y-%m'), message, status, created_at
               FROM review_requests) {status} ORDER BY created_at"""
