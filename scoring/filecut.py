@@ -1,4 +1,4 @@
-"""Cut a whole file's ignition vehicles into trips from sorted arrays, without building device messages.
+"""Cut a whole file's vehicles into trips from sorted arrays, without building device messages.
 
 ``ubi score-file`` turns a vehicle's rows into the messages its device would have sent (10 fixes a message, one seq
 counter, ``ubi.stages.score_file.vehicle_messages``) and feeds them to the live ``TripCutter``. For a vehicle whose
@@ -16,7 +16,11 @@ computed from the event times and fix offsets directly:
 
 What this does not reproduce is left to the message path, per vehicle (``plan_ignition`` returns None): fixes before
 the first event (the cutter cuts those by motion) and any trip longer than ``max_trip_s`` (quarantined or partly
-refused by the cutter). tests/test_score_batch.py checks trip for trip against the message path.
+refused by the cutter).
+
+A vehicle with no events is cut by motion (``plan_motion``): ``motion_cut_kernel`` runs MotionTrack's rules over the
+fixes the track uses, and each trip takes the messages TripCutter would hand it, clipped to its start and end.
+tests/test_score_batch.py checks trip for trip, field by field, against the message path.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from scoring.motion import MotionRules
 from scoring.trips import trip_id
 
 BATCH_FIXES = 10  # fixes per synthesised message (ubi.stages.score_file.BATCH_FIXES)
@@ -46,8 +51,9 @@ class PlannedTrip:
     ended_by: str
     batch_lo: np.ndarray
     batch_nxt: np.ndarray
-    seq_first: int  # the ignition_on's seq
+    seq_first: int  # the ignition_on's seq (motion: the first message's)
     seq_last: int  # the ignition_off's, or the last message's (the ignition_on's when there is none)
+    clip_imu: bool = False  # motion trips hold only the IMU samples within [start_ms, end_ms]
 
 
 def _n_batches(k: int) -> int:
@@ -119,6 +125,153 @@ def _close(
     ended = "ignition_off" if by_off else "next_trip"
     last = seqs[nxt] if by_off else seqs[on] + n
     return PlannedTrip(tid, on_ms, end_ms, lo, hi, n + 1 + by_off, by_off, ended, batch_lo, batch_nxt, seqs[on], last)
+
+
+@njit(cache=True, nogil=True)
+def motion_cut_kernel(
+    t_ms: np.ndarray,
+    v: np.ndarray,
+    move_m: float,
+    stop_s: float,
+    gap_s: float,
+    max_gap_s: float,
+    warmup_s: float,
+    moving_mps: float,
+    out: np.ndarray,
+) -> int:
+    """``scoring.motion.MotionTrack`` over a vehicle's whole series of used fixes (accurate, each later than the
+    one before), from a parked start to the end of the data: writes (start, end, ended_by: 0 motion_stop,
+    1 data_gap) per trip, as fix indices, to ``out`` and returns the count. The track's rules one for one; what it
+    forgets while parked (its trimming) never reaches a decision (the warm-up walk-back stops before it)."""
+    n = t_ms.shape[0]
+    d = np.zeros(n)
+    k = 0
+    first = 0  # first fix the track still holds since its last reset (it holds none when first == i)
+    seg0 = 0
+    seg0_t = 0.0
+    j = 0
+    in_trip = False
+    start = 0
+    last_moving = -1
+    for i in range(n):
+        ts = t_ms[i] / 1000.0
+        if first < i and i > seg0 and ts - t_ms[i - 1] / 1000.0 >= gap_s:
+            if in_trip:
+                out[k, 0] = start
+                out[k, 1] = min(last_moving + 1, i - 1) if last_moving >= start else i - 1
+                out[k, 2] = 1
+                k += 1
+                in_trip = False
+            first = i
+            seg0 = i
+            j = i
+        if first < i:
+            dt = ts - t_ms[i - 1] / 1000.0
+            d[i] = d[i - 1] + (0.5 * (v[i - 1] + v[i]) * dt if 0.0 < dt <= max_gap_s else 0.0)
+        else:
+            d[i] = 0.0
+        if i == seg0:
+            seg0_t = ts
+        lim = ts - stop_s
+        while j + 1 <= i and t_ms[j + 1] / 1000.0 <= lim:
+            j += 1
+        ref = j if t_ms[j] / 1000.0 <= lim else seg0
+        wdist = d[i] - d[ref]
+        if v[i] > moving_mps:
+            last_moving = i
+        if not in_trip:
+            if wdist >= move_m:
+                m = ref
+                while m <= i and v[m] <= moving_mps:
+                    m += 1
+                s = i if m > i else (m - 1 if m > ref else ref)
+                q = s
+                while (
+                    q - 1 >= seg0
+                    and t_ms[s] / 1000.0 - t_ms[q - 1] / 1000.0 <= warmup_s
+                    and t_ms[q] / 1000.0 - t_ms[q - 1] / 1000.0 <= max_gap_s
+                ):
+                    q -= 1
+                start = q
+                in_trip = True
+        elif ts - seg0_t >= stop_s and wdist < move_m:
+            end = min(last_moving + 1, i) if last_moving >= start else i
+            out[k, 0] = start
+            out[k, 1] = end
+            out[k, 2] = 0
+            k += 1
+            in_trip = False
+            g = end + 1
+            first = g if g <= i + 1 else i + 1
+            seg0 = g
+            j = g
+            if g <= i:
+                seg0_t = t_ms[g] / 1000.0
+    if in_trip and first < n:
+        out[k, 0] = start
+        out[k, 1] = min(last_moving + 1, n - 1) if last_moving >= start else n - 1
+        out[k, 2] = 1
+        k += 1
+    return k
+
+
+def plan_motion(
+    vehicle: str, t: np.ndarray, speed: np.ndarray, acc: np.ndarray, rules: MotionRules
+) -> list[PlannedTrip]:
+    """The trips TripCutter cuts by motion from a vehicle's messages as score-file synthesises them (no events;
+    ``t`` sorted, every fix; ``acc`` with a missing accuracy as 0): the track's decisions on the fixes it uses, and
+    each trip's messages (those holding a used fix from its start to its end, or placed between) clipped to
+    [start, end], as ``TripCutter._close_motion`` takes them."""
+    n = t.shape[0]
+    last = np.maximum.accumulate(np.where(acc <= rules.max_accuracy_m, t, np.iinfo(np.int64).min))
+    prev = np.concatenate([[np.iinfo(np.int64).min], last[:-1]])
+    used = (acc <= rules.max_accuracy_m) & (t > prev)
+    ui = np.flatnonzero(used)
+    out = np.empty((ui.shape[0] + 1, 3), np.int64)
+    k = motion_cut_kernel(
+        t[ui],
+        np.ascontiguousarray(speed[ui], dtype=np.float64),
+        rules.move_m,
+        rules.stop_s,
+        rules.gap_s,
+        rules.max_gap_s,
+        rules.warmup_s,
+        rules.moving_mps,
+        out,
+    )
+    nb = _n_batches(n)
+    cum = np.concatenate([[0], np.cumsum(used)])  # used fixes before each fix index
+    b0 = BATCH_FIXES * np.arange(nb)
+    lo_fix = cum[b0]  # a message's first used fix (global index among used fixes) = used count at its arrival
+    hi_fix = cum[np.minimum(b0 + BATCH_FIXES, n)] - 1  # its last used fix, lo_fix - 1 when none
+    trips = []
+    for s, e, by in out[:k].tolist():
+        start_ms, end_ms = int(t[ui[s]]), int(t[ui[e]])
+        m0 = int(np.searchsorted(hi_fix, s, side="left"))  # first message with hi_fix >= start
+        m1 = int(np.searchsorted(lo_fix, e, side="right")) - 1  # last message with lo_fix <= end
+        lo = max(BATCH_FIXES * m0, int(np.searchsorted(t, start_ms, side="left")))
+        hi = min(min(BATCH_FIXES * (m1 + 1), n), int(np.searchsorted(t, end_ms, side="right")))
+        batch_lo = b0[m0 : m1 + 1].astype(np.int64)
+        nxt_i = batch_lo + BATCH_FIXES
+        batch_nxt = np.where(nxt_i < n, t[np.minimum(nxt_i, n - 1)], np.iinfo(np.int64).max).astype(np.int64)
+        trips.append(
+            PlannedTrip(
+                trip_id(vehicle, start_ms),
+                start_ms,
+                end_ms,
+                lo,
+                hi,
+                m1 - m0 + 1,
+                True,
+                "data_gap" if by else "motion_stop",
+                batch_lo,
+                batch_nxt,
+                m0,
+                m1,
+                True,
+            )
+        )
+    return trips
 
 
 def vehicle_imu_hz(it: np.ndarray) -> int:

@@ -120,7 +120,11 @@ def random_vehicle(rng: np.random.Generator, vid: str, kind: str) -> tuple[list[
     """Rows of one vehicle with the awkward cases: repeated and out-of-order times, gaps, inaccurate and (0, 0)
     fixes, missing optional columns, ignition events doubled, missing, at one time, or before any fix."""
     n = int(rng.integers(0, 500))
-    steps = rng.choice([0, 1000, 1000, 1000, 1000, 200, 45_000, 700_000], n)
+    steps = rng.choice(
+        [0, 1000, 1000, 1000, 1000, 200, 45_000, 700_000, 4_000_000],
+        n,
+        p=[0.05, 0.6, 0.1, 0.1, 0.05, 0.05, 0.02, 0.02, 0.01],
+    )
     t = T0 + int(rng.integers(0, 10_000)) + np.cumsum(steps)
     v = np.abs(np.cumsum(rng.normal(0, 1.5, n))) * (rng.random(n) > 0.05)
     lat = 52.0 + np.cumsum(v) * 1e-5

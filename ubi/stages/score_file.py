@@ -18,8 +18,9 @@ import polars as pl
 
 from scoring.batch import precompute
 from scoring.features import build_record, measure_trip, score_trip, trip_limits
-from scoring.filecut import plan_ignition, trip_imu, vehicle_imu_hz
+from scoring.filecut import plan_ignition, plan_motion, trip_imu, vehicle_imu_hz
 from scoring.maplayer import MapLayer
+from scoring.motion import MotionRules
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
 from ubi.common.config import Config, IngestConfig, ScoringConfig
 from ubi.common.errors import ConfigError
@@ -251,6 +252,7 @@ def cut_frames(
     has_lim = fx["limit_kmh"].is_not_null().to_numpy()
     lim_all = fx["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6
     max_trip_ms = int(IngestConfig().max_trip_s * 1000)
+    rules = MotionRules.of(cfg)
     trips: list[ClosedTrip] = []
     limits: list[np.ndarray | None] = []
     for vehicle in vehicles:
@@ -258,10 +260,11 @@ def cut_frames(
         t = t_all[lo:hi]
         lim = lim_all[lo:hi] if has_lim[lo:hi].any() else None
         ilo, ihi = imu_at.get(vehicle, (0, 0))
-        plan = None
         if vehicle in ev_of:
             ts, on = ev_of[vehicle]
             plan = plan_ignition(vehicle, t, np.array(ts, np.int64), np.array(on, bool), max_trip_ms)
+        else:
+            plan = plan_motion(vehicle, t, sp_all[lo:hi], acc_all[lo:hi], rules)
         if plan is None:
             g = pl.concat(
                 [
@@ -297,6 +300,9 @@ def cut_frames(
             if isinstance(sel_all, np.ndarray):
                 sel_all = sel_all + lo
             imu_t, a_lon, a_lat, a_vert = trip_imu(it, ia, hz, t, p)
+            if p.clip_imu and imu_t.shape[0]:
+                ik = (imu_t >= p.start_ms) & (imu_t <= p.end_ms)
+                imu_t, a_lon, a_lat, a_vert = imu_t[ik], a_lon[ik], a_lat[ik], a_vert[ik]
             trips.append(
                 ClosedTrip(
                     p.trip_id,
