@@ -74,6 +74,9 @@ def db(home, tmp_path: Path):
         )
         store.upsert_trips(con, [trip(vid, i, 25.0, 2 if pid == ALICE[0] else 0) for i in range(8)])
     store.run_month(con, RB, OCT)
+    # what the portal writes: ids inside the audit table's actor and detail
+    store.audit(con, f"policyholder:{ALICE[0]}", "review_request", {"request_id": "r1", "month": "2026-10"})
+    store.audit(con, "clerk", "review_accepted", {"id": "o1", "policy_id": ALICE[0], "trip": f"trip_{ALICE[1]}_3"})
     con.close()
     audit.record("reviewer", "review_accept", ALICE[0], {"objection": "o1"})
     return path
@@ -108,7 +111,9 @@ def test_export_holds_every_row_that_mentions_the_person(db):
     assert got["trips"] == 8 and "PL_BOB_02" not in json.dumps(data)
     premium = data["tables"]["premiums"][0]
     assert json.loads(premium["trace"])["premium"] == str(premium["premium"]) and premium["statement"]
-    assert [e["action"] for e in data["audit_entries"]] == ["review_accept"]
+    assert [e["action"] for e in data["audit_entries"]] == ["review_request", "review_accepted", "review_accept"]
+    assert len(data["tables"]["audit"]) == 2  # found inside text, not by a column name
+    assert ALICE[0] not in audit.log_path(load_config()).read_text()  # the chained log holds pseudonyms only
     json.dumps(data)  # machine-readable as it stands
 
 
@@ -124,7 +129,7 @@ def test_erase_leaves_nothing_linkable_and_survives_a_replay(db, home):
     r = subject.erase(con, ALICE[0], "dpo", kafka=False, revoke=lambda v: revoked.extend(v) or v)
     assert revoked == [ALICE[1]] and r.credentials == "MQTT credential revoked"
     assert r.deleted["trips"] == 8 and r.deleted["policies"] == 1 and r.deleted["protected_attributes"] == 1
-    assert r.pseudonymised == {"claims": 1, "premiums": 1}
+    assert r.pseudonymised == {"claims": 1, "premiums": 1, "audit.actor": 1, "audit.detail": 1}
     assert rows_mentioning(con, [ALICE[0], ALICE[1], "ALICE", *trips, *pseudonyms]) == {}
     # what accounting needs stays, under a token, without the driving details
     kept = con.execute("SELECT premium, trace, statement FROM premiums WHERE policy_id = ?", [r.token]).fetchall()

@@ -80,10 +80,19 @@ def record(
     detail: dict | None = None,
     cfg: Config | None = None,
 ) -> dict:
-    """Append one entry and return it. ``subject`` is a policy id; the log keeps its pseudonym only."""
+    """Append one entry and return it. ``subject`` is a policy id; the log keeps its pseudonym only. A
+    ``policy_id`` in ``detail`` becomes the subject, and an actor ``policyholder:<policy id>`` the pseudonym, so no
+    caller writes a policy id into the log by accident."""
     from ubi.adapters.privacy import pseudonym_key
 
     cfg = cfg or load_config()
+    detail = dict(detail or {})
+    if subject is None and isinstance(detail.get("policy_id"), str):
+        subject = detail.pop("policy_id")
+    if actor and actor.startswith("policyholder:"):
+        holder = actor.split(":", 1)[1]
+        subject = subject if subject is not None else holder
+        actor = "policyholder:" + subject_pseudonym(holder, pseudonym_key(cfg))
     key = chain_key(cfg)
     path = log_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +107,7 @@ def record(
             "actor": actor or getpass.getuser(),
             "action": action,
             "subject": None if subject is None else subject_pseudonym(subject, pseudonym_key(cfg)),
-            "detail": detail or {},
+            "detail": detail,
             "prev": prev,
         }
         entry = {**body, "hash": _digest(key, prev, body)}

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -104,6 +105,29 @@ def person_tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     return out
 
 
+def text_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Every text column (VARCHAR, JSON) of every base table that is not itself a person column: ids also turn up
+    inside free text and JSON (an audit entry's detail, an actor ``policyholder:<id>``, a trace naming trips)."""
+    rows = con.execute(
+        """SELECT c.table_name, c.column_name FROM information_schema.columns c
+           JOIN information_schema.tables t USING (table_catalog, table_schema, table_name)
+           WHERE c.table_catalog = current_database() AND c.table_schema = 'main' AND t.table_type = 'BASE TABLE'
+             AND c.data_type IN ('VARCHAR', 'JSON') AND c.table_name <> 'erasures'
+           ORDER BY c.table_name, c.ordinal_position"""
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        if column not in PERSON_COLUMNS:
+            out.setdefault(table, []).append(column)
+    return out
+
+
+def id_pattern(ids: list[str]) -> str:
+    """A regular expression (RE2) matching any of the ids as a whole word."""
+    alts = "|".join(re.escape(i) for i in sorted(set(ids), key=len, reverse=True))
+    return rf"\b(?:{alts})\b"
+
+
 @dataclass
 class Person:
     policy_id: str
@@ -164,6 +188,16 @@ def export(
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         if rows:
             tables[table] = rows
+    pattern = id_pattern([policy_id, person.vehicle_id, *person.trip_ids])
+    for table, columns in sorted(text_columns(con).items()):
+        where = " OR ".join(f'regexp_matches(CAST("{c}" AS VARCHAR), $pattern)' for c in columns)
+        cur = con.execute(f'SELECT * FROM "{table}" WHERE {where}', {"pattern": pattern})
+        names = [d[0] for d in cur.description]
+        have = {json.dumps(r, default=str, sort_keys=True) for r in tables.get(table, [])}
+        for r in cur.fetchall():
+            row = dict(zip(names, r, strict=True))
+            if json.dumps(row, default=str, sort_keys=True) not in have:
+                tables.setdefault(table, []).append(row)
     out: dict[str, Any] = {
         "format": "ubi.subject-export.v1",
         "exported_at": datetime.now(timezone.utc).isoformat(),
@@ -267,6 +301,17 @@ def erase(
                 else:
                     sql = f'DELETE FROM "{table}" WHERE {where}'
                     deleted[table] = con.execute(sql, _used(sql, params)).fetchone()[0]
+            # ids inside text (audit details, actors, notes): replaced by the token, the rows kept
+            pattern = id_pattern([policy_id, person.vehicle_id, *person.trip_ids])
+            for table, columns in sorted(text_columns(con).items()):
+                for c in columns:
+                    n = con.execute(
+                        f'UPDATE "{table}" SET "{c}" = regexp_replace(CAST("{c}" AS VARCHAR), $p, $token, \'g\') '
+                        f'WHERE regexp_matches(CAST("{c}" AS VARCHAR), $p)',
+                        {"p": pattern, "token": token},
+                    ).fetchone()[0]
+                    if n:
+                        pseudonymised[f"{table}.{c}"] = n
     vehicle = person.vehicle_id
     kafka_note = "skipped (--no-kafka)"
     cred_note = "skipped"
@@ -285,7 +330,12 @@ def erase(
         cfg,
     )
     p = cfg.privacy
-    remains = [f"{t}: {n} row(s) kept under {token}; {RETAINED[t]}" for t, n in pseudonymised.items() if n]
+    remains = [
+        f"{t}: {n} row(s) kept under {token}; "
+        + RETAINED.get(t, "the id inside this text was replaced by the token, the row kept (accountability)")
+        for t, n in pseudonymised.items()
+        if n
+    ]
     if not kafka_note.startswith("cutter state tombstoned"):
         remains.append(f"the scorer's cutter state for the vehicle in {cfg.kafka.scorer_state_topic}: {kafka_note}")
     remains += [
