@@ -158,13 +158,21 @@ def gps_trust_speed(imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray,
     return out
 
 
-def harsh_events(imu_t_s: np.ndarray, a: np.ndarray, speed_at: np.ndarray, kind: str, cfg: ScoringConfig) -> Events:
+def harsh_events(
+    imu_t_s: np.ndarray,
+    a: np.ndarray,
+    speed_at: np.ndarray,
+    kind: str,
+    cfg: ScoringConfig,
+    period: float | None = None,
+) -> Events:
     """Graded events of ``kind`` (brake | accel | corner) from the accelerometer, gated by ``speed_at`` (m/s at each
     IMU sample, NaN = untrusted: see gps_trust_speed). NaN accelerations are quiet samples.
 
     Detection runs once, at the moderate band, on the event_mean_window_s moving mean, held for
     min_event_duration_s - window but at least one sample interval; an IMU gap ends a run when it exceeds
-    max(max_imu_gap_s, max_imu_gap_samples / rate). Each event is graded by its peak."""
+    max(max_imu_gap_s, max_imu_gap_samples / rate). Each event is graded by its peak. ``period``: the median sample
+    interval of ``imu_t_s`` when the caller has it (measure_trip asks for three kinds on the same samples)."""
     t = _times(imu_t_s)
     n = t.shape[0]
     a = _f64("a", a, n)
@@ -172,7 +180,7 @@ def harsh_events(imu_t_s: np.ndarray, a: np.ndarray, speed_at: np.ndarray, kind:
     sign, b1, b2, b3, vmin = bands(kind, cfg)
     if n < 2:
         return _graded(np.zeros(0), np.zeros(0), np.zeros(0), b2, b3)
-    period = float(np.median(np.diff(t)))
+    period = float(np.median(np.diff(t))) if period is None else period
     am = smooth(a, max(1, int(round(cfg.event_mean_window_s / period))))
     hold = max(cfg.min_event_duration_s - cfg.event_mean_window_s, period) - 1e-6
     max_gap = max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period)
@@ -453,8 +461,9 @@ def measure_trip(
     if used:
         assert imu is not None
         v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
+        per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None
         ev = {
-            k: harsh_events(it, a, v_at, k, cfg)
+            k: harsh_events(it, a, v_at, k, cfg, per)
             for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))
         }
         source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
@@ -562,7 +571,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         over_limit_margin_km=sp.over_margin_m / 1000.0,
         high_speed_km=sp.high_speed_m / 1000.0,
         high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
-        heatmap_s=[round(x, 3) for x in m.heatmap.tolist()],
+        heatmap_s=[round(x, 3) if x else x for x in m.heatmap.tolist()],
         score=m.score,
         score_parts=m.score_parts,
         imu_status=imu_status(m.imu),

@@ -276,7 +276,22 @@ def plan_motion(
 
 def vehicle_imu_hz(it: np.ndarray) -> int:
     """The rate score-file puts a vehicle's IMU samples on (median interval; 10 Hz with fewer than two samples)."""
-    return int(round(1000.0 / np.median(np.diff(it)))) if it.shape[0] > 1 else 10
+    return int(round(1000.0 / median_int(np.diff(it)))) if it.shape[0] > 1 else 10
+
+
+def median_int(x: np.ndarray) -> float:
+    """``np.median`` of integers (ms intervals: few distinct values) by counting, not partitioning; the same value
+    (the middle one, or the mean of the two middle ones)."""
+    if x.shape[0] == 0:
+        return float(np.median(x))
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > 1_000_000:
+        return float(np.median(x))
+    c = np.cumsum(np.bincount(x - lo))
+    n = x.shape[0]
+    a = lo + int(np.searchsorted(c, (n - 1) // 2, side="right"))
+    b = lo + int(np.searchsorted(c, n // 2, side="right"))
+    return float(np.mean(np.array([a, b], dtype=np.int64))) if a != b else float(a)
 
 
 @njit(cache=True, nogil=True)

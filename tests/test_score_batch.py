@@ -351,3 +351,17 @@ def test_vehicle_imu_rate_and_empty_trip_imu():
     p = PlannedTrip("x", 0, 1, 0, 0, 2, True, "ignition_off", np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 1)
     t, *cols = trip_imu(np.arange(10, dtype=np.int64), (np.zeros(10),) * 3, 10, np.zeros(1, np.int64), p)
     assert t.shape == (0,) and all(c.shape == (0,) for c in cols)
+
+
+def test_median_int_equals_numpy_median():
+    """The counting median score-file takes each vehicle's IMU rate from, against np.median: random intervals with
+    repeats, odd and even counts, one value, wide ranges (where it hands over to np.median)."""
+    from scoring.filecut import median_int
+
+    rng = np.random.default_rng(5)
+    for k in range(500):
+        n = int(rng.integers(1, 80))
+        x = rng.choice(np.array([0, 1, 33, 34, 100, 100, 101, 5000, -3]), n)
+        if k % 9 == 0:
+            x = rng.integers(-(10**7), 10**7, n)
+        assert median_int(x) == float(np.median(x))
