@@ -141,3 +141,25 @@ def test_keys_are_made_once(tmp_path):
     assert privacy.read_or_make_key(path, create=False) is None
     first = privacy.read_or_make_key(path, create=True)
     assert first and privacy.read_or_make_key(path, create=True) == first and len(first) >= 40
+
+
+def test_rekey_makes_the_old_key_useless(home, tmp_path):
+    db = tmp_path / "r.duckdb"
+    con = store.connect(db)
+    con.execute("INSERT INTO protected_attributes VALUES ('PL_REKEY', 'm')")
+    con.close()
+    key_file = home / "secrets" / "db.key"
+    old = key_file.read_text().strip()
+    assert privacy.rekey_database(db) == key_file
+    new = key_file.read_text().strip()
+    assert new != old and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not key_file.with_name("db.key.new").exists() and b"PL_REKEY" not in db.read_bytes()
+    ro = store.connect(db, read_only=True)
+    assert ro.execute("SELECT policy_id FROM protected_attributes").fetchall() == [("PL_REKEY",)]
+    ro.close()
+    os.environ["UBI_DB_KEY"] = old
+    try:
+        with pytest.raises(DatabaseKeyError, match="wrong encryption key"):
+            store.connect(db, read_only=True)
+    finally:
+        del os.environ["UBI_DB_KEY"]

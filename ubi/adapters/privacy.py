@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from ubi.common.config import Config, PrivacyConfig, load_config
-from ubi.common.errors import ConfigError, DatabaseKeyError, PrivacyError
+from ubi.common.errors import ConfigError, DatabaseKeyError, PrivacyError, StoreError
 
 log = logging.getLogger("ubi.privacy")
 
@@ -222,7 +222,7 @@ def open_database(path: Path | str, read_only: bool = False, cfg: Config | None 
             raise DatabaseKeyError(f"{path} is encrypted but privacy.encrypt_db is false: set it true and give the key")
         return duckdb.connect(str(path), read_only=read_only)
     if state is None and read_only:
-        raise DatabaseKeyError(f"{path}: no such database file")
+        raise StoreError(f"{path}: no such database file")
     key, source = db_key(cfg, create=state is not True)
     if key is None:
         raise DatabaseKeyError(
@@ -280,3 +280,55 @@ def encrypt_in_place(path: Path, key: str, crypto: str = "auto") -> None:
     os.replace(tmp, path)
     path.with_name(path.name + ".wal").unlink(missing_ok=True)
     log.warning("%s was not encrypted: encrypted it in place (COPY FROM DATABASE)", path)
+
+
+def rekey_database(path: Path | str, cfg: Config | None = None) -> Path:
+    """Re-encrypt the DuckDB file under a fresh key in the key file (the old key stops working). The new key is
+    written beside the old one first, the data copied into a new file under it, then the file and the key are
+    renamed into place; if the run is cut between those two renames, ``db.key.new`` holds the key of the file."""
+    cfg = cfg or load_config()
+    p = cfg.privacy
+    path = Path(path)
+    if os.environ.get(p.db_key_env):
+        raise PrivacyError(
+            f"the key comes from ${p.db_key_env}: re-encrypt with a key file, or copy the database yourself "
+            "(ATTACH old and new with their keys, COPY FROM DATABASE) and change the variable"
+        )
+    if file_is_encrypted(path) is not True:
+        raise PrivacyError(f"{path} is not an encrypted database (run `ubi privacy encrypt-db` first)")
+    key_file = _key_path(cfg, p.db_key_file, "db.key")
+    old, _ = db_key(cfg, create=False)
+    if old is None:
+        raise DatabaseKeyError(f"no key for {path} in {key_file}")
+    pending = key_file.with_name(key_file.name + ".new")
+    pending.unlink(missing_ok=True)
+    new = read_or_make_key(pending, create=True)
+    assert new is not None
+    tmp = path.with_name(path.name + ".rekeying")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    con = duckdb.connect()
+    try:
+        _crypto_for_writing(con, p.db_crypto)
+        con.execute(f"ATTACH {_sql_text(str(path))} AS old_db (ENCRYPTION_KEY {_sql_text(old)})")
+        con.execute("CHECKPOINT old_db")
+        con.execute(f"ATTACH {_sql_text(str(tmp))} AS new_db (ENCRYPTION_KEY {_sql_text(new)})")
+        con.execute("COPY FROM DATABASE old_db TO new_db")
+        con.execute("DETACH new_db")
+        con.execute("DETACH old_db")
+    except duckdb.InvalidInputException:
+        tmp.unlink(missing_ok=True)
+        pending.unlink()
+        raise DatabaseKeyError(f"{path}: wrong encryption key (from {key_file})") from None
+    except duckdb.Error as exc:
+        tmp.unlink(missing_ok=True)
+        pending.unlink()
+        raise PrivacyError(f"could not re-encrypt {path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    os.replace(pending, key_file)
+    log.warning("%s re-encrypted under a new key in %s; the old key no longer opens it", path, key_file)
+    return key_file

@@ -130,6 +130,17 @@ def _encrypt_db(args) -> int:
     return 0
 
 
+def _rekey_db(args) -> int:
+    from ubi.adapters import audit
+    from ubi.adapters.privacy import rekey_database
+
+    db = _db(args)
+    key_file = rekey_database(db)
+    audit.record(getpass.getuser(), "rekey_db", None, {"db": str(db), "key_file": str(key_file)})
+    print(f"{db}: re-encrypted under a new key in {key_file}")
+    return 0
+
+
 def _audit(args) -> int:
     from ubi.adapters import audit
 
@@ -164,6 +175,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = ps.add_parser("encrypt-db", help="encrypt an existing unencrypted DuckDB file in place")
     e.add_argument("--db", type=Path, default=None)
     e.set_defaults(func=_encrypt_db)
+    e = ps.add_parser("rekey-db", help="re-encrypt the DuckDB file under a fresh key (stop every writer first)")
+    e.add_argument("--db", type=Path, default=None)
+    e.set_defaults(func=_rekey_db)
 
     s = sub.add_parser("audit", help="check the hash-chained audit log")
     s.add_argument("action", choices=["verify"])
