@@ -4,6 +4,7 @@ limiting, CSRF, one policy's session never reaching another's data, objections a
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -207,6 +208,8 @@ def test_review_request_and_the_review_command(env, capsys, monkeypatch):
     from ubi.common import config as config_mod
 
     config_mod.get_config.cache_clear()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level  # main() points logging at this test's captured stderr: put it back after
     try:
         assert main(["review", "list"]) == 0
         out = capsys.readouterr().out
@@ -226,6 +229,8 @@ def test_review_request_and_the_review_command(env, capsys, monkeypatch):
         assert main(["portal", "language", "P1", "fr"]) == 2
     finally:
         config_mod.get_config.cache_clear()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     assert "您2026年11月的保费为" in signed_in(cfg, token).get("/statements").text
 
 
