@@ -32,6 +32,7 @@ TARGETS = {"run_s": 30.0, "whatif_s": 15.0, "peak_mb": 2048.0}
 
 
 KEYLESS_ABOVE = 2_000_000  # policies: bigger books get a trips table without the trip_id primary key
+BLOCK = 100_000  # policies: bigger books repeat one generated block of this size under new ids (built in SQL)
 
 
 def build(db: Path, policies: int, trips: int) -> float:
@@ -45,15 +46,47 @@ def build(db: Path, policies: int, trips: int) -> float:
     from ubi.common.trip_record import create_table_sql
 
     t = time.perf_counter()
-    if policies > KEYLESS_ABOVE:
+    if policies <= KEYLESS_ABOVE:
+        con = store.connect(db)
+        load_bulk(con, policies, trips, MONTH, seed=1, chunk=100_000)
+    else:
         raw = duckdb.connect(str(db))
         raw.execute(create_table_sql().replace(" PRIMARY KEY", ""))
         raw.close()
-    con = store.connect(db)
-    load_bulk(con, policies, trips, MONTH, seed=1, chunk=100_000)
+        con = store.connect(db)
+        replicate_blocks(con, policies, trips)
     con.execute("CHECKPOINT")
     con.close()
     return time.perf_counter() - t
+
+
+def replicate_blocks(con, policies: int, trips: int) -> None:
+    """A national-size book from one simulated block of BLOCK policies, inserted policies // BLOCK times under new
+    policy, vehicle and trip ids by DuckDB itself (the Python generator would take hours for 600 M trips on this
+    shared machine). Every block prices the same; the run's time and memory depend on the sizes, not the values."""
+    from simulator.bulk import bulk_policies, bulk_trips
+
+    if policies % BLOCK:
+        raise SystemExit(f"--policies above {KEYLESS_ABOVE:,} must be a multiple of {BLOCK:,}")
+    pol = bulk_policies(BLOCK, 1, 1)
+    tr = bulk_trips(pol["vehicle_id"].to_list(), trips, MONTH, 1, 1)
+    con.register("pol_df", pol)
+    con.register("trips_df", tr)
+    other = ", ".join(c for c in tr.columns if c not in ("trip_id", "vehicle_id"))
+    for k in range(policies // BLOCK):
+        off = k * BLOCK
+        num = f"lpad(CAST(CAST(substr({{c}}, {{at}}, 8) AS BIGINT) + {off} AS VARCHAR), 8, '0')"
+        pid, vid = num.format(c="policy_id", at=3), num.format(c="vehicle_id", at=3)
+        con.execute(f"""INSERT INTO policies (policy_id, vehicle_id, start_date, base_premium, vehicle_group, age_band,
+                        region) SELECT 'PB' || {pid}, 'VB' || {vid}, start_date, base_premium, vehicle_group,
+                        age_band, region FROM pol_df""")
+        con.execute(f"INSERT INTO protected_attributes SELECT 'PB' || {pid}, gender FROM pol_df")
+        tid = num.format(c="trip_id", at=2)
+        con.execute(f"""INSERT INTO trips (trip_id, vehicle_id, {other}, stored_at)
+                        SELECT 'T' || {tid} || substr(trip_id, 10), 'VB' || {vid}, {other}, now()::TIMESTAMP
+                        FROM trips_df""")
+        if k % 10 == 9:
+            print(f"  {(k + 1) * BLOCK:,} policies", file=sys.stderr, flush=True)
 
 
 def peak_mb() -> float:

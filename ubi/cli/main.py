@@ -105,7 +105,10 @@ def _bridge(args) -> int:
 def _score(args) -> int:
     from ubi.stages.score import run_score
 
-    run_score(get_config(), client_id=args.client_id)
+    cfg = get_config()
+    if args.metrics_port is not None:
+        cfg = replace(cfg, ingest=replace(cfg.ingest, scorer_metrics_port=args.metrics_port))
+    run_score(cfg, client_id=args.client_id)
     return 0
 
 
@@ -123,7 +126,10 @@ def _pipeline(args) -> int:
 def _store(args) -> int:
     from ubi.stages.store import run_store
 
-    run_store(get_config(), client_id=args.client_id)
+    cfg = get_config()
+    if args.metrics_port is not None:
+        cfg = replace(cfg, ingest=replace(cfg.ingest, store_metrics_port=args.metrics_port))
+    run_store(cfg, client_id=args.client_id)
     return 0
 
 
@@ -284,8 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(name, help=what)
         s.add_argument("--client-id", default=f"ubi-{name}-1")
-        if name == "bridge":
-            s.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0 = off)")
+        s.add_argument("--metrics-port", type=int, default=None, help="Prometheus /metrics port (0 = off)")
         s.set_defaults(func=func)
 
     s = sub.add_parser("pipeline", help="run bridge, scorer and store, restarting any that dies (a supervisor)")
