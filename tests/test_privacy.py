@@ -163,3 +163,14 @@ def test_rekey_makes_the_old_key_useless(home, tmp_path):
             store.connect(db, read_only=True)
     finally:
         del os.environ["UBI_DB_KEY"]
+
+
+def test_stack_up_makes_the_keys_but_never_a_new_key_for_an_encrypted_file(home, tmp_path):
+    cfg = load_config()
+    assert privacy.ensure_keys(cfg) == "made pseudonym.key, audit.key, erasure.key, db.key"
+    for name in ("pseudonym.key", "audit.key", "erasure.key", "db.key"):
+        assert stat.S_IMODE((home / "secrets" / name).stat().st_mode) == 0o600
+    assert privacy.ensure_keys(cfg) == "present"
+    store.connect(cfg.db_path).close()
+    (home / "secrets" / "db.key").unlink()  # lost: the encrypted file must not get a fresh key
+    assert privacy.ensure_keys(cfg) == "present" and not (home / "secrets" / "db.key").exists()

@@ -143,6 +143,24 @@ def db_key(cfg: Config, create: bool) -> tuple[str | None, str]:
     return read_or_make_key(path, create), str(path)
 
 
+def ensure_keys(cfg: Config) -> str:
+    """Make the keys that are missing (``ubi stack up``), so that they exist, 0600, before any stage needs them. The
+    DuckDB key only while no encrypted database file exists: a lost key must stay an error, not a new key."""
+    made = []
+    for name in ("pseudonym.key", "audit.key", "erasure.key"):
+        path = cfg.secrets_dir / name
+        if not path.exists():
+            read_or_make_key(path, create=True)
+            made.append(name)
+    p = cfg.privacy
+    if p.encrypt_db and not os.environ.get(p.db_key_env) and file_is_encrypted(cfg.db_path) is not True:
+        path = _key_path(cfg, p.db_key_file, "db.key")
+        if not path.exists():
+            read_or_make_key(path, create=True)
+            made.append(path.name)
+    return f"made {', '.join(made)}" if made else "present"
+
+
 def pseudonym_key(cfg: Config | None = None) -> bytes:
     """The HMAC key for pseudonyms: the environment variable, else the key file (made on first use)."""
     cfg = cfg or load_config()

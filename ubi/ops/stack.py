@@ -406,6 +406,9 @@ class Stack:
             out["mosquitto"] = self.mosquitto_up()
         if "kafka" in services:
             out["kafka"] = self.kafka_up()
+        from ubi.adapters.privacy import ensure_keys  # DuckDB, pseudonym, audit, erasure keys (0600)
+
+        out["keys"] = ensure_keys(self.cfg)
         return out
 
     def mosquitto_down(self) -> bool:
