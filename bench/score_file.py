@@ -98,7 +98,8 @@ def measure(name: str, gps: pl.DataFrame, imu: pl.DataFrame | None, tmp: Path, r
             "imu_used": sum(r["imu_status"] in ("vehicle_frame", "rotated") for r in rows_imu),
         }
     if peer:
-        pf = peer_frame(gps, pl.DataFrame(rows).select("vehicle_id", "start_ms", "end_ms"))
+        trips = pl.DataFrame({k: [r[k] for r in rows] for k in ("vehicle_id", "start_ms", "end_ms")})
+        pf = peer_frame(gps, trips)
         pf.write_parquet(pp)
         out["peer_fixes"] = pf.height
         run_peer(pp)

@@ -284,13 +284,14 @@ def median_int(x: np.ndarray) -> float:
     (the middle one, or the mean of the two middle ones)."""
     if x.shape[0] == 0:
         return float(np.median(x))
-    lo, hi = int(x.min()), int(x.max())
-    if hi - lo > 1_000_000:
-        return float(np.median(x))
-    c = np.cumsum(np.bincount(x - lo))
+    lo = int(x.min())
+    top = min(int(x.max()), lo + 65_536)  # values above (the gaps between trips) only count, in one bin past it
+    c = np.cumsum(np.bincount(np.minimum(x, top + 1) - lo))
     n = x.shape[0]
     a = lo + int(np.searchsorted(c, (n - 1) // 2, side="right"))
     b = lo + int(np.searchsorted(c, n // 2, side="right"))
+    if b > top:
+        return float(np.median(x))
     return float(np.mean(np.array([a, b], dtype=np.int64))) if a != b else float(a)
 
 

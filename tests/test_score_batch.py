@@ -355,7 +355,7 @@ def test_vehicle_imu_rate_and_empty_trip_imu():
 
 def test_median_int_equals_numpy_median():
     """The counting median score-file takes each vehicle's IMU rate from, against np.median: random intervals with
-    repeats, odd and even counts, one value, wide ranges (where it hands over to np.median)."""
+    repeats, odd and even counts, one value, day-long gaps, wide ranges (where it hands over to np.median)."""
     from scoring.filecut import median_int
 
     rng = np.random.default_rng(5)
@@ -364,4 +364,6 @@ def test_median_int_equals_numpy_median():
         x = rng.choice(np.array([0, 1, 33, 34, 100, 100, 101, 5000, -3]), n)
         if k % 9 == 0:
             x = rng.integers(-(10**7), 10**7, n)
+        elif k % 5 == 0:
+            x[rng.random(n) < 0.3] = 86_400_000  # the gaps between trips
         assert median_int(x) == float(np.median(x))
