@@ -273,6 +273,7 @@ def create_app(cfg: Config) -> Starlette:
         return {
             "id": t["trip_id"],
             "day": lang.day(t["start_ts"]),
+            "day_short": lang.day_short(t["start_ts"]),
             "start": lang.time(t["start_ts"]),
             "end": lang.time(t["end_ts"]),
             "km": lang.num(float(t["distance_km"]), 1),

@@ -117,6 +117,10 @@ class Lang:
     def day(self, ts: datetime) -> str:
         return format_date(self.local(ts), "medium", locale=self.locale)
 
+    def day_short(self, ts: datetime) -> str:
+        """Weekday and day for a table within a month ("Tue, Nov 17", "11月17日周二")."""
+        return format_skeleton("MMMEd", self.local(ts), locale=self.locale)
+
     def time(self, ts: datetime) -> str:
         return format_skeleton("Hm", self.local(ts), locale=self.locale)
 
