@@ -273,3 +273,42 @@ def test_pricing_textfile_holds_the_runs_figures(tmp_path):
     assert m[("ubi_pricing_last_run_duration_seconds", ())] == 12.5
     assert m[("ubi_pricing_last_run_off_balance", ())] == 1.02
     assert list(path.parent.iterdir()) == [path]  # written atomically: no temporary file left behind
+
+
+def test_store_seed_from_duckdb_names_insured_and_recent_vehicles(tmp_path):
+    import time as _time
+
+    con = store.connect(tmp_path / "s.duckdb")
+    now_ms = int(_time.time() * 1000)
+    base = trips_log_row()
+    recent = [
+        {
+            **base,
+            "trip_id": f"r{i}",
+            "vehicle_id": "VREC",
+            "start_ms": now_ms - 7_200_000 + i,
+            "end_ms": now_ms - 3_600_000 + i,
+        }
+        for i in range(3)
+    ]
+    old = [
+        {
+            **base,
+            "trip_id": "o1",
+            "vehicle_id": "VOLD",
+            "start_ms": now_ms - 90 * 86_400_000,
+            "end_ms": now_ms - 90 * 86_400_000 + 60_000,
+        }
+    ]
+    store.upsert_trips(con, recent + old)
+    con.execute("INSERT INTO policies VALUES ('P1', 'VINS', '2025-01-01', 50.00, 'A', '40-64', 'north')")
+    got = dict(store.last_data_by_vehicle(con, 35))
+    con.close()
+    assert set(got) == {"VREC", "VINS"}  # VOLD drove 90 days ago, beyond the window, and holds no policy
+    assert got["VINS"] is None and got["VREC"] == pytest.approx((now_ms - 3_600_000 + 2) / 1000, abs=0.002)
+
+
+def trips_log_row() -> dict:
+    from tests.test_store_stage import row
+
+    return row(0)
