@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from pricing.report import png, table
+from ubi.common.errors import PricingError
 
 DEFAULT_THRESHOLD = 0.03  # 3 points of mean premium change, or 0.03 of mean telematics factor
 
@@ -39,7 +40,8 @@ def audit(
 ) -> FairnessResult:
     """Per group: count, mean change, mean factor, share with an increase, share capped up; per attribute: gaps.
 
-    Groups smaller than ``min_group`` are reported but not used for the gap (their means are noise)."""
+    Groups smaller than ``min_group`` are reported but not used for the gap (their means are noise). A group whose
+    mean is not a number, or fewer than two groups to compare, is a PricingError: no verdict is not a pass."""
     groups, disparities = [], []
     for attr, labels in attributes.items():
         labels = np.asarray(labels).astype(str)
@@ -49,7 +51,7 @@ def audit(
             rows.append(
                 {
                     "attribute": attr,
-                    "group": g,
+                    "group": str(g),
                     "policies": int(m.sum()),
                     "mean_change": float(change[m].mean()),
                     "mean_factor": float(factor[m].mean()),
@@ -58,21 +60,19 @@ def audit(
                 }
             )
         groups += rows
+        bad = [str(r["group"]) for r in rows if not (np.isfinite(r["mean_change"]) and np.isfinite(r["mean_factor"]))]
+        if bad:  # a NaN mean compares false with everything: the gap would be nan and pass
+            raise PricingError(
+                f"fairness: {attr} group(s) {bad} have premium changes or factors that are not numbers "
+                "(a previous premium of 0?); no verdict"
+            )
         big = [r for r in rows if r["policies"] >= min_group]
+        if len(big) < 2:
+            raise PricingError(
+                f"fairness: {attr} has {len(big)} group(s) with at least {min_group} policies "
+                f"(groups: {[str(r['group']) for r in rows]}): nothing to compare, so no verdict"
+            )
         for metric in ("mean_change", "mean_factor"):
-            if len(big) < 2:
-                disparities.append(
-                    {
-                        "attribute": attr,
-                        "metric": metric,
-                        "gap": 0.0,
-                        "highest": "",
-                        "lowest": "",
-                        "threshold": threshold,
-                        "flagged": False,
-                    }
-                )
-                continue
             hi = max(big, key=lambda r: r[metric])
             lo = min(big, key=lambda r: r[metric])
             gap = hi[metric] - lo[metric]

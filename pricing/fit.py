@@ -239,6 +239,15 @@ def fit(rb: Rulebook, exp: Experience, seed: int = 0, boosting: bool = True) -> 
                 "actual_claims": float(exp.claims[test].sum()),
             }
         )
+    for f in rb.factors:  # a factor whose data all fall in one band cannot be fitted: 1.000 [1.000, 1.000] says nothing
+        los = np.array([b.lo for b in f.bands])
+        idx = np.clip(np.searchsorted(los, exp.feature(f.feature), side="right") - 1, 0, len(los) - 1)
+        used = np.unique(idx)
+        if used.size < 2:
+            raise PricingError(
+                f"no telematics data to fit {f.feature!r}: all {w.sum():,.0f} policy-years fall in its band "
+                f"'{f.bands[int(used[0])].label}'; a book without telematics is fitted with `ubi actuary fit --book`"
+            )
     glm = _glm(d.X, y, w)  # relativities from all the data once validated
     cov = _covariance(glm, d.X, w)
     bands = _bands(rb, exp, d, glm, cov)

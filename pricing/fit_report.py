@@ -63,6 +63,9 @@ def html_sections(r: FitResult, draft_path: str) -> list[tuple[str, str]]:
         ax.legend(fontsize=8)
     cal = png(fig)
     feats = list(dict.fromkeys(b.feature for b in r.bands))
+    if not feats:  # a rulebook without telematics factors: the GLM fits km and the controls only
+        rel = "<p>The rulebook has no telematics factor: no band relativities to fit.</p>"
+        return _sections(r, head, lor, cal, rel, draft_path)
     fig, axes = plt.subplots(1, len(feats), figsize=(5 * len(feats), 3.2), squeeze=False)
     for ax, f in zip(axes[0], feats, strict=False):
         bs = [b for b in r.bands if b.feature == f]
@@ -77,6 +80,10 @@ def html_sections(r: FitResult, draft_path: str) -> list[tuple[str, str]]:
         ax.axhline(1, color="black", lw=0.8)
         ax.set_title(f"{f} (fitted, 95% CI)")
     rel = png(fig)
+    return _sections(r, head, lor, cal, rel, draft_path)
+
+
+def _sections(r: FitResult, head: str, lor: str, cal: str, rel: str, draft_path: str) -> list[tuple[str, str]]:
     return [
         ("Data and exposure", head),
         ("Model comparison (hold-out)", table(r.metrics)),

@@ -22,6 +22,7 @@ from ubi.adapters import duckdb_store as store
 from ubi.adapters.duckdb_store import run_month
 from ubi.cli import actuary
 from ubi.common.config import Config
+from ubi.common.errors import PricingError
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTER = Config().rulebook
@@ -132,6 +133,29 @@ def test_fairness_audit_numbers():
     )
     gaps = {d["metric"]: d["gap"] for d in r.disparities}
     assert gaps["mean_change"] == pytest.approx(0.1) and r.flagged
+
+
+def test_fairness_audit_refuses_nan_and_single_groups():
+    ok = dict(factor=np.ones(4), capped_up=np.zeros(4, bool), min_group=1)
+    with pytest.raises(PricingError, match=r"gender group\(s\) \['f'\] have premium changes or factors"):
+        fairness.audit(np.array([0.1, 0.1, np.nan, 0.0]), attributes={"gender": np.array(["m", "m", "f", "f"])}, **ok)
+    with pytest.raises(PricingError, match="gender has 1 group"):
+        fairness.audit(np.zeros(4), attributes={"gender": np.array(["f"] * 4)}, **ok)
+
+
+def test_fit_without_telematics_factors_writes_a_whole_report(tmp_path):
+    """A rulebook with no [[factors]] passes `rulebook check`; fit then reports km and controls, no crash; and a
+    failing fit leaves no half-written folder."""
+    text = STARTER.read_text().split("[[factors]]")[0]
+    rb = parse_rulebook(text)
+    exp = book_experience(sim.make_book(3000, seed=4))
+    res = actuary.fit_report_files(rb, exp, tmp_path / "fit")
+    assert res.bands == [] and "no telematics factor" in (tmp_path / "fit" / "report.html").read_text()
+    load_rulebook(tmp_path / "fit" / "draft_rulebook.toml")
+    flat = replace(exp, harsh_brakes=np.zeros_like(exp.harsh_brakes), harsh_accels=np.zeros_like(exp.harsh_accels))
+    with pytest.raises(PricingError, match="no telematics data to fit 'harsh_brakes_per_100km'"):
+        actuary.fit_report_files(RB, flat, tmp_path / "fit2")
+    assert not (tmp_path / "fit2").exists() and len(list(tmp_path.iterdir())) == 1
 
 
 def test_protected_attributes_never_priced_on(priced):

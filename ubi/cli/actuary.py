@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from pricing import fairness, fit, fit_report, whatif
+from pricing.book_report import atomic_folder
 from pricing.monthly import month_start, price_month_book
 from pricing.report import page, write_csv
 from pricing.rulebook import Rulebook, load_rulebook, parse_rulebook
@@ -98,17 +99,19 @@ def whatif_cmd(cfg, args) -> int:
 
 
 def fit_report_files(rb: Rulebook, exp: fit.Experience, out: Path) -> fit.FitResult:
+    """Fit, then write every file into a temporary folder renamed onto ``out``: a report is whole or absent."""
     res = fit.fit(rb, exp)
     draft = out / "draft_rulebook.toml"
-    draft.write_text(res.draft_toml)
-    parse_rulebook(draft.read_text(), str(draft))
-    write_csv(out / "metrics.csv", res.metrics)
-    write_csv(out / "relativities.csv", fit_report.relativity_rows(res))
-    write_csv(out / "calibration.csv", fit_report.calibration_rows(res))
-    write_csv(out / "lorenz.csv", fit_report.lorenz_rows(res))
-    (out / "report.html").write_text(
-        page(f"Claim-frequency fit against {rb.version}", fit_report.html_sections(res, str(draft)))
-    )
+    with atomic_folder(out) as tmp:
+        (tmp / draft.name).write_text(res.draft_toml)
+        parse_rulebook((tmp / draft.name).read_text(), str(draft))
+        write_csv(tmp / "metrics.csv", res.metrics)
+        write_csv(tmp / "relativities.csv", fit_report.relativity_rows(res))
+        write_csv(tmp / "calibration.csv", fit_report.calibration_rows(res))
+        write_csv(tmp / "lorenz.csv", fit_report.lorenz_rows(res))
+        (tmp / "report.html").write_text(
+            page(f"Claim-frequency fit against {rb.version}", fit_report.html_sections(res, str(draft)))
+        )
     return res
 
 
@@ -119,7 +122,7 @@ def fit_cmd(cfg, args) -> int:
         exp = store.experience(con)
     finally:
         con.close()
-    out = _out(cfg, args, "fit")
+    out = Path(args.out) if args.out else Path(cfg.home) / "reports" / "fit"
     res = fit_report_files(rb, exp, out)
     for m in res.metrics:
         print(
