@@ -174,3 +174,13 @@ def test_stack_up_makes_the_keys_but_never_a_new_key_for_an_encrypted_file(home,
     store.connect(cfg.db_path).close()
     (home / "secrets" / "db.key").unlink()  # lost: the encrypted file must not get a fresh key
     assert privacy.ensure_keys(cfg) == "present" and not (home / "secrets" / "db.key").exists()
+
+
+@pytest.mark.parametrize("key", [b"k", b"x" * 43, b"long" * 40, "ключ-🔑".encode()])
+def test_pseudonyms_in_sql_equal_the_python_reference(key, rng):
+    ids = ["PL000001", "", "VH'quote", "trip_ünïcode_🚗", *[f"T{int(x)}" for x in rng.integers(0, 10**12, 200)]]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (id VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[i] for i in ids])
+    got = con.execute(f"SELECT id, {privacy.pseudonym_sql('id', 'trip')} FROM t", privacy.hmac_pads(key)).fetchall()
+    assert got == [(i, privacy.pseudonym(i, key, "trip")) for i in ids]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from ubi.adapters.privacy import DB_ALIAS, open_database, pseudonym, pseudonym_key
+from ubi.adapters.privacy import DB_ALIAS, hmac_pads, open_database, pseudonym_key, pseudonym_sql
 from ubi.common.config import Config, load_config
 
 # table or view -> {id column: pseudonym kind}, and columns left out (they can carry ids or personal text)
@@ -36,15 +36,8 @@ VIEWS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
 def actuary_connection(db: Path | str, cfg: Config | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """An in-memory database holding only the pseudonymised tables; returns it and the table names."""
     cfg = cfg or load_config()
-    key = pseudonym_key(cfg)
+    pads = hmac_pads(pseudonym_key(cfg))
     con = open_database(db, read_only=True, cfg=cfg)
-    con.create_function(
-        "ubi_ps",
-        lambda kind, value: None if value is None else pseudonym(value, key, kind),
-        [duckdb.sqltype("VARCHAR"), duckdb.sqltype("VARCHAR")],
-        duckdb.sqltype("VARCHAR"),
-        null_handling="special",
-    )
     present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     made = []
     for name, (ids, dropped) in VIEWS.items():
@@ -56,14 +49,14 @@ def actuary_connection(db: Path | str, cfg: Config | None = None) -> tuple[duckd
             if c in dropped:
                 continue
             if c in ids:
-                select.append(f'ubi_ps(\'{ids[c]}\', CAST("{c}" AS VARCHAR)) AS "{c.removesuffix("_id")}_ps"')
+                select.append(f'{pseudonym_sql(f"{DB_ALIAS}.{name}.{c}", ids[c])} AS "{c.removesuffix("_id")}_ps"')
             else:
                 select.append(f'"{c}"')
-        con.execute(f'CREATE TABLE memory.main."{name}" AS SELECT {", ".join(select)} FROM {DB_ALIAS}."{name}"')
+        sql = f'CREATE TABLE memory.main."{name}" AS SELECT {", ".join(select)} FROM {DB_ALIAS}."{name}"'
+        con.execute(sql, pads if "$ipad" in sql else None)
         made.append(name)
     con.execute("USE memory")
     con.execute(f"DETACH {DB_ALIAS}")
-    con.remove_function("ubi_ps")
     # no files, no ATTACH, no settings changed from here on: the query sees these tables and nothing else
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
