@@ -316,3 +316,46 @@ def test_the_policyholder_chooses_the_language(env):
     r = c.post("/language", data={"csrf": csrf, "language": "zh-CN"})
     assert r.status_code == 200 and '<html lang="zh-CN">' in r.text and "保费账单" in r.text
     assert with_db(cfg, ps.language, "P1") == "zh-CN" and with_db(cfg, ps.language, "P2") == "en"
+
+
+def test_concurrent_requests_all_answer(env):
+    """DuckDB attaches a file once per process, so the portal's requests take turns on the store: under parallel
+    requests every page still answers, none with an error."""
+    import socket
+    import threading
+    import time
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+
+    cfg, tokens = env
+    cookie = sign_in(TestClient(create_app(cfg)), tokens["P1"]).cookies["ubi_session"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the portal did not start"
+            time.sleep(0.05)
+
+        def get(path: str) -> tuple[int, int]:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Cookie": f"ubi_session={cookie}"})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, len(r.read())
+
+        paths = ["/statements", "/trips", "/premiums", "/statements/2026-10", "/trips/V1-202611-02"] * 4
+        with ThreadPoolExecutor(len(paths)) as pool:
+            results = list(pool.map(get, paths))
+        assert [status for status, _ in results] == [200] * len(paths)
+        by_path: dict[str, set[int]] = {}
+        for path, (_status, size) in zip(paths, results, strict=True):
+            by_path.setdefault(path, set()).add(size)
+        assert all(len(sizes) == 1 for sizes in by_path.values())  # the same page each time
+    finally:
+        server.should_exit = True
+        thread.join(10)

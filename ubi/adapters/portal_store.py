@@ -97,7 +97,8 @@ def open_briefly(path: Path | str, wait_s: float = 3.0) -> duckdb.DuckDBPyConnec
         try:
             return open_database(path)
         except duckdb.Error as exc:
-            if "lock" not in str(exc).lower():
+            text = str(exc).lower()
+            if "lock" not in text and "already attached" not in text:  # held by another process, or this one
                 raise StoreError(f"cannot open {path}: {exc}") from exc
             if time.monotonic() > deadline:
                 raise StoreError(f"the store is busy (another process is writing it): {exc}") from exc

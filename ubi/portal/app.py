@@ -15,6 +15,7 @@ trip or month of another policy answers exactly like one that does not exist (40
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from datetime import date
@@ -72,6 +73,14 @@ def create_app(cfg: Config) -> Starlette:
     def lang_for(code: str) -> Lang:
         return Lang(code, pc.currency, pc.time_zone)
 
+    # DuckDB attaches a file once per process: requests take turns on the store (the page work is ~0.1 s), and a
+    # writer in another process (ubi price, ubi review) is waited for in portal_store.open_briefly.
+    store_turn = asyncio.Lock()
+
+    async def with_store(fn: Callable[..., Any], *args: Any) -> Any:
+        async with store_turn:
+            return await run_in_threadpool(db, fn, *args)
+
     def db(fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(con, *args)`` on a connection held for this call only (see ``portal_store.open_briefly``)."""
         con = ps.open_briefly(cfg.db_path)
@@ -99,13 +108,17 @@ def create_app(cfg: Config) -> Starlette:
             s = ps.session(con, request.cookies.get(COOKIE))
             return s, ps.language(con, s.policy_id) if s else browser_language(request)
 
-        s, code = await run_in_threadpool(db, look)
+        s, code = await with_store(look)
         return s, lang_for(code)
 
     def signed_in_only(handler: Callable) -> Callable:
         """Session and CSRF checks, with one store connection for the whole request (``request.state.con``)."""
 
         async def wrapped(request: Request) -> Response:
+            async with store_turn:
+                return await with_connection(request)
+
+        async def with_connection(request: Request) -> Response:
             try:
                 con = await run_in_threadpool(ps.open_briefly, cfg.db_path)
             except StoreError:
@@ -168,7 +181,7 @@ def create_app(cfg: Config) -> Starlette:
                 return exc.reason, exc.when
 
         try:
-            outcome, value = await run_in_threadpool(db, attempt)
+            outcome, value = await with_store(attempt)
         except StoreError:
             return error(lang, 503, "error.busy")
         if outcome == "limited":
