@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scoring.motion import MotionCut, MotionRules, MotionTrack
+from scoring.resequence import Pending, Resequencer
 from ubi.common.config import IngestConfig, ScoringConfig
 from ubi.common.messages import DeviceEvent, TelemetryBatch
 
@@ -110,6 +111,15 @@ class Quarantined:
         )
 
 
+class CutterFailed(Exception):
+    """Records that broke the cutter, each with its vehicle and seq, and the trips closed meanwhile (the cutter
+    goes on past a failing record: one released from the resequencer must not take other vehicles' with it)."""
+
+    def __init__(self, closed: list["ClosedTrip"], failures: list[tuple[str, int, Exception]]) -> None:
+        super().__init__("; ".join(f"{v} seq {s}: {type(e).__name__}: {e}" for v, s, e in failures))
+        self.closed, self.failures = closed, failures
+
+
 @dataclass
 class CutterCounters:
     orphans: int = 0
@@ -119,6 +129,8 @@ class CutterCounters:
     motion_closed: int = 0
     quarantined: int = 0  # trips and messages refused as implausible (take_quarantined says which and why)
     resets: int = 0  # ignition_on accepted although its seq was not above the last closed one (device reboot)
+    reordered: int = 0  # messages that arrived before an earlier seq of their device and waited for it
+    gaps_skipped: int = 0  # seqs given up on after the reorder window (dead-lettered or lost): the trip goes on
 
 
 class TripCutter:
@@ -147,6 +159,8 @@ class TripCutter:
         self.wm: dict[int, int] = {}  # per partition: the latest receive time seen, in offset order
         self.state_updates: dict[str, dict] = {}
         self.quarantined: list[Quarantined] = []
+        # each device's messages in seq order first (scoring/resequence.py)
+        self.reseq = Resequencer(int(ingest.reorder_window_s * 1000))
 
     @classmethod
     def for_config(cls, cfg: ScoringConfig, ingest: IngestConfig | None = None) -> "TripCutter":
@@ -168,6 +182,7 @@ class TripCutter:
                 self.ignition.add(v)
                 if st.get("closed_seq") is not None:
                     self.last_closed_seq[v] = int(st["closed_seq"])
+                    self.reseq.start_after(v, int(st["closed_seq"]))  # the replay resumes after it
                 if st.get("closed_start_ms") is not None:
                     self.closed_start[v] = int(st["closed_start_ms"])
                 if st.get("closed_end_ms") is not None:
@@ -187,11 +202,33 @@ class TripCutter:
     def feed(
         self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, received_ms: int = 0
     ) -> list[ClosedTrip]:
-        """One record in offset order; ``received_ms`` is when the bridge received it (the Kafka header)."""
-        v = item.vehicle
+        """One record in offset order; ``received_ms`` is when the bridge received it (the Kafka header). It goes
+        through the resequencer first: what comes out, in each device's seq order, is cut into trips."""
         wm = self.wm.get(partition, 0)
         self.wm[partition] = max(wm, received_ms)
-        self.partition_of[v] = partition
+        self.partition_of[item.vehicle] = partition
+        ready = self.reseq.push(Pending(item, partition, offset, wm, received_ms, self.wm[partition]))
+        if not ready:
+            self.counters.reordered += 1
+        return self._feed_all(ready + self.reseq.due(self.wm))
+
+    def _feed_all(self, pending: list[Pending]) -> list[ClosedTrip]:
+        out: list[ClosedTrip] = []
+        failures: list[tuple[str, int, Exception]] = []
+        for p in pending:
+            try:
+                out += self._feed_one(p)
+            except Exception as exc:  # noqa: BLE001 - reported with its record, after the others went through
+                failures.append((p.item.vehicle, p.item.seq, exc))
+        self.counters.gaps_skipped = self.reseq.skipped
+        if failures:
+            raise CutterFailed(out, failures)
+        return out
+
+    def _feed_one(self, p: Pending) -> list[ClosedTrip]:
+        """One record in its device's seq order (``p.arrived_wm``: the partition's watermark when it arrived)."""
+        item, partition, offset, wm, received_ms = p.item, p.partition, p.offset, p.wm, p.received_ms
+        v = item.vehicle
         out: list[ClosedTrip] = []
         if v not in self.ignition:
             if isinstance(item, TelemetryBatch):
@@ -203,10 +240,10 @@ class TripCutter:
             if track is not None:
                 out += [self._close_motion(v, c) for c in track.finish()]
             self.closed_to.pop(v, None)
-        return out + self._feed_ignition(item, partition, offset, wm)
+        return out + self._feed_ignition(item, partition, offset, wm, p.arrived_wm)
 
     def _feed_ignition(
-        self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int
+        self, item: DeviceEvent | TelemetryBatch, partition: int, offset: int, wm: int, arrived_wm: int
     ) -> list[ClosedTrip]:
         v = item.vehicle
         out: list[ClosedTrip] = []
@@ -251,7 +288,7 @@ class TripCutter:
                 self.counters.repeats += 1
                 return out
             trip.off = item
-            trip.off_seen_rx = self.wm[partition]
+            trip.off_seen_rx = arrived_wm  # the grace runs from its arrival, even if it waited for a gap
         else:
             if item.seq in trip.batches:
                 self.counters.repeats += 1
@@ -288,8 +325,9 @@ class TripCutter:
         but that still miss messages, and motion trips whose partition shows a data gap (MotionTrack.silence).
         Both are monotone in the watermark and also checked on the vehicle's next record, so calling this more or
         less often changes when a trip is emitted, never what it holds."""
+        out = self._feed_all(self.reseq.due(self.wm))
         due = [t for t in self.open.values() if self._grace_over(t, self.wm.get(t.partition, 0))]
-        out = [c for t in due for c in self._close(t, "grace_timeout")]
+        out += [c for t in due for c in self._close(t, "grace_timeout")]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.silence(self.wm.get(self.partition_of[v], 0))]
         return out
@@ -297,7 +335,9 @@ class TripCutter:
     def finish(self) -> list[ClosedTrip]:
         """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a
         message, open motion trips)."""
-        out = [c for t in [t for t in self.open.values() if t.off is not None] for c in self._close(t, "grace_timeout")]
+        out = self._feed_all(self.reseq.flush())
+        ended = [t for t in self.open.values() if t.off is not None]
+        out += [c for t in ended for c in self._close(t, "grace_timeout")]
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.finish()]
         return out
@@ -308,6 +348,7 @@ class TripCutter:
         out: dict[int, tuple[int, int]] = {}
         firsts = [(t.partition, t.first_offset, t.first_wm) for t in self.open.values()]
         firsts += [(m.partition, m.offset, m.wm) for m in (tr.first_held() for tr in self.tracks.values()) if m]
+        firsts += [(p, off, wm) for p, (off, wm) in self.reseq.first_held().items()]
         for p, off, wm in firsts:
             if p not in out or off < out[p][0]:
                 out[p] = (off, wm)
@@ -344,6 +385,7 @@ class TripCutter:
         """Forget partitions we no longer own (the new owner loads their state and rebuilds by replay)."""
         for v in [v for v, t in self.open.items() if t.partition in partitions]:
             del self.open[v]
+        self.reseq.forget({v for v, p in self.partition_of.items() if p in partitions})
         for v in [v for v, p in self.partition_of.items() if p in partitions]:
             del self.partition_of[v]
             self.tracks.pop(v, None)

@@ -73,10 +73,10 @@ def test_a_record_that_breaks_the_cutter_quarantines_that_vehicles_trip_only(mon
     clean = clean_trips(others())
     real = TripCutter._feed_ignition
 
-    def broken(self, item, partition, offset, wm):
+    def broken(self, item, *args):
         if item.vehicle == "C" and item.seq == 7:  # inside C's second trip
             raise ValueError("poison")
-        return real(self, item, partition, offset, wm)
+        return real(self, item, *args)
 
     monkeypatch.setattr(TripCutter, "_feed_ignition", broken)
     log = KafkaLog()

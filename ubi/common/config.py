@@ -379,6 +379,10 @@ class IngestConfig:
     # with no ignition_off, after ignition_on + max_trip_s) is quarantined as outside_trip_window and its trip
     # flagged incomplete (covers a batch's 60 s window and some clock skew between events and samples; our choice).
     trip_window_margin_s: float = 300.0
+    # A device's message that arrives before an earlier seq of the same device waits this long (partition receive
+    # time) for the gap to close before the trip cutter goes on without it (scoring/resequence.py): covers devices
+    # resending after a broker crash (reconnect back-off, resend timeout) and bridges forwarding at different speeds.
+    reorder_window_s: float = 120.0
     # The scorer stops (and does not commit) after this many trips in a row could not be scored, or this many
     # records in a row broke the trip cutter: a code bug, not poison, so the stream is not quarantined whole.
     max_consecutive_failures: int = 20

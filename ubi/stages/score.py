@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Protocol
 
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -38,7 +39,7 @@ from kafka.structs import OffsetAndMetadata
 from ingest.contract import decode_trusted, parse_topic
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
-from scoring.trips import ClosedTrip, Quarantined, TripCutter
+from scoring.trips import ClosedTrip, CutterFailed, Quarantined, TripCutter
 from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
 from ubi.adapters.metrics import ScorerMetrics, serve
 from ubi.common.config import Config
@@ -163,6 +164,35 @@ class ScoreStage:
     def stop(self) -> None:
         self._stop.set()
 
+    def _cut(self, call, tp, offset: int, item) -> list[ClosedTrip]:
+        """Run the cutter; a poison record quarantines its vehicle's open data and the rest goes on (the trips the
+        cutter closed meanwhile are kept: a record released from the resequencer may be another vehicle's)."""
+        try:
+            out = call()
+            self._failed_feeds = 0
+            return out
+        except CutterFailed as exc:
+            failed, closed = exc.failures, exc.closed
+        except Exception as exc:  # noqa: BLE001 - poison: quarantined and counted, see below
+            if item is None:
+                raise
+            failed, closed = [(item.vehicle, item.seq, exc)], []
+        for vehicle, seq, err in failed:
+            log.error(
+                "record %s:%d (seq %d of %s) breaks the cutter: %s\n%s",
+                tp,
+                offset,
+                seq,
+                vehicle,
+                err,
+                "".join(traceback.format_exception(err, limit=4)),
+            )
+            self._failed_feeds += 1
+            self._too_many("records in a row broke the trip cutter", self._failed_feeds, err)
+            where = f"offset {tp.partition}:{offset} " if tp is not None else ""
+            self.cutter.abandon(vehicle, "cutter_error", f"{where}seq {seq}: {type(err).__name__}: {err}")
+        return closed
+
     def process(self, records) -> int:
         """Feed one poll's records through the cutter, publish closed trips. Returns trips emitted."""
         closed: list[ClosedTrip] = []
@@ -177,27 +207,13 @@ class ScoreStage:
                     self.summary.unreadable += 1  # the bridge validated it: only a contract change gets here
                     log.warning("unreadable record at %s:%d: %s", tp, rec.offset, item)
                 else:
-                    try:
-                        closed.extend(self.cutter.feed(item, tp.partition, rec.offset, received_ms))
-                        self._failed_feeds = 0
-                    except Exception as exc:  # a poison record: quarantine its vehicle's open data, go on
-                        log.error(
-                            "record %s:%d of %s breaks the cutter: %s\n%s",
-                            tp,
-                            rec.offset,
-                            item.vehicle,
-                            exc,
-                            traceback.format_exc(limit=4),
+                    closed.extend(
+                        self._cut(
+                            partial(self.cutter.feed, item, tp.partition, rec.offset, received_ms), tp, rec.offset, item
                         )
-                        self._failed_feeds += 1
-                        self._too_many("records in a row broke the trip cutter", self._failed_feeds, exc)
-                        self.cutter.abandon(
-                            item.vehicle,
-                            "cutter_error",
-                            f"offset {tp.partition}:{rec.offset} seq {item.seq}: {type(exc).__name__}: {exc}",
-                        )
+                    )
                 self.position[tp.partition] = rec.offset + 1
-        closed.extend(self.cutter.expire())
+        closed.extend(self._cut(self.cutter.expire, None, -1, None))
         # score everything first: a stop for too many failures in a row then sends nothing of this poll
         scored: list[tuple[ClosedTrip, bytes | Quarantined]] = []
         for trip in closed:

@@ -1,0 +1,113 @@
+"""Put each device's messages back into seq order before the trip cutter sees them. Pure logic.
+
+Kafka keeps a partition's order, but a device's messages can reach it out of order: after a broker crash a device
+resends what the broker lost (older seqs after newer ones: the chaos harness saw trips lost this way, their
+batches arriving before their ``ignition_on``), and with several bridges in the share group each forwards its
+share with its own delay. The device contract numbers every message (+1 each), which is what this uses:
+
+- the message after the last one released is released at once, with any held ones that follow it;
+- a later one is held until the gap closes, or until its partition's receive-time watermark has moved
+  ``window_ms`` past the moment it arrived (the missing seq was dead-lettered or is lost: go on without it);
+- a seq at or below the last released one (a repeat, or a device that rebooted and counts from 0 again) passes at
+  once, for the cutter to judge; a repeat of a held seq is dropped and counted;
+- a vehicle seen for the first time starts at its first message, in arrival order (holding a new device's
+  first messages would stall it until more traffic moves the watermark); the cutter's durable state restarts a
+  vehicle after its last closed trip (``start_after``), so a replay releases what the first run released.
+
+Held messages keep their offsets: the scorer commits no further than the first of them (``first_held``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ubi.common.messages import DeviceEvent, TelemetryBatch
+
+
+@dataclass(frozen=True)
+class Pending:
+    item: DeviceEvent | TelemetryBatch
+    partition: int
+    offset: int
+    wm: int  # the partition's watermark before this record
+    received_ms: int
+    arrived_wm: int  # the partition's watermark once it arrived (its hold runs from here)
+
+
+class Resequencer:
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.last: dict[str, int] = {}  # per vehicle: the last seq released in order
+        self.held: dict[str, dict[int, Pending]] = {}
+        self.repeats = 0  # copies of a held seq, dropped
+        self.skipped = 0  # seqs given up on after the window (never arrived)
+
+    def start_after(self, vehicle: str, seq: int) -> None:
+        self.last[vehicle] = seq
+
+    def push(self, p: Pending) -> list[Pending]:
+        """What may go to the cutter now, in order, after this record."""
+        v, seq = p.item.vehicle, p.item.seq
+        last = self.last.get(v)
+        if last is None or seq <= last:
+            if last is None:
+                self.last[v] = seq
+            return [p, *self._drain(v)]
+        if seq == last + 1:
+            self.last[v] = seq
+            return [p, *self._drain(v)]
+        held = self.held.setdefault(v, {})
+        if seq in held:
+            self.repeats += 1
+        else:
+            held[seq] = p
+        return []
+
+    def _drain(self, v: str) -> list[Pending]:
+        held = self.held.get(v)
+        out: list[Pending] = []
+        while held and self.last[v] + 1 in held:
+            self.last[v] += 1
+            out.append(held.pop(self.last[v]))
+        if held is not None and not held:
+            del self.held[v]
+        return out
+
+    def due(self, wm: dict[int, int]) -> list[Pending]:
+        """Held messages whose wait is over (their partition's watermark moved ``window_ms`` past their arrival):
+        the gap before the first of them is given up on."""
+        out: list[Pending] = []
+        for v in list(self.held):
+            while v in self.held:
+                first = min(self.held[v])
+                p = self.held[v][first]
+                if wm.get(p.partition, 0) - p.arrived_wm < self.window_ms:
+                    break
+                self.skipped += first - self.last[v] - 1
+                self.last[v] = first - 1
+                out += self._drain(v)
+        return out
+
+    def flush(self) -> list[Pending]:
+        """End of the data: everything held, in seq order per vehicle."""
+        out: list[Pending] = []
+        for v in list(self.held):
+            for seq in sorted(self.held[v]):
+                out.append(self.held[v][seq])
+                self.last[v] = max(self.last[v], seq)
+            del self.held[v]
+        return out
+
+    def first_held(self) -> dict[int, tuple[int, int]]:
+        """Per partition, the first held offset and the watermark before it."""
+        out: dict[int, tuple[int, int]] = {}
+        for held in self.held.values():
+            for p in held.values():
+                if p.partition not in out or p.offset < out[p.partition][0]:
+                    out[p.partition] = (p.offset, p.wm)
+        return out
+
+    def forget(self, vehicles: set[str]) -> None:
+        for v in vehicles:
+            self.last.pop(v, None)
+            self.held.pop(v, None)
