@@ -196,7 +196,7 @@ def test_objection_leaves_pricing_until_a_reviewer_decides(env):
     assert [json.loads(d).get("excluded_trips") for a, d in trail if a == "price_month"] == [1, 0]
 
 
-def test_review_request_and_the_review_command(env, capsys, monkeypatch):
+def test_review_request_and_the_review_command(env, capsys, monkeypatch, tmp_path):
     from ubi.cli.main import main
 
     cfg, tokens = env
@@ -204,6 +204,12 @@ def test_review_request_and_the_review_command(env, capsys, monkeypatch):
     csrf = csrf_of(c.get("/statements/2026-11").text)
     r = c.post("/statements/2026-11/review", data={"csrf": csrf, "message": "Why did braking count?"})
     assert r.status_code == 200 and "A person will review this statement" in r.text
+    from ubi.adapters.privacy import db_key
+
+    key, _where = db_key(Config(), False)  # the commands get a home of their own: hand them the store's key
+    if key:
+        monkeypatch.setenv("UBI_DB_KEY", key)
+    monkeypatch.setenv("UBI_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("UBI_DB", str(cfg.db_path))
     from ubi.common import config as config_mod
 
@@ -225,6 +231,11 @@ def test_review_request_and_the_review_command(env, capsys, monkeypatch):
         assert link.startswith(cfg.portal.url + "/signin#token=")
         token = link.split("#token=")[1]
         assert sign_in(TestClient(create_app(cfg)), token).status_code == 303
+        # `ubi price` (the command, as an operator runs it) leaves an objected trip out and says so
+        with_db(cfg, ps.object_to_trip, "P1", "V1-202611-05", "not_my_vehicle")
+        capsys.readouterr()
+        assert main(["price", "--month", "2026-11"]) == 0
+        assert json.loads(capsys.readouterr().out)["excluded_trips"] == 1
         assert main(["portal", "language", "P1", "zh-CN"]) == 0
         assert main(["portal", "language", "P1", "fr"]) == 2
     finally:
