@@ -148,7 +148,9 @@ def audit_book(
                 f"({[r['group'] for r in rows]}): nothing to compare, so no verdict"
             )
         groups += rows
-        metrics = ("level_before", "level_after", "change") if attr != "age band" else ("change",)
+        # the change telematics brings is a metric only where there are telematics factors (else it is 0 for all)
+        metrics: tuple[str, ...] = ("level_before", "level_after") if attr != "age band" else ()
+        metrics += ("change",) if spec.telematics else ()
         for metric in metrics:
             hi = max(big, key=lambda r: r[metric])
             lo = min(big, key=lambda r: r[metric])

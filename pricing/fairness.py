@@ -9,6 +9,7 @@ mean telematics factor; a gap above the threshold is flagged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,7 +46,7 @@ def audit(
     groups, disparities = [], []
     for attr, labels in attributes.items():
         labels = np.asarray(labels).astype(str)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for g in np.unique(labels):
             m = labels == g
             rows.append(
