@@ -1,5 +1,5 @@
 # The two commands of the README, plus a few helpers. Everything installs itself on first use.
-.PHONY: demo test lint install up down status bench clean
+.PHONY: demo test lint install up down status bench chaos clean
 
 demo: install          ## set up everything and run the pipeline end to end
 	.venv/bin/ubi demo
@@ -28,6 +28,9 @@ status:
 bench: install
 	.venv/bin/ubi stack up
 	.venv/bin/python bench/run_all.py
+
+chaos: install         ## 20 randomised fault runs against a clean run (own brokers on ports 1893/9192; ~1 h)
+	.venv/bin/python bench/chaos.py --runs 20
 
 clean: down
 	rm -rf .ubi

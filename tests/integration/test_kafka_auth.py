@@ -137,3 +137,20 @@ def test_stack_status_does_not_call_a_frozen_kafka_running(stack):
     finally:
         os.kill(pid, signal.SIGCONT)
     assert not row.startswith("running") and "does not answer" in row, row
+
+
+def test_a_wrong_password_is_named_as_such_not_as_a_timeout(stack, env, tmp_path):
+    """kafka-python only said "Unable to bootstrap" after 30 s when the broker refused a password (it closes the
+    connection); our clients now say which principal was refused and where its password comes from."""
+    from dataclasses import replace
+
+    from ubi.adapters.kafka import KafkaAuthError, make_consumer, secrets_file
+
+    wrong = {user: "not-the-password" for user in json.loads(secrets_file(env.config.kafka).read_text())}
+    path = tmp_path / "kafka.json"
+    path.write_text(json.dumps(wrong))
+    k = replace(env.config.kafka, sasl_secrets=str(path))
+    t0 = time.monotonic()
+    with pytest.raises(KafkaAuthError, match="refused the credentials of principal 'store'") as err:
+        make_consumer(k, k.store_group, [k.trips_topic], "it-wrong-password", bootstrap_timeout_ms=3000)
+    assert str(path) in str(err.value) and time.monotonic() - t0 < 20

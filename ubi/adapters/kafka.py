@@ -25,7 +25,7 @@ from kafka.admin import (
     ResourcePattern,
     ResourceType,
 )
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from ubi.common.config import KafkaConfig, load_config
 from ubi.common.errors import ConfigError, StackError
@@ -49,6 +49,55 @@ def _password(cfg: KafkaConfig, user: str) -> str:
         return json.loads(path.read_text())[user]
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"no Kafka password for {user!r} in {path} ({exc!r}): run `ubi stack up`") from exc
+
+
+class KafkaAuthError(KafkaError, StackError):
+    """The broker refused a principal's credentials. A KafkaError, so a stage keeps retrying (the password file may
+    be restored); the message says which principal and where its password comes from."""
+
+
+def explain_bootstrap_failure(cfg: KafkaConfig, user: str, exc: Exception) -> Exception:
+    """kafka-python reports refused credentials only as "Unable to bootstrap" after its bootstrap timeout (the
+    broker just closes the connection); librdkafka names the cause, so ask it (a few seconds, only on failure)."""
+    import socket
+
+    host, _, port = cfg.bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+    except (OSError, ValueError):
+        return exc  # nothing listens: the timeout is the truth
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[object] = []
+
+    class Clues:  # librdkafka logs the SASL failure (error_cb does not see it): keep its lines
+        def log(self, level: int, fmt: str, *args: object) -> None:
+            errors.append(fmt % args if args else fmt)
+
+    admin = AdminClient(
+        {**rdkafka_auth(cfg, user), "error_cb": errors.append, "logger": Clues(), "socket.timeout.ms": 5000}
+    )
+    try:
+        admin.list_topics(timeout=5)
+    except Exception as err:  # noqa: BLE001 - collected as a clue
+        errors.append(err)
+    admin.poll(0.5)  # serves the queued log lines to Clues
+    refused = next((str(e) for e in errors if "authentication" in str(e).lower()), None)
+    if refused is None:
+        return exc
+    reason = refused.split("SASL authentication error: ")[-1].split(" (after")[0]
+    return KafkaAuthError(
+        f"Kafka at {cfg.bootstrap} refused the credentials of principal {user!r} ({reason}); its password comes "
+        f"from {secrets_file(cfg)}"
+    )
+
+
+def _client(factory, cfg: KafkaConfig, user: str, *args, **settings):
+    """Build a kafka-python client; a bootstrap failure is explained (refused credentials or no broker)."""
+    try:
+        return factory(*args, **settings)
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise explain_bootstrap_failure(cfg, user, exc) from exc
 
 
 def auth(cfg: KafkaConfig, user: str) -> dict:
@@ -99,7 +148,7 @@ def stage_acls(cfg: KafkaConfig) -> list[ACL]:
 def admin_client(cfg: KafkaConfig, **overrides) -> KafkaAdminClient:
     settings = dict(client_id="ubi-admin", request_timeout_ms=10000, **auth(cfg, "admin"))
     settings.update(overrides)
-    return KafkaAdminClient(**settings)
+    return _client(KafkaAdminClient, cfg, "admin", **settings)
 
 
 def probe(cfg: KafkaConfig, timeout: float = 5.0) -> str | None:
@@ -224,7 +273,7 @@ def make_producer(cfg: KafkaConfig, client_id: str, user: str = "scorer", **over
         metrics_enabled=False,  # kafka-python's own sensors cost ~10% per record; we count what matters ourselves
     )
     settings.update(overrides)
-    return KafkaProducer(**settings)
+    return _client(KafkaProducer, cfg, user, **settings)
 
 
 def make_consumer(
@@ -251,7 +300,7 @@ def make_consumer(
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )
     settings.update(overrides)
-    return KafkaConsumer(*topics, **settings)
+    return _client(KafkaConsumer, cfg, user, *topics, **settings)
 
 
 class RecordSink:

@@ -128,7 +128,11 @@ class Stack:
 
     @property
     def kafka_libs(self) -> Path:
-        return self.cfg.home / "kafka-libs"
+        """The broker jars install.sh fetched: this home's, else the project's (a second stack, e.g. the chaos
+        harness's, shares them)."""
+        own = self.cfg.home / "kafka-libs"
+        shared = PROJECT_ROOT / ".ubi" / "kafka-libs"
+        return own if (own / ".complete").exists() or not (shared / ".complete").exists() else shared
 
     def credentials(self) -> CredentialStore:
         return CredentialStore(self.mq_dir / "passwd", self.cfg.secrets_dir / "mqtt.json")
@@ -282,7 +286,7 @@ class Stack:
         if _pid_alive(pid_file) and port_open(host, int(port)):
             self.ensure_topics()
             return "already running"
-        for p in (int(port), 9093):
+        for p in (int(port), int(port) + 1):  # the client and the controller listener
             if port_open(host, p):
                 raise StackError(f"port {p} is taken by another process; stop it or change the Kafka ports")
         if not (self.kafka_libs / ".complete").exists():
@@ -314,7 +318,8 @@ class Stack:
             if made.returncode != 0:
                 raise StackError(f"could not make the Kafka controller's TLS material: {made.stderr.strip()}")
         props = (DEPLOY / "kafka" / "server.properties").read_text().replace("@DATA_DIR@", str(data))
-        props = props.replace("@TLS_DIR@", str(tls))
+        props = props.replace("@TLS_DIR@", str(tls)).replace("@CONTROLLER_PORT@", str(int(port) + 1))
+        props = props.replace("@PORT@", port)
         (self.kafka_dir / "server.properties").write_text(props)
         cp = f"{self.kafka_libs}/*"
         cid_file = self.kafka_dir / "cluster_id"
