@@ -17,7 +17,7 @@ def _stack(args) -> int:
     from ubi.ops.stack import Stack
 
     stack = Stack(get_config())
-    result = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]()
+    result = {"up": stack.up, "down": stack.down, "status": stack.status, "secrets": stack.secrets}[args.action]()
     for name, state in result.items():
         print(f"{name:<10} {state}")
     return 0
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_demo)
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
-    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("action", choices=["up", "down", "status", "secrets"])
     s.set_defaults(func=_stack)
 
     s = sub.add_parser("devices", help="enrol or revoke per-device MQTT credentials (stored hashed)")

@@ -277,8 +277,18 @@ class Stack:
         if set(PRINCIPALS) - set(kept):
             kept = {**{u: secrets.token_urlsafe(24) for u in PRINCIPALS}, **kept}
             CredentialStore._write_private(path, json.dumps(kept, indent=0, sort_keys=True))
+        # the same passwords for deploy/compose.yaml's Kafka, which formats its storage with them (0600 too)
+        env = "".join(f"UBI_KAFKA_PW_{u.upper()}={kept[u]}\n" for u in sorted(kept))
+        env_path = path.with_suffix(".env")
+        if not env_path.exists() or env_path.read_text() != env:
+            CredentialStore._write_private(env_path, env)
         path.parent.chmod(0o700)
         return kept
+
+    def secrets(self) -> dict[str, str]:
+        """Make the Kafka principals' passwords (without starting anything): what deploy/compose.yaml needs."""
+        self._kafka_passwords()
+        return {"kafka": f"passwords in {self.kafka_secrets} and {self.kafka_secrets.with_suffix('.env')} (0600)"}
 
     def kafka_up(self) -> str:
         pid_file = self.kafka_dir / "kafka.pid"
