@@ -10,8 +10,10 @@ labelled with trip ids (it does not cut trips, and reads no IMU), so its figure 
 Data: a simulated fleet (``--vehicles`` x ``--days``, ignition events, 1 Hz GPS, 10 Hz IMU), and ``--scale`` times
 as many vehicles to show linearity; the real recordings of ../shared/realdata (tests/realdata.py; motion-cut,
 1-100 Hz IMU), each copied ``--real-copies`` times as separate vehicles so the run is long enough to time (the peer
-gets our trips as its labels). Everything runs on one core: numba, polars, BLAS pinned to one thread; times are this
-process's CPU time (the machine is shared), best of ``--repeats``; wall time is printed beside it.
+gets our trips as its labels). The per-message, per-trip path it replaces is timed once (``score_frames_per_trip``,
+from frames already read: GPS-only at both sizes, with IMU at 1x). Everything runs on one core: numba, polars, BLAS
+pinned to one thread; times are this process's CPU time (the machine is shared), best of ``--repeats``; wall time is
+printed beside it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ import polars as pl  # noqa: E402
 from simulator.fleet import FleetSpec, make_trips, vehicle_ids  # noqa: E402
 from simulator.offline import trip_frames  # noqa: E402
 from ubi.common.config import ScoringConfig  # noqa: E402
-from ubi.stages.score_file import score_paths  # noqa: E402
+from ubi.stages.score_file import (  # noqa: E402
+    GPS_COLUMNS,
+    IMU_COLUMNS,
+    REQUIRED_GPS,
+    REQUIRED_IMU,
+    read_table,
+    score_frames_per_trip,
+    score_paths,
+)
 
 CFG = ScoringConfig()
 
@@ -79,7 +89,16 @@ def run_peer(path: Path) -> pl.DataFrame:
     return extract_trip_features(clean_trips(load_trips(path)))
 
 
-def measure(name: str, gps: pl.DataFrame, imu: pl.DataFrame | None, tmp: Path, repeats: int, peer: bool) -> dict:
+def per_trip(gp: Path, ip: Path | None) -> list[dict]:
+    """The path before the batch (kept as the reference): messages through TripCutter, score_trip per trip."""
+    gps = read_table(gp, GPS_COLUMNS, REQUIRED_GPS)
+    imu = read_table(ip, IMU_COLUMNS, REQUIRED_IMU) if ip is not None else None
+    return score_frames_per_trip(gps, imu, CFG)
+
+
+def measure(
+    name: str, gps: pl.DataFrame, imu: pl.DataFrame | None, tmp: Path, repeats: int, peer: bool, before: str = ""
+) -> dict:
     gp, ip, pp = tmp / f"{name}.gps.parquet", tmp / f"{name}.imu.parquet", tmp / f"{name}.peer.parquet"
     gps.write_parquet(gp)
     n_fix = int(gps.filter(pl.col("event").is_null()).height) if "event" in gps.columns else gps.height
@@ -97,6 +116,10 @@ def measure(name: str, gps: pl.DataFrame, imu: pl.DataFrame | None, tmp: Path, r
             "imu_wall": w,
             "imu_used": sum(r["imu_status"] in ("vehicle_frame", "rotated") for r in rows_imu),
         }
+    if "gps" in before:
+        out["before_gps_cpu"] = timed(lambda: per_trip(gp, None), 1)[0]
+    if "imu" in before and imu is not None:
+        out["before_imu_cpu"] = timed(lambda: per_trip(gp, ip), 1)[0]
     if peer:
         trips = pl.DataFrame({k: [r[k] for r in rows] for k in ("vehicle_id", "start_ms", "end_ms")})
         pf = peer_frame(gps, trips)
@@ -139,6 +162,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-before", action="store_true", help="skip timing the per-trip path (score_frames_per_trip)")
     a = ap.parse_args()
     if not a.no_peer:
         try:
@@ -152,7 +176,9 @@ def main() -> int:
         tmp = Path(d)
         for k in (1, a.scale):
             g, i = fleet(a.vehicles * k, a.days, a.seed)
-            results.append(measure(f"sim {a.vehicles * k} vehicles x {a.days} d", g, i, tmp, a.repeats, not a.no_peer))
+            before = "" if a.no_before else ("gps imu" if k == 1 else "gps")
+            name = f"sim {a.vehicles * k} vehicles x {a.days} d"
+            results.append(measure(name, g, i, tmp, a.repeats, not a.no_peer, before))
             print(results[-1], file=sys.stderr)
         r = real(a.real_copies)
         if r is not None:
@@ -171,6 +197,13 @@ def main() -> int:
             f"| {r['name']} | {r['trips']} | {r['fixes']:,} | {r.get('imu', 0):,} | {gps:.2f} | {peer:.2f} | "
             f"{gps / peer:.2f} | {imu:.2f} | {imu / peer:.2f} |"
         )
+    for r in results:
+        if "before_gps_cpu" in r:
+            gps = r["fixes"] / r["before_gps_cpu"] / 1e6
+            line = f"\n{r['name']}, the per-message, per-trip path: GPS-only {gps:.2f} M fixes/s"
+            if "before_imu_cpu" in r:
+                line += f", with IMU {(r['fixes'] + r['imu']) / r['before_imu_cpu'] / 1e6:.2f} M samples/s"
+            print(line)
     if len(results) >= 2:
         a1, a2 = results[0], results[1]
         print(
