@@ -8,11 +8,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from kafka.errors import KafkaError
 
 from simulator.fleet import FleetSpec
-from ubi.adapters.kafka import ensure_topics
+from ubi.adapters.kafka import drop_deployment, ensure_topics
 from ubi.adapters.mqtt import drop_session
 from ubi.common.config import Config, load_config
+from ubi.common.errors import StackError
 from ubi.ops.processes import start_stage
 from ubi.ops.stack import Stack
 
@@ -87,6 +89,10 @@ bridge_session_expiry_s = 120
             drop_session(cfg.mqtt, client_id, cfg.mqtt.bridge_user, bridge_pw)
         except OSError:
             pass  # the broker is down (a test stopped it): the session expires by itself
+    try:  # this test's topics and the ACLs granted on them: otherwise they pile up run after run
+        drop_deployment(cfg.kafka, timeout=10)
+    except (KafkaError, OSError, StackError):
+        pass  # Kafka is down (a test stopped it): left for the broker's next reset
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

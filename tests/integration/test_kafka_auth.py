@@ -154,3 +154,48 @@ def test_a_wrong_password_is_named_as_such_not_as_a_timeout(stack, env, tmp_path
     with pytest.raises(KafkaAuthError, match="refused the credentials of principal 'store'") as err:
         make_consumer(k, k.store_group, [k.trips_topic], "it-wrong-password", bootstrap_timeout_ms=3000)
     assert str(path) in str(err.value) and time.monotonic() - t0 < 20
+
+
+def test_a_dropped_deployment_leaves_no_topics_and_no_acls(stack, env):
+    """Integration tests and benchmarks made topics with ACLs that were never removed (thousands of bindings for
+    topics long gone); drop_deployment removes both."""
+    import uuid
+    from dataclasses import replace
+
+    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
+    from kafka.admin import ResourceType as RT
+
+    from ubi.adapters.kafka import admin_client, drop_deployment, ensure_topics
+
+    tag = uuid.uuid4().hex[:8]
+    names = {"telemetry_topic": f"drop.{tag}.t", "dead_letter_topic": f"drop.{tag}.d", "trips_topic": f"d.{tag}.tr"}
+    k = replace(env.config.kafka, scorer_group=f"drop-{tag}-s", store_group=f"drop-{tag}-st", **names)
+    ensure_topics(k)
+
+    def bindings() -> int:
+        admin = admin_client(k)
+        try:
+            found = 0
+            for rt, name in ((RT.TOPIC, k.trips_topic), (RT.TOPIC, k.telemetry_topic), (RT.GROUP, k.store_group)):
+                acls, _err = admin.describe_acls(
+                    ACLFilter(
+                        None,
+                        None,
+                        ACLOperation.ANY,
+                        ACLPermissionType.ANY,
+                        ResourcePatternFilter(rt, name, ACLResourcePatternType.LITERAL),
+                    )  # fmt: skip
+                )
+                found += len(acls)
+            return found
+        finally:
+            admin.close()
+
+    assert bindings() >= 4
+    drop_deployment(k)
+    assert bindings() == 0
+    admin = admin_client(k)
+    try:
+        assert not {k.telemetry_topic, k.trips_topic, k.dead_letter_topic} & set(admin.list_topics())
+    finally:
+        admin.close()

@@ -18,11 +18,13 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import (
     ACL,
+    ACLFilter,
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
     NewTopic,
     ResourcePattern,
+    ResourcePatternFilter,
     ResourceType,
 )
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
@@ -223,6 +225,24 @@ def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> N
         deadline = time.monotonic() + timeout
         while set(present) & set(admin.list_topics()) and time.monotonic() < deadline:
             time.sleep(0.2)
+    finally:
+        admin.close()
+
+
+def drop_deployment(cfg: KafkaConfig, timeout: float = 30) -> None:
+    """Remove what ``ensure_topics`` made for this configuration: its topics (the state topic too) and the ACLs
+    it granted on them and on its groups. Test and benchmark deployments call it when they end, so bindings for
+    topics that no longer exist do not pile up in the metadata log."""
+    topics = [cfg.telemetry_topic, cfg.dead_letter_topic, cfg.trips_topic, cfg.scorer_state_topic]
+    delete_topics(cfg, topics, timeout)
+    admin = admin_client(cfg)
+    try:
+        filters = [
+            ACLFilter(a.principal, a.host, a.operation, a.permission_type, ResourcePatternFilter(
+                a.resource_pattern.resource_type, a.resource_pattern.resource_name, ACLResourcePatternType.LITERAL))
+            for a in stage_acls(cfg)
+        ]  # fmt: skip
+        admin.delete_acls(filters)
     finally:
         admin.close()
 
