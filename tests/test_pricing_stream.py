@@ -126,3 +126,21 @@ def test_a_memory_limit_that_is_not_a_size_is_refused(book):
     rb = load_rulebook(Config().rulebook)
     with pytest.raises(StoreError, match="expected a size"):
         store.run_month(con, rb, MONTH, memory_limit="2GB'; DROP TABLE trips; --")
+
+
+def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path, capsys):
+    from dataclasses import replace
+
+    from ubi.adapters.metrics import pricing_textfile
+    from ubi.cli.price import price
+
+    cfg = replace(Config(), home=tmp_path, db_path=tmp_path / "p.duckdb")
+    con = store.connect(cfg.db_path)
+    load_bulk(con, 300, 5, MONTH, seed=2, chunk=300)
+    con.close()
+    s = price(cfg, "2026-10")
+    err = capsys.readouterr().err
+    assert "pricing: 300/300 policies written (100%)" in err
+    text = pricing_textfile(tmp_path).read_text()
+    assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
+    assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text
