@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from ubi.common.messages import Decoded, DeviceEvent, Rejected, TelemetryBatch
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 EVENT_TYPES = frozenset({"ignition_on", "ignition_off"})
+BOOT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an event's optional boot (session) id
 
 # Physical ranges a sample must respect (beyond them it is a broken sensor or a broken encoder).
 MAX_SPEED_MPS = 100.0  # 360 km/h
@@ -228,7 +230,12 @@ def _decode_event(obj: dict, vehicle: str, seq: int, lo_ms: int, hi_ms: int) -> 
     event = _field(obj, "event", str)
     if event not in EVENT_TYPES:
         raise _Bad("unknown_event", f"{event!r}; known: {sorted(EVENT_TYPES)}")
-    return DeviceEvent(vehicle, seq, t, event)
+    boot = obj.get("boot", "")
+    if not isinstance(boot, str):
+        raise _Bad("wrong_type", "boot must be a string")
+    if boot and not BOOT_RE.fullmatch(boot):
+        raise _Bad("out_of_range", "boot must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return DeviceEvent(vehicle, seq, t, event, boot)
 
 
 def _decode_telemetry(
@@ -288,7 +295,9 @@ def decode_trusted(topic_vehicle: str, kind: str, payload: bytes, received_ms: i
         if obj["v"] != SCHEMA_VERSION or obj["vehicle"] != topic_vehicle:
             raise ValueError
         if kind == "events":
-            return DeviceEvent(obj["vehicle"], int(obj["seq"]), int(obj["t"]), str(obj["event"]))
+            return DeviceEvent(
+                obj["vehicle"], int(obj["seq"]), int(obj["t"]), str(obj["event"]), str(obj.get("boot", ""))
+            )
         gps, imu = obj["gps"], obj["imu"]
         g = np.array([gps["lat"], gps["lon"], gps["speed"], gps["heading"], gps["acc"]], dtype=np.float64)
         a = np.array([imu["lon"], imu["lat"], imu["vert"]], dtype=np.float64)
@@ -351,9 +360,10 @@ def encode_telemetry(b: TelemetryBatch) -> bytes:
 
 
 def encode_event(e: DeviceEvent) -> bytes:
-    return json.dumps(
-        {"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event}, separators=(",", ":")
-    ).encode()
+    obj = {"v": SCHEMA_VERSION, "vehicle": e.vehicle, "seq": e.seq, "t": e.t_ms, "event": e.event}
+    if e.boot:
+        obj["boot"] = e.boot
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 # --- end-to-end acknowledgement (platform -> device) ---------------------------------------------------------------

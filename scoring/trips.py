@@ -147,6 +147,9 @@ class TripCutter:
         # after a reset: the last closed seq and latest time before it; a message at or below both is a repeat of
         # data from before the reboot (a late duplicate), not part of the trips that follow (durable as well)
         self.pre_reset: dict[str, tuple[int, int]] = {}
+        # the boot ids a device has sent on its ignition_on events, latest last (durable, a few kept): one it never
+        # sent before with a seq that went down is a restart, whatever its clock says
+        self.boots: dict[str, list[str]] = {}
         self.max_trip_ms = int(ingest.max_trip_s * 1000)
         self.window_margin_ms = int(ingest.trip_window_margin_s * 1000)
         self.close_grace_ms = int(close_grace_s * 1000)
@@ -189,6 +192,8 @@ class TripCutter:
                     self.closed_end[v] = int(st["closed_end_ms"])
                 if st.get("reset_seq") is not None:
                     self.pre_reset[v] = (int(st["reset_seq"]), int(st["reset_end_ms"]))
+                if st.get("boots"):
+                    self.boots[v] = [str(b) for b in st["boots"]]
             elif st.get("closed_to_ms") is not None:
                 self.closed_to[v] = int(st["closed_to_ms"])
 
@@ -258,9 +263,15 @@ class TripCutter:
             self.counters.resets += 1
             if trip is not None:
                 out += self._close(trip, "next_trip")
-            self.pre_reset[v] = (self.last_closed_seq[v], self.closed_end[v])
+            if item.boot and item.boot not in self.boots.get(v, [item.boot]):
+                # recognised by its boot id: the clock may have gone back too, so old messages cannot be told by
+                # their time; those of the old session still come as repeats of closed seqs or as orphans
+                self.pre_reset.pop(v, None)
+            else:
+                self.pre_reset[v] = (self.last_closed_seq[v], self.closed_end[v])
             self.last_closed_seq[v] = item.seq - 1
             self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
+            self._saw_boot(item)
             return out
         pre = self.pre_reset.get(v)
         if pre is not None and item.seq <= pre[0] and _time_of(item) <= pre[1]:
@@ -279,6 +290,7 @@ class TripCutter:
             if trip is not None:
                 out += self._close(trip, "next_trip")
             self.open[v] = OpenTrip(v, item.seq, item.t_ms, partition, offset, wm)
+            self._saw_boot(item)
             return out
         if trip is None or item.seq < trip.on_seq or (trip.off is not None and item.seq > trip.off.seq):
             self.counters.orphans += 1
@@ -300,9 +312,18 @@ class TripCutter:
             out += self._close(trip, "ignition_off")
         return out
 
+    def _saw_boot(self, on: DeviceEvent) -> None:
+        if on.boot:
+            seen = [b for b in self.boots.get(on.vehicle, []) if b != on.boot]
+            self.boots[on.vehicle] = [*seen, on.boot][-8:]
+
     def _is_reset(self, on: DeviceEvent, trip: OpenTrip | None) -> bool:
         """An ignition_on whose seq is not above what came before but whose time is after all of it: a reboot.
-        (A repeat of an older ignition_on is never later than the trip it started.)"""
+        (A repeat of an older ignition_on is never later than the trip it started.) With a boot id the device never
+        sent before, the seq alone decides: its clock may have been reset too."""
+        known = self.boots.get(on.vehicle)
+        if on.boot and known and on.boot not in known:
+            return on.seq < trip.on_seq if trip is not None else on.seq <= self.last_closed_seq.get(on.vehicle, -1)
         if trip is not None:
             return on.seq < trip.on_seq and on.t_ms > self._latest_ms(trip, self._split(trip)[0])
         end = self.closed_end.get(on.vehicle)
@@ -395,6 +416,7 @@ class TripCutter:
             self.closed_start.pop(v, None)
             self.closed_end.pop(v, None)
             self.pre_reset.pop(v, None)
+            self.boots.pop(v, None)
             self.state_updates.pop(v, None)
         for p in partitions:
             self.wm.pop(p, None)
@@ -482,6 +504,8 @@ class TripCutter:
         }
         if v in self.pre_reset:
             self.state_updates[v]["reset_seq"], self.state_updates[v]["reset_end_ms"] = self.pre_reset[v]
+        if self.boots.get(v):
+            self.state_updates[v]["boots"] = self.boots[v]
         reason = ""
         if trip.off is not None and trip.off.t_ms < trip.on_ms:
             reason = "negative_duration"

@@ -327,3 +327,17 @@ def test_peek_seq_reads_the_seq_of_a_rejected_message_only_when_it_is_a_valid_on
         b'{"seq":' + b"9" * 30 + b"}",
     ):
         assert peek_seq(bad) is None, bad
+
+
+def test_an_event_may_carry_a_boot_id_and_a_bad_one_is_refused():
+    from ingest.contract import decode_trusted, encode_event
+
+    ev = {"v": 1, "vehicle": "VH00001", "seq": 3, "t": NOW - 1000, "event": "ignition_on", "boot": "b-7f3a"}
+    got = dec(json.dumps(ev).encode(), kind="events")
+    assert isinstance(got, DeviceEvent) and got.boot == "b-7f3a"
+    assert (
+        dec(encode_event(got), kind="events") == got == decode_trusted("VH00001", "events", encode_event(got), NOW, CFG)
+    )
+    for bad, reason in ((7, "wrong_type"), ("", None), ("x" * 65, "out_of_range"), ("a b", "out_of_range")):
+        r = dec(json.dumps({**ev, "boot": bad}).encode(), kind="events")
+        assert (r.reason if isinstance(r, Rejected) else None) == reason, (bad, r)

@@ -436,3 +436,31 @@ def test_a_held_message_is_released_when_the_window_passes_and_replays_hold_it_a
     trips = c.feed(on(0, 0, "OTHER"), 0, 3, T0 + 12_000)  # the partition's clock passes the window
     assert trips == [] and c.reseq.held == {} and c.reseq.skipped == 1
     assert c.open["V1"].off is not None and sorted(c.open["V1"].batches) == [2]
+
+
+def test_a_new_boot_id_marks_a_reboot_even_when_the_clock_went_back_too():
+    """Issue 11: a reboot was recognised only from the time (a new ignition_on later than everything before), so a
+    device whose clock was reset with its counter lost every trip until seq passed the old value. With the
+    contract's boot id a restart is recognised from it; a repeat of an old ignition_on (an old boot) still is not."""
+
+    def on_b(seq, t_s, boot):
+        return DeviceEvent("V1", seq, T0 + t_s * 1000, "ignition_on", boot)
+
+    stream = [on_b(100, 1000, "boot-a"), batch(101, 1000), off(102, 1010)]
+    after = [on_b(0, 500, "boot-b"), batch(1, 500), off(2, 510)]  # counter and clock both went back
+    without = TripCutter()
+    feed_all(without, stream + [DeviceEvent(m.vehicle, m.seq, m.t_ms, m.event) if isinstance(m, DeviceEvent) else m
+                                for m in after])  # fmt: skip
+    assert without.counters.resets == 0 and without.counters.repeats >= 1  # lost as repeats
+    c = TripCutter()
+    trips = feed_all(c, stream + after)
+    assert [(t.start_ms, t.complete) for t in trips] == [(T0 + 1_000_000, True), (T0 + 500_000, True)]
+    assert c.counters.resets == 1
+    # the old boot's ignition_on delivered again is a repeat, not another reboot
+    assert feed_all(c, [on_b(100, 1000, "boot-a")], start_offset=6) == [] and c.counters.resets == 1
+    # and the boots are durable: a restarted cutter knows them
+    state = {v: st for v, (_, st) in c.take_state_updates().items()}
+    assert state["V1"]["boots"] == ["boot-a", "boot-b"]
+    again = TripCutter()
+    again.load_partition(0, 0, state)
+    assert again.boots["V1"] == ["boot-a", "boot-b"]

@@ -45,6 +45,9 @@ class DeviceEvent:
     seq: int
     t_ms: int
     event: str
+    # the device's boot (session) id, when it sends one: a new one on an ignition_on says the device restarted
+    # and its seq counter may have started again (docs/device-contract.md)
+    boot: str = ""
 
 
 @dataclass(frozen=True)
