@@ -28,6 +28,7 @@ from scoring.features import (
     _offset_s,
     bands,
 )
+from scoring.intensity import IntensityChannel
 from scoring.kernels import (
     clean_kernel,
     exposure_kernel,
@@ -36,6 +37,7 @@ from scoring.kernels import (
     speed_events_kernel,
     speeding_kernel,
     trip_kernel,
+    window_mean_kernel,
 )
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
@@ -155,6 +157,183 @@ def gps_batch_kernel(
         for j in range(7):
             spd[k, j] = q[j]
         heatmap_kernel(tt, vv, max_gap, v_step, nv, a_step, na, heat[k], moving)
+
+
+@njit(cache=True, nogil=True)
+def _np_interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
+    """``np.interp(x, xp, fp)`` as NumPy computes it (its C loop: the interval's slope times the offset from its
+    left end, the right end's value where that is not finite), for sorted ``x``."""
+    m = xp.shape[0]
+    j = 0
+    for i in range(x.shape[0]):
+        xv = x[i]
+        if xv != xv:
+            out[i] = xv
+            continue
+        if xv < xp[0]:
+            out[i] = fp[0]
+            continue
+        if xv > xp[m - 1]:
+            out[i] = fp[m - 1]
+            continue
+        while j + 1 < m and xp[j + 1] <= xv:
+            j += 1
+        while j > 0 and xp[j] > xv:
+            j -= 1
+        if j == m - 1 or xp[j] == xv:
+            out[i] = fp[j]
+            continue
+        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+        r = slope * (xv - xp[j]) + fp[j]
+        if r != r:
+            r = slope * (xv - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
+
+
+@njit(cache=True, nogil=True)
+def _arange_len(start: float, stop: float) -> int:
+    """len(np.arange(start, stop, 1.0))."""
+    n = int(np.ceil((stop - start) / 1.0))
+    return n if n > 0 else 0
+
+
+@njit(cache=True, nogil=True)
+def _py_mod(a: float, b: float) -> float:
+    """np.mod for floats (the sign of the divisor)."""
+    m = np.fmod(a, b)
+    if m != 0.0:
+        if (b < 0) != (m < 0):
+            m += b
+    else:
+        m = np.copysign(0.0, b)
+    return m
+
+
+@njit(cache=True, nogil=True)
+def channel_batch_kernel(
+    off: np.ndarray,
+    t_s: np.ndarray,
+    v: np.ndarray,
+    heading: np.ndarray,
+    with_heading: np.ndarray,
+    smooth_s: float,
+    max_gap: float,
+    warmup: float,
+    min_corner: float,
+    out_off: np.ndarray,
+    g_out: np.ndarray,
+    v_out: np.ndarray,
+    lon_out: np.ndarray,
+    lat_out: np.ndarray,
+    source: np.ndarray,
+) -> None:
+    """``scoring.intensity.channel`` of every trip without a used IMU (the 1 Hz speed channel: grid from warm-up
+    after each segment's first fix, speed smoothed over ``speed_smooth_s``, centred differences, speed x heading
+    rate for the lateral), NumPy's arithmetic step by step. With ``g_out`` of length 0 only counts: out_off[k + 1] =
+    the end of trip k's channel. source[k]: 0 "speed", 1 "speed+heading"."""
+    count_only = g_out.shape[0] == 0
+    nt = off.shape[0] - 1
+    w = 0
+    for k in range(nt):
+        a, b = off[k], off[k + 1]
+        n = b - a
+        source[k] = 0
+        w0 = w
+        if n >= 2:
+            tt = t_s[a:b]
+            dts = np.empty(n - 1)
+            for i in range(n - 1):
+                dts[i] = tt[i + 1] - tt[i]
+            med = np.median(dts)
+            rate = 1.0 / max(med, 1e-3)
+            s0 = 0
+            for i in range(n):
+                if i == n - 1 or dts[i] > max_gap:
+                    s1 = i + 1
+                    t0 = tt[s0] + warmup
+                    if tt[s1 - 1] - t0 >= 2.0:
+                        m = _arange_len(t0, tt[s1 - 1] + 1e-9)
+                        if not count_only and m > 0:
+                            g_out[w] = t0
+                            if m > 1:
+                                g_out[w + 1] = t0 + 1.0
+                                delta = g_out[w + 1] - t0
+                                for q in range(2, m):
+                                    g_out[w + q] = t0 + q * delta
+                        w += m
+                    s0 = s1
+        if count_only:
+            out_off[k + 1] = w
+            continue
+        m = w - w0
+        if m == 0:
+            continue
+        g = g_out[w0:w]
+        vv = v[a:b]
+        if smooth_s > 0:
+            nw = int(np.rint(smooth_s * rate))
+            vs = np.empty(n)
+            window_mean_kernel(vv, nw if nw > 1 else 1, vs)
+        else:
+            vs = vv
+        vg = v_out[w0:w]
+        _np_interp(g, tt, vs, vg)
+        lon = lon_out[w0:w]
+        for q in range(m):
+            fwd = np.nan
+            bwd = np.nan
+            if q + 1 < m and not abs((g[q + 1] - g[q]) - 1.0) > 1e-6:
+                fwd = vg[q + 1] - vg[q]
+            if q > 0 and not abs((g[q] - g[q - 1]) - 1.0) > 1e-6:
+                bwd = vg[q] - vg[q - 1]
+            lon[q] = bwd if fwd != fwd else (fwd if bwd != bwd else 0.5 * (fwd + bwd))
+        lat = lat_out[w0:w]
+        for q in range(m):
+            lat[q] = np.nan
+        if with_heading[k]:
+            hd = heading[a:b]
+            hmax = hd[0]
+            hmin = hd[0]
+            nan_h = False
+            for i in range(n):
+                x = hd[i]
+                if x != x:
+                    nan_h = True
+                if x > hmax:
+                    hmax = x
+                if x < hmin:
+                    hmin = x
+            if not nan_h and hmax - hmin > 0:
+                h = np.empty(n)
+                c = 0.0
+                prev = hd[0] * (np.pi / 180.0)
+                h[0] = prev
+                for i in range(1, n):
+                    cur = hd[i] * (np.pi / 180.0)
+                    dd = cur - prev
+                    ddmod = _py_mod(dd - (-np.pi), 2 * np.pi) + (-np.pi)
+                    if ddmod == -np.pi and dd > 0:
+                        ddmod = np.pi
+                    corr = ddmod - dd
+                    if abs(dd) < np.pi:
+                        corr = 0.0
+                    c += corr
+                    h[i] = cur + c
+                    prev = cur
+                hg = np.empty(m)
+                _np_interp(g, tt, h, hg)
+                for q in range(m):
+                    f2 = np.nan
+                    b2 = np.nan
+                    if q + 1 < m and not abs((g[q + 1] - g[q]) - 1.0) > 1e-6:
+                        f2 = hg[q + 1] - hg[q]
+                    if q > 0 and not abs((g[q] - g[q - 1]) - 1.0) > 1e-6:
+                        b2 = hg[q] - hg[q - 1]
+                    rh = b2 if f2 != f2 else (f2 if b2 != b2 else 0.5 * (f2 + b2))
+                    lat[q] = np.nan if vg[q] < min_corner else -vg[q] * rh
+                source[k] = 1
 
 
 def quarter_offsets(t_s: np.ndarray, tz: str) -> np.ndarray:
@@ -295,6 +474,21 @@ def _precompute_group(
     gps_batch_kernel(
         goff, tg, vg, ag, pg, lg, mid_off, fp, ip, basic, basic_n, ev_kind, ev_s, ev_e, ev_p, ev_n, expo, ph, spd, heat
     )
+    # the 1 Hz speed channel of the continuous measures (used where the trip's IMU is not)
+    hd = np.concatenate([np.asarray(t.heading, np.float64) for t in trips])[kb]
+    with_h = np.ones(nt, np.uint8)
+    ch_off = np.zeros(nt + 1, np.int64)
+    src = np.zeros(nt, np.int8)
+    e = np.zeros(0)
+    chp = (
+        float(cfg.speed_smooth_s),
+        float(cfg.max_integration_gap_s),
+        float(cfg.event_warmup_s),
+        float(cfg.min_corner_speed_mps),
+    )
+    channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, e, e, e, e, src)
+    cg, cv, clon, clat = (np.empty(ch_off[-1]) for _ in range(4))
+    channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, cg, cv, clon, clat, src)
     out: list[Precomputed | None] = []
     for k in range(nt):
         if not ok[k]:
@@ -325,6 +519,13 @@ def _precompute_group(
                 (float(ph[k, 0]), float(ph[k, 1])),
                 Speeding(*(float(x) for x in spd[k])),
                 heat[k],
+                IntensityChannel(
+                    cg[ch_off[k] : ch_off[k + 1]],
+                    cv[ch_off[k] : ch_off[k + 1]],
+                    clon[ch_off[k] : ch_off[k + 1]],
+                    clat[ch_off[k] : ch_off[k + 1]],
+                    "speed+heading" if src[k] else "speed",
+                ),
             )
         )
     return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
-from scoring.intensity import Continuous, continuous, continuous_fields
+from scoring.intensity import Continuous, IntensityChannel, continuous, continuous_fields
 from scoring.kernels import (
     clean_kernel,
     event_kernel,
@@ -415,6 +415,7 @@ class Precomputed:
     phone: tuple[float, float]  # phone_use
     speeding: Speeding
     heatmap: np.ndarray
+    channel: IntensityChannel | None = None  # the 1 Hz speed channel, for a trip whose IMU is not used
 
 
 def measure_trip(
@@ -478,7 +479,9 @@ def measure_trip(
     lim = None if limit_mps is None else np.asarray(limit_mps, dtype=np.float64)[good]
     sp = pre.speeding if pre else speeding(t_s, v, lim, cfg)
     heading = trip.heading[good] if trip.heading.shape[0] == n else None
-    cont = continuous(t_s, v, heading, it if used else None, imu, lim, cfg)
+    cont = continuous(
+        t_s, v, heading, it if used else None, imu, lim, cfg, pre.channel if pre is not None and not used else None
+    )
     score, parts = population_score(
         part_values(
             {

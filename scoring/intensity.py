@@ -411,9 +411,11 @@ def continuous(
     imu: Alignment | None,
     limit_mps: np.ndarray | None,
     cfg: ScoringConfig,
+    ch: IntensityChannel | None = None,
 ) -> Continuous:
-    """The continuous measures of a trip's cleaned fixes (and aligned IMU, when used)."""
-    ch = channel(t_s, v, heading_deg, imu_t_s, imu, cfg)
+    """The continuous measures of a trip's cleaned fixes (and aligned IMU, when used). ``ch``: the trip's channel
+    when the caller has it (scoring/batch.py computes the speed channels of many trips at once)."""
+    ch = channel(t_s, v, heading_deg, imu_t_s, imu, cfg) if ch is None else ch
     longest = longest_drive_s(t_s, v, cfg)
     return Continuous(
         intensity(ch, cfg),

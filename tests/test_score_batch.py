@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scoring import batch, features
+from scoring import batch, features, intensity
 from scoring.filecut import imu_grid_kernel, trip_imu, vehicle_imu_hz
 from scoring.reference_batch import imu_grid_reference
 from scoring.trips import ClosedTrip, TripCutter
@@ -242,6 +242,7 @@ def test_the_batch_calls_no_per_trip_speed_channel_function(monkeypatch):
 
     for name in ("clean_fixes", "trip_features", "speed_events", "exposure", "phone_use", "speeding", "heatmap"):
         monkeypatch.setattr(features, name, boom)
+    monkeypatch.setattr(intensity, "channel", boom)  # the 1 Hz speed channel comes from the batch too
     assert score_file.score_frames(gps, None, CFG) == want
 
 
@@ -367,3 +368,63 @@ def test_median_int_equals_numpy_median():
         elif k % 5 == 0:
             x[rng.random(n) < 0.3] = 86_400_000  # the gaps between trips
         assert median_int(x) == float(np.median(x))
+
+
+@pytest.mark.parametrize("smooth_s", [0.0, 2.0])
+def test_channel_batch_kernel_equals_intensity_channel(smooth_s):
+    """The batched 1 Hz speed channel against scoring.intensity.channel (NumPy) bit for bit: random trips with gaps,
+    sub-second and irregular fixes, headings wrapping through north, constant or NaN headings, trips of 0-3 fixes,
+    and the dongle's speed smoothing."""
+    from scoring.batch import channel_batch_kernel
+    from scoring.intensity import channel
+
+    cfg = ScoringConfig(speed_smooth_s=smooth_s)
+    rng = np.random.default_rng(int(smooth_s * 10) + 1)
+    trips = []
+    for n in [0, 1, 2, 3, 12, 40, 400, 1500, 7, 900]:
+        t = T0 / 1000 + np.cumsum(rng.choice([1.0, 1.0, 1.0, 0.25, 0.5, 2.0, 15.0, 400.0], n))
+        v = np.abs(np.cumsum(rng.normal(0, 1.0, n))) + rng.choice([0.0, 12.0])
+        h = np.mod(np.cumsum(rng.normal(0, 20, n)) + 350, 360)
+        if n == 40:
+            h[:] = 90.0  # constant: no lateral
+        if n == 7:
+            h[3] = np.nan
+        trips.append((t, v, h))
+    off = np.concatenate([[0], np.cumsum([t.shape[0] for t, _, _ in trips])]).astype(np.int64)
+    t_all, v_all, h_all = (np.concatenate([x[i] for x in trips]) for i in range(3))
+    nt = len(trips)
+    args = (float(cfg.speed_smooth_s), float(cfg.max_integration_gap_s), float(cfg.event_warmup_s))
+    args += (float(cfg.min_corner_speed_mps),)
+    ch_off, src, e = np.zeros(nt + 1, np.int64), np.zeros(nt, np.int8), np.zeros(0)
+    wh = np.ones(nt, np.uint8)
+    channel_batch_kernel(off, t_all, v_all, h_all, wh, *args, ch_off, e, e, e, e, src)
+    g, vv, lon, lat = (np.empty(ch_off[-1]) for _ in range(4))
+    channel_batch_kernel(off, t_all, v_all, h_all, wh, *args, ch_off, g, vv, lon, lat, src)
+    for k, (t, v, h) in enumerate(trips):
+        want = channel(t, v, h, None, None, cfg)
+        sl = slice(ch_off[k], ch_off[k + 1])
+        assert want.source == ("speed+heading" if src[k] else "speed")
+        for a, b in ((g[sl], want.t), (vv[sl], want.v), (lon[sl], want.lon), (lat[sl], want.lat)):
+            assert np.array_equal(a, b, equal_nan=True), k
+
+
+def test_np_interp_twin_equals_numpy():
+    from scoring.batch import _np_interp
+
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        xp = np.cumsum(rng.uniform(0.01, 3.0, int(rng.integers(1, 40)))) + 1.7e9
+        fp = rng.normal(0, 5, xp.shape[0])
+        x = np.sort(np.concatenate([rng.uniform(xp[0] - 5, xp[-1] + 5, 60), xp[rng.integers(0, xp.shape[0], 5)]]))
+        out = np.empty(x.shape[0])
+        _np_interp(x, xp, fp, out)
+        assert np.array_equal(out, np.interp(x, xp, fp))
+
+
+def test_dongle_profile_batch_equals_per_trip():
+    """The dongle's profile smooths speed before the channel: the batch follows the vehicle's device class."""
+    spec = FleetSpec(vehicles=2, days=1, seed=9)
+    gps, _ = normalised(*trip_frames(spec, [t for v in vehicle_ids(2) for t in make_trips(spec, v)]))
+    cfg = ScoringConfig(device_classes={vehicle_ids(2)[0]: "dongle"})
+    rows = assert_same(gps, None, cfg)
+    assert {r["device_class"] for r in rows} == {"dongle", "phone"}
