@@ -422,7 +422,16 @@ class TripCutter:
             self.wm.pop(p, None)
 
     def _close_motion(self, vehicle: str, cut: MotionCut) -> ClosedTrip:
-        batches = sorted({m.batch.seq: m.batch for m in cut.messages}.values(), key=lambda b: b.seq)
+        # the batches with samples inside the trip: the track may hold parked reports from before it, and how many
+        # depends on where a restarted scorer resumed (the chaos harness saw the count change), so they are left out
+        batches = sorted(
+            (
+                b
+                for b in {m.batch.seq: m.batch for m in cut.messages}.values()
+                if _overlaps(b, cut.start_ms, cut.end_ms)
+            ),
+            key=lambda b: b.seq,
+        )
         g = _concat_gps(batches)
         keep = (g[0] >= cut.start_ms) & (g[0] <= cut.end_ms)
         imu = _concat_imu(batches)
@@ -585,6 +594,11 @@ class TripCutter:
 
 def _time_of(item: DeviceEvent | TelemetryBatch) -> int:
     return item.t_ms if isinstance(item, DeviceEvent) else _span(item)[1]
+
+
+def _overlaps(b: TelemetryBatch, start_ms: int, end_ms: int) -> bool:
+    first, last = _span(b)
+    return first <= end_ms and last >= start_ms
 
 
 def _span(b: TelemetryBatch) -> tuple[int, int]:

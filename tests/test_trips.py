@@ -464,3 +464,21 @@ def test_a_new_boot_id_marks_a_reboot_even_when_the_clock_went_back_too():
     again = TripCutter()
     again.load_partition(0, 0, state)
     assert again.boots["V1"] == ["boot-a", "boot-b"]
+
+
+def test_an_old_report_resent_during_a_motion_trip_is_not_counted_in_it():
+    """The chaos harness: after Mosquitto crashes, devices resend; a parked report from before a motion trip that
+    arrived again during the trip was counted among the trip's messages (28 more, the same distance and fixes), so
+    the trip differed from the clean run. A motion trip's messages are those with samples inside it."""
+    parked = [batch(i, 10 * i, speed=0.0) for i in range(30)]
+    moving = [batch(30 + i, 300 + 10 * i, speed=15.0) for i in range(30)]
+    tail = [batch(60 + i, 600 + 60 * i, speed=0.0) for i in range(6)]
+
+    def trip_of(items):
+        c = TripCutter()
+        [t] = feed_all(c, items) + c.finish()
+        return t.messages, t.seq_first, t.seq_last, t.t_ms.tolist()
+
+    clean = trip_of(parked + moving + tail)
+    resent = parked[5:25]  # delivered again in the middle of the trip
+    assert trip_of(parked + moving[:10] + resent + moving[10:] + tail) == clean
