@@ -246,8 +246,7 @@ def channel_batch_kernel(
             dts = np.empty(n - 1)
             for i in range(n - 1):
                 dts[i] = tt[i + 1] - tt[i]
-            med = np.median(dts)
-            rate = 1.0 / max(med, 1e-3)
+            rate = 1.0 / max(np.median(dts), 1e-3) if smooth_s > 0 and not count_only else 0.0  # for smoothing
             s0 = 0
             for i in range(n):
                 if i == n - 1 or dts[i] > max_gap:
