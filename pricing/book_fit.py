@@ -122,12 +122,9 @@ def _hgb_matrix(factors: list[FactorSpec], values: dict[str, np.ndarray]) -> tup
     return X, cats
 
 
-def _hgb(loss: str, X: np.ndarray, cats: list[bool], y: np.ndarray, w: np.ndarray, seed: int, power: float = 1.5):
-    kw = {"power": power} if loss == "tweedie" else {}
-    if loss == "tweedie":
-        # scikit-learn's HistGradientBoosting has no Tweedie loss; Poisson on the pure premium is the usual stand-in
-        kw = {}
-        loss = "poisson"
+def _hgb(loss: str, X: np.ndarray, cats: list[bool], y: np.ndarray, w: np.ndarray, seed: int):
+    """The challenger. scikit-learn's HistGradientBoosting has no Tweedie loss: the pure premium uses Poisson
+    (a valid quasi-likelihood for any non-negative rate with a log link)."""
     m = HistGradientBoostingRegressor(
         loss=loss,
         max_leaf_nodes=31,
@@ -136,7 +133,6 @@ def _hgb(loss: str, X: np.ndarray, cats: list[bool], y: np.ndarray, w: np.ndarra
         min_samples_leaf=200,
         categorical_features=cats if any(cats) else None,
         random_state=seed,
-        **kw,
     )
     return m.fit(X, y, sample_weight=w) if X.shape[1] else None
 
@@ -158,10 +154,6 @@ def fit_book(spec: BookSpec, frame: pl.DataFrame, rulebook: Rulebook | None = No
         notes.append("the spec declares no rating factor: every model is the book mean")
     values = {c: frame[stored_column(c)].to_numpy() for c in spec.factor_columns}
     d = glm.build_design(list(spec.factors), values, w)
-    for t in d.terms:
-        if t.spec.kind == "spline":
-            x = values[t.spec.column].astype(float)
-            t.clamped = int(((x < t.lo) | (x > t.hi)).sum())
     split = make_split(spec, pid, start)
     tr = split.train
     freq = counts / w
@@ -196,7 +188,7 @@ def fit_book(spec: BookSpec, frame: pl.DataFrame, rulebook: Rulebook | None = No
     t0 = time.perf_counter()
     p_glm = glm.fit_glm("pure_premium", d.X[tr], pp[tr], w[tr], spec.tweedie_power) if s_glm else None
     timings["tweedie_glm_s"] = time.perf_counter() - t0
-    p_hgb = _hgb("tweedie", Xh[tr], cats, pp[tr], w[tr], spec.seed) if (boosting and s_glm and Xh.shape[1]) else None
+    p_hgb = _hgb("poisson", Xh[tr], cats, pp[tr], w[tr], spec.seed) if (boosting and s_glm and Xh.shape[1]) else None
 
     metrics: list[dict] = []
     lor: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -353,9 +345,6 @@ def fit_book(spec: BookSpec, frame: pl.DataFrame, rulebook: Rulebook | None = No
         lift["verdict"] = "no telematics factor in this spec: the lift test needs telematics columns in the book"
     timings["tests_s"] = time.perf_counter() - t0
     timings["fit_total_s"] = time.perf_counter() - t_start
-    for t in d.terms:
-        if t.clamped:
-            notes.append(f"{t.spec.name}: {t.clamped} values beyond the spline boundary, evaluated at it")
     res = BookFit(
         book=spec.name,
         spec_sha256=spec.sha256,
@@ -470,7 +459,9 @@ def draft_rulebook(spec: BookSpec, rb: Rulebook, r: BookFit, today: date | None 
         ]
         for band in lf.bands:
             hi = "" if math.isinf(band.hi) else f"to = {_num(band.hi)}, "
-            text.append(f'  {{ from = {_num(band.lo)}, {hi}relativity = {_num(band.relativity)}, label = "{band.label}" }},')
+            text.append(
+                f'  {{ from = {_num(band.lo)}, {hi}relativity = {_num(band.relativity)}, label = "{band.label}" }},'
+            )
         text.append("]")
     out = "\n".join(text) + "\n"
     parse_rulebook(out, "<draft rulebook>")  # never hand out a draft that would be refused

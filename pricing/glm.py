@@ -44,7 +44,6 @@ class Term:
     hi: float = 0.0
     ref: float = 0.0  # base value
     table_edges: np.ndarray | None = None
-    clamped: int = 0  # values outside the spline's boundary, evaluated at the boundary (said in the report)
 
     def level_index(self, x: np.ndarray) -> np.ndarray:
         """Relativity-table row of each value."""

@@ -202,9 +202,11 @@ def test_bad_book_lists_every_problem_and_changes_nothing(tmp_path):
 
 
 def test_missing_column_is_named_with_the_file_columns(tmp_path):
-    rows = "pol,expo,start,end,zone,age,sex\nP1,1.0,2025-01-01,2026-01-01,A,30,f\n"
-    with pytest.raises(BookError, match=r"column\(s\) \['n'\] declared in the spec are not in the file; it has"):
+    """A missing column and the problems of the other columns come in the same message."""
+    rows = "pol,expo,start,end,zone,age,sex\nP1,-1,2025-01-01,2026-01-01,A,30,f\n"
+    with pytest.raises(BookError, match=r"column\(s\) \['n'\] declared in the spec are not in the file; it has") as e:
         book_cli.load_book_cmd(cfg_for(tmp_path), args(spec=tiny_book(tmp_path / "bk", rows)))
+    assert "column 'expo', row 1: exposure must be above 0" in str(e.value) and len(e.value.problems) == 2
     assert not (tmp_path / "b.duckdb").exists()  # validation runs before the store is even opened
 
 
