@@ -73,3 +73,19 @@ def test_sql_and_pricing_run_while_the_store_writes(tmp_path, monkeypatch):
     finally:
         con.close()
     assert writing_while_priced or len(set(counts)) > 1, "the readers never overlapped the writer: test too fast"
+
+
+def test_a_database_made_by_a_ubi_command_is_readable_by_its_owner_only(tmp_path, monkeypatch):
+    """Issue 11: the store's DuckDB file was created 0644 (world-readable); every ubi command now runs with umask
+    077."""
+    monkeypatch.setenv("UBI_HOME", str(tmp_path))
+    monkeypatch.setenv("UBI_DB", str(tmp_path / "new.duckdb"))
+    monkeypatch.delenv("UBI_CONFIG", raising=False)
+    r = _cli(dict(os.environ), "sql", "SELECT 1")
+    assert r.returncode != 0  # read-only on a file that does not exist: refused, nothing made
+    r = _cli(dict(os.environ), "price", "--month", "2026-09")
+    assert r.returncode == 0, r.stderr
+    made = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert (tmp_path / "new.duckdb") in made
+    loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in made if p.stat().st_mode & 0o077}
+    assert not loose, loose

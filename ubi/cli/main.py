@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from datetime import date, timedelta
@@ -359,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level)
+    # Whatever a ubi command writes (the DuckDB file and its WAL, statements, exports, logs) is readable by its
+    # owner only: telematics data is personal data (issue 11: a new store file was world-readable).
+    os.umask(0o077)
     try:
         return args.func(args)
     except UBIError as exc:
