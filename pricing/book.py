@@ -505,7 +505,8 @@ def check_book(spec: BookSpec, rows: pl.DataFrame, claims: pl.DataFrame | None) 
     extra: dict[str, pl.Series] = {}
     kinds = {f.column: f.kind for f in spec.factors}
     for col in dict.fromkeys(spec.factor_columns + list(spec.protected) + ([spec.age] if spec.age else [])):
-        if kinds.get(col, "categorical") == "categorical" and col != spec.age:
+        age_numeric = col == spec.age and kinds.get(col) != "categorical"  # an age column may hold bands already
+        if kinds.get(col, "categorical") == "categorical" and not age_numeric:
             s = rows[col]
             _problem(problems, pf, col, s.is_null().to_numpy(), "empty (NULL): give the level a name")
             txt = s.cast(pl.String)
@@ -585,10 +586,11 @@ def _stand_in(spec: BookSpec, col: str, n: int) -> pl.Series:
     if col in (spec.period_start, spec.period_end):
         return pl.Series(col, ["2000-01-01" if col == spec.period_start else "2000-01-02"] * n)
     kinds = {f.column: f.kind for f in spec.factors}
-    numeric = col in (spec.exposure, spec.claim_count, spec.claim_amount, spec.age) or kinds.get(col) not in (
+    numeric = col in (spec.exposure, spec.claim_count, spec.claim_amount) or kinds.get(col) not in (
         None,
         "categorical",
     )
+    numeric = numeric or (col == spec.age and kinds.get(col) != "categorical")
     value: float | str = (1.0 if col == spec.exposure else 0.0) if numeric else "missing"
     return pl.Series(col, [value] * n)
 

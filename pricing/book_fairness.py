@@ -106,7 +106,8 @@ def audit_book(
             raise PricingError(f"fairness: {s.null_count():,} rows have no value of the protected attribute {col!r}")
         attrs[col] = s.cast(pl.String).to_numpy().astype(str)
     if spec.age:
-        attrs["age band"] = age_band(frame[stored_column(spec.age)].to_numpy())
+        a = frame[stored_column(spec.age)]
+        attrs["age band"] = a.cast(pl.String).to_numpy().astype(str) if a.dtype == pl.String else age_band(a.to_numpy())
     if not attrs:
         raise PricingError(
             f"fairness: the spec of book {spec.name!r} declares no protected attribute and no age column ([audit])"

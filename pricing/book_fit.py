@@ -302,6 +302,12 @@ def fit_book(spec: BookSpec, frame: pl.DataFrame, rulebook: Rulebook | None = No
         preds["severity"] = S.predict(d.X)
         preds["pure_premium"] = fpred_all * preds["severity"]
     timings["refit_s"] = time.perf_counter() - t0
+    for x in rel:
+        if x["model"] == "frequency" and x["claims"] == 0 and not x["base"]:
+            notes.append(
+                f"{x['factor']} = {x['level']} has no claims: its relativity is not estimable; group it with a "
+                "neighbour in the spec"
+            )
     t0 = time.perf_counter()
     tests = []
     for f in spec.factors:

@@ -212,6 +212,7 @@ date = "claim_date"
 
 [audit]
 protected = ["gender"]
+age = "age_band"
 
 [[factors]]
 name = "vehicle_group"

@@ -453,6 +453,13 @@ def test_fairness_command_exits_1_on_a_flag(sim_loaded, tmp_path):
     assert book_cli.fairness_book_cmd(cfg, args(book="simulated", out=tmp_path / "f", threshold=0.5)) == 0
     assert book_cli.fairness_book_cmd(cfg, args(book="simulated", out=tmp_path / "f", threshold=0.0)) == 1
     assert pl.read_csv(tmp_path / "f" / "disparities.csv")["flagged"].any()
+    groups = pl.read_csv(tmp_path / "f" / "groups.csv")
+    ages = groups.filter(pl.col("attribute") == "age band")
+    assert set(ages["group"]) == {"18-24", "25-39", "40-64", "65+"}
+    young = ages.filter(pl.col("group") == "18-24").row(0, named=True)
+    assert young["level_before"] > 1.3  # the simulator's 1.8 for 18-24 shows in what they pay
+    d = pl.read_csv(tmp_path / "f" / "disparities.csv")
+    assert d.filter(pl.col("attribute") == "age band")["metric"].to_list() == ["change"]
 
 
 # ---------------------------------------------------------------- the real books, read in place
