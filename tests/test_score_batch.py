@@ -428,3 +428,43 @@ def test_dongle_profile_batch_equals_per_trip():
     cfg = ScoringConfig(device_classes={vehicle_ids(2)[0]: "dongle"})
     rows = assert_same(gps, None, cfg)
     assert {r["device_class"] for r in rows} == {"dongle", "phone"}
+
+
+@pytest.mark.parametrize(
+    "steps,speeds",
+    [
+        ([], [5.0]),  # one fix
+        ([1000], [0.0, 20.0]),
+        ([1000] * 30, [15.0] * 31),  # too short to move 200 m in the window... or not: the rules decide
+        ([1000] * 400, list(np.r_[np.zeros(20), np.full(200, 14.0), np.zeros(181)])),  # park, drive, stop
+        ([1000] * 300 + [3_700_000] + [1000] * 300, [14.0] * 602),  # a data gap inside a drive
+        ([0, 1000, 0, 1000] * 100, [14.0] * 401),  # repeated times
+    ],
+    ids=["one-fix", "two-fixes", "short", "park-drive-stop", "gap", "repeats"],
+)
+def test_motion_cut_equals_the_motion_track_on_edge_input(steps, speeds):
+    """scoring.filecut.motion_cut_kernel/plan_motion against MotionTrack (through the message path) on small
+    motion-only vehicles: one fix, two, a drive with a stop, a data gap of over an hour, repeated times."""
+    t = T0 + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+    n = t.shape[0]
+    gps = pl.DataFrame(
+        {
+            "vehicle_id": ["M"] * n,
+            "t_ms": t,
+            "lat": 52.0 + np.cumsum(speeds) * 9e-6,
+            "lon": np.full(n, 4.0),
+            "speed_mps": np.asarray(speeds, float),
+        }
+    )
+    assert_same(*normalised(gps, None))
+
+
+def test_quarter_offsets_equal_local_offsets():
+    from scoring.batch import quarter_offsets
+
+    rng = np.random.default_rng(6)
+    t = np.sort(rng.uniform(1.77e9, 1.80e9, 3000))  # across DST changes
+    t = np.concatenate([t, t[:50][::-1], [t[0]]])  # not only increasing
+    for tz in ("Europe/Amsterdam", "America/New_York", "Asia/Kolkata"):
+        assert np.array_equal(quarter_offsets(t, tz), features.local_offsets(t, tz))
+    assert quarter_offsets(np.zeros(0), "UTC").shape == (0,)
