@@ -167,6 +167,8 @@ def audit_book(
                     "flagged": bool(gap > threshold),
                 }
             )
+        if attr != "age band" and len(np.unique(labels)) != 2:
+            notes.append(f"proxy AUC not computed for {attr}: it has {len(np.unique(labels))} groups, the test needs 2")
         if attr != "age band" and len(np.unique(labels)) == 2:
             auc = _proxy_auc(spec, frame, labels)
             proxies.append(
