@@ -38,6 +38,11 @@ IMU_HZ_RANGE = (10, 200)
 GPS_MAX_HZ = 20
 
 
+def max_packet_bytes(cfg: IngestConfig) -> int:
+    """The largest MQTT packet the broker accepts: the contract's payload limit plus 1 KiB for topic and header."""
+    return cfg.max_payload_bytes + 1024
+
+
 def topic_for(prefix: str, vehicle: str, kind: str) -> str:
     return f"{prefix}/{vehicle}/{kind}"
 

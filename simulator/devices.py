@@ -34,11 +34,12 @@ from ingest.contract import (
     decode_ack,
     encode_event,
     encode_telemetry,
+    max_packet_bytes,
     peek_seq,
     topic_for,
 )
 from ubi.adapters.mqtt import make_client
-from ubi.common.config import MqttConfig
+from ubi.common.config import IngestConfig, MqttConfig
 
 log = logging.getLogger("ubi.devices")
 
@@ -62,6 +63,7 @@ class Device:
     confirmed: int = 0  # acknowledged end to end (safe in Kafka)
     rejected: int = 0  # refused by the platform (dead-lettered), told end to end
     resent: int = 0
+    oversize: int = 0  # messages dropped before sending: over the broker's packet limit
     dropped: int = 0
     down: bool = False  # the connection was lost (not merely waiting for a CONNACK)
     next_reconnect: float = 0.0
@@ -77,8 +79,10 @@ class DeviceFleet:
         max_buffer: int = 200_000,
         e2e: bool = False,
         resend_s: float = 30.0,
+        max_packet: int = max_packet_bytes(IngestConfig()),
     ) -> None:
         self.cfg = cfg
+        self.max_packet = max_packet
         self.e2e = e2e
         self.resend_s = resend_s
         self.window = window
@@ -242,6 +246,11 @@ class DeviceFleet:
 
     # --- sending -----------------------------------------------------------------
     def _enqueue(self, dev: Device, topic: str, payload: bytes, retain: bool = False, seq: int | None = None) -> None:
+        if len(payload) + len(topic) + 16 > self.max_packet:
+            # the broker would disconnect us for it at every reconnect: a device drops it, and counts it
+            dev.oversize += 1
+            log.warning("%s: message of %d bytes dropped: over the broker's packet limit", dev.vehicle, len(payload))
+            return
         if len(dev.buffer) >= self.max_buffer:
             dev.buffer.popleft()
             dev.dropped += 1

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.contract import max_packet_bytes
 from ubi.common.config import PROJECT_ROOT, Config
 from ubi.common.errors import StackError
 from ubi.ops.credentials import CredentialStore
@@ -177,6 +178,7 @@ class Stack:
         text = text.replace("@STATE@", str(self.mq_dir)).replace("@PORT@", str(port))
         text = text.replace("@USER@", getpass.getuser()).replace("@TLS_DIR@", str(tls_dir))
         text = text.replace("@BRIDGE_USER@", self.cfg.mqtt.bridge_user)
+        text = text.replace("@MAX_PACKET@", str(max_packet_bytes(self.cfg.ingest)))
         text = text.replace("@TLS_PORT@", str(self.cfg.mqtt.tls_port)).replace("@TLS_BIND@", self.cfg.mqtt.tls_bind)
         (self.mq_dir / "mosquitto.conf").write_text(text)
         shutil.copy(DEPLOY / "mosquitto" / "acl", self.mq_dir / "acl")
