@@ -86,6 +86,8 @@ class FitResult:
     calibration: dict[str, list[dict]]  # model -> deciles
     lorenz: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False)
     draft_toml: str = field(repr=False, default="")
+    # the traditional controls' relativities (vehicle group, age band), against their most common level
+    control_relativities: list[dict] = field(default_factory=list)
 
 
 def design(rb: Rulebook, exp: Experience, ref_bands: dict[str, int] | None = None) -> tuple[Design, dict[str, int]]:
@@ -257,6 +259,24 @@ def fit(rb: Rulebook, exp: Experience, seed: int = 0, boosting: bool = True) -> 
         se = math.sqrt(max(cov[d.km_col + 1, d.km_col + 1], 0.0))
         km_ci = (km_el - 1.96 * se, km_el + 1.96 * se)
     result = FitResult(n, float(w.sum()), total_claims, metrics, bands, km_el, km_ci, cal, lor)
+    band_cols = {c for cols in d.factor_cols.values() for _, c in cols if c is not None} | {d.km_col}
+    for j, name in enumerate(d.names):
+        if j in band_cols:
+            continue
+        beta, se = float(glm.coef_[j]), math.sqrt(max(cov[j + 1, j + 1], 0.0))
+        control, level = name.split("=", 1)
+        m = exp.controls[control] == level
+        result.control_relativities.append(
+            {
+                "control": control,
+                "level": level,
+                "exposure": float(w[m].sum()),
+                "claims": int(exp.claims[m].sum()),
+                "relativity": math.exp(beta),
+                "ci_low": math.exp(beta - 1.96 * se),
+                "ci_high": math.exp(beta + 1.96 * se),
+            }
+        )
     result.draft_toml = draft_rulebook(rb, result)
     return result
 

@@ -88,6 +88,7 @@ def _sections(r: FitResult, head: str, lor: str, cal: str, rel: str, draft_path:
         ("Data and exposure", head),
         ("Model comparison (hold-out)", table(r.metrics)),
         ("Fitted relativities", rel + table(relativity_rows(r))),
+        ("Traditional controls (relative to the most common level)", table(r.control_relativities)),
         ("Exposure-weighted Lorenz curves", lor),
         ("Calibration by decile", cal + table(calibration_rows(r))),
         (

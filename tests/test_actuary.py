@@ -249,6 +249,10 @@ def test_fit_command_on_a_loaded_book(tmp_path):
     for name in ("metrics.csv", "relativities.csv", "calibration.csv", "lorenz.csv", "report.html"):
         assert (out / name).stat().st_size > 0
     assert pl.read_csv(out / "calibration.csv").height == 30  # 10 deciles x 3 models (dummy, GLM, boosting)
+    ctl = pl.read_csv(out / "control_relativities.csv")
+    assert set(ctl["control"]) == {"vehicle_group", "age_band"}  # region is prohibited: never a control
+    young = ctl.filter(pl.col("level") == "18-24").row(0, named=True)
+    assert young["ci_low"] < young["relativity"] < young["ci_high"] and young["relativity"] > 1.3  # true 1.8
 
 
 def test_tools_explain_missing_data(tmp_path):

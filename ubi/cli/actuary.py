@@ -107,6 +107,7 @@ def fit_report_files(rb: Rulebook, exp: fit.Experience, out: Path) -> fit.FitRes
         parse_rulebook((tmp / draft.name).read_text(), str(draft))
         write_csv(tmp / "metrics.csv", res.metrics)
         write_csv(tmp / "relativities.csv", fit_report.relativity_rows(res))
+        write_csv(tmp / "control_relativities.csv", res.control_relativities)
         write_csv(tmp / "calibration.csv", fit_report.calibration_rows(res))
         write_csv(tmp / "lorenz.csv", fit_report.lorenz_rows(res))
         (tmp / "report.html").write_text(
@@ -133,6 +134,11 @@ def fit_cmd(cfg, args) -> int:
         print(
             f"  {b.feature:<24} {b.label:<14} fitted {b.relativity:.3f} [{b.ci_low:.3f}, {b.ci_high:.3f}]  "
             f"draft {b.draft:.3f}  ({b.exposure_share:.1%} of exposure)"
+        )
+    for c in res.control_relativities:
+        print(
+            f"  {c['control']:<24} {c['level']:<14} fitted {c['relativity']:.3f} [{c['ci_low']:.3f}, "
+            f"{c['ci_high']:.3f}]  ({c['claims']} claims)"
         )
     if res.km_elasticity is not None:
         print(f"  km per year elasticity {res.km_elasticity:.3f}")
