@@ -114,16 +114,29 @@ class Chaos:
         elif fault == "kill_mosquitto":
             self._kill_pid(self.stack.mq_dir / "mosquitto.pid")
             time.sleep(self.rng.uniform(0.5, 3.0))
-            self.stack.mosquitto_up()
+            self._until_up(self.stack.mosquitto_up)
         elif fault == "kill_kafka":
             self._kill_pid(self.stack.kafka_dir / "kafka.pid")
             time.sleep(self.rng.uniform(1.0, 5.0))
-            self.stack.kafka_up()
+            self._until_up(self.stack.kafka_up)
         elif fault == "poison":
             self._poison()
         elif fault == "hostile":
             self._hostile()
         self.done.append(fault)
+
+    @staticmethod
+    def _until_up(start, timeout: float = 120.0) -> None:
+        """Restart a killed broker, trying again while its port or files are still held by the dead one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                start()
+                return
+            except Exception:  # noqa: BLE001 - retried until the deadline, then raised
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     @staticmethod
     def _kill_pid(pid_file: Path) -> None:
@@ -219,6 +232,7 @@ def run_once(
     home: Path, stack: Stack, spec: FleetSpec, truth_dir: Path, trips: dict, chaos_seed: int | None,
     speedup: float, faults: int, want: int | None,
 ) -> tuple[Path, RunResult]:  # fmt: skip
+    stack.up()  # a broker left down by the previous run's last fault comes back first
     tag = uuid.uuid4().hex[:8]
     name = "clean" if chaos_seed is None else f"chaos-{chaos_seed}"
     toml = write_config(home, tag)
