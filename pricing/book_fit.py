@@ -11,6 +11,7 @@ design (the deviance reference) and gradient boosting on the raw factor columns.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -60,9 +61,15 @@ class BookFit:
 
 
 def policy_fold(policy_id: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per policy from a hash of its id: the same policy always lands on the same side."""
-    h = pl.Series(policy_id.astype(str)).hash(seed=seed).to_numpy()
-    return (h % np.uint64(1_000_003)).astype(float) / 1_000_003.0
+    """A number in [0, 1) per policy from a hash of its id (BLAKE2b keyed by the seed: the same on every machine and
+    library version), so the same policy always lands on the same side."""
+    key = seed.to_bytes(8, "little")
+    u, inv = np.unique(policy_id.astype(str), return_inverse=True)
+    h = np.array(
+        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8, key=key).digest(), "little") for s in u.tolist()],
+        dtype=np.uint64,
+    )
+    return (h >> np.uint64(11)).astype(float)[inv.ravel()] / float(2**53)
 
 
 def make_split(spec: BookSpec, policy_id: np.ndarray, period_start: np.ndarray) -> Split:
