@@ -36,6 +36,8 @@ PRINCIPALS = ("admin", "bridge", "scorer", "store")
 # kafka-python warns "Exchanging credentials in the clear" on every SCRAM login over a plaintext channel; SCRAM never
 # sends the password (only a proof), and the listener is on 127.0.0.1. Its other warnings stay.
 logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
+# kafka-python's own event-loop timing notes ("Task ... ran for 0.1s") on a busy machine: not actionable, not ours
+logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
 SASL_MECHANISM = "SCRAM-SHA-512"
 
 
