@@ -144,3 +144,28 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
     assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text
+
+
+def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_scratch_tables(book, monkeypatch):
+    con, _, _ = book
+    rb = load_rulebook(Config().rulebook)
+    monkeypatch.setattr(monthly, "CHUNK", 500)
+    store.run_month(con, rb, MONTH, actor="first")
+    before = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
+    con.execute("CREATE TABLE _pricing_stage_dead_premiums (x INTEGER)")  # left by a killed run
+    real_rows, calls = monthly._rows, []
+
+    def failing_rows(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the process dies in the third chunk")
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(monthly, "_rows", failing_rows)
+    with pytest.raises(RuntimeError, match="third chunk"):
+        store.run_month(con, rb, MONTH, actor="second")
+    after = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
+    assert after == before and len(before) == 1 and before[0][1] == POLICIES
+    scratch = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%pricing_stage%'").fetchall()
+    assert scratch == []
+    assert con.execute("SELECT count(*) FROM runs WHERE actor = 'second'").fetchone()[0] == 0

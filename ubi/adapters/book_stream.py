@@ -75,3 +75,43 @@ def fetch_columns(relation: Any, text: tuple[str, ...] = (), batch_rows: int | N
         mask = np.concatenate([m if m is not None else np.zeros(len(d), bool) for d, m in chunks]) if chunks else None
         out[name] = np.ma.MaskedArray(data, mask=mask if mask is not None and mask.any() else np.ma.nomask)
     return out
+
+
+STAGE_PREFIX = "_pricing_stage_"
+
+
+class MonthStage:
+    """Scratch tables for one run's rows, filled chunk by chunk with each chunk committed on its own, then moved
+    into ``monthly_features`` and ``premiums`` by ``publish`` inside the run's one transaction.
+
+    Why: a DuckDB transaction keeps the rows it inserts in memory until it commits, whatever ``memory_limit`` says
+    (measured: 800 k rows of 1.5 kB grew the process by 1.8 GB inside one transaction, with the limit at 500 MB;
+    committed chunk by chunk it stayed near 550 MB, and one ``INSERT ... SELECT`` of all of them inside a
+    transaction added 0.4 GB). A month of 10 M premiums with traces and statements is ~15 GB of rows. Readers see
+    the month change only at ``publish``'s commit, as before: the staging tables are not part of the schema."""
+
+    def __init__(self, con: Any, run_id: str) -> None:
+        self.con = con
+        self.features = f"{STAGE_PREFIX}{run_id}_features"
+        self.premiums = f"{STAGE_PREFIX}{run_id}_premiums"
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND starts_with(table_name, ?)",
+            [STAGE_PREFIX],
+        ).fetchall():  # left by a run that was killed: nothing of it was published
+            con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        con.execute(f'CREATE TABLE "{self.features}" AS SELECT * FROM monthly_features LIMIT 0')
+        con.execute(f'CREATE TABLE "{self.premiums}" AS SELECT * FROM premiums LIMIT 0')
+
+    @property
+    def tables(self) -> tuple[str, str]:
+        return f'"{self.features}"', f'"{self.premiums}"'
+
+    def publish(self) -> None:
+        """Inside the caller's transaction: the staged rows replace the month's rows by key."""
+        self.con.execute(f'INSERT OR REPLACE INTO monthly_features SELECT * FROM "{self.features}"')
+        self.con.execute(f'INSERT OR REPLACE INTO premiums SELECT * FROM "{self.premiums}"')
+
+    def drop(self) -> None:
+        for name in (self.features, self.premiums):
+            self.con.execute(f'DROP TABLE IF EXISTS "{name}"')

@@ -26,7 +26,7 @@ from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
 from ubi.adapters import audit as audit_log
-from ubi.adapters.book_stream import fetch_columns
+from ubi.adapters.book_stream import MonthStage, fetch_columns
 from ubi.adapters.consent import with_consent
 from ubi.adapters.privacy import open_database
 from ubi.adapters.subject import PRIVACY_SCHEMA, erased_vehicles
@@ -436,14 +436,35 @@ class PricingTables:
         off_balance: float | None,
     ) -> None:
         con = self.con
+        # Rows are staged chunk by chunk, each chunk committed (a DuckDB transaction holds what it inserts in
+        # memory), and published in the one transaction below (ubi/adapters/book_stream.py MonthStage).
+        stage = MonthStage(con, run_id)
+        try:
+            for feats, prems in chunks:
+                self._insert(feats, prems, month, run_id, rb, off_balance, into=stage.tables)
+            self._publish(rb, month, run_id, actor, summary, off_balance, stage)
+        finally:
+            con.complete()
+            stage.drop()
+
+    def _publish(
+        self,
+        rb: Rulebook,
+        month: date,
+        run_id: str,
+        actor: str,
+        summary: RunSummary,
+        off_balance: float | None,
+        stage: MonthStage,
+    ) -> None:
+        con = self.con
         with transaction(con):
             store_rulebook(con, rb)
             con.execute(
                 "INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
                 [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})],
             )
-            for feats, prems in chunks:
-                self._insert(feats, prems, month, run_id, rb, off_balance)
+            stage.publish()
             # Rows of this month that this run did not replace belong to policies no longer in the book.
             con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
             con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])
@@ -467,24 +488,34 @@ class PricingTables:
             )
 
     def _insert(
-        self, feats: pl.DataFrame, prems: pl.DataFrame, month: date, run_id: str, rb: Rulebook, ob_value: float | None
+        self,
+        feats: pl.DataFrame,
+        prems: pl.DataFrame,
+        month: date,
+        run_id: str,
+        rb: Rulebook,
+        ob_value: float | None,
+        into: tuple[str, str] | None = None,
     ) -> None:
+        """One chunk's rows, upserted by key; ``into``: (features, premiums) staging tables to append to instead."""
         con = self.con
+        verb = "INSERT INTO" if into else "INSERT OR REPLACE INTO"
+        f_table, p_table = into or ("monthly_features", "premiums")
         con.complete()  # DuckDB refuses register() while an earlier result is unread
         con.register("feats_df", feats)
         con.register("prems_df", prems)
         try:
             con.execute(
-                """
-                INSERT OR REPLACE INTO monthly_features (policy_id, month, trips, km, driving_hours, harsh_brakes,
+                f"""
+                {verb} {f_table} (policy_id, month, trips, km, driving_hours, harsh_brakes,
                        harsh_accels, harsh_brakes_per_100km, harsh_accels_per_100km, run_id)
                 SELECT policy_id, $month, trips, km, driving_hours, harsh_brakes, harsh_accels, b100, a100, $run
                 FROM feats_df""",
                 {"month": month, "run": run_id},
             )
             con.execute(
-                """
-                INSERT OR REPLACE INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor,
+                f"""
+                {verb} {p_table} (policy_id, month, base_premium, previous_premium, telematics_factor,
                        credibility, uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id,
                        trace, statement, off_balance)
                 SELECT policy_id, $month, CAST(base_c / 100 AS DECIMAL(12, 2)), CAST(prev_c / 100 AS DECIMAL(12, 2)),
