@@ -167,10 +167,18 @@ def test_both_kafka_clients_put_a_vehicle_on_the_same_partition(stack, env):
     keys = [f"VH{i:05d}".encode() for i in range(60)]
     for name, sink in (("rd", RdKafkaSink(cfg.kafka, "it-rd")), ("py", KafkaPythonSink(cfg.kafka, "it-py"))):
         confirmed = threading.Semaphore(0)
+        refused: list = []
+
+        def done(exc, c=confirmed, refused=refused) -> None:
+            if exc is not None:
+                refused.append(exc)
+            c.release()
+
         for k in keys:
-            sink.send(topic, k, name.encode(), [("client", name.encode())], lambda exc, c=confirmed: c.release())
+            sink.send(topic, k, name.encode(), [("client", name.encode())], done)
         sink.flush(30)
         assert all(confirmed.acquire(timeout=10) for _ in keys)
+        assert not refused, refused[:3]  # a refused record (e.g. its ACL not yet in force) is not "confirmed"
         sink.close(5)
     where: dict[str, dict[bytes, int]] = {"rd": {}, "py": {}}
     for r in read_topic(cfg.kafka.bootstrap, topic):

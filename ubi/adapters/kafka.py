@@ -208,6 +208,7 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
                     failed = admin.create_acls(stage_acls(cfg))["failed"]  # an existing binding is not doubled
                     if failed:
                         raise StackError(f"could not create Kafka ACLs: {failed}")
+                    _wait_for_acls(admin, cfg, deadline)
                     return
             finally:
                 admin.close()
@@ -215,6 +216,30 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
             last = exc
         time.sleep(0.5)
     raise StackError(f"could not create Kafka topics on {cfg.bootstrap}: {last}")
+
+
+def _acls_on(admin: KafkaAdminClient, kind: ResourceType, name: str) -> list:
+    flt = ACLFilter(
+        None,
+        None,
+        ACLOperation.ANY,
+        ACLPermissionType.ANY,
+        ResourcePatternFilter(kind, name, ACLResourcePatternType.LITERAL),
+    )
+    acls, _err = admin.describe_acls(flt)
+    return acls
+
+
+def _wait_for_acls(admin: KafkaAdminClient, cfg: KafkaConfig, deadline: float) -> None:
+    """New ACLs reach the authorizer through the metadata log a moment after create_acls returns; a client that
+    writes meanwhile is refused (a test's first records were). Wait until they can be read back."""
+    want = {(a.resource_pattern.resource_type, a.resource_pattern.resource_name) for a in stage_acls(cfg)}
+    expected = len(stage_acls(cfg))
+    while time.monotonic() < deadline:
+        if sum(len(_acls_on(admin, kind, name)) for kind, name in want) >= expected:
+            return
+        time.sleep(0.2)
+    raise StackError(f"Kafka ACLs for {cfg.trips_topic} and its sibling topics did not appear in time")
 
 
 def delete_topics(cfg: KafkaConfig, topics: list[str], timeout: float = 30) -> None:
