@@ -3,11 +3,13 @@
 UBIError
 ├── ConfigError          bad or missing configuration
 ├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
+│   └── KafkaAuthError   Kafka refused a principal's credentials (ubi/adapters/kafka.py; also a KafkaError)
 ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
 ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
 ├── StoreError           DuckDB could not be written as asked
 ├── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
 │   └── BookError        a claims book or its model spec refused (every problem, with column and row)
+├── PortalError          a policyholder request that cannot be met (unknown policy, refused sign-in)
 └── PrivacyError         a privacy safeguard refused (erasure, audit log, consent)
     └── DatabaseKeyError the DuckDB file's encryption key is missing or wrong
 """
