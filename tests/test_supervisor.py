@@ -42,3 +42,20 @@ def test_a_killed_stage_is_restarted_with_backoff_and_all_stop(monkeypatch):
     procs = [x.proc.proc for x in s.stages]
     s.stop_all()
     assert all(p.poll() is not None for p in procs)
+
+
+def test_a_killed_child_is_not_taken_for_a_live_broker(tmp_path):
+    """A broker this process started and then SIGKILLed is a zombie until reaped; signal 0 still reaches it, so
+    the stack took it for alive and waited 300 s for it to "save and exit"."""
+    import os
+    import signal
+
+    from ubi.ops.stack import _pid_alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(str(proc.pid))
+    assert _pid_alive(pid_file) == proc.pid
+    os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.3)  # now a zombie: nobody has waited for it
+    assert _pid_alive(pid_file) is None

@@ -57,12 +57,24 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def _pid_alive(pid_file: Path) -> int | None:
+    """The pid in the file if that process runs. A killed broker started by this process stays a zombie until it
+    is reaped, and signal 0 still reaches a zombie: it is reaped here and counts as gone (the chaos harness waited
+    300 s for a SIGKILLed Mosquitto to "exit")."""
     try:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None  # it had exited: now reaped
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return pid
+    return None if state == "Z" else pid
 
 
 def mqtt_answers(host: str, port: int, timeout: float = 3.0) -> bool:

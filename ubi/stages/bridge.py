@@ -62,7 +62,6 @@ class BridgeStats:
         self.latency_sum_ms += ms
 
 
-
 class Outgoing(NamedTuple):
     """One Kafka record to write on behalf of one MQTT message (mid/qos identify the ack owed). A NamedTuple:
     immutable like a frozen dataclass, and four times cheaper to build on the bridge's per-message path."""
@@ -260,9 +259,22 @@ class Bridge:
         if install_signals:
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
             signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        self.client.connect(
-            self.cfg.mqtt.host, self.cfg.mqtt.port, self.cfg.mqtt.keepalive_s, clean_start=False, properties=self._props
-        )
+        delay = 0.5
+        while True:  # a broker that is down (restarting) is waited for, as paho does once connected
+            try:
+                self.client.connect(
+                    self.cfg.mqtt.host,
+                    self.cfg.mqtt.port,
+                    self.cfg.mqtt.keepalive_s,
+                    clean_start=False,
+                    properties=self._props,
+                )
+                break
+            except OSError as exc:
+                log.warning("mqtt broker unreachable (%s); retrying in %.1f s", exc, delay)
+                if self._stop.wait(delay):
+                    return self.stats
+                delay = min(delay * 2, 10.0)
         self.client.loop_start()
         metrics = serve_metrics(self.stats, self.cfg.ingest.metrics_port) if self.cfg.ingest.metrics_port else None
         last_report = time.monotonic()
