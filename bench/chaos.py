@@ -13,7 +13,8 @@ premium is compared with a clean run of the same fleet:
     differ             common trips whose measures differ (messages, distance, events, completeness)
     premiums differ    (policy, month) premiums not equal to the clean run's to the cent
 
-The harness runs its own brokers (``--home``, ports 1893/8893 and 9192/9193), so it never disturbs `ubi stack`.
+The harness runs its own brokers (``--home``, ports 1893/8893 and 9192/9193 by default), so it never disturbs
+`ubi stack`.
 
     python bench/chaos.py --runs 20            # `make chaos`; figures in the README
     python bench/chaos.py --runs 1 --short     # what .ci/run does (tests/integration/test_chaos.py)
@@ -71,18 +72,21 @@ class RunResult:
         return not (self.lost or self.extra or self.wrongly_complete or self.differ or self.premiums_differ)
 
 
+PORTS = {"mqtt": 1893, "kafka": 9192}  # --mqtt-port / --kafka-port (the TLS listener: mqtt + 7000)
+
+
 def write_config(home: Path, tag: str) -> Path:
     """Own topics, groups and share group per run; the harness's own broker ports; no metrics endpoints."""
     toml = home / f"chaos-{tag}.toml"
     toml.write_text(f"""
 [mqtt]
-port = 1893
-tls_port = 8893
+port = {PORTS["mqtt"]}
+tls_port = {PORTS["mqtt"] + 7000}
 share_group = "chaos-{tag}"
 bridge_session_expiry_s = 60
 
 [kafka]
-bootstrap = "127.0.0.1:9192"
+bootstrap = "127.0.0.1:{PORTS["kafka"]}"
 telemetry_topic = "chaos.{tag}.telemetry"
 dead_letter_topic = "chaos.{tag}.dlq"
 trips_topic = "chaos.{tag}.trips"
@@ -347,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11, help="the fleet's seed (the same fleet in every run)")
     ap.add_argument("--faults", type=int, default=6, help="faults per run")
     ap.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
+    ap.add_argument("--mqtt-port", type=int, default=1893, help="the harness's Mosquitto (TLS: this + 7000)")
+    ap.add_argument("--kafka-port", type=int, default=9192, help="the harness's Kafka (controller: this + 1)")
     args = ap.parse_args(argv)
+    PORTS.update(mqtt=args.mqtt_port, kafka=args.kafka_port)
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["UBI_HOME"] = str(home)
