@@ -68,6 +68,7 @@ def replicate_blocks(con, policies: int, trips: int) -> None:
 
     if policies % BLOCK:
         raise SystemExit(f"--policies above {KEYLESS_ABOVE:,} must be a multiple of {BLOCK:,}")
+    con.execute("SET memory_limit = '3GB'")  # a shared machine: DuckDB's default is 80% of RAM
     pol = bulk_policies(BLOCK, 1, 1)
     tr = bulk_trips(pol["vehicle_id"].to_list(), trips, MONTH, 1, 1)
     con.register("pol_df", pol)
