@@ -112,3 +112,18 @@ def test_min_completeness_out_of_range_is_refused_with_its_line(value):
         parse_rulebook(text)
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("min_completeness"))
     assert f"line {line}" in str(err.value)
+
+
+def test_a_months_completeness_sees_the_gap_after_last_months_trip(db):
+    """Pricing reads two months of trips, not the whole table: the trip before the month still counts."""
+    from datetime import date as d
+
+    sept = _trip(0, 0, 181, 182)
+    sept["start_ms"] -= 3 * 86_400_000  # 2026-09-29
+    sept["end_ms"] -= 3 * 86_400_000
+    store.upsert_trips(db, [sept, _trip(1, 300, 481, 182)])  # 118 seqs never arrived between them
+    row = db.execute(
+        "SELECT messages, missing_in_trips, missing_between_trips FROM month_completeness(?, ?)",
+        [d(2026, 10, 1), d(2026, 11, 1)],
+    ).fetchone()
+    assert row == (182, 0, 118)

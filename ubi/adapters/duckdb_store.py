@@ -200,8 +200,9 @@ FROM premiums p LEFT JOIN monthly_features f USING (policy_id, month);
 -- Data completeness (issue 11): device messages missing inside a trip (its seq span minus what arrived) and, for
 -- vehicles cut by ignition, between consecutive trips (nothing is sent between them, so a seq gap is data that
 -- never arrived or was withheld). A seq that goes down is a device reboot, not a gap. Motion-cut devices report
--- while parked, so only gaps inside their trips count.
-CREATE OR REPLACE VIEW v_trip_gaps AS
+-- while parked, so only gaps inside their trips count. trip_gaps(lo, hi) reads only the trips started in
+-- [lo, hi): a month's pricing sorts two months of trips, not the whole table.
+CREATE OR REPLACE MACRO trip_gaps(lo, hi) AS TABLE
 SELECT trip_id, vehicle_id, start_ts, messages,
        CASE WHEN seq_first IS NOT NULL AND seq_last IS NOT NULL
             THEN greatest(seq_last - seq_first + 1 - messages, 0) ELSE 0 END AS missing_in_trip,
@@ -210,7 +211,20 @@ SELECT trip_id, vehicle_id, start_ts, messages,
              AND seq_first > prev_seq_last
             THEN seq_first - prev_seq_last - 1 ELSE 0 END AS missing_before
 FROM (SELECT *, lag(seq_last) OVER w AS prev_seq_last, lag(ended_by) OVER w AS prev_ended_by
-      FROM trips WINDOW w AS (PARTITION BY vehicle_id ORDER BY start_ts, seq_first));
+      FROM trips WHERE start_ts >= lo AND start_ts < hi
+      WINDOW w AS (PARTITION BY vehicle_id ORDER BY start_ts, seq_first));
+
+CREATE OR REPLACE VIEW v_trip_gaps AS
+SELECT * FROM trip_gaps(TIMESTAMP '1970-01-01', TIMESTAMP '9999-12-31');
+
+-- One month's completeness per vehicle; the trip before the month (a gap before its first trip) is looked for in
+-- the 31 days before it.
+CREATE OR REPLACE MACRO month_completeness(lo, hi) AS TABLE
+SELECT vehicle_id, count(*) AS trips, sum(messages) AS messages, sum(missing_in_trip) AS missing_in_trips,
+       sum(missing_before) AS missing_between_trips,
+       sum(messages) / (sum(messages) + sum(missing_in_trip) + sum(missing_before)) AS completeness
+FROM trip_gaps(CAST(lo AS TIMESTAMP) - INTERVAL 31 DAY, CAST(hi AS TIMESTAMP))
+WHERE start_ts >= CAST(lo AS TIMESTAMP) GROUP BY vehicle_id;
 
 CREATE OR REPLACE VIEW v_completeness AS
 SELECT vehicle_id, CAST(date_trunc('month', start_ts) AS DATE) AS month, count(*) AS trips,
@@ -366,7 +380,7 @@ SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
        coalesce(c.completeness, 1.0) AS completeness
 FROM policies p
 LEFT JOIN t ON t.vehicle_id = p.vehicle_id
-LEFT JOIN v_completeness c ON c.vehicle_id = p.vehicle_id AND c.month = $start
+LEFT JOIN month_completeness($start, $end) c ON c.vehicle_id = p.vehicle_id
 LEFT JOIN premiums prev ON prev.policy_id = p.policy_id AND prev.month = $prev
 WHERE p.start_date < $end
 ORDER BY p.policy_id
