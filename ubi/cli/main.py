@@ -116,10 +116,22 @@ def _score(args) -> int:
 def _pipeline(args) -> int:
     from ubi.ops.supervisor import Supervisor
 
-    stages = [("bridge", ("--client-id", f"ubi-bridge-{i + 1}")) for i in range(args.bridges)]
-    stages += [("score", ("--client-id", f"ubi-score-{i + 1}")) for i in range(args.scorers)]
+    cfg = get_config()
+
+    def port(base: int, i: int) -> str:  # each process its own /metrics: the configured port + 10 per extra one
+        return str(base + 10 * i if base else 0)
+
+    ing = cfg.ingest
+    stages = [
+        ("bridge", ("--client-id", f"ubi-bridge-{i + 1}", "--metrics-port", port(ing.metrics_port, i)))
+        for i in range(args.bridges)
+    ]
+    stages += [
+        ("score", ("--client-id", f"ubi-score-{i + 1}", "--metrics-port", port(ing.scorer_metrics_port, i)))
+        for i in range(args.scorers)
+    ]
     stages.append(("store", ("--client-id", "ubi-store-1")))
-    restarts = Supervisor(get_config(), stages).run()
+    restarts = Supervisor(cfg, stages).run()
     print(f"pipeline stopped; restarts: {restarts}")
     return 0
 
