@@ -14,9 +14,7 @@ def intensity_reference(t, v, alon, alat, moving_mps, brake_lv, accel_lv, lat_lv
     accel_s = [float(sum(1 for i in idx if alon[i] >= lv)) for lv in accel_lv]
     with_lat = [i for i in idx if not math.isnan(alat[i])]
     lat_s = [float(sum(1 for i in with_lat if abs(alat[i]) >= lv)) for lv in lat_lv]
-    jerks = [
-        alon[i] - alon[i - 1] for i in idx if i > 0 and moving[i - 1] and abs(t[i] - t[i - 1] - 1.0) < 1e-6
-    ]
+    jerks = [alon[i] - alon[i - 1] for i in idx if i > 0 and moving[i - 1] and abs(t[i] - t[i - 1] - 1.0) < 1e-6]
     fast = [i for i in idx if v[i] >= hi_speed]
     return (
         float(len(idx)),
