@@ -256,6 +256,7 @@ def run_once(
     sup.start()
     stop = threading.Event()
     chaos = None
+    chaos_thread: threading.Thread | None = None
     if chaos_seed is not None:
         rng = random.Random(chaos_seed)
         poison = f"{spec.id_prefix}POISON"
@@ -272,7 +273,8 @@ def run_once(
                 except Exception as exc:  # noqa: BLE001 - a failed fault is reported, the run goes on
                     print(f"  fault {fault} could not be applied: {exc}", flush=True)
 
-        threading.Thread(target=run_chaos, daemon=True).start()
+        chaos_thread = threading.Thread(target=run_chaos, daemon=True)
+        chaos_thread.start()
 
     def supervise() -> None:
         while not stop.wait(0.3):
@@ -287,6 +289,8 @@ def run_once(
         stored = wait_drained(cfg, sup, want, quiet_s=20.0, timeout=600)
     finally:
         stop.set()
+        if chaos_thread is not None:
+            chaos_thread.join()  # a fault still being applied (a broker restarting) ends inside this run
         sup.stop_all()
     result.trips = stored
     result.restarts = sup.restarts()
@@ -350,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", type=Path, default=Path("/tmp/ubi-chaos"))
     ap.add_argument("--seed", type=int, default=11, help="the fleet's seed (the same fleet in every run)")
     ap.add_argument("--faults", type=int, default=6, help="faults per run")
+    ap.add_argument("--first-seed", type=int, default=1000, help="run i's fault schedule is seeded first-seed + i")
     ap.add_argument("--keep", action="store_true", help="leave the brokers running afterwards")
     ap.add_argument("--mqtt-port", type=int, default=1893, help="the harness's Mosquitto (TLS: this + 7000)")
     ap.add_argument("--kafka-port", type=int, default=9192, help="the harness's Kafka (controller: this + 1)")
@@ -379,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ref_db, ref = run_once(home, stack, spec, truth_dir, trips, None, speedup, 0, None)
         for i in range(args.runs):
-            db, r = run_once(home, stack, spec, truth_dir, trips, 1000 + i, speedup, args.faults, ref.trips)
+            db, r = run_once(home, stack, spec, truth_dir, trips, args.first_seed + i, speedup, args.faults, ref.trips)
             results.append(compare(ref_db, db, r, spec.id_prefix))
             print(
                 f"run {i + 1}/{args.runs}: {r.trips} trips, lost {r.lost}, extra {r.extra}, wrongly complete "

@@ -100,7 +100,10 @@ class DeviceFleet:
             client.on_disconnect = self._on_disconnect_for(dev)
             client.on_message = self._on_ack_for(dev)
             self._attach_selector(dev)
-            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, properties=props)
+            try:
+                client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s, properties=props)
+            except OSError:  # the broker is down (restarting): keep buffering, reconnect with back-off
+                dev.down, dev.next_reconnect = True, time.monotonic() + dev.backoff
             self.devices[vehicle] = dev
         self._pump_until(lambda: all(d.client.is_connected() for d in self.devices.values()), 30, "connect")
 
