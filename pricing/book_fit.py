@@ -25,7 +25,8 @@ from sklearn.metrics import mean_gamma_deviance, mean_poisson_deviance, mean_twe
 
 from pricing import glm
 from pricing.book import BookSpec, FactorSpec, stored_column
-from pricing.rulebook import RELATIVITY_RANGE, Rulebook, parse_rulebook
+from pricing.rulebook import RELATIVITY_RANGE, Rulebook, parse_rulebook, settings_toml
+from pricing.rulebook import toml_number as _num
 from ubi.common.errors import PricingError
 
 MIN_CLAIMS = 20
@@ -386,10 +387,6 @@ def fit_book(spec: BookSpec, frame: pl.DataFrame, rulebook: Rulebook | None = No
     return res
 
 
-def _num(x: float) -> str:
-    return repr(float(x))
-
-
 def draft_rulebook(spec: BookSpec, rb: Rulebook, r: BookFit, today: date | None = None) -> str:
     """The fitted telematics bands as a draft of the live rulebook (its other settings kept), validated; '' when no
     factor maps to a rulebook feature (a draft of 1.0s would say nothing)."""
@@ -426,40 +423,15 @@ def draft_rulebook(spec: BookSpec, rb: Rulebook, r: BookFit, today: date | None 
         f"{r.exposure:.0f} policy-years, {r.claims} claims; {lift}. Relativities rebalanced to an exposure-weighted "
         f"mean of 1 per factor; {clamped} clamped into {list(RELATIVITY_RANGE)}. Review before use."
     )
-    text = [
-        "# Draft rulebook written by `ubi actuary fit --book`: the fitted telematics bands in the live rulebook.",
-        "",
-        "[meta]",
-        f'version = "{rb.version}-{spec.name}-{today:%Y%m%d}-draft"',
-        f'effective_from = "{today.isoformat()}"',
-        'author = "ubi actuary fit (draft, needs actuarial sign-off)"',
-        f'notes = """{notes}"""',
-        "prohibited_factors = [" + ", ".join(f'"{p}"' for p in sorted(set(rb.prohibited))) + "]",
-        "",
-        "[base]",
-        'source = "policy"',
-        "",
-        "[credibility]",
-        f"k_km = {_num(rb.k_km)}",
-        f"min_trips = {rb.min_trips}",
-        f"min_km = {_num(rb.min_km)}",
-        "",
-        "[limits]",
-        f"factor_floor = {_num(rb.factor_floor)}",
-        f"factor_ceiling = {_num(rb.factor_ceiling)}",
-        f"max_increase = {_num(rb.max_increase)}",
-        f"max_decrease = {_num(rb.max_decrease)}",
-    ]
-    if rb.off_balance:
-        text += [
-            "",
-            "[offbalance]",
-            "enabled = true",
-            f"tolerance = {_num(rb.off_balance_tolerance)}",
-            f"max_iterations = {rb.off_balance_max_iterations}",
-            f"min_factor = {_num(rb.off_balance_bounds[0])}",
-            f"max_factor = {_num(rb.off_balance_bounds[1])}",
-        ]
+    text = settings_toml(
+        rb,
+        header="# Draft rulebook written by `ubi actuary fit --book`: the fitted telematics bands in the live "
+        "rulebook.",
+        version=f"{rb.version}-{spec.name}-{today:%Y%m%d}-draft",
+        today=today,
+        notes=notes,
+        prohibited=list(rb.prohibited),
+    )
     for b in blocks:
         text += b
     for lf in kept:  # live factors the book has no data for stay as they are

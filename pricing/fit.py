@@ -20,7 +20,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import PoissonRegressor
 from sklearn.metrics import mean_poisson_deviance
 
-from pricing.rulebook import ALWAYS_PROHIBITED, RELATIVITY_RANGE, Rulebook, parse_rulebook
+from pricing.rulebook import ALWAYS_PROHIBITED, RELATIVITY_RANGE, Rulebook, parse_rulebook, settings_toml
+from pricing.rulebook import toml_number as _num
 from ubi.common.errors import PricingError
 
 REF_KM_YEAR = 12_000.0
@@ -333,10 +334,6 @@ def _bands(rb: Rulebook, exp: Experience, d: Design, glm: PoissonRegressor, cov:
     return out
 
 
-def _num(x: float) -> str:
-    return repr(float(x))
-
-
 def draft_rulebook(rb: Rulebook, r: FitResult, today: date | None = None) -> str:
     """The fitted relativities in the current rulebook's structure, as a draft to review; validated before return."""
     today = today or date.today()
@@ -353,40 +350,14 @@ def draft_rulebook(rb: Rulebook, r: FitResult, today: date | None = None) -> str
         + " Relativities are rebalanced to an exposure-weighted mean of 1 per factor; review before use."
     )
     user_prohibited = [p for p in rb.prohibited if p not in ALWAYS_PROHIBITED] + ["gender"]
-    lines = [
-        "# Draft rulebook written by `ubi actuary fit`: fitted relativities in the current rulebook's bands.",
-        "",
-        "[meta]",
-        f'version = "{rb.version}-fit-{today:%Y%m%d}-draft"',
-        f'effective_from = "{today.isoformat()}"',
-        'author = "ubi actuary fit (draft, needs actuarial sign-off)"',
-        f'notes = """{notes}"""',
-        "prohibited_factors = [" + ", ".join(f'"{p}"' for p in sorted(set(user_prohibited))) + "]",
-        "",
-        "[base]",
-        'source = "policy"',
-        "",
-        "[credibility]",
-        f"k_km = {_num(rb.k_km)}",
-        f"min_trips = {rb.min_trips}",
-        f"min_km = {_num(rb.min_km)}",
-        "",
-        "[limits]",
-        f"factor_floor = {_num(rb.factor_floor)}",
-        f"factor_ceiling = {_num(rb.factor_ceiling)}",
-        f"max_increase = {_num(rb.max_increase)}",
-        f"max_decrease = {_num(rb.max_decrease)}",
-    ]
-    if rb.off_balance:
-        lines += [
-            "",
-            "[offbalance]",
-            "enabled = true",
-            f"tolerance = {_num(rb.off_balance_tolerance)}",
-            f"max_iterations = {rb.off_balance_max_iterations}",
-            f"min_factor = {_num(rb.off_balance_bounds[0])}",
-            f"max_factor = {_num(rb.off_balance_bounds[1])}",
-        ]
+    lines = settings_toml(
+        rb,
+        header="# Draft rulebook written by `ubi actuary fit`: fitted relativities in the current rulebook's bands.",
+        version=f"{rb.version}-fit-{today:%Y%m%d}-draft",
+        today=today,
+        notes=notes,
+        prohibited=user_prohibited,
+    )
     for f in rb.factors:
         lines += ["", "[[factors]]", f'feature = "{f.feature}"', f'label = "{f.label}"', "bands = ["]
         for b in (x for x in r.bands if x.feature == f.feature):

@@ -77,6 +77,58 @@ class Rulebook:
     min_completeness: float = 0.0
 
 
+def toml_number(x: float) -> str:
+    """A float as TOML that parses back to the same float."""
+    return repr(float(x))
+
+
+def settings_toml(
+    rb: Rulebook, *, header: str, version: str, today: date, notes: str, prohibited: list[str]
+) -> list[str]:
+    """The lines of a rulebook up to its factors: meta, base, credibility (min_completeness too), limits and
+    offbalance, with ``rb``'s settings. What a draft rulebook keeps of the live one (pricing/fit.py, book_fit.py)."""
+    n = toml_number
+    lines = [
+        header,
+        "",
+        "[meta]",
+        f'version = "{version}"',
+        f'effective_from = "{today.isoformat()}"',
+        'author = "ubi actuary fit (draft, needs actuarial sign-off)"',
+        f'notes = """{notes}"""',
+        "prohibited_factors = [" + ", ".join(f'"{p}"' for p in sorted(set(prohibited))) + "]",
+        "",
+        "[base]",
+        'source = "policy"',
+        "",
+        "[credibility]",
+        f"k_km = {n(rb.k_km)}",
+        f"min_trips = {rb.min_trips}",
+        f"min_km = {n(rb.min_km)}",
+    ]
+    if rb.min_completeness:
+        lines.append(f"min_completeness = {n(rb.min_completeness)}")
+    lines += [
+        "",
+        "[limits]",
+        f"factor_floor = {n(rb.factor_floor)}",
+        f"factor_ceiling = {n(rb.factor_ceiling)}",
+        f"max_increase = {n(rb.max_increase)}",
+        f"max_decrease = {n(rb.max_decrease)}",
+    ]
+    if rb.off_balance:
+        lines += [
+            "",
+            "[offbalance]",
+            "enabled = true",
+            f"tolerance = {n(rb.off_balance_tolerance)}",
+            f"max_iterations = {rb.off_balance_max_iterations}",
+            f"min_factor = {n(rb.off_balance_bounds[0])}",
+            f"max_factor = {n(rb.off_balance_bounds[1])}",
+        ]
+    return lines
+
+
 def _line_of(text: str, pattern: str) -> int | None:
     """First line matching a regex: TOML parsers do not report key positions, so we find the key's text."""
     rx = re.compile(pattern)

@@ -127,3 +127,17 @@ def test_a_months_completeness_sees_the_gap_after_last_months_trip(db):
         [d(2026, 10, 1), d(2026, 11, 1)],
     ).fetchone()
     assert row == (182, 0, 118)
+
+
+def test_a_draft_rulebook_keeps_the_live_settings_min_completeness_included():
+    """Both draft writers (ubi actuary fit, fit --book) build their settings with rulebook.settings_toml; a draft
+    used to drop min_completeness, so adopting it would have brought back the discount for withheld data."""
+    from pricing.rulebook import settings_toml
+
+    text = "\n".join(
+        settings_toml(RB, header="# draft", version="v-draft", today=date(2026, 11, 1), notes="n", prohibited=["x"])
+    )
+    back = parse_rulebook(text + "\n")
+    for name in ("k_km", "min_trips", "min_km", "min_completeness", "factor_floor", "factor_ceiling", "max_increase"):
+        assert getattr(back, name) == getattr(RB, name), name
+    assert back.min_completeness == 0.95 and back.effective_from == date(2026, 11, 1)
