@@ -21,8 +21,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to the sys.stderr of the moment, not the one at setup: a command run in-process (tests, the demo)
+    may swap sys.stderr and close the old one, and a handler bound to it would fail on every later record."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup(level: str = "INFO", json_logs: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
