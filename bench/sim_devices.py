@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -24,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import polars as pl  # noqa: E402
 
-from simulator.fleet import FleetSpec, ground_truth_rows, make_trips, vehicle_ids  # noqa: E402
+from simulator.fleet import FleetSpec, device_profile, ground_truth_rows, make_trips, vehicle_ids  # noqa: E402
 from simulator.offline import write_offline  # noqa: E402
+from simulator.sensors import SCORING_CLASS  # noqa: E402
 from ubi.common.config import ScoringConfig  # noqa: E402
 from ubi.stages.score_file import score_paths  # noqa: E402
 
@@ -39,7 +41,9 @@ def run(profile: str, vehicles: int, days: int, seed: int, cfg: ScoringConfig) -
         gp, ip, _ = write_offline(spec, {"all": trips}, Path(tmp))
         imu = pl.read_parquet(ip).height > 0
         t0 = time.perf_counter()
-        rows = score_paths([gp], [ip] if imu else [], cfg)
+        # each vehicle scored with its device class's profile, as a user's [scoring] device_classes would say
+        classes = {v: SCORING_CLASS[device_profile(spec, v).name] for v in vehicle_ids(vehicles)}
+        rows = score_paths([gp], [ip] if imu else [], replace(cfg, device_classes=classes))
         sec = time.perf_counter() - t0
     ev = pl.DataFrame(ground_truth_rows(spec, trips)[1]).filter(pl.col("observable"))
     out = {"trips": len(trips), "scored": len(rows), "sec": sec, "kinds": {}}

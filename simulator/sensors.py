@@ -54,6 +54,15 @@ PROFILES: dict[str, SensorProfile] = {
     "oem": SensorProfile("oem", 10.0, (0.05, 0.15), 0.03, 0.0, 2.0, 1.5, "vehicle", 10, 0.15, 0.02),
 }
 G = 9.80665
+# The ScoringConfig device class that scores each profile's data ([scoring] device_classes): "ideal" is a clean
+# vehicle-frame unit, i.e. OEM-like.
+SCORING_CLASS: dict[str, str] = {
+    "ideal": "oem",
+    "phone_raw": "phone",
+    "phone_linear": "phone",
+    "obd": "dongle",
+    "oem": "oem",
+}
 
 
 def parse_device_mix(text: str) -> dict[str, float]:

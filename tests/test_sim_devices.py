@@ -7,7 +7,10 @@ Tolerances (per profile, all kinds pooled over a 5-vehicle x 3-day fleet; measur
   counts within 35% of the truth on OEM, within 120% on phones. Phones are the known gap: their vibration
   (calibrated on the real phones, 0.4 m/s^2 per 10 Hz sample) lets manoeuvres just under a cut point through the
   0.5 s mean, so harsh-or-severe counts run 1.3-1.8x the truth; a strict xfail test holds the target (precision
-  0.8, counts within 25%) until the scorer meets it.
+  0.8, counts within 25%) until the scorer meets it. A wider mean for phones closes most of it here (1.5 s:
+  precision 0.59 -> 0.78, harsh+ 152 -> 99 detections for 80 true) but not on the real labelled phone trips
+  (bench/labelled.py, driverBehaviorDataset): labelled aggressive brakes found 9 -> 7 of 12 (harsh+ 8 -> 0),
+  turns 10 -> 3; real manoeuvres are short and the wider mean flattens them. The real data wins: 0.5 s stays.
 - OBD (speed channel, no IMU, no cornering): recall >= 0.9 every band, >= 0.7 harsh-or-severe; precision >= 0.5.
 Matching is per trip and kind: min(true, detected) events count as matched (trips hold few events).
 """
@@ -23,11 +26,20 @@ import polars as pl
 import pytest
 
 from ingest.contract import decode, encode_telemetry
-from simulator.fleet import FleetSpec, SimTrip, graded_truth, ground_truth_rows, make_trips, sensor_streams, vehicle_ids
+from simulator.fleet import (
+    FleetSpec,
+    SimTrip,
+    device_profile,
+    graded_truth,
+    ground_truth_rows,
+    make_trips,
+    sensor_streams,
+    vehicle_ids,
+)
 from simulator.motion import DT, DriverProfile, TripTrace, make_trip_calibrated, manoeuvre
 from simulator.offline import write_offline
 from simulator.run import vehicle_stream
-from simulator.sensors import PROFILES, device_view, parse_device_mix
+from simulator.sensors import PROFILES, SCORING_CLASS, device_view, parse_device_mix
 from tests import realdata
 from ubi.common.config import IngestConfig, ScoringConfig
 from ubi.common.messages import TelemetryBatch
@@ -47,6 +59,9 @@ def score_fleet(s: FleetSpec, tmp: Path, cfg: ScoringConfig = CFG) -> tuple[list
     trips = [t for v in vehicle_ids(s.vehicles) for t in make_trips(s, v)]
     gp, ip, _ = write_offline(s, {"all": trips}, tmp)
     has_imu = pl.read_parquet(ip).height > 0
+    # each vehicle scored with its device class's profile, as a user's [scoring] device_classes would say
+    classes = {v: SCORING_CLASS[device_profile(s, v).name] for v in vehicle_ids(s.vehicles)}
+    cfg = replace(cfg, device_classes={**cfg.device_classes, **classes})
     rows = score_paths([gp], [ip] if has_imu else [], cfg)
     return trips, rows, pl.DataFrame(ground_truth_rows(s, trips)[1])
 
@@ -235,7 +250,8 @@ def test_every_profile_streams_messages_the_contract_accepts():
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="known scorer gap: with real phone vibration (0.4 m/s^2 at 10 Hz) the 0.5 s mean lets "
-                "manoeuvres just under a cut point through; harsh+ counts 1.3-1.8x the truth",
+                "manoeuvres just under a cut point through; harsh+ counts 1.3-1.8x the truth (a wider mean fixes "
+                "it here but loses the real labelled brakes and turns: module docstring)",
             ),
             id="phone_raw-strict",
         ),
