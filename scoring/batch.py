@@ -28,6 +28,7 @@ from scoring.features import (
     _offset_s,
     bands,
 )
+from scoring.imukernels import np_interp_kernel as _np_interp
 from scoring.intensity import IntensityChannel
 from scoring.kernels import (
     clean_kernel,
@@ -157,39 +158,6 @@ def gps_batch_kernel(
         for j in range(7):
             spd[k, j] = q[j]
         heatmap_kernel(tt, vv, max_gap, v_step, nv, a_step, na, heat[k], moving)
-
-
-@njit(cache=True, nogil=True)
-def _np_interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
-    """``np.interp(x, xp, fp)`` as NumPy computes it (its C loop: the interval's slope times the offset from its
-    left end, the right end's value where that is not finite), for sorted ``x``."""
-    m = xp.shape[0]
-    j = 0
-    for i in range(x.shape[0]):
-        xv = x[i]
-        if xv != xv:
-            out[i] = xv
-            continue
-        if xv < xp[0]:
-            out[i] = fp[0]
-            continue
-        if xv > xp[m - 1]:
-            out[i] = fp[m - 1]
-            continue
-        while j + 1 < m and xp[j + 1] <= xv:
-            j += 1
-        while j > 0 and xp[j] > xv:
-            j -= 1
-        if j == m - 1 or xp[j] == xv:
-            out[i] = fp[j]
-            continue
-        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-        r = slope * (xv - xp[j]) + fp[j]
-        if r != r:
-            r = slope * (xv - xp[j + 1]) + fp[j + 1]
-            if r != r and fp[j] == fp[j + 1]:
-                r = fp[j]
-        out[i] = r
 
 
 @njit(cache=True, nogil=True)

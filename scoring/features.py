@@ -11,6 +11,7 @@ import numpy as np
 
 from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
+from scoring.imukernels import trust_speed_kernel
 from scoring.intensity import Continuous, IntensityChannel, continuous, continuous_fields
 from scoring.kernels import (
     clean_kernel,
@@ -140,21 +141,15 @@ def _graded(start: np.ndarray, end: np.ndarray, peak: np.ndarray, b2: float, b3:
 def gps_trust_speed(imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray, cfg: ScoringConfig) -> np.ndarray:
     """GPS speed at each IMU sample (linear interpolation), NaN where it is not trusted: outside the GPS span,
     across GPS gaps above max_integration_gap_s, and within event_warmup_s after a fix is (re)acquired (the speed
-    channel's own rule). For a GPS that lags the IMU by L s pass ``imu_t_s + L``."""
-    out = np.full(imu_t_s.shape[0], np.nan)
-    if gps_t_s.shape[0] == 0 or imu_t_s.shape[0] == 0:
+    channel's own rule). For a GPS that lags the IMU by L s pass ``imu_t_s + L``. One pass of
+    scoring.imukernels.trust_speed_kernel (NumPy twin: scoring.reference_imu.gps_trust_speed_reference)."""
+    t = _f64("imu_t_s", imu_t_s)
+    gt = _times(gps_t_s)
+    gv = _f64("gps_v", gps_v, gt.shape[0])
+    out = np.full(t.shape[0], np.nan)
+    if gt.shape[0] == 0 or t.shape[0] == 0:
         return out
-    out[:] = np.interp(imu_t_s, gps_t_s, gps_v)
-    out[(imu_t_s < gps_t_s[0]) | (imu_t_s > gps_t_s[-1])] = np.nan
-    j = np.searchsorted(gps_t_s, imu_t_s, side="left")  # gps_t_s[j-1] < t <= gps_t_s[j]
-    inner = (j > 0) & (j < gps_t_s.shape[0])
-    gap = np.zeros(imu_t_s.shape[0], bool)
-    gap[inner] = (gps_t_s[j[inner]] - gps_t_s[j[inner] - 1]) > cfg.max_integration_gap_s
-    out[gap] = np.nan
-    acquired = np.concatenate([[0], np.flatnonzero(np.diff(gps_t_s) > cfg.max_integration_gap_s) + 1])
-    a = np.searchsorted(gps_t_s[acquired], imu_t_s, side="right") - 1  # latest acquisition at or before t
-    warm = (a >= 0) & (imu_t_s - gps_t_s[acquired[np.maximum(a, 0)]] < cfg.event_warmup_s)
-    out[warm] = np.nan
+    trust_speed_kernel(t, gt, gv, float(cfg.max_integration_gap_s), float(cfg.event_warmup_s), out)
     return out
 
 
@@ -177,11 +172,25 @@ def harsh_events(
     n = t.shape[0]
     a = _f64("a", a, n)
     v = _f64("speed_at", speed_at, n)
-    sign, b1, b2, b3, vmin = bands(kind, cfg)
     if n < 2:
+        _, _, b2, b3, _ = bands(kind, cfg)
         return _graded(np.zeros(0), np.zeros(0), np.zeros(0), b2, b3)
     period = float(np.median(np.diff(t))) if period is None else period
-    am = smooth(a, max(1, int(round(cfg.event_mean_window_s / period))))
+    return _events_of_mean(t, smooth(a, event_window(period, cfg)), v, kind, cfg, period)
+
+
+def event_window(period: float, cfg: ScoringConfig) -> int:
+    """Samples in the event_mean_window_s moving mean at this sample interval."""
+    return max(1, int(round(cfg.event_mean_window_s / period)))
+
+
+def _events_of_mean(
+    t: np.ndarray, am: np.ndarray, v: np.ndarray, kind: str, cfg: ScoringConfig, period: float
+) -> Events:
+    """``harsh_events`` from the moving mean ``am`` (validated input, n >= 2): brakes and accelerations share
+    one mean of the forward axis."""
+    n = t.shape[0]
+    sign, b1, b2, b3, vmin = bands(kind, cfg)
     hold = max(cfg.min_event_duration_s - cfg.event_mean_window_s, period) - 1e-6
     max_gap = max(cfg.max_imu_gap_s, cfg.max_imu_gap_samples * period)
     cap = n // 2 + 1
@@ -462,11 +471,20 @@ def measure_trip(
     if used:
         assert imu is not None
         v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
-        per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None
-        ev = {
-            k: harsh_events(it, a, v_at, k, cfg, per)
-            for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))
-        }
+        if it.shape[0] >= 2:
+            _times(it)  # harsh_events' own checks, once for the three kinds
+            per = float(np.median(np.diff(it)))
+            w = event_window(per, cfg)
+            m_lon, m_lat = smooth(imu.lon, w), smooth(imu.lat, w)  # brakes and accelerations: one mean
+            ev = {
+                k: _events_of_mean(it, am, v_at, k, cfg, per)
+                for k, am in (("brake", m_lon), ("accel", m_lon), ("corner", m_lat))
+            }
+        else:
+            ev = {
+                k: harsh_events(it, a, v_at, k, cfg)
+                for k, a in (("brake", imu.lon), ("accel", imu.lon), ("corner", imu.lat))
+            }
         source = "imu" if imu.status == "vehicle_frame" else "imu_rotated"
     else:
         ev = {"brake": sev.brake, "accel": sev.accel, "corner": _graded(*(np.zeros(0),) * 3, 0.0, 0.0)}

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from scoring.align import Alignment, smooth
+from scoring.imukernels import bin_means_kernel
 from ubi.common.config import ScoringConfig
 
 # ---------------------------------------------------------------------------------------------------- kernels
@@ -207,16 +208,15 @@ class IntensityChannel:
 
 
 def _bin_means(ts: np.ndarray, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Mean of the finite x with ts in [g - 0.5, g + 0.5) for each grid time g (NaN where none)."""
-    ok = np.isfinite(x)
-    ts, x = ts[ok], x[ok]
-    lo = np.searchsorted(ts, grid - 0.5, side="left")
-    hi = np.searchsorted(ts, grid + 0.5, side="left")
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    cnt = hi - lo
-    out = np.full(grid.shape[0], np.nan)
-    has = cnt > 0
-    out[has] = (c[hi[has]] - c[lo[has]]) / cnt[has]
+    """Mean of the finite x with ts (sorted) in [g - 0.5, g + 0.5) for each grid time g (NaN where none):
+    scoring.imukernels.bin_means_kernel (NumPy twin: scoring.reference_imu.bin_means_reference)."""
+    ts = np.ascontiguousarray(ts, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grid = np.ascontiguousarray(grid, dtype=np.float64)
+    if ts.ndim != 1 or x.shape != ts.shape or grid.ndim != 1:
+        raise ValueError(f"bin means: ts and x 1-D of equal length, got {ts.shape} and {x.shape}")
+    out = np.empty(grid.shape[0])
+    bin_means_kernel(ts, x, grid, out)
     return out
 
 

@@ -163,6 +163,28 @@ def vehicle_messages(
         log.warning("%s: %d fixes after the last event were not scored", vehicle, n - i)
 
 
+def message_trips(
+    vehicle: str,
+    gps: pl.DataFrame,
+    imu: pl.DataFrame | None,
+    cfg: ScoringConfig,
+    quarantined: list[Quarantined] | None = None,
+) -> list[ClosedTrip]:
+    """One vehicle's rows as its device's messages through the live ``TripCutter``: the trips it closes, in order.
+    What the cutter refuses as implausible (the live stage would dead-letter it) is logged and added to
+    ``quarantined``. Both paths cut a vehicle they cannot plan from arrays this way, so they refuse alike."""
+    cutter = TripCutter.for_config(cfg)
+    trips: list[ClosedTrip] = []
+    for off, m in enumerate(vehicle_messages(vehicle, gps, imu, cfg)):
+        trips += cutter.feed(m, 0, off)
+    trips += cutter.finish()
+    for q in cutter.take_quarantined():
+        log.warning("%s: %s refused as %s: %s", q.vehicle, q.what, q.reason, q.detail)
+        if quarantined is not None:
+            quarantined.append(q)
+    return trips
+
+
 def score_frames(
     gps: pl.DataFrame,
     imu: pl.DataFrame | None,
@@ -279,15 +301,7 @@ def cut_frames(
                 how="diagonal_relaxed",
             )
             v_imu = imu.slice(ilo, ihi - ilo) if imu is not None and ihi > ilo else None
-            cutter = TripCutter.for_config(cfg)
-            vt: list[ClosedTrip] = []
-            for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
-                vt += cutter.feed(m, 0, off)
-            vt += cutter.finish()
-            for q in cutter.take_quarantined():
-                log.warning("%s: %s refused as %s: %s", q.vehicle, q.what, q.reason, q.detail)
-                if quarantined is not None:
-                    quarantined.append(q)
+            vt = message_trips(vehicle, g, v_imu, cfg, quarantined)
             trips += vt
             limits += [None if lim is None else lim[np.searchsorted(t, tr.t_ms)] for tr in vt]
             continue
@@ -370,16 +384,7 @@ def score_frames_per_trip(
         lim = (
             (fixes["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6) if fixes["limit_kmh"].is_not_null().any() else None
         )
-        cutter = TripCutter.for_config(cfg)
-        trips: list[ClosedTrip] = []
-        for off, m in enumerate(vehicle_messages(vehicle, g, v_imu, cfg)):
-            trips += cutter.feed(m, 0, off)
-        trips += cutter.finish()
-        for q in cutter.take_quarantined():
-            log.warning("%s: %s refused as %s: %s", q.vehicle, q.what, q.reason, q.detail)
-            if quarantined is not None:
-                quarantined.append(q)
-        for trip in trips:
+        for trip in message_trips(vehicle, g, v_imu, cfg, quarantined):
             limit = trip_limits(trip, layer) if lim is None else lim[np.searchsorted(lim_t, trip.t_ms)]
             rows.append(score_trip(trip, cfg, limit).as_row())
     rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))

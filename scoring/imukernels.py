@@ -1,0 +1,112 @@
+"""Kernels for the accelerometer side of a trip: the steps ``measure_trip`` used to compose from NumPy calls
+(interpolation, three binary searches and masks per IMU sample, cumulative sums and two searches per 1 Hz bin),
+each as one pass in numba. They run the same arithmetic in the same order as the NumPy code they replace, so the
+results are bit for bit the same; the NumPy versions stay as their twins in scoring/reference_imu.py and
+tests/test_imukernels.py compares the two on random and edge-case input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def np_interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
+    """``np.interp(x, xp, fp)`` as NumPy computes it (its C loop: the interval's slope times the offset from its
+    left end, the right end's value where that is not finite); fastest for sorted ``x`` (the search walks on)."""
+    m = xp.shape[0]
+    if m == 1:  # NumPy's own case: fp[0] everywhere, NaN included
+        for i in range(x.shape[0]):
+            out[i] = fp[0]
+        return
+    j = 0
+    for i in range(x.shape[0]):
+        xv = x[i]
+        if xv != xv:
+            out[i] = xv
+            continue
+        if xv < xp[0]:
+            out[i] = fp[0]
+            continue
+        if xv > xp[m - 1]:
+            out[i] = fp[m - 1]
+            continue
+        while j + 1 < m and xp[j + 1] <= xv:
+            j += 1
+        while j > 0 and xp[j] > xv:
+            j -= 1
+        if j == m - 1 or xp[j] == xv:
+            out[i] = fp[j]
+            continue
+        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+        r = slope * (xv - xp[j]) + fp[j]
+        if r != r:
+            r = slope * (xv - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
+
+
+@njit(cache=True, nogil=True)
+def trust_speed_kernel(
+    t: np.ndarray, gps_t: np.ndarray, gps_v: np.ndarray, max_gap: float, warmup: float, out: np.ndarray
+) -> None:
+    """GPS speed at each time of ``t`` (any order; sorted is fastest), NaN where it is not trusted: outside the GPS
+    span, inside a GPS gap above ``max_gap``, and less than ``warmup`` s after the latest (re)acquisition at or
+    before it (the first fix and every fix after such a gap). ``gps_t`` strictly increasing, at least one fix."""
+    m = gps_t.shape[0]
+    np_interp_kernel(t, gps_t, gps_v, out)
+    acq = np.empty(m)  # time of the latest acquisition at or before each fix
+    acq[0] = gps_t[0]
+    for i in range(1, m):
+        acq[i] = gps_t[i] if gps_t[i] - gps_t[i - 1] > max_gap else acq[i - 1]
+    r = 0  # the last fix at or before t: gps_t[r] <= t < gps_t[r + 1]
+    for i in range(t.shape[0]):
+        x = t[i]
+        if not (x >= gps_t[0] and x <= gps_t[m - 1]):
+            if x == x:
+                out[i] = np.nan
+            continue  # NaN t: np.interp gives NaN already, and NumPy's masks leave it
+        while r + 1 < m and gps_t[r + 1] <= x:
+            r += 1
+        while r > 0 and gps_t[r] > x:
+            r -= 1
+        # searchsorted left: j = r + 1 unless gps_t[r] == x (then j = r); inner gap when 0 < j < m
+        j = r if gps_t[r] == x else r + 1
+        if 0 < j < m and gps_t[j] - gps_t[j - 1] > max_gap:
+            out[i] = np.nan
+        elif x - acq[r] < warmup:
+            out[i] = np.nan
+
+
+@njit(cache=True, nogil=True)
+def bin_means_kernel(ts: np.ndarray, x: np.ndarray, grid: np.ndarray, out: np.ndarray) -> None:
+    """Mean of the finite ``x`` with ``ts`` in [g - 0.5, g + 0.5) for each grid time g, NaN where none; ``ts``
+    sorted. As NumPy computes it: differences of one running sum over the finite samples, in sample order."""
+    n = ts.shape[0]
+    tk = np.empty(n)
+    c = np.empty(n + 1)
+    c[0] = 0.0
+    k = 0
+    for i in range(n):
+        if np.isfinite(x[i]):
+            tk[k] = ts[i]
+            c[k + 1] = c[k] + x[i]
+            k += 1
+    lo = 0
+    hi = 0
+    for q in range(grid.shape[0]):
+        a = grid[q] - 0.5
+        b = grid[q] + 0.5
+        # searchsorted left on the finite samples' times, each bound walked from its last place
+        while lo < k and tk[lo] < a:
+            lo += 1
+        while lo > 0 and not (tk[lo - 1] < a):
+            lo -= 1
+        while hi < k and tk[hi] < b:
+            hi += 1
+        while hi > 0 and not (tk[hi - 1] < b):
+            hi -= 1
+        cnt = hi - lo
+        out[q] = (c[hi] - c[lo]) / cnt if cnt > 0 else np.nan
