@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -23,7 +24,7 @@ from simulator.bulk import bulk_policies, bulk_trips, load_bulk
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.book_stream import ArrowIds
 from ubi.common.config import Config
-from ubi.common.errors import StoreError
+from ubi.common.errors import PricingError, StoreError
 
 MONTH = date(2026, 10, 1)
 POLICIES, TRIPS = 2_500, 12
@@ -61,6 +62,20 @@ class MemoryStore:
         self.rows = [prems for _feats, prems in chunks]
 
 
+class Progress:
+    """Records ``progress(done, total)`` calls and the run's phases."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+        self.phases: list[str] = []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.seen.append((done, total))
+
+    def phase(self, text: str) -> None:
+        self.phases.append(text)
+
+
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
     path = tmp_path_factory.mktemp("stream") / "book.duckdb"
@@ -76,7 +91,10 @@ def book(tmp_path_factory):
     con.close()
 
 
-def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-row-workers"])
+def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch, workers):
+    """workers=2: the rows are built in two spawned processes (pricing.monthly._parallel_chunks) while this one
+    writes them; the result must not differ in a cent, a trace or a statement, nor in the rows' order."""
     con, policies, trips = book
     rb = load_rulebook(Config().rulebook)
     mem = MemoryStore(policies, trips)
@@ -85,14 +103,14 @@ def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch):
 
     monkeypatch.setattr(monthly, "CHUNK", 333)
     monkeypatch.setattr(book_stream, "BATCH_ROWS", 401)
-    seen: list[tuple[int, int]] = []
-    got_summary = store.run_month(
-        con, rb, MONTH, actor="t", progress=lambda done, total: seen.append((done, total)), memory_limit="256MB"
-    )
+    progress = Progress()
+    got_summary = store.run_month(con, rb, MONTH, actor="t", progress=progress, memory_limit="256MB", workers=workers)
+    seen = progress.seen
+    assert any(f"in {workers} process(es)" in p for p in progress.phases)
     got = con.execute(
         "SELECT policy_id, CAST(premium * 100 AS BIGINT), CAST(uncapped_premium * 100 AS BIGINT),"
-        " CAST(round(telematics_factor * 10000) AS BIGINT), cap_applied, trace FROM premiums WHERE month = ?"
-        " ORDER BY policy_id",
+        " CAST(round(telematics_factor * 10000) AS BIGINT), cap_applied, trace, statement FROM premiums"
+        " WHERE month = ? ORDER BY policy_id",
         [MONTH],
     ).fetchall()
     assert len(got) == POLICIES == want.height
@@ -102,6 +120,9 @@ def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch):
     assert [r[3] for r in got] == want["factor_u"].to_list()
     assert [r[4] for r in got] == want["cap"].to_list()
     assert [json.loads(r[5])["premium"] for r in got] == [json.loads(t)["premium"] for t in want["trace"]]
+    # every trace and statement, character for character
+    assert [r[5] for r in got] == want["trace"].to_list()
+    assert [r[6] for r in got] == want["statement"].to_list()
     assert got_summary.premium_after == expected.premium_after and got_summary.premium_after > Decimal(0)
     assert (got_summary.capped_up, got_summary.capped_down) == (expected.capped_up, expected.capped_down)
     assert seen == [(min(POLICIES, k), POLICIES) for k in range(333, POLICIES + 333, 333)]
@@ -141,6 +162,7 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     s = price(cfg, "2026-10")
     err = capsys.readouterr().err
     assert "pricing: 300/300 policies written (100%)" in err
+    assert "reading the 2026-10 book" in err and "publishing the month" in err  # the steps around the rows
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
     assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text
@@ -169,3 +191,79 @@ def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_scratch_tables(
     scratch = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%pricing_stage%'").fetchall()
     assert scratch == []
     assert con.execute("SELECT count(*) FROM runs WHERE actor = 'second'").fetchone()[0] == 0
+
+
+def test_an_engine_disagreement_in_a_row_worker_stops_the_run_and_publishes_nothing(book, monkeypatch):
+    """The per-policy engine cross-check runs in the worker processes too: one array premium off by a cent in the
+    fourth chunk stops the run with that policy named; the month, the runs table and the scratch tables are as
+    before."""
+    con, _, _ = book
+    rb = load_rulebook(Config().rulebook)
+    monkeypatch.setattr(monthly, "CHUNK", 400)
+    store.run_month(con, rb, MONTH, actor="first")
+    before = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
+    real = monthly.price_month_book
+
+    def off_by_a_cent(rb, book):
+        priced, ob = real(rb, book)
+        priced.premium_c[1_234] += 1  # policy 1,234: the fourth chunk of 400
+        return priced, ob
+
+    monkeypatch.setattr(monthly, "price_month_book", off_by_a_cent)
+    progress = Progress()
+    with pytest.raises(PricingError, match="PB00001235: engine and book arithmetic disagree"):
+        store.run_month(con, rb, MONTH, actor="second", progress=progress, workers=2)
+    assert progress.seen[-1][0] < 1_600  # the chunks after the bad one were not written
+    after = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
+    assert after == before and before[0][1] == POLICIES
+    scratch = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%pricing_stage%'").fetchall()
+    assert scratch == []
+    assert con.execute("SELECT count(*) FROM runs WHERE actor = 'second'").fetchone()[0] == 0
+
+
+def test_workers_below_one_are_refused(tmp_path):
+    from dataclasses import replace
+
+    from ubi.cli.price import pricing_workers
+    from ubi.common.errors import ConfigError
+
+    assert pricing_workers(replace(Config(), pricing_workers=3)) == 3
+    assert pricing_workers(replace(Config(), pricing_workers=0)) >= 1
+    with pytest.raises(ConfigError, match="pricing_workers"):
+        pricing_workers(replace(Config(), pricing_workers=-1))
+    with pytest.raises(PricingError, match="workers"):
+        monthly.run_month(None, None, MONTH, workers=0)  # type: ignore[arg-type]
+
+
+def test_the_lean_national_book_prices_as_the_full_one(tmp_path, monkeypatch):
+    """bench/pricing.py builds the 10 M-policy book with only the trip columns the run reads (PRICED_COLUMNS, the
+    rest NULL, to fit the disk): the same blocks with every column must give the same premiums, traces and
+    statements, or the run has come to depend on a column the lean book leaves empty."""
+    import importlib.util
+
+    from ubi.common.trip_record import create_table_sql
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_pricing", Path(__file__).resolve().parents[1] / "bench" / "pricing.py"
+    )
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)  # type: ignore[union-attr]
+    monkeypatch.setattr(bp, "BLOCK", 400)
+    rb = load_rulebook(Config().rulebook)
+    out = []
+    for name, columns in (("lean", bp.PRICED_COLUMNS), ("full", None)):
+        con = store.connect(tmp_path / f"{name}.duckdb")
+        con.execute("DROP TABLE trips")
+        con.execute(create_table_sql().replace(" PRIMARY KEY", "").replace(" NOT NULL", ""))
+        bp.replicate_blocks(con, 1_200, 8, columns=columns)
+        nulls = con.execute("SELECT count(*) - count(end_ts) FROM trips").fetchone()[0]
+        assert nulls == (9_600 if name == "lean" else 0)
+        store.run_month(con, rb, MONTH, actor="t")
+        out.append(
+            con.execute(
+                "SELECT policy_id, premium, trace, statement FROM premiums WHERE month = ? ORDER BY policy_id",
+                [MONTH],
+            ).fetchall()
+        )
+        con.close()
+    assert len(out[0]) == 1_200 and out[0] == out[1]

@@ -558,15 +558,17 @@ def run_month(
     actor: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     memory_limit: str | None = None,
+    workers: int = 1,
 ) -> RunSummary:
     """``pricing.monthly.run_month`` on this DuckDB connection; ``memory_limit`` (e.g. ``Config.pricing_memory_limit``)
-    bounds DuckDB's memory for the run (its sorts and aggregations spill beyond it), then the setting is restored."""
+    bounds DuckDB's memory for the run (its sorts and aggregations spill beyond it), then the setting is restored;
+    ``workers``: processes building the rows (``Config.pricing_workers``; only this process touches DuckDB)."""
     if not memory_limit:
-        return monthly.run_month(PricingTables(con), rb, month, actor, progress)
+        return monthly.run_month(PricingTables(con), rb, month, actor, progress, workers)
     before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
     try:
-        return monthly.run_month(PricingTables(con), rb, month, actor, progress)
+        return monthly.run_month(PricingTables(con), rb, month, actor, progress, workers)
     finally:
         con.execute(f"SET memory_limit = '{_size(before)}'")
 

@@ -3,6 +3,7 @@ figures left for Prometheus in ``<home>/metrics/pricing.prom`` (node_exporter's 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pricing.rulebook import load_rulebook
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.metrics import pricing_textfile, write_pricing_textfile
 from ubi.common.config import Config
+from ubi.common.errors import ConfigError
 
 
 class StderrProgress:
@@ -21,6 +23,11 @@ class StderrProgress:
         self.t0 = time.monotonic()
         self.every_s = every_s
         self._last = 0.0
+
+    def phase(self, text: str) -> None:
+        """A step of the run begins (reading the book, pricing, rows, publishing), with the time since the start."""
+        sys.stderr.write(f"pricing: {time.monotonic() - self.t0:7.1f} s  {text}\n")
+        sys.stderr.flush()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -33,6 +40,13 @@ class StderrProgress:
         sys.stderr.flush()
 
 
+def pricing_workers(cfg: Config) -> int:
+    """``pricing_workers`` from the configuration, 0 meaning one per CPU core; a negative count is refused."""
+    if cfg.pricing_workers < 0:
+        raise ConfigError(f"pricing_workers: {cfg.pricing_workers} (expected 0 for one per core, or a count)")
+    return cfg.pricing_workers or os.cpu_count() or 1
+
+
 def price(cfg: Config, month: str, rulebook: Path | None = None) -> RunSummary:
     rb = load_rulebook(rulebook or cfg.rulebook)
     first_day = month_start(month)
@@ -40,7 +54,12 @@ def price(cfg: Config, month: str, rulebook: Path | None = None) -> RunSummary:
     t = time.perf_counter()
     try:
         s = store.run_month(
-            con, rb, first_day, progress=StderrProgress(), memory_limit=cfg.pricing_memory_limit or None
+            con,
+            rb,
+            first_day,
+            progress=StderrProgress(),
+            memory_limit=cfg.pricing_memory_limit or None,
+            workers=pricing_workers(cfg),
         )
     finally:
         con.close()

@@ -474,6 +474,9 @@ class Config:
     # DuckDB's memory during `ubi price` ("" = DuckDB's default, 80% of RAM): its sorts and aggregations spill to
     # disk beyond it. With 2GB a 10 M-policy book prices within 8 GB in all (docs/capacity.md, bench/pricing.py).
     pricing_memory_limit: str = "2GB"
+    # Processes that build a pricing run's rows (trace, statement, engine cross-check) once the book is priced;
+    # 0 = one per CPU core. The rows are ~40 us a policy on one core (docs/capacity.md#pricing).
+    pricing_workers: int = 0
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
