@@ -65,10 +65,13 @@ def explain_bootstrap_failure(cfg: KafkaConfig, user: str, exc: Exception) -> Ex
     broker just closes the connection); librdkafka names the cause, so ask it (a few seconds, only on failure)."""
     import socket
 
-    host, _, port = cfg.bootstrap.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1.0).close()
-    except (OSError, ValueError):
+    for host, port in cfg.addresses:
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            break
+        except OSError:
+            continue
+    else:
         return exc  # nothing listens: the timeout is the truth
     from confluent_kafka.admin import AdminClient
 
@@ -182,10 +185,13 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
     waits for the broker to accept admin calls."""
     from dataclasses import replace
 
-    from ubi.adapters.privacy import apply_topic_configs, topic_configs
+    from ubi.adapters.privacy import apply_topic_configs
+    from ubi.adapters.topics import declared_topics
 
-    # retention from the privacy settings (ubi/adapters/privacy.py), for new and existing topics alike
-    wanted = topic_configs(replace(load_config(), kafka=cfg))
+    # the one declaration (ubi/adapters/topics.py): partitions, replication, and settings (retention from the privacy
+    # settings) for new and existing topics alike; `ubi topics check` compares a cluster with the same list
+    declared = {s.name: s for s in declared_topics(replace(load_config(), kafka=cfg))}
+    wanted = {name: s.configs for name, s in declared.items()}
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -194,8 +200,8 @@ def ensure_topics(cfg: KafkaConfig, timeout: float = 30) -> None:
             try:
                 existing = set(admin.list_topics())
                 new = [
-                    NewTopic(name, cfg.partitions, 1, topic_configs=conf)
-                    for name, conf in wanted.items()
+                    NewTopic(name, s.partitions, s.replication, topic_configs=s.configs)
+                    for name, s in declared.items()
                     if name not in existing
                 ]
                 if new:

@@ -18,7 +18,10 @@ def _stack(args) -> int:
     from ubi.ops.stack import Stack
 
     stack = Stack(get_config())
-    result = {"up": stack.up, "down": stack.down, "status": stack.status, "secrets": stack.secrets}[args.action]()
+    if args.brokers is not None and args.action != "up":
+        raise ConfigError("--brokers goes with `ubi stack up` only")
+    up = lambda: stack.up(brokers=args.brokers)  # noqa: E731
+    result = {"up": up, "down": stack.down, "status": stack.status, "secrets": stack.secrets}[args.action]()
     for name, state in result.items():
         print(f"{name:<10} {state}")
     return 0
@@ -242,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stack", help="start, stop or inspect the local Mosquitto and Kafka services")
     s.add_argument("action", choices=["up", "down", "status", "secrets"])
+    s.add_argument(
+        "--brokers", type=int, default=None, help="1 = one Kafka broker; 3 = a replicated KRaft cluster "
+        "(default: as many as kafka.bootstrap names, one unless this home runs a cluster; docs/operations.md)",
+    )  # fmt: skip
     s.set_defaults(func=_stack)
 
     s = sub.add_parser("devices", help="enrol or revoke per-device MQTT credentials (stored hashed)")
@@ -364,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ubi.cli import privacy  # privacy export|erase|consent|encrypt-db, audit verify (issue 13)
 
     privacy.register(sub)
+
+    from ubi.cli import topics  # topics check|apply (issue 16)
+
+    topics.register(sub)
     return p
 
 

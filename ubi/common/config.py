@@ -34,6 +34,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class KafkaConfig:
+    # One broker's host:port, or a comma list of every broker of a cluster (`ubi stack up --brokers 3` records its
+    # list in <home>/kafka-cluster/bootstrap, used when this is that list's first address; docs/operations.md).
     bootstrap: str = "127.0.0.1:9092"
     telemetry_topic: str = "ubi.telemetry.v1"
     dead_letter_topic: str = "ubi.telemetry.dlq.v1"
@@ -51,6 +53,29 @@ class KafkaConfig:
     def __post_init__(self) -> None:
         if self.bridge_client not in ("librdkafka", "kafka-python"):
             raise ConfigError(f"kafka.bridge_client: {self.bridge_client!r} is not 'librdkafka' or 'kafka-python'")
+        self.addresses  # noqa: B018 - a malformed bootstrap is refused here, not at a stage's first connect
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The brokers named by ``bootstrap``: one ``host:port``, or a comma list naming every broker of a cluster
+        (so a client can start while any one of them is down)."""
+        out = []
+        for item in self.bootstrap.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"kafka.bootstrap: {item.strip()!r} is not host:port (in {self.bootstrap!r})")
+            out.append((host, int(port)))
+        return out
+
+    @property
+    def replication_factor(self) -> int:
+        """Every topic's replication factor: as many copies as brokers, at most 3 (rack-free; docs/operations.md)."""
+        return min(3, len(self.addresses))
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """With 3 copies a write needs 2 (one broker may be down without losing an acknowledged record)."""
+        return 2 if self.replication_factor >= 3 else 1
 
     @property
     def scorer_state_topic(self) -> str:
@@ -537,6 +562,11 @@ def load_config(path: Path | None = None) -> Config:
         cfg = replace(cfg, db_path=Path(os.environ["UBI_DB"]))
     if os.environ.get("UBI_KAFKA_BOOTSTRAP"):
         cfg = replace(cfg, kafka=replace(cfg.kafka, bootstrap=os.environ["UBI_KAFKA_BOOTSTRAP"]))
+    cluster = cfg.home / "kafka-cluster" / "bootstrap"  # written by `ubi stack up --brokers 3`
+    if "," not in cfg.kafka.bootstrap and cluster.exists():
+        listed = cluster.read_text().strip()
+        if listed.split(",")[0] == cfg.kafka.bootstrap:  # the cluster started from this address: name all brokers
+            cfg = replace(cfg, kafka=replace(cfg.kafka, bootstrap=listed))
     if os.environ.get("UBI_MQTT_PORT"):
         cfg = replace(cfg, mqtt=replace(cfg.mqtt, port=int(os.environ["UBI_MQTT_PORT"])))
     return cfg

@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.contract import max_packet_bytes
@@ -306,7 +306,8 @@ class Stack:
 
     def kafka_up(self) -> str:
         pid_file = self.kafka_dir / "kafka.pid"
-        host, port = self.cfg.kafka.bootstrap.split(":")
+        host, port_n = self.cfg.kafka.addresses[0]  # (a cluster's bootstrap list: ubi/ops/cluster.py)
+        port = str(port_n)
         if _pid_alive(pid_file) and port_open(host, int(port)):
             self.ensure_topics()
             return "already running"
@@ -427,14 +428,28 @@ class Stack:
             time.sleep(0.3)
         raise StackError(f"{name} did not answer within {timeout:.0f}s; see {log}")
 
-    def up(self, services: tuple[str, ...] = ("mosquitto", "kafka")) -> dict[str, str]:
+    def up(self, services: tuple[str, ...] = ("mosquitto", "kafka"), brokers: int | None = None) -> dict[str, str]:
+        """Start what is not running. ``brokers``: 1 = the single broker, 3 = a replicated cluster
+        (ubi/ops/cluster.py); None = as many as kafka.bootstrap names (one, unless this home runs a cluster)."""
+        from ubi.ops import cluster
+
         # data, logs, secrets and the default DuckDB file live here: owner only
         _private_dir(self.cfg.home)
+        n = brokers if brokers is not None else len(self.cfg.kafka.addresses)
+        if "kafka" in services and n == 1 and len(self.cfg.kafka.addresses) > 1:
+            if any(_pid_alive(node.pid_file) for node in cluster.recorded_nodes(self.cfg)):
+                raise StackError(f"a {len(self.cfg.kafka.addresses)}-broker cluster runs here: `ubi stack down` first")
+            (cluster.cluster_dir(self.cfg) / "bootstrap").unlink(missing_ok=True)  # back to one broker
+            host, port = self.cfg.kafka.addresses[0]
+            self.cfg = replace(self.cfg, kafka=replace(self.cfg.kafka, bootstrap=f"{host}:{port}"))
         out = {}
         if "mosquitto" in services:
             out["mosquitto"] = self.mosquitto_up()
         if "kafka" in services:
-            out["kafka"] = self.kafka_up()
+            if n == 1:
+                out["kafka"] = self.kafka_up()
+            else:
+                out.update(cluster.cluster_up(self, n))
         from ubi.adapters.privacy import ensure_keys  # DuckDB, pseudonym, audit, erasure keys (0600)
 
         out["keys"] = ensure_keys(self.cfg)
@@ -448,18 +463,23 @@ class Stack:
         return _stop_pid(self.kafka_dir / "kafka.pid", "kafka", 60)
 
     def down(self) -> dict[str, str]:
+        from ubi.ops.cluster import cluster_down
+
         return {
             "kafka": "stopped" if self.kafka_down() else "not running",
+            **cluster_down(self),  # a cluster's nodes, if this home started one
             "mosquitto": "stopped" if self.mosquitto_down() else "not running",
         }
 
     def status(self) -> dict[str, str]:
-        host, port = self.cfg.kafka.bootstrap.split(":")
+        from ubi.ops.cluster import cluster_status
+
+        host, port = self.cfg.kafka.addresses[0]
         rows = {}
-        for name, pid_file, h, p in (
-            ("mosquitto", self.mq_dir / "mosquitto.pid", self.cfg.mqtt.host, self.cfg.mqtt.port),
-            ("kafka", self.kafka_dir / "kafka.pid", host, int(port)),
-        ):
+        services = [("mosquitto", self.mq_dir / "mosquitto.pid", self.cfg.mqtt.host, self.cfg.mqtt.port)]
+        if len(self.cfg.kafka.addresses) == 1:  # else a cluster's bootstrap list: one row per node below
+            services.append(("kafka", self.kafka_dir / "kafka.pid", host, port))
+        for name, pid_file, h, p in services:
             pid = _pid_alive(pid_file)
             answering = port_open(h, p)
             if answering and name == "kafka":
@@ -479,4 +499,6 @@ class Stack:
                 rows[name] = f"process {pid} alive but {h}:{p} not answering"
             else:
                 rows[name] = "stopped"
+        if len(self.cfg.kafka.addresses) > 1:
+            rows.update(cluster_status(self))
         return rows
