@@ -14,6 +14,8 @@ what it raises for them one at a time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
@@ -280,13 +282,11 @@ def channel_batch_kernel(
                 for i in range(1, n):
                     cur = hd[i] * (np.pi / 180.0)
                     dd = cur - prev
-                    ddmod = _py_mod(dd - (-np.pi), 2 * np.pi) + (-np.pi)
-                    if ddmod == -np.pi and dd > 0:
-                        ddmod = np.pi
-                    corr = ddmod - dd
-                    if abs(dd) < np.pi:
-                        corr = 0.0
-                    c += corr
+                    if not abs(dd) < np.pi:  # np.unwrap's correction (zero below pi: skip its modulo there)
+                        ddmod = _py_mod(dd - (-np.pi), 2 * np.pi) + (-np.pi)
+                        if ddmod == -np.pi and dd > 0:
+                            ddmod = np.pi
+                        c += ddmod - dd
                     h[i] = cur + c
                     prev = cur
                 hg = np.empty(m)
@@ -379,9 +379,49 @@ def precompute(
     return out
 
 
+@dataclass
+class GroupKernels:
+    """The speed-channel kernels' results for trips of one configuration, as arrays over all of them: trip k's
+    fixes are ``[off[k], off[k+1])``, its kept (cleaned) fixes ``[goff[k], goff[k+1])`` of ``tg``, ``vg``, ``lg``,
+    its 1 Hz channel ``[ch_off[k], ch_off[k+1])``. ``ok[k]`` = 0: the batch cannot take trip k (module doc)."""
+
+    cfg: ScoringConfig
+    off: np.ndarray
+    goff: np.ndarray
+    ok: np.ndarray
+    keep: np.ndarray  # bool per fix
+    bad: np.ndarray
+    jumps: np.ndarray
+    tg: np.ndarray  # kept fixes: time (s), speed (m/s), posted limit (m/s, NaN unknown)
+    vg: np.ndarray
+    lg: np.ndarray
+    basic: np.ndarray  # (nt, 4): distance, moving, idle, max speed
+    basic_n: np.ndarray  # (nt, 2)
+    ev_s: np.ndarray
+    ev_e: np.ndarray
+    ev_p: np.ndarray
+    ev_n: np.ndarray  # (nt, 9): see gps_batch_kernel
+    expo: np.ndarray  # (nt, 6)
+    ph: np.ndarray  # (nt, 2)
+    spd: np.ndarray  # (nt, 7)
+    heat: np.ndarray  # (nt, bins)
+    ch_off: np.ndarray
+    ch_t: np.ndarray
+    ch_v: np.ndarray
+    ch_lon: np.ndarray
+    ch_lat: np.ndarray
+    ch_src: np.ndarray  # 0 "speed", 1 "speed+heading"
+
+
 def _precompute_group(
     trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig
 ) -> list[Precomputed | None]:
+    g = group_kernels(trips, limits, cfg)
+    return [precomputed_of(g, k) if g.ok[k] else None for k in range(len(trips))]
+
+
+def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> GroupKernels:
+    """Every speed-channel kernel once over ``trips`` (all of configuration ``cfg``, each ``_fits``)."""
     nt = len(trips)
     sizes = np.array([t.t_ms.shape[0] for t in trips], np.int64)
     off = np.zeros(nt + 1, np.int64)
@@ -456,43 +496,63 @@ def _precompute_group(
     channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, e, e, e, e, src)
     cg, cv, clon, clat = (np.empty(ch_off[-1]) for _ in range(4))
     channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, cg, cv, clon, clat, src)
-    out: list[Precomputed | None] = []
-    for k in range(nt):
-        if not ok[k]:
-            out.append(None)
-            continue
-        w = goff[k] + k
-        nb, nacc = int(ev_n[k, 0]), int(ev_n[k, 1])
-        brake = Events(
-            ev_s[w : w + nb], ev_e[w : w + nb], ev_p[w : w + nb], (int(ev_n[k, 3]), int(ev_n[k, 4]), int(ev_n[k, 5]))
-        )
-        w += nb
-        accel = Events(
-            ev_s[w : w + nacc],
-            ev_e[w : w + nacc],
-            ev_p[w : w + nacc],
-            (int(ev_n[k, 6]), int(ev_n[k, 7]), int(ev_n[k, 8])),
-        )
-        b = basic[k]
-        out.append(
-            Precomputed(
-                cfg,
-                (kb[off[k] : off[k + 1]], int(bad[k]), int(jumps[k])),
-                TripFeatures(
-                    float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(basic_n[k, 0]), int(basic_n[k, 1])
-                ),
-                SpeedEvents(brake, accel, int(ev_n[k, 2])),
-                Exposure(*(float(x) for x in expo[k])),
-                (float(ph[k, 0]), float(ph[k, 1])),
-                Speeding(*(float(x) for x in spd[k])),
-                heat[k],
-                IntensityChannel(
-                    cg[ch_off[k] : ch_off[k + 1]],
-                    cv[ch_off[k] : ch_off[k + 1]],
-                    clon[ch_off[k] : ch_off[k + 1]],
-                    clat[ch_off[k] : ch_off[k + 1]],
-                    "speed+heading" if src[k] else "speed",
-                ),
-            )
-        )
-    return out
+    return GroupKernels(
+        cfg,
+        off,
+        goff,
+        ok,
+        kb,
+        bad,
+        jumps,
+        tg,
+        vg,
+        lg,
+        basic,
+        basic_n,
+        ev_s,
+        ev_e,
+        ev_p,
+        ev_n,
+        expo,
+        ph,
+        spd,
+        heat,
+        ch_off,
+        cg,
+        cv,
+        clon,
+        clat,
+        src,
+    )
+
+
+def precomputed_of(g: GroupKernels, k: int) -> Precomputed:
+    """Trip k's results as ``measure_trip`` takes them."""
+    ev_n, ev_s, ev_e, ev_p, ch_off = g.ev_n, g.ev_s, g.ev_e, g.ev_p, g.ch_off
+    w = g.goff[k] + k
+    nb, nacc = int(ev_n[k, 0]), int(ev_n[k, 1])
+    brake = Events(
+        ev_s[w : w + nb], ev_e[w : w + nb], ev_p[w : w + nb], (int(ev_n[k, 3]), int(ev_n[k, 4]), int(ev_n[k, 5]))
+    )
+    w += nb
+    accel = Events(
+        ev_s[w : w + nacc],
+        ev_e[w : w + nacc],
+        ev_p[w : w + nacc],
+        (int(ev_n[k, 6]), int(ev_n[k, 7]), int(ev_n[k, 8])),
+    )
+    b = g.basic[k]
+    c0, c1 = ch_off[k], ch_off[k + 1]
+    return Precomputed(
+        g.cfg,
+        (g.keep[g.off[k] : g.off[k + 1]], int(g.bad[k]), int(g.jumps[k])),
+        TripFeatures(float(b[0]), float(b[1]), float(b[2]), float(b[3]), int(g.basic_n[k, 0]), int(g.basic_n[k, 1])),
+        SpeedEvents(brake, accel, int(ev_n[k, 2])),
+        Exposure(*(float(x) for x in g.expo[k])),
+        (float(g.ph[k, 0]), float(g.ph[k, 1])),
+        Speeding(*(float(x) for x in g.spd[k])),
+        g.heat[k],
+        IntensityChannel(
+            g.ch_t[c0:c1], g.ch_v[c0:c1], g.ch_lon[c0:c1], g.ch_lat[c0:c1], "speed+heading" if g.ch_src[k] else "speed"
+        ),
+    )

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scoring import batch, features, intensity
+from scoring import batch, batchrows, features, intensity
 from scoring.filecut import imu_grid_kernel, trip_imu, vehicle_imu_hz
 from scoring.reference_batch import imu_grid_reference
 from scoring.trips import ClosedTrip, TripCutter
@@ -68,6 +68,11 @@ def assert_same_trips(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringC
                 assert x == y, (a.trip_id, f.name, x, y)
 
 
+def shape_of(x: object) -> object:
+    """A value's type, and its items' types for a list (scoring/batchrows.py builds rows column-wise)."""
+    return [shape_of(y) for y in x] if isinstance(x, list) else type(x)
+
+
 def assert_same(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig = CFG) -> list[dict]:
     """Both paths on the same frames: the same rows field by field, the same refusals, or the same error."""
     qa: list = []
@@ -86,6 +91,8 @@ def assert_same(gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig 
         assert a.keys() == b.keys()
         diff = {k: (a[k], b[k]) for k in a if a[k] != b[k] and not (a[k] != a[k] and b[k] != b[k])}
         assert not diff, (a["trip_id"], diff)
+        kinds = {k: (a[k], b[k]) for k in a if shape_of(a[k]) != shape_of(b[k])}
+        assert not kinds, (a["trip_id"], kinds)  # 3 and 3.0 are equal, but not in a file
     assert qa == qb
     return rows
 
@@ -243,6 +250,10 @@ def test_the_batch_calls_no_per_trip_speed_channel_function(monkeypatch):
     for name in ("clean_fixes", "trip_features", "speed_events", "exposure", "phone_use", "speeding", "heatmap"):
         monkeypatch.setattr(features, name, boom)
     monkeypatch.setattr(intensity, "channel", boom)  # the 1 Hz speed channel comes from the batch too
+    # trips without IMU samples become rows column-wise: no measure_trip, build_record or continuous per trip
+    monkeypatch.setattr(batchrows, "measure_trip", boom)
+    monkeypatch.setattr(batchrows, "build_record", boom)
+    monkeypatch.setattr(intensity, "continuous", boom)
     assert score_file.score_frames(gps, None, CFG) == want
 
 

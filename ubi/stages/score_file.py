@@ -16,8 +16,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from scoring.batch import precompute
-from scoring.features import build_record, measure_trip, score_trip, trip_limits
+from scoring.batchrows import score_rows
+from scoring.features import score_trip, trip_limits
 from scoring.filecut import plan_ignition, plan_motion, trip_imu, vehicle_imu_hz
 from scoring.maplayer import MapLayer
 from scoring.motion import MotionRules
@@ -355,13 +355,10 @@ def score_trips(
     trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig, layer: MapLayer | None = None
 ) -> list[dict]:
     """Rows of the scored trips (``limits``: the file's posted limits per trip, None = from the map layer): the
-    speed-channel kernels run over all trips at once (scoring/batch.py), the rest per trip in ``measure_trip``."""
+    speed-channel kernels run over all trips at once (scoring/batch.py), trips without IMU samples become rows
+    column-wise, the others go through ``measure_trip`` with those results (scoring/batchrows.py)."""
     limits = [trip_limits(trip, layer) if lim is None else lim for trip, lim in zip(trips, limits, strict=True)]
-    pre = precompute(trips, limits, cfg)
-    return [
-        build_record(trip, measure_trip(trip, cfg, lim, None, p)).as_row()
-        for trip, lim, p in zip(trips, limits, pre, strict=True)
-    ]
+    return score_rows(trips, limits, cfg)
 
 
 def score_frames_per_trip(

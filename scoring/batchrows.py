@@ -1,0 +1,403 @@
+"""Scored rows of trips without accelerometer samples, built column-wise for a whole batch (``ubi score-file``).
+
+``measure_trip`` -> ``build_record`` -> ``TripRecord.as_row`` costs ~250 us of Python per trip; for a trip with no
+IMU samples every input of it is already an array over all trips (``scoring.batch.group_kernels``). Here the
+continuous measures run in one numba call over all trips (``continuous_batch_kernel``, the same per-trip kernels of
+scoring/intensity.py), the population score's percentiles are read for all trips at once, and the rows are zipped
+from columns; what is left per trip is the rounding (Python's ``round``, which NumPy's does not equal) and the
+``score_parts`` JSON.
+
+This is a second writing of ``measure_trip`` and ``build_record`` for the trips it takes (no IMU samples, the batch
+can take them): tests/test_score_batch.py compares every field of every row, values and types, against the
+per-trip path, and ``rows`` refuses a ``TripRecord`` whose fields it does not know, so a field added there and not
+here fails at once instead of going missing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from numba import njit
+
+from scoring.batch import GroupKernels, _fits, group_kernels, precomputed_of, trip_config
+from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, measure_trip
+from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
+from scoring.population import _GRADE_W, TABLE_TOP, percentile, table_for
+from scoring.trips import ClosedTrip
+from ubi.common.config import ScoringConfig
+from ubi.common.trip_record import FIELD_NAMES
+
+# columns of continuous_batch_kernel's output
+_INT = 0  # moving_s, lat_moving_s, jerk_n, jerk_sq, jerk_over, hi_s, hi_acc_s, pos_work, dist (intensity_kernel)
+_BRAKE, _ACCEL, _LAT = 9, 12, 15  # seconds at or beyond each of the three levels
+_CRUISE = 18  # n_windows, cv sum, n_straight, lateral std sum (cruise_kernel)
+_BANDS = 22  # total distance, then distance per band (speeding_bands_kernel)
+_LONGEST = 26
+N_CONT = 27
+
+
+@njit(cache=True, nogil=True)
+def continuous_batch_kernel(
+    goff: np.ndarray,
+    t_s: np.ndarray,
+    v: np.ndarray,
+    lim: np.ndarray,
+    ch_off: np.ndarray,
+    ch_t: np.ndarray,
+    ch_v: np.ndarray,
+    ch_lon: np.ndarray,
+    ch_lat: np.ndarray,
+    brake_lv: np.ndarray,
+    accel_lv: np.ndarray,
+    lat_lv: np.ndarray,
+    edges: np.ndarray,
+    fparams: np.ndarray,
+    win: int,
+    out: np.ndarray,
+) -> None:
+    """``scoring.intensity.continuous`` of every trip k (kept fixes ``[goff[k], goff[k+1])``, its 1 Hz channel
+    ``[ch_off[k], ch_off[k+1])``), its kernels' raw results in ``out[k]`` (columns: the module's constants).
+    fparams: moving_mps, jerk level, high speed, high-speed accel level, cruise min speed, cruise max mean lateral,
+    high_speed_mps, max_integration_gap_s, break_min_s."""
+    moving, jerk_lv, hi_speed, hi_acc, cr_min, cr_lat, high, max_gap, brk = (
+        fparams[0],
+        fparams[1],
+        fparams[2],
+        fparams[3],
+        fparams[4],
+        fparams[5],
+        fparams[6],
+        fparams[7],
+        fparams[8],
+    )
+    for k in range(goff.shape[0] - 1):
+        c0, c1 = ch_off[k], ch_off[k + 1]
+        a, b = goff[k], goff[k + 1]
+        r = intensity_kernel(
+            ch_t[c0:c1],
+            ch_v[c0:c1],
+            ch_lon[c0:c1],
+            ch_lat[c0:c1],
+            moving,
+            brake_lv,
+            accel_lv,
+            lat_lv,
+            jerk_lv,
+            hi_speed,
+            hi_acc,
+            out[k, _BRAKE : _BRAKE + 3],
+            out[k, _ACCEL : _ACCEL + 3],
+            out[k, _LAT : _LAT + 3],
+        )
+        for j in range(9):
+            out[k, _INT + j] = r[j]
+        q = cruise_kernel(ch_t[c0:c1], ch_v[c0:c1], ch_lat[c0:c1], win, cr_min, cr_lat)
+        for j in range(4):
+            out[k, _CRUISE + j] = q[j]
+        out[k, _BANDS] = speeding_bands_kernel(
+            t_s[a:b], v[a:b], lim[a:b], high, max_gap, edges, out[k, _BANDS + 1 : _BANDS + 4]
+        )
+        out[k, _LONGEST] = longest_drive_kernel(t_s[a:b], v[a:b], moving, brk)
+
+
+def continuous_batch(g: GroupKernels) -> np.ndarray:
+    """``continuous_batch_kernel`` over the group's trips with its configuration's arguments, as
+    ``scoring.intensity.continuous`` passes them: (trips, N_CONT)."""
+    cfg = g.cfg
+    bl, al, ll = levels(cfg)
+    edges = np.array([0.0, cfg.speeding_band2_kmh, cfg.speeding_band3_kmh], dtype=np.float64) / 3.6
+    fp = np.array(
+        [
+            float(cfg.moving_mps),
+            float(cfg.jerk_level_mps3),
+            cfg.intensity_high_speed_kmh / 3.6,
+            float(min(bl[0], al[0])),
+            cfg.cruise_min_kmh / 3.6,
+            float(cfg.cruise_max_mean_lat_mps2),
+            float(cfg.high_speed_mps),
+            float(cfg.max_integration_gap_s),
+            float(cfg.break_min_s),
+        ],
+        np.float64,
+    )
+    out = np.zeros((g.goff.shape[0] - 1, N_CONT))
+    continuous_batch_kernel(
+        g.goff,
+        g.tg,
+        g.vg,
+        g.lg,
+        g.ch_off,
+        g.ch_t,
+        g.ch_v,
+        g.ch_lon,
+        g.ch_lat,
+        bl,
+        al,
+        ll,
+        edges,
+        fp,
+        int(cfg.cruise_window_s),
+        out,
+    )
+    return out
+
+
+def percentiles(x: np.ndarray, knots: list[float]) -> np.ndarray:
+    """``scoring.population.percentile`` of each x (finite, >= 0): the same float operations, all at once."""
+    k = len(knots)
+    out = np.zeros(x.shape[0])
+    if k == 0:
+        return out
+    kn = np.asarray(knots, np.float64)
+    top = x > kn[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[top] = np.where(x[top] > 0, TABLE_TOP + (1.0 - TABLE_TOP) * (1.0 - kn[-1] / x[top]), TABLE_TOP)
+    mid = (x > kn[0]) & ~top
+    xm = x[mid]
+    i = np.searchsorted(kn, xm, side="left")  # the first knot >= x
+    frac = (xm - kn[i - 1]) / (kn[i] - kn[i - 1])
+    out[mid] = TABLE_TOP * ((i - 1) + frac) / (k - 1)
+    return out
+
+
+def _r6(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def _heatmap_lists(heat: np.ndarray) -> list[list[float]]:
+    """``[round(x, 3) if x else x for x in row]`` per row: Python's round (NumPy's differs in the last digit) only
+    where it can change something, on values that are not whole seconds (most cells are 0 or whole seconds)."""
+    flat = heat.ravel()
+    vals = flat.tolist()
+    with np.errstate(invalid="ignore"):
+        odd = np.flatnonzero(flat != np.floor(flat))  # NaN included, as round leaves it
+    for p in odd.tolist():
+        vals[p] = round(vals[p], 3)
+    w = heat.shape[1]
+    return [vals[k * w : (k + 1) * w] for k in range(heat.shape[0])]
+
+
+_ENC = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) without a new encoder per row
+
+
+def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict]:
+    """The ``score_trip(...).as_row()`` rows of the group's trips ``sel`` (``trips[j]`` is group trip ``sel[j]``;
+    each with no IMU samples and taken by the batch: ``g.ok``)."""
+    cfg = g.cfg
+    nt = len(trips)
+    if nt == 0:
+        return []
+    cont = continuous_batch(g)[sel]
+    basic, ev_n, expo, spd, phn = g.basic[sel], g.ev_n[sel], g.expo[sel], g.spd[sel], g.ph[sel]
+    kept = np.diff(g.goff)[sel]
+    tr = trips
+    start = np.array([t.start_ms for t in tr], np.int64)
+    end = np.array([t.end_ms for t in tr], np.int64)
+    d, mv = basic[:, 0], basic[:, 1]
+    km = (d + 0.0) / 1000.0
+    pos = km > 0
+    nb = ev_n[:, 4] + ev_n[:, 5]
+    na = ev_n[:, 7] + ev_n[:, 8]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per100 = [np.where(pos, x * 100.0 / km, np.nan) for x in (nb, na, np.zeros(nt, np.int64))]
+        mean_speed = np.where(mv > 0, d / mv * 3.6, 0.0)
+        risk = np.where(spd[:, 0] > 0, spd[:, 6] / spd[:, 0], np.nan)
+    none_if_nan = lambda a: [None if x != x else x for x in a.tolist()]  # noqa: E731
+
+    # the continuous measures, rounded as continuous_fields rounds them
+    c = cont.tolist()
+    srcs = g.ch_src[sel].tolist()
+    cf: dict[str, list] = {n: [] for n in _CONT_NAMES}
+    for k in range(nt):
+        ck = c[k]
+        mvs, lm, jn, jsq, jo, hs, ha, pw, dist = ck[_INT : _INT + 9]
+        nw, cv, ns, lsd = ck[_CRUISE : _CRUISE + 4]
+        tot = ck[_BANDS]
+        longest = ck[_LONGEST]
+        cf["intensity_source"].append("speed+heading" if srcs[k] else "speed")
+        cf["brake_time_share"].append([round(y / mvs, 6) for y in ck[_BRAKE : _BRAKE + 3]] if mvs > 0 else None)
+        cf["accel_time_share"].append([round(y / mvs, 6) for y in ck[_ACCEL : _ACCEL + 3]] if mvs > 0 else None)
+        cf["lat_time_share"].append([round(y / lm, 6) for y in ck[_LAT : _LAT + 3]] if lm > 0 else None)
+        cf["jerk_rms_mps3"].append(round(float(np.sqrt(jsq / jn)), 6) if jn > 0 else None)
+        cf["jerk_share"].append(round(jo / jn, 6) if jn > 0 else None)
+        cf["high_speed_accel_share"].append(round(ha / hs, 6) if hs > 0 else None)
+        cf["rpa_mps2"].append(round(pw / dist, 6) if dist > 0 else None)
+        cf["speeding_band_share"].append([round(x / tot, 6) if tot > 0 else 0.0 for x in ck[_BANDS + 1 : _BANDS + 4]])
+        cf["longest_drive_s"].append(longest)
+        cf["fatigue_s"].append(max(0.0, longest - cfg.fatigue_after_s))
+        cf["cruise_windows"].append(int(nw))
+        cf["cruise_speed_cv"].append(round(cv / nw, 6) if nw > 0 else None)
+        cf["weave_windows"].append(int(ns))
+        cf["weave_lat_std_mps2"].append(round(lsd / ns, 6) if ns > 0 else None)
+
+    # the population score (scoring.population.part_values and population_score, part by part over all trips)
+    nan = np.nan
+    arr = lambda xs: np.array([nan if x is None else x for x in xs], np.float64)  # noqa: E731
+    gb, ga = ev_n[:, 3:6].astype(np.float64), ev_n[:, 6:9].astype(np.float64)
+    ev = 0 + _GRADE_W[0] * gb[:, 0]
+    for w, col in ((_GRADE_W[1], gb[:, 1]), (_GRADE_W[2], gb[:, 2])):
+        ev = ev + w * col
+    for w, col in zip(_GRADE_W, (ga[:, 0], ga[:, 1], ga[:, 2]), strict=True):
+        ev = ev + w * col
+    for w in _GRADE_W:  # the corner grades: [0, 0, 0]
+        ev = ev + w * 0
+    night_km = expo[:, 1] / 1000.0
+    ph_s, ph_rep = phn[:, 0], phn[:, 1]
+
+    def lsum(name: str) -> np.ndarray:
+        return arr([None if s is None else (0 + s[0]) + s[1] + s[2] for s in cf[name]])
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {
+            "phone_share": np.where(ph_rep > 0, ph_s / ph_rep, nan),
+            "speeding_risk": risk,
+            "events_per_100km": np.where(km >= cfg.score_min_km, ev * 100.0 / km, nan),
+            "lon_intensity": lsum("brake_time_share") + lsum("accel_time_share"),
+            "lat_intensity": lsum("lat_time_share"),
+            "jerk_rms": arr(cf["jerk_rms_mps3"]),
+            "rpa": arr(cf["rpa_mps2"]),
+            "cruise_speed_cv": arr(cf["cruise_speed_cv"]),
+            "weaving": arr(cf["weave_lat_std_mps2"]),
+            "fatigue_h": arr(cf["fatigue_s"]) / 3600.0,
+            "night_share": np.where(pos, np.minimum(1.0, night_km / km), nan),
+        }
+    quant = table_for(cfg)["quantiles"]
+    total = [0.0] * nt
+    parts: list[dict] = [{} for _ in range(nt)]
+    for name, w in cfg.score_weights.items():
+        knots = quant.get(name) or []
+        x = values[name]
+        has = x == x
+        f = percentiles(np.maximum(0.0, np.where(has, x, 0.0)), knots)
+        f_imp = percentile(knots[len(knots) // 2], knots) if knots else 0.0
+        xs, fs, hs_ = x.tolist(), f.tolist(), has.tolist()
+        for k in range(nt):
+            if hs_[k]:
+                fk = fs[k]
+                part = {"value": round(xs[k], 6), "percentile": round(fk, 4)}
+            else:
+                fk = f_imp
+                part = {"value": None, "percentile": round(fk, 4)}
+            lost = round(w * fk, 3)
+            part |= {"weight": w, "points_lost": lost, "imputed": not hs_[k]}
+            parts[k][name] = part
+            total[k] += lost
+    score = [round(max(0.0, 100.0 - t), 3) for t in total]
+
+    gr = lambda a: a.tolist()  # noqa: E731
+    cols: dict[str, list] = {
+        "trip_id": [t.trip_id for t in tr],
+        "vehicle_id": [t.vehicle for t in tr],
+        "start_ms": start.tolist(),
+        "end_ms": end.tolist(),
+        "duration_s": ((end - start) / 1000.0).tolist(),
+        "distance_km": km.tolist(),
+        "moving_s": mv.tolist(),
+        "idle_s": basic[:, 2].tolist(),
+        "max_speed_kmh": (basic[:, 3] * 3.6).tolist(),
+        "mean_speed_kmh": mean_speed.tolist(),
+        "harsh_brakes": nb.tolist(),
+        "harsh_accels": na.tolist(),
+        "gps_fixes": kept.tolist(),
+        "gps_dropped": (np.diff(g.off)[sel] - kept).tolist(),
+        "messages": [t.messages for t in tr],
+        "complete": [t.complete for t in tr],
+        "ended_by": [t.ended_by for t in tr],
+        "scorer_version": [SCORER_VERSION] * nt,
+        "harsh_corners": [0] * nt,
+        "event_source": ["gps"] * nt,
+        "harsh_brakes_gps": nb.tolist(),
+        "harsh_accels_gps": na.tolist(),
+        "harsh_brake_grades": gr(ev_n[:, 3:6]),
+        "harsh_accel_grades": gr(ev_n[:, 6:9]),
+        "harsh_corner_grades": [[0, 0, 0] for _ in range(nt)],
+        "harsh_brakes_per_100km": none_if_nan(per100[0]),
+        "harsh_accels_per_100km": none_if_nan(per100[1]),
+        "harsh_corners_per_100km": none_if_nan(per100[2]),
+        "gps_jumps": g.jumps[sel].tolist(),
+        "gap_filled_km": [0.0] * nt,
+        "gap_filled_s": [0.0] * nt,
+        "night_s": expo[:, 0].tolist(),
+        "night_km": night_km.tolist(),
+        "rush_s": expo[:, 2].tolist(),
+        "rush_km": (expo[:, 3] / 1000.0).tolist(),
+        "weekend_s": expo[:, 4].tolist(),
+        "weekend_km": (expo[:, 5] / 1000.0).tolist(),
+        "phone_s": ph_s.tolist(),
+        "phone_reported_s": ph_rep.tolist(),
+        "limit_known_km": (spd[:, 1] / 1000.0).tolist(),
+        "over_limit_km": (spd[:, 2] / 1000.0).tolist(),
+        "over_limit_margin_km": (spd[:, 3] / 1000.0).tolist(),
+        "high_speed_km": (spd[:, 4] / 1000.0).tolist(),
+        "high_speed_unknown_km": (spd[:, 5] / 1000.0).tolist(),
+        "heatmap_s": _heatmap_lists(g.heat[sel]),
+        "score": score,
+        "imu_status": ["none"] * nt,
+        "imu_reason": [NO_EXPECTED_IMU if cfg.imu_expected else None] * nt,
+        "imu_gravity": [None] * nt,
+        "imu_lag_s": [None] * nt,
+        "imu_r": [None] * nt,
+        "speed_artefacts": ev_n[:, 2].tolist(),
+        "speeding_extra_risk": none_if_nan(risk),
+        "gps_brake_grades": gr(ev_n[:, 3:6]),
+        "gps_accel_grades": gr(ev_n[:, 6:9]),
+        "seq_first": [t.seq_first if t.seq_first >= 0 else None for t in tr],
+        "seq_last": [t.seq_last if t.seq_last >= 0 else None for t in tr],
+        "device_class": [cfg.device_class] * nt,
+        **cf,
+        "score_parts": [_ENC.encode(p) for p in parts],
+    }
+    if set(cols) != set(ROW_ORDER):
+        raise AssertionError(f"scoring/batchrows.py builds {sorted(set(cols) ^ set(ROW_ORDER))} unlike TripRecord")
+    return [dict(zip(ROW_ORDER, vals, strict=True)) for vals in zip(*(cols[n] for n in ROW_ORDER), strict=True)]
+
+
+def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> list[dict]:
+    """``score_trip(trip, cfg, limit).as_row()`` of every trip (``limits``: posted limit per fix, m/s, NaN unknown,
+    or None), the speed-channel kernels over all trips of a configuration at once: trips without IMU samples get
+    their rows column-wise (``rows``), the others ``measure_trip`` with the batch's results (``Precomputed``), and
+    what the batch cannot take ``measure_trip`` alone (it raises what it raises for them)."""
+    out: list[dict | None] = [None] * len(trips)
+    groups: dict[int, tuple[ScoringConfig, list[int]]] = {}
+    for i, trip in enumerate(trips):
+        lim = limits[i]
+        if _fits(trip) and (lim is None or np.shape(lim) == trip.t_ms.shape):
+            c = trip_config(cfg, trip)
+            groups.setdefault(id(c), (c, []))[1].append(i)
+    for c, idx in groups.values():
+        g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c)
+        ok = g.ok.tolist()
+        sel = [k for k in range(len(idx)) if ok[k] and trips[idx[k]].imu_t_ms.shape[0] == 0]
+        for k, row in zip(sel, rows([trips[idx[k]] for k in sel], g, np.array(sel, np.int64)), strict=True):
+            out[idx[k]] = row
+        for k in range(len(idx)):
+            i = idx[k]
+            if out[i] is None and ok[k]:
+                out[i] = build_record(
+                    trips[i], measure_trip(trips[i], cfg, limits[i], None, precomputed_of(g, k))
+                ).as_row()
+    for i, trip in enumerate(trips):
+        if out[i] is None:
+            out[i] = build_record(trip, measure_trip(trip, cfg, limits[i])).as_row()
+    return out  # type: ignore[return-value]
+
+
+_CONT_NAMES = (
+    "intensity_source",
+    "brake_time_share",
+    "accel_time_share",
+    "lat_time_share",
+    "jerk_rms_mps3",
+    "jerk_share",
+    "high_speed_accel_share",
+    "rpa_mps2",
+    "speeding_band_share",
+    "longest_drive_s",
+    "fatigue_s",
+    "cruise_windows",
+    "cruise_speed_cv",
+    "weave_windows",
+    "weave_lat_std_mps2",
+)
+ROW_ORDER = [n for n in FIELD_NAMES if n != "score_parts"] + ["score_parts"]  # TripRecord.as_row's order
