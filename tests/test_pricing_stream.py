@@ -103,6 +103,7 @@ def test_streamed_run_equals_the_in_memory_run_to_the_cent(book, monkeypatch, wo
 
     monkeypatch.setattr(monthly, "CHUNK", 333)
     monkeypatch.setattr(book_stream, "BATCH_ROWS", 401)
+    monkeypatch.setattr(book_stream, "STAGE_ROWS", 700)  # three chunks of 333 to a staged INSERT
     progress = Progress()
     got_summary = store.run_month(con, rb, MONTH, actor="t", progress=progress, memory_limit="256MB", workers=workers)
     seen = progress.seen
@@ -161,7 +162,7 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     con.close()
     s = price(cfg, "2026-10")
     err = capsys.readouterr().err
-    assert "pricing: 300/300 policies written (100%)" in err
+    assert "pricing: 300/300 policies' rows built (100%)" in err
     assert "reading the 2026-10 book" in err and "publishing the month" in err  # the steps around the rows
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300

@@ -9,13 +9,18 @@ its sort and aggregation spill to disk beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 BATCH_ROWS = 1_000_000
+# Rows staged per INSERT: at least one DuckDB row group (122,880 rows), so DuckDB writes them straight to the file
+# as compressed row groups ("optimistic writes") instead of through the WAL and a checkpoint; measured 3x faster
+# per row (15 vs 45 us for 1.5 kB rows, encrypted) than 50,000-row inserts.
+STAGE_ROWS = 131_072
 
 
 class ArrowIds(Sequence[str]):
@@ -80,6 +85,20 @@ def fetch_columns(relation: Any, text: tuple[str, ...] = (), batch_rows: int | N
 STAGE_PREFIX = "_pricing_stage_"
 
 
+def batched(chunks: Iterable[tuple[pl.DataFrame, pl.DataFrame]], rows: int) -> Iterator[tuple[pl.DataFrame, ...]]:
+    """(features, premiums) chunks joined into batches of at least ``rows`` rows (the last may be smaller), in order."""
+    held: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    count = 0
+    for chunk in chunks:
+        held.append(chunk)
+        count += chunk[1].height
+        if count >= rows:
+            yield pl.concat([f for f, _ in held], rechunk=False), pl.concat([p for _, p in held], rechunk=False)
+            held, count = [], 0
+    if held:
+        yield pl.concat([f for f, _ in held], rechunk=False), pl.concat([p for _, p in held], rechunk=False)
+
+
 class MonthStage:
     """Scratch tables for one run's rows, filled chunk by chunk with each chunk committed on its own, then moved
     into ``monthly_features`` and ``premiums`` by ``publish`` inside the run's one transaction.
@@ -107,10 +126,14 @@ class MonthStage:
     def tables(self) -> tuple[str, str]:
         return f'"{self.features}"', f'"{self.premiums}"'
 
-    def publish(self) -> None:
-        """Inside the caller's transaction: the staged rows replace the month's rows by key."""
-        self.con.execute(f'INSERT OR REPLACE INTO monthly_features SELECT * FROM "{self.features}"')
-        self.con.execute(f'INSERT OR REPLACE INTO premiums SELECT * FROM "{self.premiums}"')
+    def publish(self, month: Any) -> None:
+        """Inside the caller's transaction: the staged rows replace the month's rows by key. A month with no rows
+        yet (priced for the first time) takes a plain INSERT, which skips the key lookups of INSERT OR REPLACE
+        (measured 16-25 vs 23-40 us a 1.5 kB row)."""
+        for table, staged in (("monthly_features", self.features), ("premiums", self.premiums)):
+            held = self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE month = ? LIMIT 1)", [month])
+            verb = "INSERT OR REPLACE INTO" if held.fetchone()[0] else "INSERT INTO"
+            self.con.execute(f'{verb} {table} SELECT * FROM "{staged}"')
 
     def drop(self) -> None:
         for name in (self.features, self.premiums):

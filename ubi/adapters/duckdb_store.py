@@ -26,7 +26,8 @@ from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
 from ubi.adapters import audit as audit_log
-from ubi.adapters.book_stream import MonthStage, fetch_columns
+from ubi.adapters import book_stream
+from ubi.adapters.book_stream import MonthStage, batched, fetch_columns
 from ubi.adapters.consent import with_consent
 from ubi.adapters.privacy import open_database
 from ubi.adapters.subject import PRIVACY_SCHEMA, erased_vehicles
@@ -454,7 +455,7 @@ class PricingTables:
         # memory), and published in the one transaction below (ubi/adapters/book_stream.py MonthStage).
         stage = MonthStage(con, run_id)
         try:
-            for feats, prems in chunks:
+            for feats, prems in batched(chunks, book_stream.STAGE_ROWS):  # a row group or more per INSERT
                 self._insert(feats, prems, month, run_id, rb, off_balance, into=stage.tables)
             self._publish(rb, month, run_id, actor, summary, off_balance, stage)
         finally:
@@ -478,7 +479,7 @@ class PricingTables:
                 "INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
                 [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})],
             )
-            stage.publish()
+            stage.publish(month)
             # Rows of this month that this run did not replace belong to policies no longer in the book.
             con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
             con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])

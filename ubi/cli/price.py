@@ -36,7 +36,9 @@ class StderrProgress:
         self._last = now
         secs = now - self.t0
         rate = done / secs if secs > 0 else 0.0
-        sys.stderr.write(f"pricing: {done:,}/{total:,} policies written ({done / max(total, 1):.0%}), {rate:,.0f}/s\n")
+        sys.stderr.write(
+            f"pricing: {done:,}/{total:,} policies' rows built ({done / max(total, 1):.0%}), {rate:,.0f}/s\n"
+        )
         sys.stderr.flush()
 
 
