@@ -24,6 +24,7 @@ from scoring.batch import GroupKernels, _fits, group_kernels, precomputed_of, tr
 from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, measure_trip
 from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
 from scoring.population import _GRADE_W, TABLE_TOP, percentile, table_for
+from scoring.rounding import pyround
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
 from ubi.common.trip_record import FIELD_NAMES
@@ -165,20 +166,13 @@ def _r6(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
 
 
-def _heatmap_lists(heat: np.ndarray) -> list[list[float]]:
-    """``[round(x, 3) if x else x for x in row]`` per row: Python's round (NumPy's differs in the last digit) only
-    where it can change something, on values that are not whole seconds (most cells are 0 or whole seconds)."""
-    flat = heat.ravel()
-    vals = flat.tolist()
-    with np.errstate(invalid="ignore"):
-        odd = np.flatnonzero(flat != np.floor(flat))  # NaN included, as round leaves it
-    for p in odd.tolist():
-        vals[p] = round(vals[p], 3)
-    w = heat.shape[1]
-    return [vals[k * w : (k + 1) * w] for k in range(heat.shape[0])]
+def _json_num(x: float) -> str:
+    """A float as json.dumps writes it (repr; NaN and the infinities as JSON's words)."""
+    return repr(x) if x - x == 0.0 else json.dumps(x)
 
 
-_ENC = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True) without a new encoder per row
+def _nones(a: np.ndarray) -> list:
+    return [None if x != x else x for x in a.tolist()]
 
 
 def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict]:
@@ -203,37 +197,48 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         per100 = [np.where(pos, x * 100.0 / km, np.nan) for x in (nb, na, np.zeros(nt, np.int64))]
         mean_speed = np.where(mv > 0, d / mv * 3.6, 0.0)
         risk = np.where(spd[:, 0] > 0, spd[:, 6] / spd[:, 0], np.nan)
-    none_if_nan = lambda a: [None if x != x else x for x in a.tolist()]  # noqa: E731
+    none_if_nan = _nones
 
     # the continuous measures, rounded as continuous_fields rounds them
-    c = cont.tolist()
-    srcs = g.ch_src[sel].tolist()
-    cf: dict[str, list] = {n: [] for n in _CONT_NAMES}
-    for k in range(nt):
-        ck = c[k]
-        mvs, lm, jn, jsq, jo, hs, ha, pw, dist = ck[_INT : _INT + 9]
-        nw, cv, ns, lsd = ck[_CRUISE : _CRUISE + 4]
-        tot = ck[_BANDS]
-        longest = ck[_LONGEST]
-        cf["intensity_source"].append("speed+heading" if srcs[k] else "speed")
-        cf["brake_time_share"].append([round(y / mvs, 6) for y in ck[_BRAKE : _BRAKE + 3]] if mvs > 0 else None)
-        cf["accel_time_share"].append([round(y / mvs, 6) for y in ck[_ACCEL : _ACCEL + 3]] if mvs > 0 else None)
-        cf["lat_time_share"].append([round(y / lm, 6) for y in ck[_LAT : _LAT + 3]] if lm > 0 else None)
-        cf["jerk_rms_mps3"].append(round(float(np.sqrt(jsq / jn)), 6) if jn > 0 else None)
-        cf["jerk_share"].append(round(jo / jn, 6) if jn > 0 else None)
-        cf["high_speed_accel_share"].append(round(ha / hs, 6) if hs > 0 else None)
-        cf["rpa_mps2"].append(round(pw / dist, 6) if dist > 0 else None)
-        cf["speeding_band_share"].append([round(x / tot, 6) if tot > 0 else 0.0 for x in ck[_BANDS + 1 : _BANDS + 4]])
-        cf["longest_drive_s"].append(longest)
-        cf["fatigue_s"].append(max(0.0, longest - cfg.fatigue_after_s))
-        cf["cruise_windows"].append(int(nw))
-        cf["cruise_speed_cv"].append(round(cv / nw, 6) if nw > 0 else None)
-        cf["weave_windows"].append(int(ns))
-        cf["weave_lat_std_mps2"].append(round(lsd / ns, 6) if ns > 0 else None)
+    nan = np.nan
+    cont = cont.copy()
+    mvs, lm, jn, jsq, jo, hs, ha, pw, dist = (cont[:, _INT + j] for j in range(9))
+    nw, cv, ns, lsd = (cont[:, _CRUISE + j] for j in range(4))
+    tot, longest = cont[:, _BANDS], cont[:, _LONGEST]
+
+    def ratio(x: np.ndarray, by: np.ndarray) -> np.ndarray:
+        """round(x / by, 6), NaN where by <= 0 (x / by as Python divides: the same IEEE division)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(by > 0, pyround(x / by, 6), nan)
+
+    def shares(col: int, by: np.ndarray) -> list:
+        r = ratio(cont[:, col : col + 3], by[:, None]).tolist()
+        return [x if d > 0 else None for x, d in zip(r, by.tolist(), strict=True)]
+
+    with np.errstate(invalid="ignore"):
+        jerk_rms = np.where(jn > 0, pyround(np.sqrt(np.where(jn > 0, jsq / np.where(jn > 0, jn, 1.0), 0.0)), 6), nan)
+    fatigue = longest - cfg.fatigue_after_s
+    fatigue = np.where(fatigue > 0.0, fatigue, 0.0)  # max(0.0, x)
+    bands = np.where(tot[:, None] > 0, ratio(cont[:, _BANDS + 1 : _BANDS + 4], tot[:, None]), 0.0)
+    cf: dict[str, list] = {
+        "intensity_source": ["speed+heading" if x else "speed" for x in g.ch_src[sel].tolist()],
+        "brake_time_share": shares(_BRAKE, mvs),
+        "accel_time_share": shares(_ACCEL, mvs),
+        "lat_time_share": shares(_LAT, lm),
+        "jerk_rms_mps3": _nones(jerk_rms),
+        "jerk_share": _nones(ratio(jo, jn)),
+        "high_speed_accel_share": _nones(ratio(ha, hs)),
+        "rpa_mps2": _nones(ratio(pw, dist)),
+        "speeding_band_share": bands.tolist(),
+        "longest_drive_s": longest.tolist(),
+        "fatigue_s": fatigue.tolist(),
+        "cruise_windows": nw.astype(np.int64).tolist(),
+        "cruise_speed_cv": _nones(ratio(cv, nw)),
+        "weave_windows": ns.astype(np.int64).tolist(),
+        "weave_lat_std_mps2": _nones(ratio(lsd, ns)),
+    }
 
     # the population score (scoring.population.part_values and population_score, part by part over all trips)
-    nan = np.nan
-    arr = lambda xs: np.array([nan if x is None else x for x in xs], np.float64)  # noqa: E731
     gb, ga = ev_n[:, 3:6].astype(np.float64), ev_n[:, 6:9].astype(np.float64)
     ev = 0 + _GRADE_W[0] * gb[:, 0]
     for w, col in ((_GRADE_W[1], gb[:, 1]), (_GRADE_W[2], gb[:, 2])):
@@ -245,45 +250,54 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     night_km = expo[:, 1] / 1000.0
     ph_s, ph_rep = phn[:, 0], phn[:, 1]
 
-    def lsum(name: str) -> np.ndarray:
-        return arr([None if s is None else (0 + s[0]) + s[1] + s[2] for s in cf[name]])
+    def lsum(col: int, by: np.ndarray) -> np.ndarray:
+        """sum() of a rounded share list (0 + s0 + s1 + s2), NaN where the list is None."""
+        r = ratio(cont[:, col : col + 3], by[:, None])
+        return ((0 + r[:, 0]) + r[:, 1]) + r[:, 2]
 
     with np.errstate(divide="ignore", invalid="ignore"):
         values = {
             "phone_share": np.where(ph_rep > 0, ph_s / ph_rep, nan),
             "speeding_risk": risk,
             "events_per_100km": np.where(km >= cfg.score_min_km, ev * 100.0 / km, nan),
-            "lon_intensity": lsum("brake_time_share") + lsum("accel_time_share"),
-            "lat_intensity": lsum("lat_time_share"),
-            "jerk_rms": arr(cf["jerk_rms_mps3"]),
-            "rpa": arr(cf["rpa_mps2"]),
-            "cruise_speed_cv": arr(cf["cruise_speed_cv"]),
-            "weaving": arr(cf["weave_lat_std_mps2"]),
-            "fatigue_h": arr(cf["fatigue_s"]) / 3600.0,
+            "lon_intensity": lsum(_BRAKE, mvs) + lsum(_ACCEL, mvs),
+            "lat_intensity": lsum(_LAT, lm),
+            "jerk_rms": jerk_rms,
+            "rpa": ratio(pw, dist),
+            "cruise_speed_cv": ratio(cv, nw),
+            "weaving": ratio(lsd, ns),
+            "fatigue_h": fatigue / 3600.0,
             "night_share": np.where(pos, np.minimum(1.0, night_km / km), nan),
         }
     quant = table_for(cfg)["quantiles"]
-    total = [0.0] * nt
-    parts: list[dict] = [{} for _ in range(nt)]
-    for name, w in cfg.score_weights.items():
+    lost_of: dict[str, np.ndarray] = {}
+    texts: list[list[str]] = []
+    for name in sorted(cfg.score_weights):  # json.dumps(parts, sort_keys=True), part by part
+        w = cfg.score_weights[name]
         knots = quant.get(name) or []
         x = values[name]
         has = x == x
         f = percentiles(np.maximum(0.0, np.where(has, x, 0.0)), knots)
-        f_imp = percentile(knots[len(knots) // 2], knots) if knots else 0.0
-        xs, fs, hs_ = x.tolist(), f.tolist(), has.tolist()
-        for k in range(nt):
-            if hs_[k]:
-                fk = fs[k]
-                part = {"value": round(xs[k], 6), "percentile": round(fk, 4)}
-            else:
-                fk = f_imp
-                part = {"value": None, "percentile": round(fk, 4)}
-            lost = round(w * fk, 3)
-            part |= {"weight": w, "points_lost": lost, "imputed": not hs_[k]}
-            parts[k][name] = part
-            total[k] += lost
-    score = [round(max(0.0, 100.0 - t), 3) for t in total]
+        f = np.where(has, f, percentile(knots[len(knots) // 2], knots) if knots else 0.0)
+        lost_of[name] = lost = pyround(w * f, 3)
+        wj = json.dumps(w)
+        hl = has.tolist()
+        val = [
+            _json_num(v) if h else "null" for v, h in zip(pyround(np.where(has, x, 0.0), 6).tolist(), hl, strict=True)
+        ]
+        texts.append(
+            [
+                f'"{name}": {{"imputed": {"false" if h else "true"}, "percentile": {_json_num(pc)}, '
+                f'"points_lost": {_json_num(lo)}, "value": {v}, "weight": {wj}}}'
+                for h, pc, lo, v in zip(hl, pyround(f, 4).tolist(), lost.tolist(), val, strict=True)
+            ]
+        )
+    total = np.zeros(nt)
+    for name in cfg.score_weights:  # summed in the configuration's order, as population_score sums
+        total = total + lost_of[name]
+    left = 100.0 - total
+    score = pyround(np.where(left > 0.0, left, 0.0), 3).tolist()  # round(max(0.0, 100 - total), 3)
+    parts_json = ["{" + ", ".join(t) + "}" for t in zip(*texts, strict=True)]
 
     gr = lambda a: a.tolist()  # noqa: E731
     cols: dict[str, list] = {
@@ -331,7 +345,7 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         "over_limit_margin_km": (spd[:, 3] / 1000.0).tolist(),
         "high_speed_km": (spd[:, 4] / 1000.0).tolist(),
         "high_speed_unknown_km": (spd[:, 5] / 1000.0).tolist(),
-        "heatmap_s": _heatmap_lists(g.heat[sel]),
+        "heatmap_s": pyround(g.heat[sel], 3).tolist(),  # round(x, 3) if x else x: rounding leaves 0.0 and -0.0
         "score": score,
         "imu_status": ["none"] * nt,
         "imu_reason": [NO_EXPECTED_IMU if cfg.imu_expected else None] * nt,
@@ -346,7 +360,7 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         "seq_last": [t.seq_last if t.seq_last >= 0 else None for t in tr],
         "device_class": [cfg.device_class] * nt,
         **cf,
-        "score_parts": [_ENC.encode(p) for p in parts],
+        "score_parts": parts_json,
     }
     if set(cols) != set(ROW_ORDER):
         raise AssertionError(f"scoring/batchrows.py builds {sorted(set(cols) ^ set(ROW_ORDER))} unlike TripRecord")

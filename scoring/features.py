@@ -25,6 +25,7 @@ from scoring.kernels import (
 )
 from scoring.maplayer import MapLayer
 from scoring.population import part_values, population_score
+from scoring.rounding import pyround
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
 from ubi.common.trip_record import TripRecord
@@ -592,7 +593,7 @@ def build_record(trip: ClosedTrip, m: TripMeasures) -> TripRecord:
         over_limit_margin_km=sp.over_margin_m / 1000.0,
         high_speed_km=sp.high_speed_m / 1000.0,
         high_speed_unknown_km=sp.high_speed_unknown_m / 1000.0,
-        heatmap_s=[round(x, 3) if x else x for x in m.heatmap.tolist()],
+        heatmap_s=pyround(m.heatmap, 3).tolist(),  # round(x, 3) of every cell (0.0 and -0.0 stay as they are)
         score=m.score,
         score_parts=m.score_parts,
         imu_status=imu_status(m.imu),

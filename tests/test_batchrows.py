@@ -10,6 +10,7 @@ from scoring import batch, batchrows
 from scoring import reference_intensity as R
 from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
 from scoring.population import percentile, table_for
+from scoring.rounding import pyround
 from scoring.trips import ClosedTrip
 from ubi.common.config import ScoringConfig
 
@@ -91,3 +92,25 @@ def test_percentiles_equal_the_per_value_function():
         x = np.concatenate([rng.uniform(0, (kn[-1] if kn else 1.0) * 1.3 + 0.1, 500), kn, [0.0, np.inf, 1e300, 1e-300]])
         got = batchrows.percentiles(x, kn)
         assert got.tolist() == [percentile(float(v), kn) for v in x]
+
+
+@pytest.mark.parametrize("nd", [3, 4, 6])
+def test_pyround_is_pythons_round(nd):
+    """Random magnitudes, exact decimal halves and their neighbours (where x * 10**nd rounds), whole numbers,
+    signed zeros, huge, tiny, NaN and infinite values."""
+    rng = np.random.default_rng(nd)
+    halves = (rng.integers(-(10**9), 10**9, 20_000) + 0.5) / 10.0**nd
+    x = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000) * 10.0 ** rng.integers(-9, 12, 20_000),
+            halves,
+            np.nextafter(halves, np.inf),
+            np.nextafter(halves, -np.inf),
+            rng.integers(-1000, 1000, 1000).astype(float),
+            rng.random(20_000),
+            [0.0, -0.0, 1e300, -1e300, 5e-324, 2.0**52, 2.0**53 + 2, np.nan, np.inf, -np.inf, 0.0005, 2.675, 1.0005],
+        ]
+    )
+    got = pyround(x, nd).tolist()
+    assert [repr(v) for v in got] == [repr(round(float(v), nd)) for v in x]
+    assert pyround(x.reshape(-1, 1)[:6], nd).shape == (6, 1)
