@@ -1,5 +1,5 @@
 # The two commands of the README, plus a few helpers. Everything installs itself on first use.
-.PHONY: demo test lint install up down status bench chaos clean
+.PHONY: demo test test-cluster lint install up down status bench chaos clean
 
 demo: install          ## set up everything and run the pipeline end to end
 	.venv/bin/ubi demo
@@ -7,6 +7,9 @@ demo: install          ## set up everything and run the pipeline end to end
 test: install          ## run unit and integration tests (starts Mosquitto and Kafka if needed)
 	.venv/bin/ubi stack up
 	.venv/bin/python -m pytest
+
+test-cluster: install  ## broker, controller, leader and stage faults on a 3-broker cluster of its own (ports 1993, 9292-9300)
+	.venv/bin/python -m pytest -m cluster tests/cluster
 
 lint: install          ## ruff (lint + format check) on everything, mypy on the cores
 	.venv/bin/ruff check .

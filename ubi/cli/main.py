@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["up", "down", "status", "secrets"])
     s.add_argument(
         "--brokers", type=int, default=None, help="1 = one Kafka broker; 3 = a replicated KRaft cluster "
-        "(default: as many as kafka.bootstrap names, one unless this home runs a cluster; docs/operations.md)",
+        "(default: as many as kafka.bootstrap names, one unless this home runs a cluster; docs/kafka-cluster.md)",
     )  # fmt: skip
     s.set_defaults(func=_stack)
 

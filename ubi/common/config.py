@@ -35,7 +35,7 @@ class MqttConfig:
 @dataclass(frozen=True)
 class KafkaConfig:
     # One broker's host:port, or a comma list of every broker of a cluster (`ubi stack up --brokers 3` records its
-    # list in <home>/kafka-cluster/bootstrap, used when this is that list's first address; docs/operations.md).
+    # list in <home>/kafka-cluster/bootstrap, used when this is that list's first address; docs/kafka-cluster.md).
     bootstrap: str = "127.0.0.1:9092"
     telemetry_topic: str = "ubi.telemetry.v1"
     dead_letter_topic: str = "ubi.telemetry.dlq.v1"
@@ -69,7 +69,7 @@ class KafkaConfig:
 
     @property
     def replication_factor(self) -> int:
-        """Every topic's replication factor: as many copies as brokers, at most 3 (rack-free; docs/operations.md)."""
+        """Every topic's replication factor: as many copies as brokers, at most 3 (rack-free; docs/kafka-cluster.md)."""
         return min(3, len(self.addresses))
 
     @property

@@ -115,6 +115,11 @@ def _stop_pid(pid_file: Path, name: str, timeout: float = 30.0) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        try:  # a broker this process started stays a zombie until reaped, and signal 0 still reaches a zombie
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+        except ChildProcessError:
+            pass  # not our child: its parent reaps it
         try:
             os.kill(pid, 0)
         except OSError:
