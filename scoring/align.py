@@ -69,7 +69,10 @@ def align_to_vehicle(
     gps_t_s: np.ndarray,
     gps_v: np.ndarray,
     cfg: ScoringConfig | None = None,
+    period_s: float | None = None,
 ) -> Alignment:
+    """The IMU in the vehicle frame, or why not (module doc). ``period_s``: the median IMU sample interval when
+    the caller has it (measure_trip needs it for events and the channel too; it is the same number)."""
     cfg = cfg or ScoringConfig()
     n = imu_t_s.shape[0]
     if n < 10 or lat.shape[0] != n or lon.shape[0] != n or gps_t_s.shape[0] < 3:
@@ -78,7 +81,8 @@ def align_to_vehicle(
         )
     vert = np.full(n, np.nan) if vert.shape[0] != n else vert
     A = np.vstack([lon, lat, vert]).astype(np.float64)
-    hz = 1.0 / float(np.median(np.diff(imu_t_s)))
+    period_s = float(np.median(np.diff(imu_t_s))) if period_s is None else period_s
+    hz = 1.0 / period_s
     n1 = max(1, int(round(hz)))
     if not np.isfinite(A[2]).any():
         u, gravity = np.array([0.0, 0.0, 1.0]), "no_vertical"
@@ -138,12 +142,17 @@ def align_to_vehicle(
         left = np.cross(u, fwd)
         out = Alignment(fwd @ A, left @ A, "rotated", best_l, best_r, gravity, how)
     if gravity == "removed" and cfg.imu_removed_blend_s > 0:
-        return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg)
+        return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg, period_s)
     return out
 
 
 def restore_sustained(
-    a: Alignment, imu_t_s: np.ndarray, gps_t_s: np.ndarray, gps_v: np.ndarray, cfg: ScoringConfig
+    a: Alignment,
+    imu_t_s: np.ndarray,
+    gps_t_s: np.ndarray,
+    gps_v: np.ndarray,
+    cfg: ScoringConfig,
+    period_s: float | None = None,
 ) -> Alignment:
     """Gravity-removed input has lost part of every sustained acceleration: the phone's attitude filter lets it
     leak into its gravity estimate (ikhyd's iPhone, accelUser vs raw: 1 s-mean std 0.34 vs 0.64 m/s^2 forward,
@@ -151,7 +160,7 @@ def restore_sustained(
     forward axis gets its slow part back from GPS dv/dt at the fitted lag (complementary filter over
     imu_removed_blend_s: lon + mean(dv/dt - lon)); where the GPS has no trusted speed it stays as it is. The
     lateral axis has no such reference here and stays attenuated (said in the reason)."""
-    hz = 1.0 / float(np.median(np.diff(imu_t_s)))
+    hz = 1.0 / (float(np.median(np.diff(imu_t_s))) if period_s is None else period_s)
     tq = imu_t_s + a.lag_s
     dv = np.interp(tq, gps_t_s, np.gradient(gps_v, gps_t_s))
     j = np.clip(np.searchsorted(gps_t_s, tq), 1, gps_t_s.shape[0] - 1)

@@ -166,9 +166,12 @@ def _r6(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
 
 
-def _json_num(x: float) -> str:
-    """A float as json.dumps writes it (repr; NaN and the infinities as JSON's words)."""
-    return repr(x) if x - x == 0.0 else json.dumps(x)
+def _json_nums(x: np.ndarray) -> list[str]:
+    """Floats as json.dumps writes them: repr, and NaN and the infinities as JSON's words."""
+    xs = x.tolist()
+    if np.isfinite(x).all():
+        return list(map(repr, xs))
+    return [repr(v) if v - v == 0.0 else json.dumps(v) for v in xs]
 
 
 def _nones(a: np.ndarray) -> list:
@@ -281,15 +284,14 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         f = np.where(has, f, percentile(knots[len(knots) // 2], knots) if knots else 0.0)
         lost_of[name] = lost = pyround(w * f, 3)
         wj = json.dumps(w)
-        hl = has.tolist()
-        val = [
-            _json_num(v) if h else "null" for v, h in zip(pyround(np.where(has, x, 0.0), 6).tolist(), hl, strict=True)
-        ]
+        imp = ["false" if h else "true" for h in has.tolist()]
+        val = _json_nums(pyround(np.where(has, x, 0.0), 6))
+        val = [v if i == "false" else "null" for v, i in zip(val, imp, strict=True)]
+        pre, mid = f'"{name}": {{"imputed": ', ', "points_lost": '
         texts.append(
             [
-                f'"{name}": {{"imputed": {"false" if h else "true"}, "percentile": {_json_num(pc)}, '
-                f'"points_lost": {_json_num(lo)}, "value": {v}, "weight": {wj}}}'
-                for h, pc, lo, v in zip(hl, pyround(f, 4).tolist(), lost.tolist(), val, strict=True)
+                f'{pre}{i}, "percentile": {pc}{mid}{lo}, "value": {v}, "weight": {wj}}}'
+                for i, pc, lo, v in zip(imp, _json_nums(pyround(f, 4)), _json_nums(lost), val, strict=True)
             ]
         )
     total = np.zeros(nt)

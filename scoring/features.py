@@ -456,9 +456,11 @@ def measure_trip(
     f = pre.basic if pre else trip_features(t_s, v, cfg)
     gap_m = gap_s = 0.0
     imu: Alignment | None = None
+    per: float | None = None
     if trip.imu_t_ms.shape[0]:
         it = trip.imu_t_ms / 1000.0
-        imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v, cfg)
+        per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None  # once for alignment, events, channel
+        imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v, cfg, per)
     used = imu is not None and imu.used
     if used:
         assert imu is not None
@@ -474,7 +476,7 @@ def measure_trip(
         v_at = gps_trust_speed(it + imu.lag_s, t_s, v, cfg)  # GPS speed read back onto the IMU's clock
         if it.shape[0] >= 2:
             _times(it)  # harsh_events' own checks, once for the three kinds
-            per = float(np.median(np.diff(it)))
+            assert per is not None
             w = event_window(per, cfg)
             m_lon, m_lat = smooth(imu.lon, w), smooth(imu.lat, w)  # brakes and accelerations: one mean
             ev = {
@@ -499,7 +501,15 @@ def measure_trip(
     sp = pre.speeding if pre else speeding(t_s, v, lim, cfg)
     heading = trip.heading[good] if trip.heading.shape[0] == n else None
     cont = continuous(
-        t_s, v, heading, it if used else None, imu, lim, cfg, pre.channel if pre is not None and not used else None
+        t_s,
+        v,
+        heading,
+        it if used else None,
+        imu,
+        lim,
+        cfg,
+        pre.channel if pre is not None and not used else None,
+        per if used else None,
     )
     score, parts = population_score(
         part_values(

@@ -227,8 +227,10 @@ def channel(
     imu_t_s: np.ndarray | None,
     imu: Alignment | None,
     cfg: ScoringConfig,
+    imu_period_s: float | None = None,
 ) -> IntensityChannel:
-    """The trip's 1 Hz channel from its cleaned fixes (strictly increasing t_s) and, when used, its aligned IMU."""
+    """The trip's 1 Hz channel from its cleaned fixes (strictly increasing t_s) and, when used, its aligned IMU
+    (``imu_period_s``: its median sample interval, when the caller has it)."""
     n = t_s.shape[0]
     if n < 2:
         e = np.zeros(0)
@@ -256,7 +258,8 @@ def channel(
     used = imu is not None and imu.used and imu_t_s is not None and imu_t_s.shape[0] > 1
     if used:
         assert imu_t_s is not None
-        used = 1.0 / float(np.median(np.diff(imu_t_s))) >= cfg.intensity_min_imu_hz
+        per = float(np.median(np.diff(imu_t_s))) if imu_period_s is None else imu_period_s
+        used = 1.0 / per >= cfg.intensity_min_imu_hz
     if used:
         assert imu is not None and imu_t_s is not None
         gi = g - (imu.lag_s if np.isfinite(imu.lag_s) else 0.0)  # GPS lags the IMU: read the IMU L s earlier
@@ -412,10 +415,11 @@ def continuous(
     limit_mps: np.ndarray | None,
     cfg: ScoringConfig,
     ch: IntensityChannel | None = None,
+    imu_period_s: float | None = None,
 ) -> Continuous:
     """The continuous measures of a trip's cleaned fixes (and aligned IMU, when used). ``ch``: the trip's channel
     when the caller has it (scoring/batch.py computes the speed channels of many trips at once)."""
-    ch = channel(t_s, v, heading_deg, imu_t_s, imu, cfg) if ch is None else ch
+    ch = channel(t_s, v, heading_deg, imu_t_s, imu, cfg, imu_period_s) if ch is None else ch
     longest = longest_drive_s(t_s, v, cfg)
     return Continuous(
         intensity(ch, cfg),

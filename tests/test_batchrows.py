@@ -3,6 +3,8 @@ references; its rows against the per-trip path are in tests/test_score_batch.py.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,9 @@ def test_pyround_is_pythons_round(nd):
     got = pyround(x, nd).tolist()
     assert [repr(v) for v in got] == [repr(round(float(v), nd)) for v in x]
     assert pyround(x.reshape(-1, 1)[:6], nd).shape == (6, 1)
+
+
+def test_json_numbers_are_json_dumps():
+    x = np.array([1.5, 0.1 + 0.2, -0.0, 1e-7, 123456789.125, np.nan, np.inf, -np.inf])
+    assert batchrows._json_nums(x) == [json.dumps(v) for v in x.tolist()]
+    assert batchrows._json_nums(x[:5]) == [json.dumps(v) for v in x[:5].tolist()]  # the all-finite path
