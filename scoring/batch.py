@@ -433,12 +433,15 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
     f64 = lambda name: np.concatenate([np.asarray(getattr(t, name), np.float64) for t in trips])  # noqa: E731
     lat, lon, acc, speed = f64("lat"), f64("lon"), f64("accuracy"), f64("speed")
     phone = np.concatenate([np.asarray(t.phone, np.int8) for t in trips])
-    lim = np.concatenate(
-        [
-            np.full(t.t_ms.shape[0], np.nan) if x is None else np.asarray(x, np.float64)
-            for t, x in zip(trips, limits, strict=True)
-        ]
-    )
+    if all(x is None for x in limits):  # no posted limits anywhere (no map, none in the file): one array
+        lim = np.full(int(off[-1]), np.nan)
+    else:
+        lim = np.concatenate(
+            [
+                np.full(t.t_ms.shape[0], np.nan) if x is None else np.asarray(x, np.float64)
+                for t, x in zip(trips, limits, strict=True)
+            ]
+        )
     keep = np.zeros(off[-1], np.uint8)
     bad = np.zeros(nt, np.int64)
     jumps = np.zeros(nt, np.int64)

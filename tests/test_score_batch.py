@@ -479,3 +479,10 @@ def test_quarter_offsets_equal_local_offsets():
     for tz in ("Europe/Amsterdam", "America/New_York", "Asia/Kolkata"):
         assert np.array_equal(quarter_offsets(t, tz), features.local_offsets(t, tz))
     assert quarter_offsets(np.zeros(0), "UTC").shape == (0,)
+
+
+def test_vehicles_in_order_of_first_appearance():
+    """From the runs when each vehicle is one run, else from unique: the same list either way (nulls included)."""
+    for ids in (["b", "b", "a", "c", "c"], ["b", "a", "b", "c"], [None, None, "a"], ["a", None, "a"], []):
+        gps = pl.DataFrame({"vehicle_id": ids}, schema={"vehicle_id": pl.String})
+        assert score_file._vehicles(gps) == gps["vehicle_id"].unique(maintain_order=True).to_list()

@@ -205,11 +205,12 @@ def score_frames(
     return [rows[k] for k in order]
 
 
-def _check_rows(gps: pl.DataFrame, vehicles: list) -> None:
-    """The errors the per-vehicle reading raises, for the first vehicle (in file order) that has one."""
+def _check_rows(gps: pl.DataFrame, vehicles: list, ev: pl.DataFrame) -> None:
+    """The errors the per-vehicle reading raises, for the first vehicle (in file order) that has one (``ev``: the
+    event rows, few: their names are checked there rather than on every row)."""
     missing = pl.col("event").is_null() & pl.any_horizontal([pl.col(c).is_null() for c in REQUIRED_FIX])
-    odd = pl.col("event").is_not_null() & ~pl.col("event").is_in(["ignition_on", "ignition_off"])
-    n_missing, n_odd = gps.select(missing.sum().alias("m"), odd.sum().alias("o")).row(0)
+    n_missing = gps.select(missing.sum()).item()
+    n_odd = ev.select((~pl.col("event").is_in(["ignition_on", "ignition_off"])).sum()).item()
     if None not in vehicles and not n_missing and not n_odd:
         return  # one pass over the frame when all is well
     fx = gps.filter(pl.col("event").is_null())
@@ -228,6 +229,13 @@ def _check_rows(gps: pl.DataFrame, vehicles: list) -> None:
             raise ScoreFileError(f"{v}: {bad_n[v]} fix rows lack one of {', '.join(REQUIRED_FIX)}")
         if v in unknown:
             raise ScoreFileError(f"{v}: unknown event(s) {sorted(unknown[v])}")
+
+
+def _vehicles(gps: pl.DataFrame) -> list:
+    """The vehicles in order of first appearance: the runs of ``vehicle_id`` when each vehicle is one run (a file
+    grouped by vehicle; cheaper than a hash of every row), else ``unique``."""
+    runs = gps.select(pl.col("vehicle_id").rle()).unnest("vehicle_id")["value"].to_list()
+    return runs if len(set(runs)) == len(runs) else gps["vehicle_id"].unique(maintain_order=True).to_list()
 
 
 def _runs(df: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
@@ -257,10 +265,10 @@ def cut_frames(
 ) -> tuple[list[ClosedTrip], list[np.ndarray | None]]:
     """Every vehicle's trips, as ``TripCutter`` closes them from the messages ``vehicle_messages`` makes, with the
     file's posted limit at each of a trip's fixes (None where the vehicle's rows have none)."""
-    vehicles = gps["vehicle_id"].unique(maintain_order=True).to_list()
-    _check_rows(gps, vehicles)
-    fx, fx_at = _runs(gps.filter(pl.col("event").is_null()).drop("event"))
+    vehicles = _vehicles(gps)
     ev = gps.filter(pl.col("event").is_not_null())
+    _check_rows(gps, vehicles, ev)
+    fx, fx_at = _runs(gps.filter(pl.col("event").is_null()).drop("event"))
     ev_of: dict[str, tuple[list[int], list[bool]]] = {}
     for v, te, e in zip(ev["vehicle_id"].to_list(), ev["t_ms"].to_list(), ev["event"].to_list(), strict=True):
         ts, on = ev_of.setdefault(v, ([], []))
