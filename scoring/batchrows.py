@@ -3,9 +3,9 @@
 ``measure_trip`` -> ``build_record`` -> ``TripRecord.as_row`` costs ~250 us of Python per trip; for a trip with no
 IMU samples every input of it is already an array over all trips (``scoring.batch.group_kernels``). Here the
 continuous measures run in one numba call over all trips (``continuous_batch_kernel``, the same per-trip kernels of
-scoring/intensity.py), the population score's percentiles are read for all trips at once, and the rows are zipped
-from columns; what is left per trip is the rounding (Python's ``round``, which NumPy's does not equal) and the
-``score_parts`` JSON.
+scoring/intensity.py), the population score's percentiles are read for all trips at once, Python's ``round`` is
+done on arrays (scoring/rounding.py), and the rows are zipped from columns; what is left per trip is the
+``score_parts`` JSON text and the row dicts.
 
 This is a second writing of ``measure_trip`` and ``build_record`` for the trips it takes (no IMU samples, the batch
 can take them): tests/test_score_batch.py compares every field of every row, values and types, against the
@@ -160,10 +160,6 @@ def percentiles(x: np.ndarray, knots: list[float]) -> np.ndarray:
     frac = (xm - kn[i - 1]) / (kn[i] - kn[i - 1])
     out[mid] = TABLE_TOP * ((i - 1) + frac) / (k - 1)
     return out
-
-
-def _r6(x: float | None) -> float | None:
-    return None if x is None else round(x, 6)
 
 
 def _json_nums(x: np.ndarray) -> list[str]:
