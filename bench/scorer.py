@@ -4,7 +4,12 @@ measured in the same run; then the delay from a trip's end (its ignition_off pub
 with bridge, scorer and store running live.
 
     .venv/bin/ubi stack up
-    .venv/bin/python bench/scorer.py [--vehicles 40] [--days 2]
+    .venv/bin/python bench/scorer.py [--vehicles 40] [--days 2] [--scale 1,2,4] [--no-live]
+
+``--scale``: the same loaded topic scored again by 1, 2, 4 ... `ubi score` processes in one consumer group (a new
+group, trips topic and state topic for each count). Their rate is taken over the window in which the group is
+stable with every member assigned (from then until the last trip is out), so start-up and joins are left out; the
+messages in that window are counted by the trips it produced (n_msgs x trips / all trips).
 """
 
 from __future__ import annotations
@@ -66,16 +71,79 @@ def read_all(bootstrap: str, topic: str, expected: int) -> float:
     return dt
 
 
+def group_stable(cfg, members: int) -> bool:
+    """Whether the scorer group is Stable with ``members`` members (each then holds partitions: 6 >= 4)."""
+    from ubi.adapters.kafka import admin_client
+
+    admin = admin_client(cfg.kafka)
+    try:
+        g = admin.describe_groups([cfg.kafka.scorer_group])[cfg.kafka.scorer_group]
+        return g["group_state"] == "Stable" and len(g["members"]) == members
+    finally:
+        admin.close()
+
+
+def scale(tag: str, base_toml: str, n_msgs: int, n_trips: int, counts: list[int]) -> None:
+    """The loaded telemetry scored by N processes of one group, for each N in ``counts``."""
+    rates: dict[int, float] = {}
+    print("| scorer processes | telemetry partitions each | msg/s in the stable window | x one process | load avg |")
+    print("|---|---|---|---|---|")
+    for n in counts:
+        toml = Path(f"/tmp/ubi-bench-scorer-{tag}-n{n}.toml")
+        toml.write_text(
+            base_toml.replace(f'trips_topic = "bench.{tag}.trips"', f'trips_topic = "bench.{tag}.trips.n{n}"').replace(
+                f'scorer_group = "bench-{tag}-scorer"', f'scorer_group = "bench-{tag}-scorer-n{n}"'
+            )
+            + "scorer_metrics_port = 0\n"
+        )
+        cfg = load_config(toml)
+        ensure_topics(cfg.kafka)
+        env = {**os.environ, "UBI_CONFIG": str(toml), "UBI_DB": f"/tmp/ubi-bench-scorer-{tag}-n{n}.duckdb"}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", "score", "--client-id", f"s{n}-{i}"],
+                env=env,
+                cwd=ROOT,
+            )
+            for i in range(n)
+        ]
+        try:
+            while not group_stable(cfg, n):
+                if any(p.poll() is not None for p in procs):
+                    raise SystemExit("a scorer died")
+                time.sleep(0.1)
+            t0, done0 = time.perf_counter(), topic_size(cfg.kafka.bootstrap, cfg.kafka.trips_topic)
+            while topic_size(cfg.kafka.bootstrap, cfg.kafka.trips_topic) < n_trips:
+                time.sleep(0.05)
+            dt = time.perf_counter() - t0
+            load = os.getloadavg()[0]
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+        if done0 > n_trips // 2:
+            print(f"| {n} | - | group joined after {done0} of {n_trips} trips: too few left to measure | - | - |")
+            continue
+        rates[n] = n_msgs * (n_trips - done0) / n_trips / dt
+        parts = cfg.kafka.partitions
+        each = f"{parts // n}-{-(-parts // n)}" if parts % n else str(parts // n)
+        ratio = f"{rates[n] / rates[counts[0]]:.2f}" if counts[0] in rates else "-"
+        print(f"| {n} | {each} | {rates[n]:,.0f} | {ratio} | {load:.1f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vehicles", type=int, default=40)
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--live-vehicles", type=int, default=10)
     ap.add_argument("--speedup", type=float, default=1800.0, help="live phase clock: 1800 = a day in 48 s")
+    ap.add_argument("--scale", default="", help="also score with these process counts, e.g. 1,2,4")
+    ap.add_argument("--no-live", action="store_true", help="skip the live delay phase")
     args = ap.parse_args()
     tag = uuid.uuid4().hex[:6]
     toml = Path(f"/tmp/ubi-bench-scorer-{tag}.toml")
-    toml.write_text(f"""
+    base_toml = f"""
 [kafka]
 telemetry_topic = "bench.{tag}.telemetry"
 dead_letter_topic = "bench.{tag}.dlq"
@@ -87,7 +155,8 @@ share_group = "bench-{tag}"
 bridge_session_expiry_s = 300
 [ingest]
 metrics_port = 0
-""")
+"""
+    toml.write_text(base_toml)
     cfg = load_config(toml)
     ensure_topics(cfg.kafka)
     env = {**os.environ, "UBI_CONFIG": str(toml), "UBI_DB": f"/tmp/ubi-bench-scorer-{tag}.duckdb"}
@@ -151,6 +220,10 @@ metrics_port = 0
         f"{rate * n_samples / n_msgs:,.0f} samples/s = {rate / (n_msgs / base_s):.2f} x baseline"
     )
 
+    if args.scale:
+        scale(tag, base_toml, n_msgs, n_trips, [int(x) for x in args.scale.split(",")])
+    if args.no_live:
+        return 0
     # 4. live: bridge + scorer + store; delay from ignition_off published to the trip's row in DuckDB
     procs = [
         subprocess.Popen([sys.executable, "-m", "ubi.cli", "--log-level", "WARNING", name], env=env, cwd=ROOT)

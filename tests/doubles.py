@@ -191,6 +191,9 @@ class MemConsumer:
     def assignment(self) -> set:
         return set(self.assigned or [])
 
+    def seek(self, tp, offset: int) -> None:
+        self.pos[tp] = offset
+
     def position(self, tp) -> int:
         return self.pos[tp]
 

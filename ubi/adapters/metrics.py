@@ -181,6 +181,11 @@ class ScorerMetrics(_ConsumerMetrics):
         r = self.registry
         self.trips = Counter("ubi_scorer_trips", "scored trips published", registry=r)
         self.unreadable = Counter("ubi_scorer_unreadable", "records the scorer could not decode", registry=r)
+        self.unowned = Counter(
+            "ubi_scorer_unowned_skipped",
+            "records of a partition being revoked, left for its next owner (rebalances)",
+            registry=r,
+        )
         self.quarantined = Counter(
             "ubi_scorer_quarantined", "trips and records dead-lettered by the scorer, by reason", ["reason"], registry=r
         )
@@ -201,16 +206,22 @@ class ScorerMetrics(_ConsumerMetrics):
 
     def observe(self, stage: Any, records: dict) -> None:
         if stage is not self._stage:
-            self._stage, self._seen = stage, {"trips": 0, "unreadable": 0, "reasons": {}}
+            self._stage, self._seen = stage, {"trips": 0, "unreadable": 0, "unowned": 0, "reasons": {}}
         s = stage.summary
         self.records.inc(sum(len(b) for b in records.values()))
         self.trips.inc(s.trips_emitted - self._seen["trips"])
         self.unreadable.inc(s.unreadable - self._seen["unreadable"])
+        self.unowned.inc(s.unowned_skipped - self._seen["unowned"])
         for reason, n in s.quarantine_reasons.items():
             d = n - self._seen["reasons"].get(reason, 0)
             if d:
                 self.quarantined.labels(reason).inc(d)
-        self._seen = {"trips": s.trips_emitted, "unreadable": s.unreadable, "reasons": dict(s.quarantine_reasons)}
+        self._seen = {
+            "trips": s.trips_emitted,
+            "unreadable": s.unreadable,
+            "unowned": s.unowned_skipped,
+            "reasons": dict(s.quarantine_reasons),
+        }
         c = stage.cutter
         self.open_trips.set(len(c.open))
         self.motion_tracks.set(len(c.tracks))

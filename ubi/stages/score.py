@@ -79,6 +79,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.stage.checkpoint()
         self.stage.cutter.drop_partitions({tp.partition for tp in revoked})
         for tp in revoked:
+            self.stage.owned.discard(tp.partition)
             self.stage.position.pop(tp.partition, None)
             self.stage.committed.pop(tp.partition, None)
             self.stage.to_load.discard(tp)
@@ -92,13 +93,15 @@ class _Rebalance(ConsumerRebalanceListener):
 
 @dataclass
 class ScoreSummary:
-    """What the stage did: every record read is either fed to the cutter or counted as unreadable; every closed
-    trip is either published or quarantined (with its reason)."""
+    """What the stage did: every record read is fed to the cutter, counted as unreadable, or counted as skipped
+    (its partition was being revoked; fetched again by its next owner); every closed trip is either published or
+    quarantined (with its reason)."""
 
     trips_emitted: int = 0
     unreadable: int = 0
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    unowned_skipped: int = 0  # records of a partition being revoked, left for its next owner (fetched again)
 
 
 class ScoreStage:
@@ -125,6 +128,13 @@ class ScoreStage:
         self.position: dict[int, int] = {}
         self.committed: dict[int, int] = {}
         self.to_load: set[TopicPartition] = set()
+        # Partitions whose cutter state is loaded: only their records are cut and only their offsets committed.
+        # kafka-python keeps a revoked partition "pending revocation" until the group's JoinGroup completes (seconds
+        # while several scorers join) and its fetcher may still hand out that partition's records meanwhile; fed to
+        # a cutter that had dropped the partition they were orphans, and their offsets were committed past open
+        # trips (bench/scorer.py --scale 4 lost a trip that way). Skipped records are fetched again: a partition
+        # (re)assigned starts at its committed offset (load_partition seeks there).
+        self.owned: set[int] = set()
         self.summary = ScoreSummary()
         self.healthy = True  # False once a poll failed half-way: nothing may be checkpointed after that
         self._sent: list[tuple[str, object]] = []  # (what, future) of every send since the last check
@@ -197,6 +207,10 @@ class ScoreStage:
         """Feed one poll's records through the cutter, publish closed trips. Returns trips emitted."""
         closed: list[ClosedTrip] = []
         for tp, batch in records.items():
+            if tp.partition not in self.owned:
+                self.summary.unowned_skipped += len(batch)
+                log.info("skipped %d records of %s: not assigned to this scorer (being revoked)", len(batch), tp)
+                continue
             for rec in batch:
                 headers = dict(rec.headers or [])
                 topic = headers.get("mqtt_topic", b"").decode()
@@ -295,8 +309,9 @@ class ScoreStage:
             )
             raise DeliveryFailed(f"{len(bad)} of {len(sent)} records refused; first: {what}: {err}")
 
-    def load_partition(self, tp: TopicPartition) -> None:
-        """Give the cutter a newly assigned partition's stored state and its watermark at the committed offset."""
+    def load_partition(self, tp: TopicPartition) -> int | None:
+        """Give the cutter a newly assigned partition's stored state and its watermark at the committed offset;
+        returns that offset (None: nothing committed yet)."""
         committed = self.consumer.committed(tp, metadata=True)
         wm = 0
         if committed is not None and committed.metadata:
@@ -307,6 +322,8 @@ class ScoreStage:
         raw = self.state.read(tp.partition)
         states = {k.decode(): json.loads(v) for k, v in raw.items()}
         self.cutter.load_partition(tp.partition, wm, states)
+        self.owned.add(tp.partition)
+        return None if committed is None else committed.offset
         log.info("partition %d: watermark %d, state of %d vehicles", tp.partition, wm, len(states))
 
     def checkpoint(self) -> None:
@@ -346,7 +363,14 @@ class ScoreStage:
         try:
             records = self.consumer.poll(timeout_ms=timeout_ms, max_records=2000)
             while self.to_load:
-                self.load_partition(self.to_load.pop())
+                tp = self.to_load.pop()
+                start = self.load_partition(tp)
+                got = records.get(tp)
+                if start is not None and (not got or got[0].offset != start):
+                    # the fetcher is not at the commit (it kept its place from before a revocation): the replay
+                    # must start at the commit, where the loaded state stands
+                    self.consumer.seek(tp, start)
+                    records.pop(tp, None)
             if not records:
                 self.metrics.observe(self, records)
                 return 0
