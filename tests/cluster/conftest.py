@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-RESULTS: list[str] = []  # one line per scenario, printed at the end of the run (README figures)
-
 
 def pytest_collection_modifyitems(config, items):
     mine = [i for i in items if f"{os.sep}cluster{os.sep}" in str(i.fspath)]
@@ -28,9 +26,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if RESULTS:
+    import sys
+
+    harness = sys.modules.get("tests.cluster.harness")  # loaded only when the cluster tests ran
+    if harness is not None and harness.RESULTS:
         terminalreporter.write_sep("-", "cluster fault scenarios")
-        for line in RESULTS:
+        for line in harness.RESULTS:
             terminalreporter.write_line(line)
 
 

@@ -36,6 +36,7 @@ from ubi.ops.stack import Stack, _pid_alive, _stop_pid  # noqa: E402
 from ubi.ops.supervisor import Supervisor  # noqa: E402
 
 PREFIX = "CL"
+RESULTS: list[str] = []  # one line per scenario, printed at the end of the run (README figures)
 
 
 @dataclass
@@ -85,6 +86,9 @@ class Cluster:
         for k in ("UBI_CONFIG", "UBI_DB", "UBI_KAFKA_BOOTSTRAP", "UBI_MQTT_PORT"):
             os.environ.pop(k, None)  # this session's brokers only
         os.environ["UBI_HOME"] = str(self.home)
+        # DuckDB spills to ./.tmp and refuses to open any file while another process's spill files are there
+        # ("Existing temporary files found"): run from this home, not from a checkout other jobs share
+        os.chdir(self.home)
         for f in self.home.glob("*.duckdb*"):
             f.unlink()
         chaos.PORTS.update(mqtt=self.mqtt_port, kafka=self.kafka_port)
@@ -92,12 +96,13 @@ class Cluster:
         self.stack = Stack(load_config(base))
         t0 = time.monotonic()
         rows = self.stack.up(brokers=3)
-        print(f"cluster up in {time.monotonic() - t0:.0f} s: {rows}", flush=True)
+        RESULTS.append(f"ubi stack up --brokers 3: {time.monotonic() - t0:.0f} s ({', '.join(rows)})")
         self.cfg = load_config(base)  # now with every broker in kafka.bootstrap
         assert len(self.cfg.kafka.addresses) == 3, self.cfg.kafka.bootstrap
         self.stack = Stack(self.cfg)
         self.trips = write_truth(self.spec, self.home / "truth")
         self.clean_db, self.clean = self.run("clean run", None)
+        self.clean.fault = "no fault"
         assert self.clean.ok() and self.clean.stored == self.clean.truth_trips >= 10, self.clean.line(0)
 
     def stop(self) -> None:
@@ -208,7 +213,7 @@ class Cluster:
         try:
             chaos.play(cfg, self.stack, self.spec, self.trips, self.speedup)
             want = self.clean.stored if self.clean else None
-            chaos.wait_drained(cfg, sup, want, quiet_s=20.0, timeout=600)
+            chaos.wait_drained(cfg, sup, want, quiet_s=20.0, timeout=240)  # normally done within a minute
         finally:
             if len(threads) > 1:
                 threads[1].join()  # a fault still being applied ends inside this run

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 
 import pytest
 
-from tests.cluster.conftest import RESULTS
+from tests.cluster.harness import RESULTS
 from ubi.adapters.kafka import admin_client
 from ubi.adapters.topics import check
 from ubi.ops import cluster as kc
@@ -136,16 +137,60 @@ def test_partition_leaders_moved_mid_stream(healthy):
     _record(healthy, healthy.run("leader move", fault)[1])
 
 
-def test_one_bridge_and_one_scorer_of_two_sigkilled(healthy):
+def _kill_one_of_two(*names: str):
     def fault(c, cfg, sup) -> str:
         killed = []
-        for name in ("bridge", "score"):
+        for name in names:
             stage = next(s for s in sup.stages if s.name == name)
             stage.due_at = float("inf")  # not restarted: the other one must carry its share
             os.kill(stage.proc.proc.pid, signal.SIGKILL)
             killed.append(f"{name} {stage.args[-1]}")
-        return f"SIGKILLed {' and '.join(killed)} (not restarted; their twins carry on)"
+        return f"SIGKILLed {' and '.join(killed)} of two (not restarted; the twin carries on)"
 
-    db, out = healthy.run("bridge+scorer SIGKILL", fault, bridges=2, scorers=2)
+    return fault
+
+
+@pytest.mark.parametrize(
+    "names",
+    [(), ("bridge",), ("score",), ("bridge", "score")],
+    ids=["no-fault-control", "bridge", "scorer", "bridge+scorer"],
+)
+def test_one_stage_of_two_sigkilled(healthy, names):
+    """Two bridges and two scorers; one of each kind (or none: the control, which tells apart what two of each do
+    from what the kill does) SIGKILLed and not restarted."""
+    fault = _kill_one_of_two(*names) if names else None
+    label = f"{'+'.join(names)} SIGKILL" if names else "no fault"
+    out = healthy.run(f"{label}, 2 bridges + 2 scorers", fault, bridges=2, scorers=2)[1]
+    if not names:
+        out.fault = "none (control)"
     assert out.restarts == {"bridge": 0, "score": 0, "store": 0}
     _record(healthy, out)
+
+
+def test_topics_apply_raises_the_replication_factor(healthy):
+    """A topic made with one copy on the cluster: check names it, apply reassigns it to three."""
+    from dataclasses import replace
+
+    from kafka.admin import NewTopic
+
+    from ubi.adapters.kafka import drop_deployment
+    from ubi.adapters.topics import apply
+
+    c = healthy
+    tag = uuid.uuid4().hex[:8]
+    k = replace(c.cfg.kafka, telemetry_topic=f"rf.{tag}.telemetry", dead_letter_topic=f"rf.{tag}.dlq",
+                trips_topic=f"rf.{tag}.trips", scorer_group=f"rf-{tag}-scorer")  # fmt: skip
+    cfg = replace(c.cfg, kafka=k)
+    admin = admin_client(k)
+    try:
+        admin.create_topics([NewTopic(k.trips_topic, k.partitions, 1)])
+        _declared, diffs = check(cfg, admin)
+        rf = [d for d in diffs if d.topic == k.trips_topic and d.kind == "replication"]
+        assert [(d.want, d.have, d.fixable) for d in rf] == [(3, 1, True)]
+        done, left = apply(cfg, admin)
+        assert f"{k.trips_topic}: replicas reassigned to replication factor 3" in done and left == []
+        for (_t, _p), (_leader, replicas) in c.leaders([k.trips_topic]).items():
+            assert sorted(replicas) == [1, 2, 3]
+    finally:
+        admin.close()
+        drop_deployment(k, timeout=30)
