@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/pricing.py                          # 100,000 policies x 60 trips
     .venv/bin/python bench/pricing.py --policies 1000000       # the growth check
+    .venv/bin/python bench/pricing.py --policies 10000000 --trips 6 --steps run --repeat 1   # issue 16, ~25 min
+
+Books above 2 M policies are lean (only the trip columns the run reads; see ``build``). ``--workers`` sets the
+processes that build the rows (default ``Config.pricing_workers``); each step reports the load average and the
+peak memory of the process with its row workers.
 
 Targets for 100,000 policies with 60 trips each: run <= 30 s, what-if <= 15 s, peak memory <= 2 GB.
 The book (policies + a month of trips, ``simulator.bulk``) is built once per size into --dir and reused. Each
