@@ -164,6 +164,7 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     err = capsys.readouterr().err
     assert "pricing: 300/300 policies' rows built (100%)" in err
     assert "reading the 2026-10 book" in err and "publishing the month" in err  # the steps around the rows
+    assert "copying the staged rows into premiums" in err and "committing the month" in err
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
     assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text

@@ -9,7 +9,7 @@ its sort and aggregation spill to disk beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -126,13 +126,15 @@ class MonthStage:
     def tables(self) -> tuple[str, str]:
         return f'"{self.features}"', f'"{self.premiums}"'
 
-    def publish(self, month: Any) -> None:
+    def publish(self, month: Any, phase: Callable[[str], None] | None = None) -> None:
         """Inside the caller's transaction: the staged rows replace the month's rows by key. A month with no rows
         yet (priced for the first time) takes a plain INSERT, which skips the key lookups of INSERT OR REPLACE
         (measured 16-25 vs 23-40 us a 1.5 kB row)."""
         for table, staged in (("monthly_features", self.features), ("premiums", self.premiums)):
             held = self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE month = ? LIMIT 1)", [month])
             verb = "INSERT OR REPLACE INTO" if held.fetchone()[0] else "INSERT INTO"
+            if phase:
+                phase(f"copying the staged rows into {table}")
             self.con.execute(f'{verb} {table} SELECT * FROM "{staged}"')
 
     def drop(self) -> None:

@@ -393,8 +393,9 @@ class PricingTables:
     followed by removing the month's rows this run did not write: in DuckDB that is 2-3x faster than deleting
     the month first and inserting the same keys again in one transaction."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, phase: Callable[[str], None] | None = None) -> None:
         self.con = con
+        self.phase = phase  # told when each step of the publish begins (a 10 M-row publish takes minutes)
 
     def month_book(self, month: date) -> tuple[Sequence[str], Book, np.ndarray]:
         """The month's per-policy inputs; the mask says which policies have a previous month's premium. Read in
@@ -479,7 +480,7 @@ class PricingTables:
                 "INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
                 [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})],
             )
-            stage.publish(month)
+            stage.publish(month, self.phase)
             # Rows of this month that this run did not replace belong to policies no longer in the book.
             con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
             con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])
@@ -501,6 +502,8 @@ class PricingTables:
                     "excluded_trips": summary.excluded_trips,  # objected trips left out (trace: excluded_trips)
                 },
             )
+            if self.phase:
+                self.phase("committing the month")
 
     def _insert(
         self,
@@ -564,12 +567,13 @@ def run_month(
     """``pricing.monthly.run_month`` on this DuckDB connection; ``memory_limit`` (e.g. ``Config.pricing_memory_limit``)
     bounds DuckDB's memory for the run (its sorts and aggregations spill beyond it), then the setting is restored;
     ``workers``: processes building the rows (``Config.pricing_workers``; only this process touches DuckDB)."""
+    tables = PricingTables(con, getattr(progress, "phase", None))
     if not memory_limit:
-        return monthly.run_month(PricingTables(con), rb, month, actor, progress, workers)
+        return monthly.run_month(tables, rb, month, actor, progress, workers)
     before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
     try:
-        return monthly.run_month(PricingTables(con), rb, month, actor, progress, workers)
+        return monthly.run_month(tables, rb, month, actor, progress, workers)
     finally:
         con.execute(f"SET memory_limit = '{_size(before)}'")
 
