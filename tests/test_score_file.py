@@ -12,6 +12,7 @@ import pytest
 from scoring.features import score_trip
 from scoring.trips import TripCutter
 from simulator.fleet import FleetSpec, device_messages, make_trips, vehicle_ids
+from tests.stage_data import message_time
 from ubi.common.config import Config, ScoringConfig
 from ubi.stages import score_file
 
@@ -20,7 +21,8 @@ SPEC = FleetSpec(vehicles=3, days=2, seed=5)
 
 
 def stream_rows(spec: FleetSpec) -> tuple[list[dict], list]:
-    """The live path without Kafka: each vehicle's messages through TripCutter and score_trip."""
+    """The live path without Kafka: each vehicle's messages through TripCutter and score_trip, received 0.5 s after
+    they were sent (the bridge's stamp moves the watermark that ends the resequencer's waits)."""
     rows, messages = [], []
     for v in vehicle_ids(spec.vehicles):
         cutter, seq = TripCutter.for_config(CFG), 0
@@ -28,7 +30,8 @@ def stream_rows(spec: FleetSpec) -> tuple[list[dict], list]:
             for m in device_messages(spec, trip, seq):
                 seq = m.seq + 1
                 messages.append(m)
-                rows += [score_trip(t, CFG).as_row() for t in cutter.feed(m, 0, len(messages))]
+                closed = cutter.feed(m, 0, len(messages), received_ms=message_time(m) + 500)
+                rows += [score_trip(t, CFG).as_row() for t in closed]
     rows.sort(key=lambda r: (r["vehicle_id"], r["start_ms"]))
     return rows, messages
 

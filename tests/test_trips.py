@@ -108,8 +108,9 @@ def test_orphans_and_old_repeats_are_dropped():
     c = TripCutter()
     c.load_partition(0, 0, {"V1": {"mode": "ignition"}})  # stored by the scorer that emitted the trip
     assert feed_all(c, [batch(5, 0), off(6, 10)]) == []  # tail of a trip already emitted before a restart
-    assert c.counters.orphans == 2
-    feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)])
+    assert c.counters.orphans == 0 and c.counters.reordered == 2  # held: its trip's start might still come
+    assert len(feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)])) == 1
+    assert c.counters.orphans == 2  # released ahead of the next trip's ignition_on, as orphans
     assert feed_all(c, [on(7, 100), batch(8, 100)]) == []  # redelivered after the trip closed
     assert c.counters.repeats == 2
 
@@ -482,3 +483,28 @@ def test_an_old_report_resent_during_a_motion_trip_is_not_counted_in_it():
     clean = trip_of(parked + moving + tail)
     resent = parked[5:25]  # delivered again in the middle of the trip
     assert trip_of(parked + moving[:10] + resent + moving[10:] + tail) == clean
+
+
+def test_a_new_vehicles_batches_before_its_ignition_on_still_make_a_complete_trip():
+    """Two bridges reorder a vehicle's first messages: the cluster tests saw a new vehicle's first batches reach
+    Kafka before its ignition_on; taken in arrival order they were orphans and the trip came out short."""
+    c = TripCutter()
+    assert feed_all(c, [batch(2, 10), batch(1, 0)]) == []  # held: the trip's start is still on the way
+    trips = feed_all(c, [on(0, 0), off(3, 20)], start_offset=2)
+    assert len(trips) == 1 and trips[0].complete and trips[0].messages == 4 and trips[0].t_ms.shape == (20,)
+    assert c.counters.orphans == 0
+
+
+def test_a_device_without_ignition_events_starts_once_the_window_ends():
+    """A motion-cut device never sends an ignition_on: its first data waits out the resequencer's window of receive
+    time once, then flows; nothing is lost and the commit stays behind what is held."""
+    c = TripCutter()
+    for i in range(3):
+        assert c.feed(batch(i, 10 * i), 0, i, received_ms=1_000 * i) == []
+    assert offsets(c) == {0: 0}
+    window_ms = c.reseq.window_ms
+    c.feed(batch(3, 30), 0, 3, received_ms=window_ms + 1_000)  # its own traffic moves the watermark on
+    assert 0 not in c.reseq.held and c.reseq.last["V1"] == 3
+    assert offsets(c) == {0: 0}  # the motion track now holds them (uncommitted until its trip closes)
+    trips = c.finish()
+    assert len(trips) == 1 and trips[0].messages == 4
