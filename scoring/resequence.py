@@ -10,13 +10,9 @@ share with its own delay. The device contract numbers every message (+1 each), w
   ``window_ms`` past the moment it arrived (the missing seq was dead-lettered or is lost: go on without it);
 - a seq at or below the last released one (a repeat, or a device that rebooted and counts from 0 again) passes at
   once, for the cutter to judge; a repeat of a held seq is dropped and counted;
-- a vehicle seen for the first time starts at its first ``ignition_on`` (with anything older that was held, for
-  the cutter to judge); a first message that is not an ``ignition_on`` is held like a gap, because the trip's
-  start may still be on the way (two bridges reorder a vehicle's first messages: the cluster tests saw a trip's
-  batches reach Kafka before its ``ignition_on`` and the trip cut short). A device that sends no ignition events
-  (motion trips) is released when the window ends, so its first data waits ``window_ms`` of its partition's
-  receive time once. The cutter's durable state restarts a vehicle after its last closed trip (``start_after``),
-  so a replay releases what the first run released.
+- a vehicle seen for the first time starts at its first message, in arrival order (holding a new device's
+  first messages would stall it until more traffic moves the watermark); the cutter's durable state restarts a
+  vehicle after its last closed trip (``start_after``), so a replay releases what the first run released.
 
 Held messages keep their offsets: the scorer commits no further than the first of them (``first_held``).
 """
@@ -53,36 +49,19 @@ class Resequencer:
         """What may go to the cutter now, in order, after this record."""
         v, seq = p.item.vehicle, p.item.seq
         last = self.last.get(v)
-        if last is None:
-            if not (isinstance(p.item, DeviceEvent) and p.item.event == "ignition_on"):
-                # a first message that does not start a trip: the trip's start may still be on the way (two
-                # bridges reorder a vehicle's first messages), so it waits like a gap, for an ignition_on with a
-                # lower seq or the end of the window
-                return self._hold(v, p)
-            self.last[v] = seq
-            earlier = self.held.pop(v, {})  # older messages held before it: for the cutter to judge, in order
-            return [*(earlier[s] for s in sorted(earlier) if s < seq), p, *self._after(v, earlier)]
-        if seq <= last:
+        if last is None or seq <= last:
+            if last is None:
+                self.last[v] = seq
             return [p, *self._drain(v)]
         if seq == last + 1:
             self.last[v] = seq
             return [p, *self._drain(v)]
-        return self._hold(v, p)
-
-    def _hold(self, v: str, p: Pending) -> list[Pending]:
         held = self.held.setdefault(v, {})
-        if p.item.seq in held:
+        if seq in held:
             self.repeats += 1
         else:
-            held[p.item.seq] = p
+            held[seq] = p
         return []
-
-    def _after(self, v: str, earlier: dict[int, Pending]) -> list[Pending]:
-        """The held messages after the first ignition_on of a vehicle, in order as far as they follow on."""
-        later = {s: q for s, q in earlier.items() if s > self.last[v]}
-        if later:
-            self.held[v] = later
-        return self._drain(v)
 
     def _drain(self, v: str) -> list[Pending]:
         held = self.held.get(v)
@@ -104,9 +83,8 @@ class Resequencer:
                 p = self.held[v][first]
                 if wm.get(p.partition, 0) - p.arrived_wm < self.window_ms:
                     break
-                if v in self.last:
-                    self.skipped += first - self.last[v] - 1
-                self.last[v] = first - 1  # (a vehicle's first messages without an ignition_on: start at them)
+                self.skipped += first - self.last[v] - 1
+                self.last[v] = first - 1
                 out += self._drain(v)
         return out
 
@@ -116,7 +94,7 @@ class Resequencer:
         for v in list(self.held):
             for seq in sorted(self.held[v]):
                 out.append(self.held[v][seq])
-                self.last[v] = max(self.last.get(v, seq), seq)
+                self.last[v] = max(self.last[v], seq)
             del self.held[v]
         return out
 
