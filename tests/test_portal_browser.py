@@ -109,13 +109,27 @@ def sign_in(driver, cfg, token: str) -> None:
 
 
 def click_and_wait(driver, element) -> None:
-    """Click something that loads a new page, and wait until the old one is gone."""
-    from selenium.webdriver.support import expected_conditions as ec
+    """Click something that loads a new page, and wait until the old one is gone. Chromedriver asked about the old
+    page mid-navigation may answer "Node with given id does not belong to the document" (an unknown error, not a
+    stale element: CI failed on it once); that too means the old page is gone."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = driver.find_element("tag name", "html")
     element.click()
-    WebDriverWait(driver, 15).until(ec.staleness_of(old))
+
+    def gone(_driver) -> bool:
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+
+    WebDriverWait(driver, 15).until(gone)
 
 
 def screenshot(driver, path: Path) -> None:
