@@ -361,19 +361,27 @@ def _fits(trip: ClosedTrip) -> bool:
     return all(x.shape[0] == n for x in (trip.lat, trip.lon, trip.accuracy, trip.speed, trip.phone, trip.heading))
 
 
-def precompute(
+def config_groups(
     trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig
-) -> list[Precomputed | None]:
-    """``Precomputed`` for each trip (None where the batch cannot take it: see the module doc), trips of one
-    configuration at a time. ``limits``: posted limit per fix (m/s, NaN unknown) or None, as measure_trip takes."""
-    out: list[Precomputed | None] = [None] * len(trips)
+) -> list[tuple[ScoringConfig, list[int]]]:
+    """The indices of the trips the batch can take (``_fits``, a limit per fix or none), grouped by the
+    configuration that scores them (their device profile applied), each with that configuration."""
     groups: dict[int, tuple[ScoringConfig, list[int]]] = {}
     for i, trip in enumerate(trips):
         lim = limits[i]
         if _fits(trip) and (lim is None or np.shape(lim) == trip.t_ms.shape):
             c = trip_config(cfg, trip)
             groups.setdefault(id(c), (c, []))[1].append(i)
-    for c, idx in groups.values():
+    return list(groups.values())
+
+
+def precompute(
+    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig
+) -> list[Precomputed | None]:
+    """``Precomputed`` for each trip (None where the batch cannot take it: see the module doc), trips of one
+    configuration at a time. ``limits``: posted limit per fix (m/s, NaN unknown) or None, as measure_trip takes."""
+    out: list[Precomputed | None] = [None] * len(trips)
+    for c, idx in config_groups(trips, limits, cfg):
         for i, pre in zip(idx, _precompute_group([trips[i] for i in idx], [limits[i] for i in idx], c), strict=True):
             out[i] = pre
     return out

@@ -20,7 +20,7 @@ import json
 import numpy as np
 from numba import njit
 
-from scoring.batch import GroupKernels, _fits, group_kernels, precomputed_of, trip_config
+from scoring.batch import GroupKernels, config_groups, group_kernels, precomputed_of
 from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, measure_trip
 from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
 from scoring.population import _GRADE_W, TABLE_TOP, percentile, table_for
@@ -371,13 +371,7 @@ def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: Sc
     their rows column-wise (``rows``), the others ``measure_trip`` with the batch's results (``Precomputed``), and
     what the batch cannot take ``measure_trip`` alone (it raises what it raises for them)."""
     out: list[dict | None] = [None] * len(trips)
-    groups: dict[int, tuple[ScoringConfig, list[int]]] = {}
-    for i, trip in enumerate(trips):
-        lim = limits[i]
-        if _fits(trip) and (lim is None or np.shape(lim) == trip.t_ms.shape):
-            c = trip_config(cfg, trip)
-            groups.setdefault(id(c), (c, []))[1].append(i)
-    for c, idx in groups.values():
+    for c, idx in config_groups(trips, limits, cfg):
         g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c)
         ok = g.ok.tolist()
         sel = [k for k in range(len(idx)) if ok[k] and trips[idx[k]].imu_t_ms.shape[0] == 0]
