@@ -276,14 +276,7 @@ def run_once(
         chaos_thread = threading.Thread(target=run_chaos, daemon=True)
         chaos_thread.start()
 
-    def supervise() -> None:
-        while not stop.wait(0.3):
-            try:
-                sup.check()
-            except Exception as exc:  # noqa: BLE001
-                print(f"  supervisor: {exc}", flush=True)
-
-    threading.Thread(target=supervise, daemon=True).start()
+    threading.Thread(target=supervise, args=(sup, stop), daemon=True).start()
     try:
         stats = play(cfg, stack, spec, trips, speedup)
         stored = wait_drained(cfg, sup, want, quiet_s=20.0, timeout=600)
@@ -325,6 +318,15 @@ def _rows(db: Path, poison_prefix: str) -> tuple[dict, dict]:
     finally:
         con.close()
     return trips, prem
+
+
+def supervise(sup, stop: threading.Event) -> None:
+    """Restart dead stages until ``stop`` (a thread's target): what `ubi pipeline` does, with errors printed."""
+    while not stop.wait(0.3):
+        try:
+            sup.check()
+        except Exception as exc:  # noqa: BLE001
+            print(f"  supervisor: {exc}", flush=True)
 
 
 def compare(ref_db: Path, db: Path, result: RunResult, prefix: str) -> RunResult:

@@ -190,13 +190,6 @@ class Cluster:
         stop = threading.Event()
         errors: list[BaseException] = []
 
-        def supervise() -> None:
-            while not stop.wait(0.3):
-                try:
-                    sup.check()
-                except Exception as exc:  # noqa: BLE001
-                    print(f"  supervisor: {exc}", flush=True)
-
         def apply_fault() -> None:
             if stop.wait(at_s):
                 return
@@ -205,7 +198,7 @@ class Cluster:
             except BaseException as exc:  # noqa: BLE001 - the test fails with it below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=supervise, daemon=True)]
+        threads = [threading.Thread(target=chaos.supervise, args=(sup, stop), daemon=True)]
         if fault is not None:
             threads.append(threading.Thread(target=apply_fault, daemon=True))
         for t in threads:
