@@ -393,8 +393,10 @@ class KafkaPythonSink(RecordSink):
         self.producer.close(timeout=timeout)
 
 
-class DeliveryFailed(Exception):
-    """librdkafka gave up on a record (broker down past message.timeout.ms, or a fatal error)."""
+class DeliveryFailed(KafkaError, StackError):
+    """Kafka refused or never confirmed a record we sent: librdkafka gave up on it (broker down past
+    message.timeout.ms, or a fatal error; the bridge retries the record), or the scorer's checkpoint found a send
+    that failed (nothing past it may be committed). A KafkaError, so run_with_retry restarts the stage."""
 
 
 class RdKafkaSink(RecordSink):

@@ -3,8 +3,11 @@
 UBIError
 ├── ConfigError          bad or missing configuration
 ├── StackError           a local service (Mosquitto, Kafka) could not be installed/started/reached
-│   └── KafkaAuthError   Kafka refused a principal's credentials (ubi/adapters/kafka.py; also a KafkaError)
+│   ├── KafkaAuthError   Kafka refused a principal's credentials (ubi/adapters/kafka.py; also a KafkaError)
+│   └── DeliveryFailed   Kafka refused or never confirmed a record we sent (ubi/adapters/kafka.py; also a
+│                        KafkaError, so a stage's retry loop restarts it)
 ├── ContractError        telemetry that breaks the device contract (carries a machine-readable reason)
+├── ScoreFileError       a file `ubi score-file` cannot score, naming the file or vehicle (also a ValueError)
 ├── RulebookError        a rulebook refused by validation (carries file, key path and reason)
 ├── StoreError           DuckDB could not be written as asked
 ├── PricingError         pricing inputs that cannot be priced or reported on (e.g. no priced month, no claims)
@@ -27,6 +30,11 @@ class ConfigError(UBIError):
 
 class StackError(UBIError):
     pass
+
+
+class ScoreFileError(UBIError, ValueError):
+    """A bad input or output file for ``ubi score-file``: the message names the file (or vehicle) and the problem.
+    Also a ValueError, which it was before it joined the tree."""
 
 
 class ContractError(UBIError):

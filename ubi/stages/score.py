@@ -40,17 +40,13 @@ from ingest.contract import decode_trusted, parse_topic
 from scoring.features import score_trip, trip_limits
 from scoring.maplayer import MapLayer
 from scoring.trips import ClosedTrip, CutterFailed, Quarantined, TripCutter
-from ubi.adapters.kafka import make_consumer, make_producer, read_compacted
+from ubi.adapters.kafka import DeliveryFailed, make_consumer, make_producer, read_compacted
 from ubi.adapters.metrics import ScorerMetrics, serve
 from ubi.common.config import Config
 from ubi.common.messages import Rejected
 from ubi.stages.quarantine import quarantine_record
 
 log = logging.getLogger("ubi.score")
-
-
-class DeliveryFailed(KafkaError):
-    """The broker refused (or never confirmed) a record the stage sent: nothing past it may be committed."""
 
 
 class ScoringBroken(RuntimeError):

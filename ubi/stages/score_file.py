@@ -23,7 +23,7 @@ from scoring.maplayer import MapLayer
 from scoring.motion import MotionRules
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
 from ubi.common.config import Config, IngestConfig, ScoringConfig
-from ubi.common.errors import ConfigError
+from ubi.common.errors import ConfigError, ScoreFileError
 from ubi.common.messages import DeviceEvent, TelemetryBatch, imu_times_ms
 
 log = logging.getLogger("ubi.stages.score_file")
@@ -51,10 +51,6 @@ IMU_COLUMNS = {
 REQUIRED_GPS = ("vehicle_id", "t_ms")
 REQUIRED_FIX = ("lat", "lon", "speed_mps")
 REQUIRED_IMU = ("vehicle_id", "t_ms", "acc_lon", "acc_lat")
-
-
-class ScoreFileError(ValueError):
-    """Bad input file: the message names the file and the problem."""
 
 
 def read_table(path: Path, columns: dict[str, pl.DataType], required: Iterable[str]) -> pl.DataFrame:
