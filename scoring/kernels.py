@@ -345,51 +345,60 @@ def window_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
     """Centred moving mean over ``n`` samples (indices i - (n - 1) // 2 .. + n - 1, clipped at the ends) of the
     finite values in each window; NaN where a window holds none (an IMU hole stays quiet).
 
-    Each window is summed on its own, first sample to last (no running sum: the means stay exactly those of
-    scoring.reference.window_mean_reference). Inside the array four neighbouring windows are summed side by side,
-    so the four additions do not wait on each other (one chain at a time spent most of a trip's smoothing)."""
+    Each window is summed on its own, first sample to last, from 0.0 (no running sum: the means stay exactly those
+    of scoring.reference.window_mean_reference). Inside the array a block of up to 256 neighbouring windows is
+    summed side by side: for each place j in the window, every window of the block adds its j-th sample (NaN read
+    as 0.0, which leaves a sum as it is; a sum from +0.0 is never -0.0), so the additions of different windows do
+    not wait on each other and vectorise, while each window still adds its samples in order. Counts of finite
+    samples are differences of one running count (whole numbers, exact)."""
     m = a.shape[0]
     h = (n - 1) // 2
-    i = 0
-    while i < m:
+    z = np.empty(m)
+    cnt = np.empty(m + 1)  # running count of finite samples (whole numbers: exact in a float)
+    cnt[0] = 0.0
+    for j in range(m):
+        x = a[j]
+        fin = x == x
+        z[j] = x if fin else 0.0
+        cnt[j + 1] = cnt[j] + (1.0 if fin else 0.0)
+    # windows i whose samples all lie inside: lo = i - h >= 0 and lo + n <= m
+    i0 = h if h < m else m
+    i1 = m - n + h + 1
+    if i1 < i0:
+        i1 = i0
+    blk = 256
+    s = np.empty(blk)
+    b0 = i0
+    while b0 < i1:
+        nb = min(blk, i1 - b0)
+        for q in range(nb):
+            s[q] = 0.0
+        base = b0 - h
+        for j in range(n):
+            zj = z[base + j : base + j + nb]
+            for q in range(nb):
+                s[q] += zj[q]
+        c_hi = cnt[base + n : base + n + nb]
+        c_lo = cnt[base : base + nb]
+        o = out[b0 : b0 + nb]
+        for q in range(nb):
+            c = c_hi[q] - c_lo[q]
+            r = s[q] / (c if c > 0.0 else 1.0)  # the same division as by the integer count
+            o[q] = r if c > 0.0 else np.nan
+        b0 += nb
+    for k in range(m - (i1 - i0)):  # the windows clipped at the ends: 0 .. i0 - 1, then i1 .. m - 1
+        i = k if k < i0 else k + (i1 - i0)
         lo = i - h
-        if lo >= 0 and lo + 3 + n <= m:
-            s0 = s1 = s2 = s3 = 0.0
-            c0 = c1 = c2 = c3 = 0
-            for j in range(lo, lo + n):
-                x0 = a[j]
-                x1 = a[j + 1]
-                x2 = a[j + 2]
-                x3 = a[j + 3]
-                # adding 0.0 leaves a sum as it is (a sum from +0.0 is never -0.0)
-                s0 += x0 if x0 == x0 else 0.0
-                s1 += x1 if x1 == x1 else 0.0
-                s2 += x2 if x2 == x2 else 0.0
-                s3 += x3 if x3 == x3 else 0.0
-                c0 += x0 == x0
-                c1 += x1 == x1
-                c2 += x2 == x2
-                c3 += x3 == x3
-            out[i] = s0 / c0 if c0 > 0 else np.nan
-            out[i + 1] = s1 / c1 if c1 > 0 else np.nan
-            out[i + 2] = s2 / c2 if c2 > 0 else np.nan
-            out[i + 3] = s3 / c3 if c3 > 0 else np.nan
-            i += 4
-            continue
         hi = lo + n
         if lo < 0:
             lo = 0
         if hi > m:
             hi = m
-        s = 0.0
-        c = 0
+        t = 0.0
         for j in range(lo, hi):
-            x = a[j]
-            if x == x:
-                s += x
-                c += 1
-        out[i] = s / c if c > 0 else np.nan
-        i += 1
+            t += z[j]
+        c = cnt[hi] - cnt[lo]
+        out[i] = t / c if c > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True)

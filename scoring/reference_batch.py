@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ubi.common.messages import imu_times_ms
@@ -51,4 +53,54 @@ def lag_scan_reference(y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float,
             continue
         b = np.linalg.solve(M, c)
         out[k] = (np.sqrt(max(0.0, float(b @ c) / dd)), b[0], b[1])
+    return out
+
+
+def lag_scan_exact_reference(
+    y1: list[float], y2: list[float], d: list[float], dd: float, shift: int, nlag: int
+) -> list[tuple[float, float, float]]:
+    """scoring.lagfit.lag_scan_kernel in plain Python floats, every sum in the kernel's order (so equal to it bit
+    for bit): the global means, running sums of the centred series read at each window's ends, two dot products
+    per lag in four partial sums (sample i to sum i % 4, the tail past the last whole four to sum 0)."""
+    g, m = len(d), len(y1)
+    mu1 = mu2 = 0.0
+    for i in range(m):
+        mu1 += y1[i]
+        mu2 += y2[i]
+    mu1 /= m
+    mu2 /= m
+    z1 = [x - mu1 for x in y1]
+    z2 = [x - mu2 for x in y2]
+    run = [(0.0, 0.0, 0.0, 0.0, 0.0)]
+    for a, b in zip(z1, z2, strict=True):
+        u = run[-1]
+        run.append((u[0] + a, u[1] + b, u[2] + a * a, u[3] + a * b, u[4] + b * b))
+    sd = 0.0
+    for x in d:
+        sd += x
+    q4 = g - g % 4
+    out = []
+    for k in range(nlag):
+        s = (nlag - 1 - k) * shift
+        lo, hi = run[s], run[s + g]
+        a1, a2 = hi[0] - lo[0], hi[1] - lo[1]
+        m11 = (hi[2] - lo[2]) - a1 * a1 / g
+        m12 = (hi[3] - lo[3]) - a1 * a2 / g
+        m22 = (hi[4] - lo[4]) - a2 * a2 / g
+        p = [0.0] * 4
+        r = [0.0] * 4
+        for i in range(g):
+            j = i % 4 if i < q4 else 0
+            p[j] += z1[s + i] * d[i]
+            r[j] += z2[s + i] * d[i]
+        c1 = ((p[0] + p[1]) + (p[2] + p[3])) - a1 / g * sd
+        c2 = ((r[0] + r[1]) + (r[2] + r[3])) - a2 / g * sd
+        det = m11 * m22 - m12 * m12
+        if abs(det) < 1e-12:
+            out.append((-1.0, 0.0, 0.0))
+            continue
+        b1 = (m22 * c1 - m12 * c2) / det
+        b2 = (m11 * c2 - m12 * c1) / det
+        q = (b1 * c1 + b2 * c2) / dd if dd > 0.0 else 0.0
+        out.append((math.sqrt(q) if q > 0.0 else 0.0, b1, b2))
     return out
