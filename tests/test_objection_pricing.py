@@ -12,6 +12,7 @@ import pytest
 
 from pricing.engine import MonthFeatures, price_policy
 from pricing.rulebook import load_rulebook
+from tests.pricing_data import add_policies, trip
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.duckdb_store import run_month
 from ubi.common.config import Config
@@ -20,34 +21,10 @@ RB = load_rulebook(Config().rulebook)
 OCT = date(2026, 10, 1)
 
 
-def trip(i: int, km: float, brakes: int, accels: int) -> dict:
-    start = 1_790_900_000_000 + i * 3_600_000
-    return {
-        "trip_id": f"t{i}",
-        "vehicle_id": "V1",
-        "start_ms": start,
-        "end_ms": start + 1_800_000,
-        "duration_s": 1800.0,
-        "distance_km": km,
-        "moving_s": 1800.0,
-        "idle_s": 0.0,
-        "max_speed_kmh": 80.0,
-        "mean_speed_kmh": 50.0,
-        "harsh_brakes": brakes,
-        "harsh_accels": accels,
-        "gps_fixes": 1800,
-        "gps_dropped": 0,
-        "messages": 182,
-        "complete": True,
-        "ended_by": "ignition_off",
-        "scorer_version": "1",
-    }
-
-
 @pytest.fixture
 def db(tmp_path: Path):
     con = store.connect(tmp_path / "t.duckdb")
-    con.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north')")
+    add_policies(con, "P1")
     # 8 trips x 20 km with 1 brake each, and one 40 km trip with 6 brakes: the one a passenger drove
     store.upsert_trips(con, [trip(i, 20.0, 1, 0) for i in range(8)] + [trip(8, 40.0, 6, 2)])
     yield con

@@ -10,6 +10,7 @@ from pricing import offbalance
 from pricing.engine import MonthFeatures, price_policy
 from pricing.rulebook import parse_rulebook
 from pricing.vector import CAP_LABELS, Book, price_book, round_factor
+from tests.pricing_data import add_policies, v1_october
 from ubi.adapters.duckdb_store import run_month
 from ubi.common.config import Config
 
@@ -100,36 +101,8 @@ def test_monthly_run_records_off_balance(tmp_path):
     from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "ob.duckdb")
-    con.execute(
-        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
-    )
-    store.upsert_trips(
-        con,
-        [
-            {
-                "trip_id": f"t{i}",
-                "vehicle_id": "V1",
-                "start_ms": 1_790_900_000_000 + i * 3_600_000,
-                "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000,
-                "duration_s": 1800.0,
-                "distance_km": 25.0,
-                "moving_s": 1800.0,
-                "idle_s": 0.0,
-                "max_speed_kmh": 80.0,
-                "mean_speed_kmh": 50.0,
-                "harsh_brakes": int(i < 2),
-                "harsh_accels": int(i < 3),
-                "gps_fixes": 1800,
-                "gps_dropped": 0,
-                "messages": 182,
-                "complete": True,
-                "ended_by": "ignition_off",
-                "scorer_version": "1",
-            }
-            for i in range(20)
-        ],
-    )
+    add_policies(con, "P1", "P2")
+    store.upsert_trips(con, v1_october())  # V1: 20 trips x 25 km, 2 brakes, 3 fast starts in October
     s = run_month(con, parse_rulebook(OB_TEXT), date(2026, 10, 1), actor="tester")
     # Without off-balance: 52.80 + 50.00 = 102.80 against 110.00. P2 is gated (base x c), P1 = 52.80 x c;
     # c = 110 / 102.8 = 1.070039 gives 56.50 + 53.50 = 110.00 exactly.
@@ -149,10 +122,7 @@ def test_rerun_replaces_rows_and_drops_policies_gone_from_the_book(tmp_path):
     from ubi.adapters import duckdb_store as store
 
     con = store.connect(tmp_path / "r.duckdb")
-    con.execute(
-        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
-    )
+    add_policies(con, "P1", "P2")
     first = run_month(con, RB, date(2026, 10, 1), actor="tester")
     rows = con.execute("SELECT policy_id, premium, run_id FROM premiums ORDER BY 1").fetchall()
     assert [r[2] for r in rows] == [first.run_id] * 2

@@ -8,6 +8,7 @@ import pytest
 
 from pricing.engine import MonthFeatures, price_policy, statement
 from pricing.rulebook import load_rulebook, parse_rulebook
+from tests.pricing_data import add_policies, trip, v1_october
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.duckdb_store import run_month
 from ubi.common.config import Config
@@ -102,35 +103,8 @@ def test_not_toml_is_refused():
 @pytest.fixture
 def db(tmp_path: Path):
     con = store.connect(tmp_path / "t.duckdb")
-    con.execute(
-        "INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north'),"
-        "('P2', 'V2', '2025-01-01', 50.00, 'A', '40-64', 'south')"
-    )
-    rows = []
-    for i in range(20):  # V1: 20 trips x 25 km, 2 brakes, 3 fast starts in October
-        rows.append(
-            {
-                "trip_id": f"t{i}",
-                "vehicle_id": "V1",
-                "start_ms": 1_790_900_000_000 + i * 3_600_000,
-                "end_ms": 1_790_900_000_000 + i * 3_600_000 + 1_800_000,
-                "duration_s": 1800.0,
-                "distance_km": 25.0,
-                "moving_s": 1800.0,
-                "idle_s": 0.0,
-                "max_speed_kmh": 80.0,
-                "mean_speed_kmh": 50.0,
-                "harsh_brakes": int(i < 2),
-                "harsh_accels": int(i < 3),
-                "gps_fixes": 1800,
-                "gps_dropped": 0,
-                "messages": 182,
-                "complete": True,
-                "ended_by": "ignition_off",
-                "scorer_version": "1",
-            }
-        )
-    store.upsert_trips(con, rows)
+    add_policies(con, "P1", "P2")
+    store.upsert_trips(con, v1_october())  # V1: 20 trips x 25 km, 2 brakes, 3 fast starts in October
     yield con
     con.close()
 
@@ -155,31 +129,5 @@ def test_monthly_run_matches_hand_computation_and_is_idempotent(db):
 
 def test_trip_upsert_is_idempotent(db):
     before = db.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone()
-    store.upsert_trips(
-        db,
-        [
-            {**r, "distance_km": 25.0}
-            for r in [
-                {
-                    "trip_id": "t0",
-                    "vehicle_id": "V1",
-                    "start_ms": 1_790_900_000_000,
-                    "end_ms": 1_790_901_800_000,
-                    "duration_s": 1800.0,
-                    "moving_s": 1800.0,
-                    "idle_s": 0.0,
-                    "max_speed_kmh": 80.0,
-                    "mean_speed_kmh": 50.0,
-                    "harsh_brakes": 1,
-                    "harsh_accels": 1,
-                    "gps_fixes": 1800,
-                    "gps_dropped": 0,
-                    "messages": 182,
-                    "complete": True,
-                    "ended_by": "ignition_off",
-                    "scorer_version": "1",
-                }
-            ]
-        ],
-    )
+    store.upsert_trips(db, [trip(0, 25.0, brakes=1, accels=1)])  # t0 again, as stored
     assert db.execute("SELECT count(*), sum(distance_km) FROM trips").fetchone() == before

@@ -11,6 +11,7 @@ import pytest
 
 from pricing.engine import MonthFeatures, price_policy
 from pricing.rulebook import load_rulebook
+from tests import pricing_data
 from ubi.adapters import audit, subject
 from ubi.adapters import duckdb_store as store
 from ubi.adapters.actuary_views import actuary_connection
@@ -25,27 +26,8 @@ ALICE, BOB = ("PL_ALICE_01", "VH_ALICE_01"), ("PL_BOB_02", "VH_BOB_02")
 
 
 def trip(vehicle: str, i: int, km: float, brakes: int) -> dict:
-    start = 1_790_900_000_000 + i * 3_600_000
-    return {
-        "trip_id": f"trip_{vehicle}_{i}",
-        "vehicle_id": vehicle,
-        "start_ms": start,
-        "end_ms": start + 1_800_000,
-        "duration_s": 1800.0,
-        "distance_km": km,
-        "moving_s": 1800.0,
-        "idle_s": 0.0,
-        "max_speed_kmh": 80.0,
-        "mean_speed_kmh": 50.0,
-        "harsh_brakes": brakes,
-        "harsh_accels": 0,
-        "gps_fixes": 1800,
-        "gps_dropped": 0,
-        "messages": 182,
-        "complete": True,
-        "ended_by": "ignition_off",
-        "scorer_version": "1",
-    }
+    """A trip row of ``vehicle`` whose id names the vehicle (the erasure tests look for it in every table)."""
+    return pricing_data.trip(i, km, brakes, vehicle=vehicle, trip_id=f"trip_{vehicle}_{i}")
 
 
 @pytest.fixture
