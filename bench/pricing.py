@@ -234,8 +234,9 @@ def reset(db: Path) -> None:
     from ubi.adapters import duckdb_store as store
 
     con = store.connect(db)
-    con.execute("DELETE FROM premiums WHERE month = ?", [MONTH])
-    con.execute("DELETE FROM monthly_features WHERE month = ?", [MONTH])
+    con.execute("DELETE FROM published_runs WHERE month = ?", [MONTH])  # premiums and monthly_features are views
+    con.execute("DELETE FROM premium_rows WHERE month = ?", [MONTH])
+    con.execute("DELETE FROM feature_rows WHERE month = ?", [MONTH])
     con.execute("CHECKPOINT")
     con.close()
 

@@ -164,19 +164,28 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     err = capsys.readouterr().err
     assert "pricing: 300/300 policies' rows built (100%)" in err
     assert "reading the 2026-10 book" in err and "publishing the month" in err  # the steps around the rows
-    assert "copying the staged rows into premiums" in err and "committing the month" in err
+    assert "committing the month" in err and "removing the rows of the run this one replaced" in err
+    assert "copying" not in err  # the rows are written where they stay: no publish copy
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
     assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text
 
 
-def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_scratch_tables(book, monkeypatch):
+def unpublished_rows(con) -> int:
+    """Rows in the stored tables under a run that no month shows."""
+    return con.execute(
+        """SELECT (SELECT count(*) FROM premium_rows ANTI JOIN published_runs USING (month, run_id))
+                + (SELECT count(*) FROM feature_rows ANTI JOIN published_runs USING (month, run_id))"""
+    ).fetchone()[0]
+
+
+def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_rows(book, monkeypatch):
     con, _, _ = book
     rb = load_rulebook(Config().rulebook)
     monkeypatch.setattr(monthly, "CHUNK", 500)
+    monkeypatch.setattr(book_stream, "STAGE_ROWS", 500)  # every chunk committed to premium_rows on its own
     store.run_month(con, rb, MONTH, actor="first")
     before = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
-    con.execute("CREATE TABLE _pricing_stage_dead_premiums (x INTEGER)")  # left by a killed run
     real_rows, calls = monthly._rows, []
 
     def failing_rows(*args, **kwargs):
@@ -190,14 +199,13 @@ def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_scratch_tables(
         store.run_month(con, rb, MONTH, actor="second")
     after = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
     assert after == before and len(before) == 1 and before[0][1] == POLICIES
-    scratch = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%pricing_stage%'").fetchall()
-    assert scratch == []
+    assert unpublished_rows(con) == 0  # the two chunks it had written are deleted
     assert con.execute("SELECT count(*) FROM runs WHERE actor = 'second'").fetchone()[0] == 0
 
 
 def test_an_engine_disagreement_in_a_row_worker_stops_the_run_and_publishes_nothing(book, monkeypatch):
     """The per-policy engine cross-check runs in the worker processes too: one array premium off by a cent in the
-    fourth chunk stops the run with that policy named; the month, the runs table and the scratch tables are as
+    fourth chunk stops the run with that policy named; the month, the runs table and the stored rows are as
     before."""
     con, _, _ = book
     rb = load_rulebook(Config().rulebook)
@@ -218,8 +226,7 @@ def test_an_engine_disagreement_in_a_row_worker_stops_the_run_and_publishes_noth
     assert progress.seen[-1][0] < 1_600  # the chunks after the bad one were not written
     after = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
     assert after == before and before[0][1] == POLICIES
-    scratch = con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%pricing_stage%'").fetchall()
-    assert scratch == []
+    assert unpublished_rows(con) == 0
     assert con.execute("SELECT count(*) FROM runs WHERE actor = 'second'").fetchone()[0] == 0
 
 

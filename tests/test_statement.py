@@ -157,11 +157,13 @@ def test_statements_command_writes_each_policy_in_its_language(tmp_path, capsys)
     con = ps.connect(path)
     ps.set_language(con, "P2", "zh-CN")
     premium = con.execute("SELECT premium FROM premiums WHERE policy_id = 'P1' AND month = '2026-10-01'").fetchone()
-    # what an erasure leaves (ubi/adapters/subject.py): the amounts under a token, no trace, no policy
+    # what an erasure leaves (ubi/adapters/subject.py): the amounts under a token, no trace, no policy; stored in
+    # the month's published run (premiums is a view over published runs' rows)
     con.execute(
-        """INSERT INTO premiums (policy_id, month, base_premium, previous_premium, telematics_factor, credibility,
+        """INSERT INTO premium_rows (policy_id, month, base_premium, previous_premium, telematics_factor, credibility,
                   uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id, trace, statement)
-           VALUES ('erased-1', '2026-10-01', 50, 50, 1, 0, 50, 50, 'none', 'v', 's', 'r', '{"erased": true}', '')"""
+           SELECT 'erased-1', month, 50, 50, 1, 0, 50, 50, 'none', 'v', 's', run_id, '{"erased": true}', ''
+           FROM published_runs WHERE month = '2026-10-01'"""
     )
     con.close()
     cfg = replace(Config(), db_path=path)

@@ -9,7 +9,7 @@ its sort and aggregation spill to disk beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 BATCH_ROWS = 1_000_000
-# Rows staged per INSERT: at least one DuckDB row group (122,880 rows), so DuckDB writes them straight to the file
+# Rows written per INSERT: at least one DuckDB row group (122,880 rows), so DuckDB writes them straight to the file
 # as compressed row groups ("optimistic writes") instead of through the WAL and a checkpoint; measured 3x faster
 # per row (15 vs 45 us for 1.5 kB rows, encrypted) than 50,000-row inserts.
 STAGE_ROWS = 131_072
@@ -82,9 +82,6 @@ def fetch_columns(relation: Any, text: tuple[str, ...] = (), batch_rows: int | N
     return out
 
 
-STAGE_PREFIX = "_pricing_stage_"
-
-
 def batched(chunks: Iterable[tuple[pl.DataFrame, pl.DataFrame]], rows: int) -> Iterator[tuple[pl.DataFrame, ...]]:
     """(features, premiums) chunks joined into batches of at least ``rows`` rows (the last may be smaller), in order."""
     held: list[tuple[pl.DataFrame, pl.DataFrame]] = []
@@ -97,46 +94,3 @@ def batched(chunks: Iterable[tuple[pl.DataFrame, pl.DataFrame]], rows: int) -> I
             held, count = [], 0
     if held:
         yield pl.concat([f for f, _ in held], rechunk=False), pl.concat([p for _, p in held], rechunk=False)
-
-
-class MonthStage:
-    """Scratch tables for one run's rows, filled chunk by chunk with each chunk committed on its own, then moved
-    into ``monthly_features`` and ``premiums`` by ``publish`` inside the run's one transaction.
-
-    Why: a DuckDB transaction keeps the rows it inserts in memory until it commits, whatever ``memory_limit`` says
-    (measured: 800 k rows of 1.5 kB grew the process by 1.8 GB inside one transaction, with the limit at 500 MB;
-    committed chunk by chunk it stayed near 550 MB, and one ``INSERT ... SELECT`` of all of them inside a
-    transaction added 0.4 GB). A month of 10 M premiums with traces and statements is ~15 GB of rows. Readers see
-    the month change only at ``publish``'s commit, as before: the staging tables are not part of the schema."""
-
-    def __init__(self, con: Any, run_id: str) -> None:
-        self.con = con
-        self.features = f"{STAGE_PREFIX}{run_id}_features"
-        self.premiums = f"{STAGE_PREFIX}{run_id}_premiums"
-        for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND starts_with(table_name, ?)",
-            [STAGE_PREFIX],
-        ).fetchall():  # left by a run that was killed: nothing of it was published
-            con.execute(f'DROP TABLE IF EXISTS "{name}"')
-        con.execute(f'CREATE TABLE "{self.features}" AS SELECT * FROM monthly_features LIMIT 0')
-        con.execute(f'CREATE TABLE "{self.premiums}" AS SELECT * FROM premiums LIMIT 0')
-
-    @property
-    def tables(self) -> tuple[str, str]:
-        return f'"{self.features}"', f'"{self.premiums}"'
-
-    def publish(self, month: Any, phase: Callable[[str], None] | None = None) -> None:
-        """Inside the caller's transaction: the staged rows replace the month's rows by key. A month with no rows
-        yet (priced for the first time) takes a plain INSERT, which skips the key lookups of INSERT OR REPLACE
-        (measured 16-25 vs 23-40 us a 1.5 kB row)."""
-        for table, staged in (("monthly_features", self.features), ("premiums", self.premiums)):
-            held = self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE month = ? LIMIT 1)", [month])
-            verb = "INSERT OR REPLACE INTO" if held.fetchone()[0] else "INSERT INTO"
-            if phase:
-                phase(f"copying the staged rows into {table}")
-            self.con.execute(f'{verb} {table} SELECT * FROM "{staged}"')
-
-    def drop(self) -> None:
-        for name in (self.features, self.premiums):
-            self.con.execute(f'DROP TABLE IF EXISTS "{name}"')

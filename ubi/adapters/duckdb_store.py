@@ -27,7 +27,7 @@ from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
 from ubi.adapters import audit as audit_log
 from ubi.adapters import book_stream
-from ubi.adapters.book_stream import MonthStage, batched, fetch_columns
+from ubi.adapters.book_stream import batched, fetch_columns
 from ubi.adapters.consent import with_consent
 from ubi.adapters.privacy import open_database
 from ubi.adapters.subject import PRIVACY_SCHEMA, erased_vehicles
@@ -50,7 +50,63 @@ TRIP_FRAME_SCHEMA = {f: _POLARS_TYPES[c.sql] for f, c in zip(TripRecord.__datacl
 
 log = logging.getLogger("ubi.adapters.duckdb_store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: premiums and monthly_features became views over rows written in place (_migrate)
+
+# A month's rows are written where they stay, chunk by chunk, each chunk committed (a DuckDB transaction holds
+# what it inserts in memory: ~15 GB for 10 M premiums with traces), under the run's id; the run is published by
+# one small transaction that points its month at the run (published_runs), and only then do readers see them.
+# Nothing half-written is visible, a re-run replaces the month at that commit, and no row is copied (copying a
+# staged month cost 680 s of a 10 M-policy run: docs/capacity.md). Rows of runs not published are ignored by
+# the views and deleted by the month's next run; the superseded run's rows are deleted after the publish.
+PRICED_TABLES = """
+CREATE TABLE IF NOT EXISTS feature_rows (
+    policy_id               VARCHAR NOT NULL,
+    month                   DATE NOT NULL,
+    trips                   INTEGER NOT NULL,
+    km                      DOUBLE NOT NULL,
+    driving_hours           DOUBLE NOT NULL,
+    harsh_brakes            INTEGER NOT NULL,
+    harsh_accels            INTEGER NOT NULL,
+    harsh_brakes_per_100km  DOUBLE,
+    harsh_accels_per_100km  DOUBLE,
+    run_id                  VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS premium_rows (
+    policy_id         VARCHAR NOT NULL,
+    month             DATE NOT NULL,
+    base_premium      DECIMAL(12, 2) NOT NULL,   -- monthly premium from traditional rating factors
+    previous_premium  DECIMAL(12, 2) NOT NULL,
+    telematics_factor DOUBLE NOT NULL,
+    credibility       DOUBLE NOT NULL,
+    uncapped_premium  DECIMAL(12, 2) NOT NULL,
+    premium           DECIMAL(12, 2) NOT NULL,
+    cap_applied       VARCHAR NOT NULL,          -- none | increase | decrease
+    rulebook_version  VARCHAR NOT NULL,
+    rulebook_sha256   VARCHAR NOT NULL,
+    run_id            VARCHAR NOT NULL,
+    trace             JSON NOT NULL,
+    statement         VARCHAR NOT NULL,
+    off_balance       DOUBLE                     -- off-balance factor applied (NULL: the rulebook has none)
+);
+
+-- The run whose rows each month shows (one per month; a migrated file may list several for a month priced
+-- before version 2, whose rows were already one set).
+CREATE TABLE IF NOT EXISTS published_runs (
+    month        DATE NOT NULL,
+    run_id       VARCHAR NOT NULL,
+    published_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (month, run_id)
+);
+"""
+PRICED_VIEWS = """
+-- Keyed by (policy_id, month): one published run per month, whose rows have one per policy.
+CREATE OR REPLACE VIEW monthly_features AS
+SELECT f.* FROM feature_rows f SEMI JOIN published_runs r USING (month, run_id);
+
+CREATE OR REPLACE VIEW premiums AS
+SELECT p.* FROM premium_rows p SEMI JOIN published_runs r USING (month, run_id);
+"""
 
 SCHEMA = (
     """
@@ -112,41 +168,12 @@ CREATE TABLE IF NOT EXISTS runs (
     summary         JSON
 );
 
-CREATE TABLE IF NOT EXISTS monthly_features (
-    policy_id               VARCHAR NOT NULL,
-    month                   DATE NOT NULL,
-    trips                   INTEGER NOT NULL,
-    km                      DOUBLE NOT NULL,
-    driving_hours           DOUBLE NOT NULL,
-    harsh_brakes            INTEGER NOT NULL,
-    harsh_accels            INTEGER NOT NULL,
-    harsh_brakes_per_100km  DOUBLE,
-    harsh_accels_per_100km  DOUBLE,
-    run_id                  VARCHAR NOT NULL,
-    PRIMARY KEY (policy_id, month)
-);
-
-CREATE TABLE IF NOT EXISTS premiums (
-    policy_id         VARCHAR NOT NULL,
-    month             DATE NOT NULL,
-    base_premium      DECIMAL(12, 2) NOT NULL,
-    previous_premium  DECIMAL(12, 2) NOT NULL,
-    telematics_factor DOUBLE NOT NULL,
-    credibility       DOUBLE NOT NULL,
-    uncapped_premium  DECIMAL(12, 2) NOT NULL,
-    premium           DECIMAL(12, 2) NOT NULL,
-    cap_applied       VARCHAR NOT NULL,          -- none | increase | decrease
-    rulebook_version  VARCHAR NOT NULL,
-    rulebook_sha256   VARCHAR NOT NULL,
-    run_id            VARCHAR NOT NULL,
-    trace             JSON NOT NULL,
-    statement         VARCHAR NOT NULL,
-    PRIMARY KEY (policy_id, month)
-);
-
--- Off-balance factor applied to the row (NULL: the rulebook has none). Added after v1: ALTER keeps old files valid.
-ALTER TABLE premiums ADD COLUMN IF NOT EXISTS off_balance DOUBLE;
-
+-- monthly_features and premiums (views over feature_rows and premium_rows, PRICED_TABLES above): a pricing
+-- run writes its rows in place under its run_id; readers see only the rows of each month's published run.
+"""
+    + PRICED_TABLES
+    + PRICED_VIEWS
+    + """
 -- Claims experience for `ubi actuary fit` (from the claims system, or the simulator's claims generator).
 CREATE TABLE IF NOT EXISTS claims (
     claim_id    VARCHAR PRIMARY KEY,
@@ -278,10 +305,53 @@ def _connect_once(path: Path, read_only: bool, init: bool) -> duckdb.DuckDBPyCon
     except duckdb.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from exc
     if not read_only and init:
+        _migrate(con)
         con.execute(SCHEMA + PRIVACY_SCHEMA)
         if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
             con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
     return con
+
+
+def _table_type(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    row = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = 'main' AND table_name = ?",
+        [name],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a file written by an older version up to SCHEMA_VERSION, each step in one transaction (a failure
+    leaves the file as it was). Runs before SCHEMA, whose CREATE ... IF NOT EXISTS cannot change a table.
+
+    1 -> 2: ``premiums`` and ``monthly_features`` were tables keyed by (policy, month); their rows move once into
+    ``premium_rows`` and ``feature_rows``, every (month, run) they hold is published, and the names become views
+    (PRICED_VIEWS). Scratch tables of the old staged publish (``_pricing_stage_*``) are dropped."""
+    if _table_type(con, "premiums") != "BASE TABLE":
+        return  # a new file, or already at version 2
+    with transaction(con):
+        con.execute("ALTER TABLE premiums ADD COLUMN IF NOT EXISTS off_balance DOUBLE")  # files from before v1's ALTER
+        con.execute(PRICED_TABLES)  # the views come with SCHEMA, once the old names are gone
+        con.execute("INSERT INTO feature_rows BY NAME SELECT * FROM monthly_features")
+        con.execute("INSERT INTO premium_rows BY NAME SELECT * FROM premiums")
+        con.execute(
+            """INSERT INTO published_runs SELECT DISTINCT month, run_id, now()::TIMESTAMP
+               FROM (SELECT month, run_id FROM premiums UNION SELECT month, run_id FROM monthly_features)"""
+        )
+        for view in ("v_policy_month", "v_experience"):  # read the tables; SCHEMA recreates them on the views
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        con.execute("DROP TABLE premiums")
+        con.execute("DROP TABLE monthly_features")
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND starts_with(table_name, '_pricing_stage_')"
+        ).fetchall():
+            con.execute(f'DROP TABLE "{name}"')
+        con.execute("CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL)")
+        con.execute("DELETE FROM schema_info")
+        con.execute("INSERT INTO schema_info VALUES (2)")
+    log.info("store upgraded to schema version 2 (premiums and monthly_features are views over published runs)")
 
 
 @contextmanager
@@ -389,9 +459,9 @@ ORDER BY p.policy_id
 
 
 class PricingTables:
-    """``pricing.monthly.MonthStore`` on DuckDB. The month is written as INSERT OR REPLACE by (policy, month)
-    followed by removing the month's rows this run did not write: in DuckDB that is 2-3x faster than deleting
-    the month first and inserting the same keys again in one transaction."""
+    """``pricing.monthly.MonthStore`` on DuckDB: the run's rows are appended in place under its run id and the
+    month is switched to them by one small transaction (PRICED_TABLES); the rows of the run it replaced are
+    deleted after that commit."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, phase: Callable[[str], None] | None = None) -> None:
         self.con = con
@@ -452,16 +522,34 @@ class PricingTables:
         off_balance: float | None,
     ) -> None:
         con = self.con
-        # Rows are staged chunk by chunk, each chunk committed (a DuckDB transaction holds what it inserts in
-        # memory), and published in the one transaction below (ubi/adapters/book_stream.py MonthStage).
-        stage = MonthStage(con, run_id)
+        # The rows go where they stay, under this run's id, each batch committed on its own (PRICED_TABLES);
+        # readers see none of them until _publish points the month at this run.
+        self._clear_unpublished(month)
         try:
             for feats, prems in batched(chunks, book_stream.STAGE_ROWS):  # a row group or more per INSERT
-                self._insert(feats, prems, month, run_id, rb, off_balance, into=stage.tables)
-            self._publish(rb, month, run_id, actor, summary, off_balance, stage)
-        finally:
-            con.complete()
-            stage.drop()
+                self._insert(feats, prems, month, run_id, rb, off_balance)
+            self._publish(rb, month, run_id, actor, summary, off_balance)
+        except BaseException:
+            try:  # never published: nobody saw them
+                con.complete()
+                self._delete_rows("run_id = ?", [run_id])
+            except duckdb.Error as exc:  # they stay invisible; the month's next run deletes them
+                log.warning("run %s failed; its unpublished rows stay until the month's next run: %s", run_id, exc)
+            raise
+        if self.phase:
+            self.phase("removing the rows of the run this one replaced")
+        self._delete_rows("month = ? AND run_id <> ?", [month, run_id])
+
+    def _delete_rows(self, where: str, params: list) -> None:
+        with transaction(self.con):
+            for table in ("feature_rows", "premium_rows"):
+                self.con.execute(f"DELETE FROM {table} WHERE {where}", params)
+
+    def _clear_unpublished(self, month: date) -> None:
+        """Rows of the month left by a run that never published (killed): invisible, now deleted."""
+        self._delete_rows(
+            "month = ? AND run_id NOT IN (SELECT run_id FROM published_runs WHERE month = ?)", [month, month]
+        )
 
     def _publish(
         self,
@@ -471,8 +559,8 @@ class PricingTables:
         actor: str,
         summary: RunSummary,
         off_balance: float | None,
-        stage: MonthStage,
     ) -> None:
+        """One small transaction: the run recorded and audited, and the month pointed at its rows (no row copied)."""
         con = self.con
         with transaction(con):
             store_rulebook(con, rb)
@@ -480,10 +568,9 @@ class PricingTables:
                 "INSERT INTO runs VALUES (?, 'price', ?, ?, ?, now()::TIMESTAMP, NULL, ?, NULL)",
                 [run_id, month, rb.sha256, actor, json.dumps({"rulebook": rb.path, "version": rb.version})],
             )
-            stage.publish(month, self.phase)
-            # Rows of this month that this run did not replace belong to policies no longer in the book.
-            con.execute("DELETE FROM monthly_features WHERE month = ? AND run_id <> ?", [month, run_id])
-            con.execute("DELETE FROM premiums WHERE month = ? AND run_id <> ?", [month, run_id])
+            # the month's rows are this run's from the commit on; a run it replaces is no longer seen
+            con.execute("DELETE FROM published_runs WHERE month = ?", [month])
+            con.execute("INSERT INTO published_runs VALUES (?, ?, now()::TIMESTAMP)", [month, run_id])
             con.execute(
                 "UPDATE runs SET finished_at = now()::TIMESTAMP, summary = ? WHERE run_id = ?",
                 [json.dumps(summary.__dict__, default=str), run_id],
@@ -513,27 +600,24 @@ class PricingTables:
         run_id: str,
         rb: Rulebook,
         ob_value: float | None,
-        into: tuple[str, str] | None = None,
     ) -> None:
-        """One chunk's rows, upserted by key; ``into``: (features, premiums) staging tables to append to instead."""
+        """One batch of the run's rows appended to feature_rows and premium_rows (committed; not yet published)."""
         con = self.con
-        verb = "INSERT INTO" if into else "INSERT OR REPLACE INTO"
-        f_table, p_table = into or ("monthly_features", "premiums")
         con.complete()  # DuckDB refuses register() while an earlier result is unread
         con.register("feats_df", feats)
         con.register("prems_df", prems)
         try:
             con.execute(
-                f"""
-                {verb} {f_table} (policy_id, month, trips, km, driving_hours, harsh_brakes,
+                """
+                INSERT INTO feature_rows (policy_id, month, trips, km, driving_hours, harsh_brakes,
                        harsh_accels, harsh_brakes_per_100km, harsh_accels_per_100km, run_id)
                 SELECT policy_id, $month, trips, km, driving_hours, harsh_brakes, harsh_accels, b100, a100, $run
                 FROM feats_df""",
                 {"month": month, "run": run_id},
             )
             con.execute(
-                f"""
-                {verb} {p_table} (policy_id, month, base_premium, previous_premium, telematics_factor,
+                """
+                INSERT INTO premium_rows (policy_id, month, base_premium, previous_premium, telematics_factor,
                        credibility, uncapped_premium, premium, cap_applied, rulebook_version, rulebook_sha256, run_id,
                        trace, statement, off_balance)
                 SELECT policy_id, $month, CAST(base_c / 100 AS DECIMAL(12, 2)), CAST(prev_c / 100 AS DECIMAL(12, 2)),

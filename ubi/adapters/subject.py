@@ -60,6 +60,14 @@ RETAINED = {
     "claims": "claims handling and accounting: claim amounts and dates are kept under a token",
 }
 PERSON_COLUMNS = ("policy_id", "vehicle_id", "trip_id")
+# Tables stored under another name than the one readers use: premiums and monthly_features are views over the rows
+# of published pricing runs (ubi/adapters/duckdb_store.py PRICED_TABLES); erasure works on the stored rows (those
+# of unpublished runs too) and reports them under the readers' names.
+STORED_AS = {"premium_rows": "premiums", "feature_rows": "monthly_features"}
+
+
+def public(table: str) -> str:
+    return STORED_AS.get(table, table)
 
 
 def erasure_key(cfg: Config | None = None) -> bytes:
@@ -187,17 +195,17 @@ def export(
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         if rows:
-            tables[table] = rows
+            tables[public(table)] = rows
     pattern = id_pattern([policy_id, person.vehicle_id, *person.trip_ids])
     for table, columns in sorted(text_columns(con).items()):
         where = " OR ".join(f'regexp_matches(CAST("{c}" AS VARCHAR), $pattern)' for c in columns)
         cur = con.execute(f'SELECT * FROM "{table}" WHERE {where}', {"pattern": pattern})
         names = [d[0] for d in cur.description]
-        have = {json.dumps(r, default=str, sort_keys=True) for r in tables.get(table, [])}
+        have = {json.dumps(r, default=str, sort_keys=True) for r in tables.get(public(table), [])}
         for r in cur.fetchall():
             row = dict(zip(names, r, strict=True))
             if json.dumps(row, default=str, sort_keys=True) not in have:
-                tables.setdefault(table, []).append(row)
+                tables.setdefault(public(table), []).append(row)
     out: dict[str, Any] = {
         "format": "ubi.subject-export.v1",
         "exported_at": datetime.now(timezone.utc).isoformat(),
@@ -286,7 +294,7 @@ def erase(
                 con.execute("INSERT OR REPLACE INTO erasures VALUES (?, ?, ?, ?)", [kind, dig, token, now])
             for table, columns in sorted(person_tables(con).items()):
                 where = _where(columns)
-                if table in RETAINED and columns == ["policy_id"]:
+                if public(table) in RETAINED and columns == ["policy_id"]:
                     sets = ["policy_id = $token"]
                     have = {r[0] for r in con.execute(f'DESCRIBE "{table}"').fetchall()}
                     if "trace" in have:
@@ -297,10 +305,10 @@ def erase(
                         sets.append("claim_id = $token || '-' || substr(sha256(claim_id), 1, 12)")
                     sql = f'UPDATE "{table}" SET {", ".join(sets)} WHERE {where}'
                     n = con.execute(sql, _used(sql, {**params, "token": token})).fetchone()[0]
-                    pseudonymised[table] = n
+                    pseudonymised[public(table)] = n
                 else:
                     sql = f'DELETE FROM "{table}" WHERE {where}'
-                    deleted[table] = con.execute(sql, _used(sql, params)).fetchone()[0]
+                    deleted[public(table)] = con.execute(sql, _used(sql, params)).fetchone()[0]
             # ids inside text (audit details, actors, notes): replaced by the token, the rows kept
             pattern = id_pattern([policy_id, person.vehicle_id, *person.trip_ids])
             for table, columns in sorted(text_columns(con).items()):
@@ -311,7 +319,7 @@ def erase(
                         {"p": pattern, "token": token},
                     ).fetchone()[0]
                     if n:
-                        pseudonymised[f"{table}.{c}"] = n
+                        pseudonymised[f"{public(table)}.{c}"] = n
     vehicle = person.vehicle_id
     kafka_note = "skipped (--no-kafka)"
     cred_note = "skipped"
