@@ -205,8 +205,8 @@ def test_a_run_that_fails_half_way_changes_nothing_and_leaves_no_rows(book, monk
 
 def test_an_engine_disagreement_in_a_row_worker_stops_the_run_and_publishes_nothing(book, monkeypatch):
     """The per-policy engine cross-check runs in the worker processes too: one array premium off by a cent in the
-    fourth chunk stops the run with that policy named; the month, the runs table and the stored rows are as
-    before."""
+    fourth chunk, at a policy the engine re-prices (every monthly.CHECK_EVERY-th), stops the run with that policy
+    named; the month, the runs table and the stored rows are as before."""
     con, _, _ = book
     rb = load_rulebook(Config().rulebook)
     monkeypatch.setattr(monthly, "CHUNK", 400)
@@ -216,12 +216,13 @@ def test_an_engine_disagreement_in_a_row_worker_stops_the_run_and_publishes_noth
 
     def off_by_a_cent(rb, book):
         priced, ob = real(rb, book)
-        priced.premium_c[1_234] += 1  # policy 1,234: the fourth chunk of 400
+        priced.premium_c[1_248] += 1  # policy 1,248 (a multiple of CHECK_EVERY): the fourth chunk of 400
         return priced, ob
 
     monkeypatch.setattr(monthly, "price_month_book", off_by_a_cent)
     progress = Progress()
-    with pytest.raises(PricingError, match="PB00001235: engine and book arithmetic disagree"):
+    assert 1_248 % monthly.CHECK_EVERY == 0
+    with pytest.raises(PricingError, match="PB00001249: engine and book arithmetic disagree"):
         store.run_month(con, rb, MONTH, actor="second", progress=progress, workers=2)
     assert progress.seen[-1][0] < 1_600  # the chunks after the bad one were not written
     after = con.execute("SELECT run_id, count(*) FROM premiums WHERE month = ? GROUP BY ALL", [MONTH]).fetchall()
