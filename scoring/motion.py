@@ -84,7 +84,11 @@ class MotionTrack:
     def __init__(self, vehicle: str, rules: MotionRules, closed_to_ms: int | None = None) -> None:
         self.vehicle = vehicle
         self.r = rules
-        self.msgs: deque[Buffered] = deque()  # arrival order = offset order (one vehicle, one partition)
+        # in the order they were fed: the device's seq order, which is offset order unless the resequencer put an
+        # earlier seq that arrived later before it (then ``first_held`` looks for the lowest offset)
+        self.msgs: deque[Buffered] = deque()
+        self._fed_to = -1  # the highest offset fed
+        self._reordered = False  # some message held here came at a lower offset than one fed before it
         self.seqs: set[int] = set()
         # fixes from global index ``base`` on: time (ms), speed, cumulative distance
         self.ms: list[int] = []
@@ -116,6 +120,10 @@ class MotionTrack:
         if self.closed_to_ms is not None and new_t and max(new_t) <= self.closed_to_ms:
             return out  # wholly inside a trip already emitted (a replayed tail)
         entry = self._feeding = Buffered(batch, partition, offset, wm, n, n - 1)
+        if not self.msgs:
+            self._reordered = False
+        self._reordered |= offset < self._fed_to
+        self._fed_to = max(self._fed_to, offset)
         self.msgs.append(entry)
         self.seqs.add(batch.seq)
         speed, acc = batch.speed.tolist(), batch.accuracy.tolist()
@@ -147,7 +155,10 @@ class MotionTrack:
         return out
 
     def first_held(self) -> Buffered | None:
-        return self.msgs[0] if self.msgs else None
+        """The held message at the lowest offset: the scorer commits no further than it."""
+        if not self.msgs:
+            return None
+        return min(self.msgs, key=lambda m: m.offset) if self._reordered else self.msgs[0]
 
     # ------------------------------------------------------------------ the rules
     def _fix(self, tm: int, v: float) -> list[MotionCut]:
@@ -233,7 +244,7 @@ class MotionTrack:
         if cut:
             del self.ms[:cut], self.v[:cut], self.d[:cut]
             self.base += cut
-        # messages are in arrival order with non-decreasing fix indices: the ones holding only dropped fixes
+        # messages are in the order fed with non-decreasing fix indices: the ones holding only dropped fixes
         # (or placed before them) are a prefix
         while (
             self.msgs

@@ -10,9 +10,15 @@ share with its own delay. The device contract numbers every message (+1 each), w
   ``window_ms`` past the moment it arrived (the missing seq was dead-lettered or is lost: go on without it);
 - a seq at or below the last released one (a repeat, or a device that rebooted and counts from 0 again) passes at
   once, for the cutter to judge; a repeat of a held seq is dropped and counted;
-- a vehicle seen for the first time starts at its first message, in arrival order (holding a new device's
-  first messages would stall it until more traffic moves the watermark); the cutter's durable state restarts a
-  vehicle after its last closed trip (``start_after``), so a replay releases what the first run released.
+- a vehicle seen for the first time starts at its first ``ignition_on`` (with anything older that was held, for
+  the cutter to judge); a first message that is not an ``ignition_on`` is held like a gap, because the trip's
+  start may still be on the way (two bridges reorder a vehicle's first messages: the cluster tests saw a trip's
+  batches reach Kafka before its ``ignition_on`` and the trip cut short). A device that sends no ignition events
+  (motion trips) is released when the window ends, so its first data waits ``window_ms`` of its partition's
+  receive time once, or sooner when the whole stream has gone quiet (``release_new``: with no traffic the
+  watermark never moves, and a new device's data would wait for ever). The cutter's durable state restarts a
+  vehicle after its last closed trip (``start_after``), and a motion vehicle that has closed a trip at its first
+  message (``known``), so a replay releases what the first run released.
 
 Held messages keep their offsets: the scorer commits no further than the first of them (``first_held``).
 """
@@ -39,29 +45,55 @@ class Resequencer:
         self.window_ms = window_ms
         self.last: dict[str, int] = {}  # per vehicle: the last seq released in order
         self.held: dict[str, dict[int, Pending]] = {}
+        self.direct: set[str] = set()  # vehicles that start at their first message (motion devices we know)
         self.repeats = 0  # copies of a held seq, dropped
         self.skipped = 0  # seqs given up on after the window (never arrived)
 
     def start_after(self, vehicle: str, seq: int) -> None:
         self.last[vehicle] = seq
 
+    def known(self, vehicle: str) -> None:
+        """A vehicle known (from the cutter's durable state) to send no ignition events: nothing to wait for, it
+        starts at its first message, as before the scorer restarted."""
+        self.direct.add(vehicle)
+
     def push(self, p: Pending) -> list[Pending]:
         """What may go to the cutter now, in order, after this record."""
         v, seq = p.item.vehicle, p.item.seq
         last = self.last.get(v)
-        if last is None or seq <= last:
-            if last is None:
-                self.last[v] = seq
+        if last is None and v in self.direct:
+            self.last[v] = seq
+            return [p, *self._drain(v)]
+        if last is None:
+            if not (isinstance(p.item, DeviceEvent) and p.item.event == "ignition_on"):
+                # a first message that does not start a trip: the trip's start may still be on the way (two
+                # bridges reorder a vehicle's first messages), so it waits like a gap, for an ignition_on with a
+                # lower seq or the end of the window
+                return self._hold(v, p)
+            self.last[v] = seq
+            earlier = self.held.pop(v, {})  # older messages held before it: for the cutter to judge, in order
+            return [*(earlier[s] for s in sorted(earlier) if s < seq), p, *self._after(v, earlier)]
+        if seq <= last:
             return [p, *self._drain(v)]
         if seq == last + 1:
             self.last[v] = seq
             return [p, *self._drain(v)]
+        return self._hold(v, p)
+
+    def _hold(self, v: str, p: Pending) -> list[Pending]:
         held = self.held.setdefault(v, {})
-        if seq in held:
+        if p.item.seq in held:
             self.repeats += 1
         else:
-            held[seq] = p
+            held[p.item.seq] = p
         return []
+
+    def _after(self, v: str, earlier: dict[int, Pending]) -> list[Pending]:
+        """The held messages after the first ignition_on of a vehicle, in order as far as they follow on."""
+        later = {s: q for s, q in earlier.items() if s > self.last[v]}
+        if later:
+            self.held[v] = later
+        return self._drain(v)
 
     def _drain(self, v: str) -> list[Pending]:
         held = self.held.get(v)
@@ -83,10 +115,24 @@ class Resequencer:
                 p = self.held[v][first]
                 if wm.get(p.partition, 0) - p.arrived_wm < self.window_ms:
                     break
-                self.skipped += first - self.last[v] - 1
-                self.last[v] = first - 1
+                if v in self.last:
+                    self.skipped += first - self.last[v] - 1
+                self.last[v] = first - 1  # (a vehicle's first messages without an ignition_on: start at them)
                 out += self._drain(v)
         return out
+
+    def release_new(self) -> list[Pending]:
+        """The stream has gone quiet: vehicles never started (their first message was not an ``ignition_on``)
+        start at their first held message, as if their window had ended (no watermark moves without traffic)."""
+        out: list[Pending] = []
+        for v in [v for v in self.held if v not in self.last]:
+            self.last[v] = min(self.held[v]) - 1
+            out += self._drain(v)
+        return out
+
+    def new_held(self) -> int:
+        """How many vehicles wait for their start."""
+        return sum(1 for v in self.held if v not in self.last)
 
     def flush(self) -> list[Pending]:
         """End of the data: everything held, in seq order per vehicle."""
@@ -94,7 +140,7 @@ class Resequencer:
         for v in list(self.held):
             for seq in sorted(self.held[v]):
                 out.append(self.held[v][seq])
-                self.last[v] = max(self.last[v], seq)
+                self.last[v] = max(self.last.get(v, seq), seq)
             del self.held[v]
         return out
 
@@ -111,3 +157,4 @@ class Resequencer:
         for v in vehicles:
             self.last.pop(v, None)
             self.held.pop(v, None)
+            self.direct.discard(v)

@@ -131,6 +131,7 @@ class CutterCounters:
     resets: int = 0  # ignition_on accepted although its seq was not above the last closed one (device reboot)
     reordered: int = 0  # messages that arrived before an earlier seq of their device and waited for it
     gaps_skipped: int = 0  # seqs given up on after the reorder window (dead-lettered or lost): the trip goes on
+    started_quiet: int = 0  # new vehicles started before their window ended because the stream went quiet
 
 
 class TripCutter:
@@ -196,6 +197,7 @@ class TripCutter:
                     self.boots[v] = [str(b) for b in st["boots"]]
             elif st.get("closed_to_ms") is not None:
                 self.closed_to[v] = int(st["closed_to_ms"])
+                self.reseq.known(v)  # a motion device: its replay starts at its first message, nothing to wait for
 
     def take_state_updates(self) -> dict[str, tuple[int, dict]]:
         """{vehicle: (partition, state)} changed since the last call: store them before committing."""
@@ -352,6 +354,16 @@ class TripCutter:
         for v, track in self.tracks.items():
             out += [self._close_motion(v, c) for c in track.silence(self.wm.get(self.partition_of[v], 0))]
         return out
+
+    def start_waiting(self) -> list[ClosedTrip]:
+        """The stream went quiet: vehicles whose first messages wait for an ``ignition_on`` that may still come
+        start now (a device without ignition events would otherwise wait until other traffic moved the watermark).
+        What they release is cut in seq order as usual; the commit still stays behind it until its trip closes."""
+        self.counters.started_quiet += self.reseq.new_held()
+        return self._feed_all(self.reseq.release_new())
+
+    def waiting_to_start(self) -> bool:
+        return self.reseq.new_held() > 0
 
     def finish(self) -> list[ClosedTrip]:
         """End of the data (a file): close what waiting for ever would close (trips past ignition_off still missing a

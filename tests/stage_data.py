@@ -78,10 +78,15 @@ def publish(log: KafkaLog, cfg: Config, streams: list[list], rx_delay_ms: int = 
     """Interleave the streams by device time and write them to the telemetry topic as the bridge does."""
     items = sorted((m for s in streams for m in s), key=lambda m: (message_time(m), m.vehicle, m.seq))
     for m in items:
-        kind = "events" if isinstance(m, DeviceEvent) else "telemetry"
-        payload = encode_event(m) if kind == "events" else encode_telemetry(m)
-        rx = message_time(m) + rx_delay_ms
-        write_raw(log, cfg, m.vehicle, kind, payload, rx)
+        kind, payload = encode_message(m)
+        write_raw(log, cfg, m.vehicle, kind, payload, message_time(m) + rx_delay_ms)
+
+
+def encode_message(m) -> tuple[str, bytes]:
+    """The topic kind and the payload, as a device sends them."""
+    if isinstance(m, DeviceEvent):
+        return "events", encode_event(m)
+    return "telemetry", encode_telemetry(m)
 
 
 def write_raw(log: KafkaLog, cfg: Config, vehicle: str, kind: str, payload: bytes, rx: int) -> None:

@@ -5,11 +5,12 @@ publishes exactly the trips of an uninterrupted run, with the same contents and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.doubles import Crash, Faults, KafkaLog, MemConsumer, MemProducer, MemStateReader
-from tests.stage_data import ignition_stream, motion_stream, publish
+from tests.stage_data import encode_message, ignition_stream, motion_stream, publish, write_raw
 from ubi.common.config import Config
 from ubi.stages.score import ScoreStage
 
@@ -33,10 +34,12 @@ def digest(trip) -> bytes:
     ).encode()
 
 
-def make_stage(log: KafkaLog, faults: Faults | None = None, max_records: int = 7, score=digest) -> ScoreStage:
+def make_stage(
+    log: KafkaLog, faults: Faults | None = None, max_records: int = 7, score=digest, cfg: Config = CFG
+) -> ScoreStage:
     faults = faults or Faults()
     return ScoreStage(
-        CFG,
+        cfg,
         MemConsumer(log, CFG.kafka.scorer_group, faults=faults, max_records=max_records),
         MemProducer(log, faults),
         MemStateReader(log, CFG.kafka.scorer_state_topic),
@@ -123,3 +126,51 @@ def test_killed_twice_in_a_row(clean):
         run_to_end(make_stage(log))
         got = trips_by_id(log)
         assert got.keys() == clean_trips.keys() and all(got[t] == clean_trips[t] for t in got)
+
+
+QUIET = replace(CFG, ingest=replace(CFG.ingest, reorder_quiet_s=0.0))
+
+
+def replayed_fast_log() -> KafkaLog:
+    """A day's data uploaded in a few seconds (a simulator at speed, or devices flushing a backlog): the whole stream
+    spans under the resequencer's 120 s window of receive time, so no window ever ends."""
+    log = KafkaLog(partitions=3)
+    items = sorted(
+        (m for s in (motion_stream("M", 2), ignition_stream("A", 2)) for m in s), key=lambda m: (m.seq, m.vehicle)
+    )
+    for i, m in enumerate(items):
+        kind, payload = encode_message(m)
+        write_raw(log, CFG, m.vehicle, kind, payload, 1_000_000 + 50 * i)
+    return log
+
+
+def test_a_new_motion_device_starts_when_the_stream_goes_quiet():
+    """A device without ignition events waits for an ignition_on that never comes; without traffic its window never
+    ends (the integration suite lost 19 of 35 trips this way after a scorer restart). A quiet stream starts it."""
+    held = make_stage(replayed_fast_log(), cfg=replace(CFG, ingest=replace(CFG.ingest, reorder_quiet_s=3600.0)))
+    run_to_end(held)
+    assert len(trips_by_id(held.producer.log)) == 2  # the ignition vehicle only: M waits
+    assert held.cutter.waiting_to_start() and held.cutter.held()  # and its commit stays behind its data
+
+    log = replayed_fast_log()
+    stage = make_stage(log, cfg=QUIET)
+    run_to_end(stage)
+    trips = trips_by_id(log)
+    assert len(trips) == 4 and sum(json.loads(next(iter(v)))["vehicle"] == "M" for v in trips.values()) == 2
+    assert stage.cutter.counters.started_quiet == 1 and not stage.cutter.waiting_to_start()
+
+
+def test_a_quiet_start_survives_a_kill_at_every_step():
+    """Killed anywhere and restarted (its replay holds M again, the quiet stream starts it again): the same trips."""
+    clean_log = replayed_fast_log()
+    faults = Faults()
+    run_to_end(make_stage(clean_log, faults, cfg=QUIET))
+    clean = trips_by_id(clean_log)
+    for at in range(1, faults.count + 1, 3):
+        log = replayed_fast_log()
+        with pytest.raises(Crash):
+            run_to_end(make_stage(log, Faults(at=at), cfg=QUIET))
+        run_to_end(make_stage(log, max_records=11, cfg=QUIET))
+        got = trips_by_id(log)
+        assert got.keys() == clean.keys(), f"crash at op {at}"
+        assert all(got[t] == clean[t] for t in got), f"crash at op {at}"

@@ -3,7 +3,6 @@
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from scoring.trips import TripCutter, trip_id
 from ubi.common.config import Config, IngestConfig
@@ -109,8 +108,9 @@ def test_orphans_and_old_repeats_are_dropped():
     c = TripCutter()
     c.load_partition(0, 0, {"V1": {"mode": "ignition"}})  # stored by the scorer that emitted the trip
     assert feed_all(c, [batch(5, 0), off(6, 10)]) == []  # tail of a trip already emitted before a restart
-    assert c.counters.orphans == 2
-    feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)])
+    assert c.counters.orphans == 0 and c.counters.reordered == 2  # held: its trip's start might still come
+    assert len(feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)])) == 1
+    assert c.counters.orphans == 2  # released ahead of the next trip's ignition_on, as orphans
     assert feed_all(c, [on(7, 100), batch(8, 100)]) == []  # redelivered after the trip closed
     assert c.counters.repeats == 2
 
@@ -485,15 +485,50 @@ def test_an_old_report_resent_during_a_motion_trip_is_not_counted_in_it():
     assert trip_of(parked + moving[:10] + resent + moving[10:] + tail) == clean
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a new vehicle starts at its first message in arrival order")
 def test_a_new_vehicles_batches_before_its_ignition_on_still_make_a_complete_trip():
     """Two bridges reorder a vehicle's first messages: the cluster tests saw a new vehicle's first batches reach
-    Kafka before its ignition_on; taken in arrival order they are orphans and the trip comes out short. Holding a
-    new vehicle's first non-ignition message for its ignition_on fixed this but cost motion-cut devices trips
-    across a scorer kill (tests/integration/test_scorer_recovery.py stored 11-16 of 33-35), so it was taken back;
-    held here as the known gap."""
+    Kafka before its ignition_on; taken in arrival order they were orphans and the trip came out short."""
     c = TripCutter()
     assert feed_all(c, [batch(2, 10), batch(1, 0)]) == []  # held: the trip's start is still on the way
     trips = feed_all(c, [on(0, 0), off(3, 20)], start_offset=2)
     assert len(trips) == 1 and trips[0].complete and trips[0].messages == 4 and trips[0].t_ms.shape == (20,)
     assert c.counters.orphans == 0
+
+
+def test_a_device_without_ignition_events_starts_once_the_window_ends():
+    """A motion-cut device never sends an ignition_on: its first data waits out the resequencer's window of receive
+    time once, then flows; nothing is lost and the commit stays behind what is held."""
+    c = TripCutter()
+    for i in range(3):
+        assert c.feed(batch(i, 10 * i), 0, i, received_ms=1_000 * i) == []
+    assert offsets(c) == {0: 0}
+    window_ms = c.reseq.window_ms
+    c.feed(batch(3, 30), 0, 3, received_ms=window_ms + 1_000)  # its own traffic moves the watermark on
+    assert 0 not in c.reseq.held and c.reseq.last["V1"] == 3
+    assert offsets(c) == {0: 0}  # the motion track now holds them (uncommitted until its trip closes)
+    trips = c.finish()
+    assert len(trips) == 1 and trips[0].messages == 4
+
+
+def test_a_motion_device_known_from_the_stored_state_starts_at_once_after_a_restart():
+    """The scorer's durable state says the vehicle closed a motion trip: after a restart its replay starts at its
+    first message (a new vehicle would wait for an ignition_on); one never seen still waits."""
+    c = TripCutter()
+    c.load_partition(0, 0, {"V1": {"closed_to_ms": T0}})
+    assert c.feed(batch(7, 10), 0, 0, received_ms=1_000) == [] and c.reseq.last["V1"] == 7
+    assert not c.waiting_to_start() and c.counters.reordered == 0
+    c.feed(batch(0, 10, vehicle="V2"), 0, 1, received_ms=1_000)
+    assert c.waiting_to_start() and c.counters.reordered == 1
+
+
+def test_a_quiet_stream_starts_vehicles_that_wait_for_an_ignition_on():
+    """No traffic moves the watermark: start_waiting releases a new vehicle's held data in seq order (nothing else)."""
+    c = TripCutter()
+    for i, s in enumerate((1, 0, 2)):
+        c.feed(batch(s, 10 * s), 0, i, received_ms=1_000)
+    c.feed(on(0, 0, vehicle="V2"), 0, 3, received_ms=1_000)
+    c.feed(batch(2, 0, vehicle="V2"), 0, 4, received_ms=1_000)  # a gap (seq 1 missing): not a start, stays held
+    assert c.waiting_to_start() and c.start_waiting() == []
+    assert c.reseq.last["V1"] == 2 and c.counters.started_quiet == 1 and 2 in c.reseq.held["V2"]
+    assert [m.batch.seq for m in c.tracks["V1"].msgs] == [0, 1, 2]
+    assert offsets(c) == {0: 0}  # the motion track holds them: nothing committed past them

@@ -195,6 +195,17 @@ class ScorerMetrics(_ConsumerMetrics):
         self.motion_tracks = Gauge("ubi_scorer_motion_tracks", "motion-cut vehicles holding data", registry=r)
         self.vehicles = Gauge("ubi_scorer_cutter_vehicles", "vehicles in the trip cutter's state", registry=r)
         self.buffered = Gauge("ubi_scorer_buffered_batches", "telemetry messages held in open trips", registry=r)
+        self.reorder_held = Gauge(
+            "ubi_scorer_reorder_held",
+            "messages waiting in the resequencer for an earlier seq of their device",
+            registry=r,
+        )
+        self.waiting_start = Gauge(
+            "ubi_scorer_vehicles_waiting_to_start",
+            "new vehicles whose first messages wait for an ignition_on (released after the reorder window, or when "
+            "the stream goes quiet)",
+            registry=r,
+        )
         self.uncommitted = Gauge(
             "ubi_scorer_uncommitted_records",
             "records read but not committed (held back by open trips), per partition",
@@ -227,6 +238,8 @@ class ScorerMetrics(_ConsumerMetrics):
         self.motion_tracks.set(len(c.tracks))
         self.vehicles.set(len(c.partition_of))
         self.buffered.set(sum(len(t.batches) for t in c.open.values()))
+        self.reorder_held.set(sum(len(h) for h in c.reseq.held.values()))
+        self.waiting_start.set(c.reseq.new_held())
         self.observe_lag(stage.cfg.kafka.scorer_group, stage.consumer)
         self.uncommitted.clear()
         for p, pos in stage.position.items():

@@ -408,6 +408,10 @@ class IngestConfig:
     # time) for the gap to close before the trip cutter goes on without it (scoring/resequence.py): covers devices
     # resending after a broker crash (reconnect back-off, resend timeout) and bridges forwarding at different speeds.
     reorder_window_s: float = 120.0
+    # A vehicle the scorer has never seen waits for its first ignition_on (its first batches may come first); a
+    # device without ignition events is started when the window above ends, or when the scorer's polls have returned
+    # nothing for this long (wall clock): without traffic the receive-time watermark never moves.
+    reorder_quiet_s: float = 5.0
     # The scorer stops (and does not commit) after this many trips in a row could not be scored, or this many
     # records in a row broke the trip cutter: a code bug, not poison, so the stream is not quarantined whole.
     max_consecutive_failures: int = 20

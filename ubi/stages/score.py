@@ -122,6 +122,7 @@ class ScoreStage:
             else None
         )
         self.position: dict[int, int] = {}
+        self._quiet_since = time.monotonic()  # when a poll last returned records
         self.committed: dict[int, int] = {}
         self.to_load: set[TopicPartition] = set()
         # Partitions whose cutter state is loaded: only their records are cut and only their offsets committed.
@@ -199,9 +200,12 @@ class ScoreStage:
             self.cutter.abandon(vehicle, "cutter_error", f"{where}seq {seq}: {type(err).__name__}: {err}")
         return closed
 
-    def process(self, records) -> int:
-        """Feed one poll's records through the cutter, publish closed trips. Returns trips emitted."""
+    def process(self, records, start_waiting: bool = False) -> int:
+        """Feed one poll's records through the cutter, publish closed trips. Returns trips emitted.
+        ``start_waiting``: the stream is quiet, start the new vehicles that wait for an ignition_on."""
         closed: list[ClosedTrip] = []
+        if start_waiting:
+            closed.extend(self._cut(self.cutter.start_waiting, None, -1, None))
         for tp, batch in records.items():
             if tp.partition not in self.owned:
                 self.summary.unowned_skipped += len(batch)
@@ -368,8 +372,10 @@ class ScoreStage:
                     self.consumer.seek(tp, start)
                     records.pop(tp, None)
             if not records:
+                n = self._start_when_quiet()
                 self.metrics.observe(self, records)
-                return 0
+                return n
+            self._quiet_since = time.monotonic()
             n = self.process(records)
             with self.metrics.timed(self.metrics.commit.labels(self.cfg.kafka.scorer_group)):
                 self.checkpoint()
@@ -378,6 +384,17 @@ class ScoreStage:
         except BaseException:
             self.healthy = False
             raise
+
+    def _start_when_quiet(self) -> int:
+        """No records: once the stream has been quiet for ``ingest.reorder_quiet_s``, new vehicles waiting for an
+        ignition_on start at their first message (motion devices: without traffic no window would ever end)."""
+        if time.monotonic() - self._quiet_since < self.cfg.ingest.reorder_quiet_s or not self.cutter.waiting_to_start():
+            return 0
+        log.info("stream quiet: starting %d new vehicles without an ignition_on", self.cutter.reseq.new_held())
+        n = self.process({}, start_waiting=True)
+        with self.metrics.timed(self.metrics.commit.labels(self.cfg.kafka.scorer_group)):
+            self.checkpoint()
+        return n
 
     def run(self, install_signals: bool = True) -> None:
         """Until stopped, or until an error (raised after closing without a commit)."""
