@@ -1,27 +1,32 @@
-"""Scored rows of trips without accelerometer samples, built column-wise for a whole batch (``ubi score-file``).
+"""Scored rows of a whole batch of trips, built column-wise (``ubi score-file``).
 
-``measure_trip`` -> ``build_record`` -> ``TripRecord.as_row`` costs ~250 us of Python per trip; for a trip with no
-IMU samples every input of it is already an array over all trips (``scoring.batch.group_kernels``). Here the
-continuous measures run in one numba call over all trips (``continuous_batch_kernel``, the same per-trip kernels of
+``measure_trip`` -> ``build_record`` -> ``TripRecord.as_row`` costs ~250 us of Python per trip, and every input of
+it is already an array over all trips (``scoring.batch.group_kernels``), or becomes one: a trip's accelerometer is
+aligned per trip (``scoring.align.align_to_vehicle``), and where it is used, its events, its distance through GPS
+gaps and its 1 s means run for all such trips in one numba call (scoring/batchimu.py). Here the continuous
+measures run in one numba call over all trips (``continuous_batch_kernel``, the same per-trip kernels of
 scoring/intensity.py), the population score's percentiles are read for all trips at once, Python's ``round`` is
 done on arrays (scoring/rounding.py), and the rows are zipped from columns; what is left per trip is the
-``score_parts`` JSON text and the row dicts.
+alignment, the ``score_parts`` JSON text and the row dicts.
 
-This is a second writing of ``measure_trip`` and ``build_record`` for the trips it takes (no IMU samples, the batch
-can take them): tests/test_score_batch.py compares every field of every row, values and types, against the
-per-trip path, and ``rows`` refuses a ``TripRecord`` whose fields it does not know, so a field added there and not
-here fails at once instead of going missing.
+This is a second writing of ``measure_trip`` and ``build_record`` for the trips it takes (the batch can take them;
+an IMU with times that do not strictly increase is left to ``measure_trip``): tests/test_score_batch.py compares
+every field of every row, values and types, against the per-trip path, and ``rows`` refuses a ``TripRecord`` whose
+fields it does not know, so a field added there and not here fails at once instead of going missing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
 
+from scoring.align import Alignment, align_to_vehicle
 from scoring.batch import GroupKernels, config_groups, group_kernels, precomputed_of
-from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, measure_trip
+from scoring.batchimu import imu_batch
+from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, imu_status, measure_trip
 from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
 from scoring.population import _GRADE_W, TABLE_TOP, percentile, table_for
 from scoring.rounding import pyround
@@ -174,9 +179,23 @@ def _nones(a: np.ndarray) -> list:
     return [None if x != x else x for x in a.tolist()]
 
 
-def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict]:
+@dataclass
+class RowImu:
+    """What the accelerometer changes in the rows of ``rows``' trips (one entry per trip of ``sel``): its
+    alignment (None: no IMU samples), whether it is used, and for used ones the batch's results
+    (scoring/batchimu.py): distance and seconds filled through GPS gaps, the IMU events' grades (brake, accel,
+    corner), whether the channel's lon / lat are the IMU's 1 s means (in the ``GroupKernels`` given to ``rows``)."""
+
+    aligned: list[Alignment | None]
+    used: np.ndarray
+    gap: np.ndarray  # (nt, 2)
+    grades: np.ndarray  # (nt, 9)
+    with_ch: np.ndarray
+
+
+def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray, imu: RowImu | None = None) -> list[dict]:
     """The ``score_trip(...).as_row()`` rows of the group's trips ``sel`` (``trips[j]`` is group trip ``sel[j]``;
-    each with no IMU samples and taken by the batch: ``g.ok``)."""
+    each taken by the batch: ``g.ok``), without IMU samples unless ``imu`` says what their IMU gave."""
     cfg = g.cfg
     nt = len(trips)
     if nt == 0:
@@ -188,12 +207,20 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     start = np.array([t.start_ms for t in tr], np.int64)
     end = np.array([t.end_ms for t in tr], np.int64)
     d, mv = basic[:, 0], basic[:, 1]
-    km = (d + 0.0) / 1000.0
+    used = np.zeros(nt, bool) if imu is None else imu.used
+    gap_m = np.zeros(nt) if imu is None else np.where(used, imu.gap[:, 0], 0.0)
+    gap_s = np.zeros(nt) if imu is None else np.where(used, imu.gap[:, 1], 0.0)
+    km = (d + gap_m) / 1000.0
     pos = km > 0
-    nb = ev_n[:, 4] + ev_n[:, 5]
-    na = ev_n[:, 7] + ev_n[:, 8]
+    # the events' grades: the speed channel's, or the accelerometer's where it is used
+    gb, ga, gc = ev_n[:, 3:6].copy(), ev_n[:, 6:9].copy(), np.zeros((nt, 3), np.int64)
+    if imu is not None and used.any():
+        gb[used], ga[used], gc[used] = imu.grades[used, 0:3], imu.grades[used, 3:6], imu.grades[used, 6:9]
+    nb = gb[:, 1] + gb[:, 2]
+    na = ga[:, 1] + ga[:, 2]
+    nc = gc[:, 1] + gc[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        per100 = [np.where(pos, x * 100.0 / km, np.nan) for x in (nb, na, np.zeros(nt, np.int64))]
+        per100 = [np.where(pos, x * 100.0 / km, np.nan) for x in (nb, na, nc)]
         mean_speed = np.where(mv > 0, d / mv * 3.6, 0.0)
         risk = np.where(spd[:, 0] > 0, spd[:, 6] / spd[:, 0], np.nan)
     none_if_nan = _nones
@@ -219,8 +246,12 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     fatigue = longest - cfg.fatigue_after_s
     fatigue = np.where(fatigue > 0.0, fatigue, 0.0)  # max(0.0, x)
     bands = np.where(tot[:, None] > 0, ratio(cont[:, _BANDS + 1 : _BANDS + 4], tot[:, None]), 0.0)
+    with_ch = [False] * nt if imu is None else (imu.with_ch & used).tolist()
     cf: dict[str, list] = {
-        "intensity_source": ["speed+heading" if x else "speed" for x in g.ch_src[sel].tolist()],
+        "intensity_source": [
+            "imu" if w else ("speed+heading" if x else "speed")
+            for x, w in zip(g.ch_src[sel].tolist(), with_ch, strict=True)
+        ],
         "brake_time_share": shares(_BRAKE, mvs),
         "accel_time_share": shares(_ACCEL, mvs),
         "lat_time_share": shares(_LAT, lm),
@@ -238,14 +269,13 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     }
 
     # the population score (scoring.population.part_values and population_score, part by part over all trips)
-    gb, ga = ev_n[:, 3:6].astype(np.float64), ev_n[:, 6:9].astype(np.float64)
-    ev = 0 + _GRADE_W[0] * gb[:, 0]
-    for w, col in ((_GRADE_W[1], gb[:, 1]), (_GRADE_W[2], gb[:, 2])):
+    fb, fa, fc = gb.astype(np.float64), ga.astype(np.float64), gc.astype(np.float64)
+    ev = 0 + _GRADE_W[0] * fb[:, 0]
+    for w, col in ((_GRADE_W[1], fb[:, 1]), (_GRADE_W[2], fb[:, 2])):
         ev = ev + w * col
-    for w, col in zip(_GRADE_W, (ga[:, 0], ga[:, 1], ga[:, 2]), strict=True):
-        ev = ev + w * col
-    for w in _GRADE_W:  # the corner grades: [0, 0, 0]
-        ev = ev + w * 0
+    for f in (fa, fc):
+        for w, col in zip(_GRADE_W, (f[:, 0], f[:, 1], f[:, 2]), strict=True):
+            ev = ev + w * col
     night_km = expo[:, 1] / 1000.0
     ph_s, ph_rep = phn[:, 0], phn[:, 1]
 
@@ -298,6 +328,12 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     parts_json = ["{" + ", ".join(t) + "}" for t in zip(*texts, strict=True)]
 
     gr = lambda a: a.tolist()  # noqa: E731
+    al: list[Alignment | None] = [None] * nt if imu is None else imu.aligned
+    no_imu = NO_EXPECTED_IMU if cfg.imu_expected else None
+    src = [
+        "gps" if a is None or not u else ("imu" if a.status == "vehicle_frame" else "imu_rotated")
+        for a, u in zip(al, used.tolist(), strict=True)
+    ]
     cols: dict[str, list] = {
         "trip_id": [t.trip_id for t in tr],
         "vehicle_id": [t.vehicle for t in tr],
@@ -317,19 +353,19 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         "complete": [t.complete for t in tr],
         "ended_by": [t.ended_by for t in tr],
         "scorer_version": [SCORER_VERSION] * nt,
-        "harsh_corners": [0] * nt,
-        "event_source": ["gps"] * nt,
-        "harsh_brakes_gps": nb.tolist(),
-        "harsh_accels_gps": na.tolist(),
-        "harsh_brake_grades": gr(ev_n[:, 3:6]),
-        "harsh_accel_grades": gr(ev_n[:, 6:9]),
-        "harsh_corner_grades": [[0, 0, 0] for _ in range(nt)],
+        "harsh_corners": nc.tolist(),
+        "event_source": src,
+        "harsh_brakes_gps": (ev_n[:, 4] + ev_n[:, 5]).tolist(),
+        "harsh_accels_gps": (ev_n[:, 7] + ev_n[:, 8]).tolist(),
+        "harsh_brake_grades": gr(gb),
+        "harsh_accel_grades": gr(ga),
+        "harsh_corner_grades": gr(gc),
         "harsh_brakes_per_100km": none_if_nan(per100[0]),
         "harsh_accels_per_100km": none_if_nan(per100[1]),
         "harsh_corners_per_100km": none_if_nan(per100[2]),
         "gps_jumps": g.jumps[sel].tolist(),
-        "gap_filled_km": [0.0] * nt,
-        "gap_filled_s": [0.0] * nt,
+        "gap_filled_km": (gap_m / 1000.0).tolist(),
+        "gap_filled_s": gap_s.tolist(),
         "night_s": expo[:, 0].tolist(),
         "night_km": night_km.tolist(),
         "rush_s": expo[:, 2].tolist(),
@@ -345,11 +381,11 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
         "high_speed_unknown_km": (spd[:, 5] / 1000.0).tolist(),
         "heatmap_s": pyround(g.heat[sel], 3).tolist(),  # round(x, 3) if x else x: rounding leaves 0.0 and -0.0
         "score": score,
-        "imu_status": ["none"] * nt,
-        "imu_reason": [NO_EXPECTED_IMU if cfg.imu_expected else None] * nt,
-        "imu_gravity": [None] * nt,
-        "imu_lag_s": [None] * nt,
-        "imu_r": [None] * nt,
+        "imu_status": [imu_status(a) for a in al],
+        "imu_reason": [no_imu if a is None else a.reason for a in al],
+        "imu_gravity": [None if a is None else a.gravity for a in al],
+        "imu_lag_s": [None if a is None or not np.isfinite(a.lag_s) else a.lag_s for a in al],
+        "imu_r": [None if a is None or not np.isfinite(a.r) else round(a.r, 2) for a in al],
         "speed_artefacts": ev_n[:, 2].tolist(),
         "speeding_extra_risk": none_if_nan(risk),
         "gps_brake_grades": gr(ev_n[:, 3:6]),
@@ -365,17 +401,100 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray) -> list[dict
     return [dict(zip(ROW_ORDER, vals, strict=True)) for vals in zip(*(cols[n] for n in ROW_ORDER), strict=True)]
 
 
+def _aligned(trip: ClosedTrip, g: GroupKernels, k: int) -> tuple[Alignment, np.ndarray, float | None] | None:
+    """Group trip k's IMU as ``measure_trip`` aligns it: (alignment, IMU times in s, median interval), or None
+    where the alignment raises (``measure_trip`` then raises it for this trip)."""
+    good = g.keep[g.off[k] : g.off[k + 1]]
+    it = trip.imu_t_ms / 1000.0
+    per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None
+    try:
+        a = align_to_vehicle(
+            it, trip.acc_lon, trip.acc_lat, trip.acc_vert, trip.t_ms[good] / 1000.0, trip.speed[good], g.cfg, per
+        )
+    except Exception:  # noqa: BLE001 - measure_trip raises it, in the per-trip order
+        return None
+    return a, it, per
+
+
+def _batchable(trip: ClosedTrip, it: np.ndarray, per: float | None) -> bool:
+    """A used IMU that imu_batch_kernel takes as ``measure_trip`` would: times finite and strictly increasing (else
+    measure_trip raises), the fixes' arrays of the dtypes the group's arrays hold them in."""
+    return (
+        per is not None
+        and trip.t_ms.dtype == np.int64
+        and trip.speed.dtype == np.float64
+        and bool(np.isfinite(it).all())
+        and bool((np.diff(it) > 0).all())
+    )
+
+
 def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> list[dict]:
     """``score_trip(trip, cfg, limit).as_row()`` of every trip (``limits``: posted limit per fix, m/s, NaN unknown,
-    or None), the speed-channel kernels over all trips of a configuration at once: trips without IMU samples get
-    their rows column-wise (``rows``), the others ``measure_trip`` with the batch's results (``Precomputed``), and
-    what the batch cannot take ``measure_trip`` alone (it raises what it raises for them)."""
+    or None), the speed-channel kernels over all trips of a configuration at once and the rows column-wise
+    (``rows``): trips without IMU samples, trips whose IMU is rejected (aligned per trip), and trips whose IMU is
+    used (aligned per trip, then the accelerometer kernels over all of them at once: scoring/batchimu.py). What
+    the batch cannot take goes through ``measure_trip`` with the batch's results (``Precomputed``) or alone (it
+    raises what it raises for them)."""
     out: list[dict | None] = [None] * len(trips)
     for c, idx in config_groups(trips, limits, cfg):
         g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c)
         ok = g.ok.tolist()
-        sel = [k for k in range(len(idx)) if ok[k] and trips[idx[k]].imu_t_ms.shape[0] == 0]
-        for k, row in zip(sel, rows([trips[idx[k]] for k in sel], g, np.array(sel, np.int64)), strict=True):
+        sel: list[int] = []
+        aligned: list[Alignment | None] = []
+        used_k: list[int] = []
+        its: list[np.ndarray] = []
+        pers: list[float] = []
+        for k in range(len(idx)):
+            trip = trips[idx[k]]
+            if not ok[k]:
+                continue
+            if trip.imu_t_ms.shape[0] == 0:
+                sel.append(k)
+                aligned.append(None)
+                continue
+            r = _aligned(trip, g, k)
+            if r is None:
+                continue
+            a, it, per = r
+            if a.used:
+                if not _batchable(trip, it, per):
+                    continue
+                assert per is not None
+                used_k.append(k)
+                its.append(it)
+                pers.append(per)
+            sel.append(k)
+            aligned.append(a)
+        gi = g
+        imu: RowImu | None = None
+        if any(a is not None for a in aligned):
+            ib = imu_batch(
+                g.goff,
+                g.tg,
+                g.vg,
+                g.ch_off,
+                g.ch_t,
+                g.ch_lon,
+                g.ch_lat,
+                used_k,
+                its,
+                [aligned[sel.index(k)] for k in used_k],  # type: ignore[misc]
+                pers,
+                c,
+            )
+            gi = replace(g, ch_lon=ib.ch_lon, ch_lat=ib.ch_lat)
+            at = {k: u for u, k in enumerate(used_k)}
+            ns = len(sel)
+            used = np.array([k in at for k in sel], bool)
+            gap, grades, with_ch = np.zeros((ns, 2)), np.zeros((ns, 9), np.int64), np.zeros(ns, bool)
+            for j, k in enumerate(sel):
+                if k in at:
+                    u = at[k]
+                    gap[j], grades[j] = ib.gap[u], ib.grades[u]
+                    # intensity.channel: a trip without a 1 Hz grid keeps the "speed" channel (empty)
+                    with_ch[j] = ib.with_ch[u] and g.ch_off[k + 1] > g.ch_off[k]
+            imu = RowImu(aligned, used, gap, grades, with_ch)
+        for k, row in zip(sel, rows([trips[idx[k]] for k in sel], gi, np.array(sel, np.int64), imu), strict=True):
             out[idx[k]] = row
         for k in range(len(idx)):
             i = idx[k]

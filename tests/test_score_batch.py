@@ -488,3 +488,203 @@ def test_vehicles_in_order_of_first_appearance():
     for ids in (["b", "b", "a", "c", "c"], ["b", "a", "b", "c"], [None, None, "a"], ["a", None, "a"], []):
         gps = pl.DataFrame({"vehicle_id": ids}, schema={"vehicle_id": pl.String})
         assert score_file._vehicles(gps) == gps["vehicle_id"].unique(maintain_order=True).to_list()
+
+
+# ---------------------------------------------------------------- the accelerometer in batches (scoring/batchimu.py)
+
+
+def imu_vehicle(
+    rng: np.random.Generator, vid: str, case: str, hz: int, t0: int
+) -> tuple[list[dict], pl.DataFrame | None]:
+    """One ignition trip of ~6 minutes at 1 Hz GPS with speed changes, and its IMU at ``hz`` as a phone would give
+    it for ``case``: raw (gravity), removed (gravity-free), rotated (yaw 180 / 90 degrees, tilted), no vertical,
+    partial gravity, noise (no correlation with the GPS), cruise (no speed changes), few samples, none, NaN holes,
+    infinities. The GPS lags the IMU by 1.2 s."""
+    n = 360
+    t = t0 + 1000 * np.arange(n)
+    acc_true = np.concatenate([np.full(20, 0.0), np.sin(np.linspace(0, 30 * np.pi, n - 40)) * 3.4, np.zeros(20)])
+    if case == "cruise":
+        acc_true = np.zeros(n)
+    v = np.maximum(0.0, 15.0 + np.cumsum(acc_true))
+    lat_acc = np.cos(np.linspace(0, 9 * np.pi, n)) * 3.8
+    heading = (90.0 + np.cumsum(lat_acc / np.maximum(v, 1.0)) * 57.3) % 360.0
+    gps = [
+        {
+            "vehicle_id": vid,
+            "t_ms": int(t[i]),
+            "lat": 52.0 + i * 1e-4,
+            "lon": 4.0,
+            "speed_mps": float(v[i]),
+            "heading_deg": float(heading[i]),
+            "accuracy_m": 4.0,
+            "phone": None,
+            "limit_kmh": 50.0,
+            "event": None,
+        }
+        for i in range(n)
+    ]
+    gps += [
+        {"vehicle_id": vid, "t_ms": int(t[0]) - 500, "event": "ignition_on"},
+        {"vehicle_id": vid, "t_ms": int(t[-1]) + 500, "event": "ignition_off"},
+    ]
+    if case == "none":
+        return gps, None
+    step = 1000 // hz
+    it = np.arange(int(t[0]) - 1000, int(t[-1]) + 1000, step)
+    if case == "few":
+        it = it[200:208]
+    it = np.sort(it + rng.integers(-step // 10, step // 10 + 1, it.shape[0]))
+    it = np.unique(it)
+    # the vehicle frame at the IMU times, GPS 1.2 s behind
+    fwd = np.interp((it - t[0]) / 1000.0 - 1.2, np.arange(n) - 0.5, acc_true) + rng.normal(0, 0.15, it.shape[0])
+    left = np.interp((it - t[0]) / 1000.0, np.arange(n), lat_acc) + rng.normal(0, 0.15, it.shape[0])
+    up = rng.normal(0, 0.1, it.shape[0])
+    if case == "noise":
+        fwd, left = rng.normal(0, 1.0, it.shape[0]), rng.normal(0, 1.0, it.shape[0])
+    X = np.vstack([fwd, left, up])
+    yaw = {"rotated180": np.pi, "rotated90": np.pi / 2, "tilted": 0.7}.get(case, 0.0)
+    Rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    X = Rz @ X
+    if case == "tilted":
+        c, s = np.cos(0.5), np.sin(0.5)
+        X = np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ X
+    g = {"removed": 0.0, "partial": 5.0}.get(case, 9.80665)
+    if case == "tilted":
+        X = X + np.array([[0.0], [np.sin(0.5) * g], [np.cos(0.5) * g]])
+    else:
+        X[2] += g
+    vert: list = X[2].tolist()
+    if case == "no_vertical":
+        vert = [None] * it.shape[0]
+    if case == "holes":
+        X[:, rng.random(it.shape[0]) < 0.05] = np.nan
+        X[:, 100:160] = np.nan
+    if case == "inf":
+        X[0, rng.integers(0, it.shape[0], 3)] = np.inf
+        X[1, rng.integers(0, it.shape[0], 2)] = -np.inf
+    imu = pl.DataFrame(
+        {"vehicle_id": [vid] * it.shape[0], "t_ms": it, "acc_lon": X[0], "acc_lat": X[1], "acc_vert": vert},
+        schema=score_file.IMU_COLUMNS,
+        strict=False,
+    ).select(list(score_file.IMU_COLUMNS))
+    return gps, imu
+
+
+IMU_CASES = ["raw", "removed", "rotated180", "rotated90", "tilted", "no_vertical", "partial", "noise", "cruise"]
+IMU_CASES += ["few", "none", "holes", "inf"]
+
+
+@pytest.mark.parametrize("hz", [1, 5, 10, 50, 100])
+def test_imu_batch_equals_per_trip_on_every_imu_case(hz, monkeypatch):
+    """Every case of imu_vehicle at IMU rates 1-100 Hz: the batch's rows equal the per-trip path's field for field,
+    and the cases really reach the batch's branches (used in the vehicle frame and rotated, rejected for each
+    reason, none), none of them left to measure_trip."""
+
+    def boom(*a, **k):
+        raise AssertionError("left to measure_trip")
+
+    monkeypatch.setattr(batchrows, "measure_trip", boom)
+    rng = np.random.default_rng(hz)
+    rows: list[dict] = []
+    imus = []
+    for k, case in enumerate(IMU_CASES):
+        g, i = imu_vehicle(rng, f"V{k:02d}-{case}", case, hz, T0 + k * 3_600_000)
+        rows += g
+        if i is not None:
+            imus.append(i)
+    gps = pl.DataFrame(rows, schema=score_file.GPS_COLUMNS)
+    out = assert_same(gps, pl.concat(imus))
+    by = {r["vehicle_id"].split("-", 1)[1]: r for r in out}
+    assert by["none"]["imu_status"] == "none"
+    assert by["few"]["imu_reason"].startswith("too few samples")
+    assert by["partial"]["imu_reason"].startswith("partial gravity")
+    assert by["noise"]["imu_status"] == "rejected" and by["noise"]["imu_reason"].startswith("R = ")
+    assert by["cruise"]["imu_reason"].startswith("level mount, unchecked: no speed changes")
+    if hz >= 10:
+        assert by["raw"]["imu_status"] == "vehicle_frame" and by["raw"]["intensity_source"] == "imu"
+        assert by["rotated180"]["imu_status"] == "rotated" and by["rotated90"]["imu_status"] == "rotated"
+        assert by["removed"]["imu_gravity"] == "removed" and by["removed"]["imu_status"] != "rejected"
+        assert by["no_vertical"]["imu_gravity"] == "no_vertical"
+        assert by["tilted"]["imu_status"] == "rotated"
+        assert sum(r["harsh_corners"] + r["harsh_brakes"] for r in out if r["event_source"] != "gps") > 0
+    else:
+        assert by["raw"]["intensity_source"] != "imu"  # 1 Hz: the channel stays the speed's
+
+
+def test_imu_trips_do_not_go_through_measure_trip(monkeypatch):
+    """The batch takes trips whose IMU is used or rejected: no measure_trip, build_record or per-trip channel."""
+    spec = FleetSpec(vehicles=2, days=1, seed=3)
+    gps, imu = normalised(*trip_frames(spec, [t for v in vehicle_ids(2) for t in make_trips(spec, v)]))
+    want = score_file.score_frames_per_trip(gps, imu, CFG)
+    assert any(r["imu_status"] in ("vehicle_frame", "rotated") for r in want)
+
+    def boom(*a, **k):
+        raise AssertionError("called per trip")
+
+    monkeypatch.setattr(batchrows, "measure_trip", boom)
+    monkeypatch.setattr(batchrows, "build_record", boom)
+    monkeypatch.setattr(intensity, "channel", boom)
+    monkeypatch.setattr(intensity, "continuous", boom)
+    monkeypatch.setattr(features, "fill_gaps", boom)
+    monkeypatch.setattr(features, "gps_trust_speed", boom)
+    monkeypatch.setattr(features, "harsh_events", boom)
+    assert score_file.score_frames(gps, imu, CFG) == want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_imu_batch_kernel_equals_the_per_trip_functions(seed):
+    """scoring.batchimu against the functions measure_trip calls for a used IMU (fill_gaps, gps_trust_speed,
+    harsh_events, the channel's 1 s means): random trips with GPS gaps, IMU rates 1-100 Hz with holes, NaN and
+    infinite samples, lags of 0-3 s, trips without a 1 Hz grid, the last trip with few fixes."""
+    from scoring import batchimu
+    from scoring.align import Alignment
+    from scoring.intensity import _bin_means, channel
+
+    rng = np.random.default_rng(seed)
+    ts, vs, its, als, pers, grids = [], [], [], [], [], []
+    for j in range(int(rng.integers(1, 6))):
+        n = int(rng.choice([3, 40, 400])) if j else 3
+        t_s = 1_790_000_000.0 + np.cumsum(rng.choice([1.0, 1.0, 1.0, 4.0, 12.0, 40.0], n))
+        v = 6.0 + np.abs(np.cumsum(rng.normal(0, 1.2, n)))
+        hz = float(rng.choice([1.0, 5.0, 10.0, 25.0, 100.0]))
+        it = np.arange(t_s[0] - 2.0, t_s[-1] + 2.0, 1.0 / hz)
+        it = it[rng.random(it.shape[0]) > 0.05]  # holes
+        it = np.unique(it + rng.uniform(-0.2 / hz, 0.2 / hz, it.shape[0]))  # jitter
+        # sustained swings through every band, and noise
+        lon = 4.5 * np.sin(it / 9.0) + rng.normal(0, 0.8, it.shape[0])
+        lat = 5.0 * np.cos(it / 7.0) + rng.normal(0, 0.8, it.shape[0])
+        lon[rng.random(it.shape[0]) < 0.03] = np.nan
+        lat[rng.random(it.shape[0]) < 0.03] = np.nan
+        lon[rng.integers(0, it.shape[0], 1)] = np.inf if seed % 2 else -np.inf
+        lag = float(rng.choice([0.0, 0.7, 1.3, 3.0]))
+        ts.append(t_s)
+        vs.append(v)
+        its.append(it)
+        als.append(Alignment(lon, lat, "rotated", lag, 0.8, "raw", ""))
+        pers.append(float(np.median(np.diff(it))))
+        grids.append(channel(t_s, v, None, None, None, CFG).t)
+    goff = np.concatenate([[0], np.cumsum([x.shape[0] for x in ts])]).astype(np.int64)
+    ch_off = np.concatenate([[0], np.cumsum([x.shape[0] for x in grids])]).astype(np.int64)
+    ch_t = np.concatenate(grids)
+    z = np.full(ch_t.shape[0], -7.0)
+    k_used = list(range(len(ts)))
+    b = batchimu.imu_batch(
+        goff, np.concatenate(ts), np.concatenate(vs), ch_off, ch_t, z, z, k_used, its, als, pers, CFG
+    )
+    assert np.array_equal(z, np.full(ch_t.shape[0], -7.0))  # the group's channel is copied, not written
+    for k, (t_s, v, it, a, per) in enumerate(zip(ts, vs, its, als, pers, strict=True)):
+        gm, gsec, _ = features.fill_gaps(t_s, v, it, a.lon, CFG.max_integration_gap_s, CFG.max_gap_fill_s)
+        assert (b.gap[k, 0], b.gap[k, 1]) == (gm, gsec)
+        v_at = features.gps_trust_speed(it + a.lag_s, t_s, v, CFG)
+        for kind, ax, col in (("brake", a.lon, 0), ("accel", a.lon, 3), ("corner", a.lat, 6)):
+            ev = features.harsh_events(it, ax, v_at, kind, CFG, per)
+            assert tuple(b.grades[k, col : col + 3]) == ev.grades, (k, kind)
+        c0, c1 = ch_off[k], ch_off[k + 1]
+        if 1.0 / per >= CFG.intensity_min_imu_hz:
+            assert b.with_ch[k]
+            for got, ax in ((b.ch_lon, a.lon), (b.ch_lat, a.lat)):
+                want = _bin_means(it, ax, grids[k] - a.lag_s)
+                assert np.array_equal(got[c0:c1], want, equal_nan=True)
+        else:
+            assert not b.with_ch[k] and (b.ch_lon[c0:c1] == -7.0).all()
+    assert b.grades.sum() > 0 and (b.gap[:, 1] > 0).any()  # events and filled gaps were there to compare

@@ -359,8 +359,9 @@ def score_trips(
     trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig, layer: MapLayer | None = None
 ) -> list[dict]:
     """Rows of the scored trips (``limits``: the file's posted limits per trip, None = from the map layer): the
-    speed-channel kernels run over all trips at once (scoring/batch.py), trips without IMU samples become rows
-    column-wise, the others go through ``measure_trip`` with those results (scoring/batchrows.py)."""
+    speed-channel kernels run over all trips at once (scoring/batch.py), each IMU is aligned per trip and the used
+    ones' accelerometer kernels run over all of them at once (scoring/batchimu.py), and the rows are built
+    column-wise (scoring/batchrows.py)."""
     limits = [trip_limits(trip, layer) if lim is None else lim for trip, lim in zip(trips, limits, strict=True)]
     return score_rows(trips, limits, cfg)
 
