@@ -8,7 +8,7 @@ many of both, with boundaries that do not line up."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -277,3 +277,42 @@ def test_the_lean_national_book_prices_as_the_full_one(tmp_path, monkeypatch):
         )
         con.close()
     assert len(out[0]) == 1_200 and out[0] == out[1]
+
+
+def test_the_sql_built_national_book_is_what_it_says(tmp_path):
+    """bench/pricing.py --synthetic builds the 10 M x 60 book in DuckDB SQL (synthesize): the asked policies and
+    trips, one id each, every trip inside the month, the bulk generator's km and harsh-event scale, the same book
+    on a rebuild, and a book that prices into every harsh-braking band, some premiums capped."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_pricing", Path(__file__).resolve().parents[1] / "bench" / "pricing.py"
+    )
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)  # type: ignore[union-attr]
+    sums = []
+    for name in ("a", "b"):
+        db = tmp_path / f"{name}.duckdb"
+        bp.build(db, 3_000, 8, synthetic=True)
+        con = store.connect(db)
+        r = con.execute(
+            """SELECT count(*), count(DISTINCT trip_id), count(DISTINCT vehicle_id), min(start_ts), max(start_ts),
+                      avg(distance_km), sum(harsh_brakes) * 100 / sum(distance_km), sum(moving_s),
+                      (SELECT count(*) FROM policies), (SELECT count(DISTINCT vehicle_group) FROM policies)
+               FROM trips"""
+        ).fetchone()
+        sums.append(r)
+        assert r[:3] == (24_000, 24_000, 3_000) and r[8:] == (3_000, 4)
+        assert r[3] >= datetime(2026, 10, 1) and r[4] < datetime(2026, 11, 1)
+        assert 10 < r[5] < 14 and 1 < r[6] < 5  # bulk: km gamma(2, 6), a few harsh brakes per 100 km
+        per_vehicle = con.execute("SELECT DISTINCT count(*) FROM trips GROUP BY vehicle_id").fetchall()
+        assert per_vehicle == [(8,)]
+        if name == "a":
+            s = store.run_month(con, load_rulebook(Config().rulebook), MONTH, actor="t")
+            assert s.policies == 3_000 and s.capped_up > 0 and s.priced_on_driving > 2_900
+            bands = con.execute(
+                "SELECT count(DISTINCT json_extract_string(trace, '$.factors[0].band')) FROM premiums"
+            ).fetchone()[0]
+            assert bands == 5
+        con.close()
+    assert sums[0] == sums[1]
