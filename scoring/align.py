@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scoring.imukernels import nan_to_num_kernel
 from scoring.kernels import window_mean_kernel
 from scoring.lagfit import lag_fit
 from ubi.common.config import ScoringConfig
@@ -108,7 +109,8 @@ def align_to_vehicle(
     e1 = x - x.dot(u) * u
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(u, e1)
-    A0 = np.nan_to_num(A)
+    A0 = np.empty_like(A)
+    nan_to_num_kernel(A, A0)  # np.nan_to_num(A)
     h1, h2 = smooth(e1 @ A0, n1), smooth(e2 @ A0, n1)
     t0 = max(imu_t_s[0], gps_t_s[0]) + cfg.imu_max_lag_s
     t1 = min(imu_t_s[-1], gps_t_s[-1])

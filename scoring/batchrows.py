@@ -27,6 +27,7 @@ from scoring.align import Alignment, align_to_vehicle
 from scoring.batch import GroupKernels, config_groups, group_kernels, precomputed_of
 from scoring.batchimu import imu_batch
 from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, imu_status, measure_trip
+from scoring.imukernels import median_step
 from scoring.intensity import cruise_kernel, intensity_kernel, levels, longest_drive_kernel, speeding_bands_kernel
 from scoring.population import _GRADE_W, TABLE_TOP, percentile, table_for
 from scoring.rounding import pyround
@@ -406,7 +407,7 @@ def _aligned(trip: ClosedTrip, g: GroupKernels, k: int) -> tuple[Alignment, np.n
     where the alignment raises (``measure_trip`` then raises it for this trip)."""
     good = g.keep[g.off[k] : g.off[k + 1]]
     it = trip.imu_t_ms / 1000.0
-    per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None
+    per = median_step(it) if it.shape[0] >= 2 else None
     try:
         a = align_to_vehicle(
             it, trip.acc_lon, trip.acc_lat, trip.acc_vert, trip.t_ms[good] / 1000.0, trip.speed[good], g.cfg, per

@@ -11,7 +11,7 @@ import numpy as np
 
 from scoring.align import Alignment, align_to_vehicle, smooth
 from scoring.gapfill import fill_gaps
-from scoring.imukernels import trust_speed_kernel
+from scoring.imukernels import median_step, trust_speed_kernel
 from scoring.intensity import Continuous, IntensityChannel, continuous, continuous_fields
 from scoring.kernels import (
     clean_kernel,
@@ -459,7 +459,7 @@ def measure_trip(
     per: float | None = None
     if trip.imu_t_ms.shape[0]:
         it = trip.imu_t_ms / 1000.0
-        per = float(np.median(np.diff(it))) if it.shape[0] >= 2 else None  # once for alignment, events, channel
+        per = median_step(it) if it.shape[0] >= 2 else None  # once for alignment, events, channel
         imu = align_to_vehicle(it, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, v, cfg, per)
     used = imu is not None and imu.used
     if used:

@@ -110,3 +110,43 @@ def bin_means_kernel(ts: np.ndarray, x: np.ndarray, grid: np.ndarray, out: np.nd
             hi -= 1
         cnt = hi - lo
         out[q] = (c[hi] - c[lo]) / cnt if cnt > 0 else np.nan
+
+
+@njit(cache=True, nogil=True)
+def nan_to_num_kernel(a: np.ndarray, out: np.ndarray) -> None:
+    """``np.nan_to_num(a)`` of a float64 array (any shape, C order): NaN -> 0.0, +inf -> the largest float,
+    -inf -> the most negative one, the rest as it is."""
+    big = np.finfo(np.float64).max
+    x = a.ravel()
+    o = out.ravel()
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v != v:
+            o[i] = 0.0
+        elif v == np.inf:
+            o[i] = big
+        elif v == -np.inf:
+            o[i] = -big
+        else:
+            o[i] = v
+
+
+@njit(cache=True, nogil=True)
+def median_step_kernel(t: np.ndarray) -> float:
+    """``np.median(np.diff(t))`` (at least two times): the middle difference, or the mean of the two middle ones
+    as NumPy takes it ((a + b) / 2; a difference is never -0.0), NaN when any difference is NaN."""
+    n = t.shape[0] - 1
+    d = np.empty(n)
+    for i in range(n):
+        d[i] = t[i + 1] - t[i]
+        if d[i] != d[i]:
+            return np.nan
+    return np.median(d)
+
+
+def median_step(t: np.ndarray) -> float:
+    """``float(np.median(np.diff(t)))`` for at least two times: ``median_step_kernel`` on float64 times (the IMU's,
+    as measure_trip makes them), NumPy itself on anything else."""
+    if t.dtype == np.float64 and t.ndim == 1:
+        return float(median_step_kernel(np.ascontiguousarray(t)))
+    return float(np.median(np.diff(t)))

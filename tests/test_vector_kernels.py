@@ -9,6 +9,7 @@ import pytest
 
 from scoring import reference as R
 from scoring.align import smooth
+from scoring.imukernels import median_step, median_step_kernel, nan_to_num_kernel
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
 
@@ -81,3 +82,38 @@ def test_lag_scan_on_a_trip_sized_grid():
     out, want = _scan(y1, y2, d, 1, nlag)
     assert out.tobytes() == want.tobytes()
     assert out[:, 0].max() > 0.9  # the fit finds the shifted signal
+
+
+# -------------------------------------------- small exact kernels of the alignment (scoring/imukernels.py)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_median_step_equals_numpy(seed):
+    """Odd and even counts of intervals, repeated and jittered IMU times, random order, NaN and infinite times,
+    two times."""
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 4, 5, 8, 9, 101, 2000):
+        for k in range(12):
+            t = 1.79e9 + np.cumsum(rng.choice([0.1, 0.1, 0.2, 0.05, 0.099, 0.101, 0.0], n))
+            if k % 4 == 1:
+                t = rng.normal(0, 1, n)
+            if k % 4 == 2:
+                t[rng.integers(0, n)] = np.nan if k % 8 == 2 else np.inf
+            with np.errstate(invalid="ignore"):
+                want = float(np.median(np.diff(t)))
+            assert repr(median_step(t)) == repr(want), (n, k)
+            assert repr(float(median_step_kernel(t))) == repr(want), (n, k)
+    assert median_step(np.array([3, 5, 9], np.int64)) == 3.0  # other dtypes: NumPy itself
+
+
+def test_nan_to_num_equals_numpy():
+    rng = np.random.default_rng(5)
+    for shape in ((0,), (1,), (7,), (3, 1000), (3, 0)):
+        a = rng.normal(0, 5, shape)
+        flat = a.reshape(-1)
+        if flat.shape[0]:
+            for v in (np.nan, np.inf, -np.inf, -0.0, 0.0):
+                flat[rng.integers(0, flat.shape[0], 3)] = v
+        out = np.full_like(a, 7.0)
+        nan_to_num_kernel(a, out)
+        assert [repr(x) for x in out.reshape(-1).tolist()] == [repr(x) for x in np.nan_to_num(a).reshape(-1).tolist()]
