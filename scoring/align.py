@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scoring.imukernels import nan_to_num_kernel
+from scoring.imukernels import gradient, nan_to_num_kernel
 from scoring.kernels import window_mean_kernel
 from scoring.lagfit import lag_fit
 from ubi.common.config import ScoringConfig
@@ -48,6 +48,14 @@ class Alignment:
     @property
     def used(self) -> bool:
         return self.status != "unusable"
+
+
+def cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross`` of two 3-vectors of float64, the same products and differences (a1 b2 - a2 b1, ...) without
+    its general machinery (~20 us a call)."""
+    a0, a1, a2 = float(a[0]), float(a[1]), float(a[2])
+    b0, b1, b2 = float(b[0]), float(b[1]), float(b[2])
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
 
 
 def smooth(x: np.ndarray, n: int) -> np.ndarray:
@@ -108,14 +116,14 @@ def align_to_vehicle(
     x = np.eye(3)[int(np.argmin(np.abs(u)))] if not level else np.array([1.0, 0.0, 0.0])
     e1 = x - x.dot(u) * u
     e1 /= np.linalg.norm(e1)
-    e2 = np.cross(u, e1)
+    e2 = cross3(u, e1)
     A0 = np.empty_like(A)
     nan_to_num_kernel(A, A0)  # np.nan_to_num(A)
     h1, h2 = smooth(e1 @ A0, n1), smooth(e2 @ A0, n1)
     t0 = max(imu_t_s[0], gps_t_s[0]) + cfg.imu_max_lag_s
     t1 = min(imu_t_s[-1], gps_t_s[-1])
     grid = np.arange(t0, t1, 0.1) if t1 - t0 >= _MIN_OVERLAP_S else np.zeros(0)
-    dv = np.interp(grid, gps_t_s, np.gradient(gps_v, gps_t_s)) if grid.size else grid
+    dv = np.interp(grid, gps_t_s, gradient(gps_v, gps_t_s)) if grid.size else grid
     if grid.size == 0 or dv.std() < _MIN_DV_STD:
         why = f"overlap < {_MIN_OVERLAP_S:.0f} s" if grid.size == 0 else "no speed changes to align on"
         if level and gravity in ("raw", "no_vertical"):
@@ -141,7 +149,7 @@ def align_to_vehicle(
     if level and fwd[0] > _LEVEL_COS:
         out = Alignment(lon, lat, "vehicle_frame", best_l, best_r, gravity, how)
     else:
-        left = np.cross(u, fwd)
+        left = cross3(u, fwd)
         out = Alignment(fwd @ A, left @ A, "rotated", best_l, best_r, gravity, how)
     if gravity == "removed" and cfg.imu_removed_blend_s > 0:
         return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg, period_s)
@@ -164,7 +172,7 @@ def restore_sustained(
     lateral axis has no such reference here and stays attenuated (said in the reason)."""
     hz = 1.0 / (float(np.median(np.diff(imu_t_s))) if period_s is None else period_s)
     tq = imu_t_s + a.lag_s
-    dv = np.interp(tq, gps_t_s, np.gradient(gps_v, gps_t_s))
+    dv = np.interp(tq, gps_t_s, gradient(gps_v, gps_t_s))
     j = np.clip(np.searchsorted(gps_t_s, tq), 1, gps_t_s.shape[0] - 1)
     bad = (tq < gps_t_s[0]) | (tq > gps_t_s[-1]) | (gps_t_s[j] - gps_t_s[j - 1] > cfg.max_integration_gap_s)
     dv[bad] = np.nan

@@ -150,3 +150,43 @@ def median_step(t: np.ndarray) -> float:
     if t.dtype == np.float64 and t.ndim == 1:
         return float(median_step_kernel(np.ascontiguousarray(t)))
     return float(np.median(np.diff(t)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gradient_kernel(f: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """``np.gradient(f, x)`` of 1-D float64 arrays (at least two samples), as NumPy computes it: one spacing when
+    every step of x equals the first (centred differences over twice it), else the second-order weights of the
+    uneven steps in the interior; first differences at both ends. Division as NumPy's (no exception)."""
+    n = f.shape[0]
+    dx0 = x[1] - x[0]
+    uniform = True
+    for i in range(1, n - 1):
+        if not (x[i + 1] - x[i] == dx0):
+            uniform = False
+            break
+    if uniform:
+        h = 2.0 * dx0
+        for i in range(1, n - 1):
+            out[i] = (f[i + 1] - f[i - 1]) / h
+        out[0] = (f[1] - f[0]) / dx0
+        out[n - 1] = (f[n - 1] - f[n - 2]) / dx0
+        return
+    for i in range(1, n - 1):
+        dx1 = x[i] - x[i - 1]
+        dx2 = x[i + 1] - x[i]
+        a = -dx2 / (dx1 * (dx1 + dx2))
+        b = (dx2 - dx1) / (dx1 * dx2)
+        c = dx1 / (dx2 * (dx1 + dx2))
+        out[i] = a * f[i - 1] + b * f[i] + c * f[i + 1]
+    out[0] = (f[1] - f[0]) / dx0
+    out[n - 1] = (f[n - 1] - f[n - 2]) / (x[n - 1] - x[n - 2])
+
+
+def gradient(f: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.gradient(f, x)``: ``gradient_kernel`` for float64 arrays of equal length >= 2, NumPy for the rest."""
+    if f.dtype == np.float64 and x.dtype == np.float64 and f.ndim == x.ndim == 1 and f.shape == x.shape:
+        if f.shape[0] >= 2:
+            out = np.empty(f.shape[0])
+            gradient_kernel(np.ascontiguousarray(f), np.ascontiguousarray(x), out)
+            return out
+    return np.gradient(f, x)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from scoring import reference as R
-from scoring.align import smooth
-from scoring.imukernels import median_step, median_step_kernel, nan_to_num_kernel
+from scoring.align import cross3, smooth
+from scoring.imukernels import gradient, median_step, median_step_kernel, nan_to_num_kernel
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
 
@@ -117,3 +117,36 @@ def test_nan_to_num_equals_numpy():
         out = np.full_like(a, 7.0)
         nan_to_num_kernel(a, out)
         assert [repr(x) for x in out.reshape(-1).tolist()] == [repr(x) for x in np.nan_to_num(a).reshape(-1).tolist()]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gradient_equals_numpy(seed):
+    """Even and uneven steps (one step off makes it uneven), two and three samples, NaN and infinite values,
+    repeated times (NumPy's division by zero), and NumPy itself for other dtypes."""
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 4, 10, 500):
+        for k in range(30):
+            x = 1.79e9 + (np.arange(n) * 1.0 if k % 3 == 0 else np.cumsum(rng.choice([1.0, 1.0, 2.0, 0.5, 1.001], n)))
+            if k % 3 == 1 and n > 3:
+                x = 1.79e9 + np.arange(n) * 1.0
+                x[-1] += 1e-6
+            f = rng.normal(10, 3, n)
+            if k % 5 == 0:
+                f[rng.integers(0, n)] = np.nan if k % 10 else np.inf
+            if k % 13 == 0 and n > 2:
+                x[1] = x[0]
+            with np.errstate(all="ignore"):
+                want = np.gradient(f, x)
+                got = gradient(f, x)
+            assert [repr(v) for v in got.tolist()] == [repr(v) for v in want.tolist()], (n, k)
+    assert np.array_equal(gradient(np.array([1, 4, 9]), np.array([0, 1, 2])), np.gradient([1, 4, 9], [0, 1, 2]))
+
+
+def test_cross3_equals_numpy():
+    rng = np.random.default_rng(9)
+    for k in range(500):
+        a, b = rng.normal(0, 1, 3) * 10.0 ** rng.integers(-5, 5), rng.normal(0, 1, 3)
+        if k % 50 == 0:
+            a[0] = np.nan if k % 100 else -0.0
+        want = [repr(v) for v in np.cross(a, b).tolist()]
+        assert [repr(v) for v in cross3(a, b).tolist()] == want
