@@ -9,6 +9,7 @@ import pytest
 
 from scoring import reference as R
 from scoring.align import cross3, smooth
+from scoring.filecut import median_diff_int_kernel, median_int, vehicle_imu_hz
 from scoring.imukernels import gradient, median_step, median_step_kernel, nan_to_num_kernel
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
@@ -150,3 +151,28 @@ def test_cross3_equals_numpy():
             a[0] = np.nan if k % 100 else -0.0
         want = [repr(v) for v in np.cross(a, b).tolist()]
         assert [repr(v) for v in cross3(a, b).tolist()] == want
+
+
+def test_median_diff_int_kernel_equals_median_int():
+    """The one-pass counting median of a vehicle's IMU intervals against median_int(np.diff(t)) (itself checked
+    against np.median in tests/test_score_batch.py): repeats, odd and even counts, two times, day-long gaps (a
+    minority, and a majority: then it hands over), wide ranges, unordered times."""
+    rng = np.random.default_rng(5)
+    for k in range(2000):
+        n = int(rng.integers(1, 90))
+        x = rng.choice(np.array([0, 1, 33, 34, 100, 100, 101, 5000, -3]), n)
+        if k % 9 == 0:
+            x = rng.integers(-(10**7), 10**7, n)
+        elif k % 5 == 0:
+            x[rng.random(n) < 0.3] = 86_400_000
+        elif k % 7 == 0:
+            x[rng.random(n) < 0.6] = 86_400_000
+        t = np.concatenate([[1_790_000_000_000], 1_790_000_000_000 + np.cumsum(x)]).astype(np.int64)
+        a, b = median_diff_int_kernel(t)
+        want = median_int(np.diff(t))
+        if a <= b:
+            assert (float(a) if a == b else (float(a) + float(b)) / 2) == want, k
+        else:
+            assert want > min(np.diff(t)) + 65_536  # handed over only where the median lies beyond the counts
+    assert vehicle_imu_hz(np.arange(0, 20_000, 100, dtype=np.int64)) == 10
+    assert vehicle_imu_hz(np.array([5], np.int64)) == 10
