@@ -158,8 +158,6 @@ class ImuBatch:
     gap: np.ndarray  # (nu, 2): distance m, seconds filled through GPS gaps
     grades: np.ndarray  # (nu, 9): brake, accel, corner (moderate, harsh, severe)
     with_ch: np.ndarray  # (nu,) the channel's lon / lat are the IMU's 1 s means
-    ch_lon: np.ndarray  # the group's channel with those trips' IMU means in place
-    ch_lat: np.ndarray
 
 
 def imu_batch(
@@ -177,7 +175,8 @@ def imu_batch(
     cfg: ScoringConfig,
 ) -> ImuBatch:
     """``imu_batch_kernel`` over the group's used-IMU trips ``trip_k`` (their IMU times in s, strictly increasing
-    and finite, at least two; their alignments, used; their median IMU intervals)."""
+    and finite, at least two; their alignments, used; their median IMU intervals). Writes the IMU's 1 s means into
+    those trips' segments of ``g_ch_lon`` / ``g_ch_lat`` (pass copies of the group's channel)."""
     nu = len(trip_k)
     sizes = np.array([x.shape[0] for x in its], np.int64)
     ioff = np.zeros(nu + 1, np.int64)
@@ -196,7 +195,6 @@ def imu_batch(
     with_ch = np.array([1.0 / per >= cfg.intensity_min_imu_hz for per in periods], np.uint8)
     gap = np.zeros((nu, 2))
     grades = np.zeros((nu, 9), np.int64)
-    ch_lon, ch_lat = g_ch_lon.copy(), g_ch_lat.copy()
     imu_batch_kernel(
         g_goff,
         g_tg,
@@ -217,7 +215,7 @@ def imu_batch(
         fparams(cfg),
         gap,
         grades,
-        ch_lon,
-        ch_lat,
+        g_ch_lon,
+        g_ch_lat,
     )
-    return ImuBatch(np.array(trip_k, np.int64), gap, grades, with_ch.astype(bool), ch_lon, ch_lat)
+    return ImuBatch(np.array(trip_k, np.int64), gap, grades, with_ch.astype(bool))

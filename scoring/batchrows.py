@@ -429,22 +429,58 @@ def _batchable(trip: ClosedTrip, it: np.ndarray, per: float | None) -> bool:
     )
 
 
+def _flush(
+    g: GroupKernels,
+    pending: list[tuple[int, np.ndarray, Alignment, float]],
+    ch_lon: np.ndarray,
+    ch_lat: np.ndarray,
+    done: dict[int, tuple[np.ndarray, np.ndarray, bool]],
+) -> None:
+    """The accelerometer kernels over the pending used-IMU trips (k, IMU times, alignment, median interval) of
+    group ``g``: their results into ``done[k]`` (gap, grades, IMU channel), their 1 s means into ch_lon / ch_lat."""
+    if not pending:
+        return
+    ks = [p[0] for p in pending]
+    ib = imu_batch(
+        g.goff,
+        g.tg,
+        g.vg,
+        g.ch_off,
+        g.ch_t,
+        ch_lon,
+        ch_lat,
+        ks,
+        [p[1] for p in pending],
+        [p[2] for p in pending],
+        [p[3] for p in pending],
+        g.cfg,
+    )
+    for u, k in enumerate(ks):
+        done[k] = (ib.gap[u], ib.grades[u], bool(ib.with_ch[u]))
+    pending.clear()
+
+
+IMU_CHUNK = 1_000_000  # IMU samples aligned and batched at a time: bounds the memory a large file's IMU takes
+
+
 def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> list[dict]:
     """``score_trip(trip, cfg, limit).as_row()`` of every trip (``limits``: posted limit per fix, m/s, NaN unknown,
     or None), the speed-channel kernels over all trips of a configuration at once and the rows column-wise
     (``rows``): trips without IMU samples, trips whose IMU is rejected (aligned per trip), and trips whose IMU is
-    used (aligned per trip, then the accelerometer kernels over all of them at once: scoring/batchimu.py). What
-    the batch cannot take goes through ``measure_trip`` with the batch's results (``Precomputed``) or alone (it
-    raises what it raises for them)."""
+    used (aligned per trip, then the accelerometer kernels over up to IMU_CHUNK samples of them at once:
+    scoring/batchimu.py). What the batch cannot take goes through ``measure_trip`` with the batch's results
+    (``Precomputed``) or alone (it raises what it raises for them)."""
     out: list[dict | None] = [None] * len(trips)
     for c, idx in config_groups(trips, limits, cfg):
         g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c)
         ok = g.ok.tolist()
         sel: list[int] = []
         aligned: list[Alignment | None] = []
-        used_k: list[int] = []
-        its: list[np.ndarray] = []
-        pers: list[float] = []
+        ch_lon, ch_lat = g.ch_lon.copy(), g.ch_lat.copy()
+        done: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}  # k -> gap, grades, IMU channel
+        pending: list[tuple[int, np.ndarray, Alignment, float]] = []
+
+        size = 0
         for k in range(len(idx)):
             trip = trips[idx[k]]
             if not ok[k]:
@@ -461,39 +497,26 @@ def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: Sc
                 if not _batchable(trip, it, per):
                     continue
                 assert per is not None
-                used_k.append(k)
-                its.append(it)
-                pers.append(per)
+                pending.append((k, it, a, per))
+                size += it.shape[0]
+                if size >= IMU_CHUNK:
+                    _flush(g, pending, ch_lon, ch_lat, done)
+                    size = 0
             sel.append(k)
-            aligned.append(a)
+            aligned.append(replace(a, lon=_NONE, lat=_NONE))  # the rows need its verdict, not its axes
+        _flush(g, pending, ch_lon, ch_lat, done)
         gi = g
         imu: RowImu | None = None
         if any(a is not None for a in aligned):
-            ib = imu_batch(
-                g.goff,
-                g.tg,
-                g.vg,
-                g.ch_off,
-                g.ch_t,
-                g.ch_lon,
-                g.ch_lat,
-                used_k,
-                its,
-                [aligned[sel.index(k)] for k in used_k],  # type: ignore[misc]
-                pers,
-                c,
-            )
-            gi = replace(g, ch_lon=ib.ch_lon, ch_lat=ib.ch_lat)
-            at = {k: u for u, k in enumerate(used_k)}
+            gi = replace(g, ch_lon=ch_lon, ch_lat=ch_lat)
             ns = len(sel)
-            used = np.array([k in at for k in sel], bool)
+            used = np.array([k in done for k in sel], bool)
             gap, grades, with_ch = np.zeros((ns, 2)), np.zeros((ns, 9), np.int64), np.zeros(ns, bool)
             for j, k in enumerate(sel):
-                if k in at:
-                    u = at[k]
-                    gap[j], grades[j] = ib.gap[u], ib.grades[u]
+                if k in done:
+                    gap[j], grades[j], w = done[k]
                     # intensity.channel: a trip without a 1 Hz grid keeps the "speed" channel (empty)
-                    with_ch[j] = ib.with_ch[u] and g.ch_off[k + 1] > g.ch_off[k]
+                    with_ch[j] = w and g.ch_off[k + 1] > g.ch_off[k]
             imu = RowImu(aligned, used, gap, grades, with_ch)
         for k, row in zip(sel, rows([trips[idx[k]] for k in sel], gi, np.array(sel, np.int64), imu), strict=True):
             out[idx[k]] = row
@@ -507,6 +530,9 @@ def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: Sc
         if out[i] is None:
             out[i] = build_record(trip, measure_trip(trip, cfg, limits[i])).as_row()
     return out  # type: ignore[return-value]
+
+
+_NONE = np.zeros(0)
 
 
 _CONT_NAMES = (

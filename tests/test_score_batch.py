@@ -629,6 +629,9 @@ def test_imu_trips_do_not_go_through_measure_trip(monkeypatch):
     monkeypatch.setattr(features, "gps_trust_speed", boom)
     monkeypatch.setattr(features, "harsh_events", boom)
     assert score_file.score_frames(gps, imu, CFG) == want
+    # IMU batched a few trips at a time (bounded memory): the same rows
+    monkeypatch.setattr(batchrows, "IMU_CHUNK", 30_000)
+    assert score_file.score_frames(gps, imu, CFG) == want
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -666,12 +669,11 @@ def test_imu_batch_kernel_equals_the_per_trip_functions(seed):
     goff = np.concatenate([[0], np.cumsum([x.shape[0] for x in ts])]).astype(np.int64)
     ch_off = np.concatenate([[0], np.cumsum([x.shape[0] for x in grids])]).astype(np.int64)
     ch_t = np.concatenate(grids)
-    z = np.full(ch_t.shape[0], -7.0)
+    ch_lon, ch_lat = np.full(ch_t.shape[0], -7.0), np.full(ch_t.shape[0], -7.0)
     k_used = list(range(len(ts)))
     b = batchimu.imu_batch(
-        goff, np.concatenate(ts), np.concatenate(vs), ch_off, ch_t, z, z, k_used, its, als, pers, CFG
+        goff, np.concatenate(ts), np.concatenate(vs), ch_off, ch_t, ch_lon, ch_lat, k_used, its, als, pers, CFG
     )
-    assert np.array_equal(z, np.full(ch_t.shape[0], -7.0))  # the group's channel is copied, not written
     for k, (t_s, v, it, a, per) in enumerate(zip(ts, vs, its, als, pers, strict=True)):
         gm, gsec, _ = features.fill_gaps(t_s, v, it, a.lon, CFG.max_integration_gap_s, CFG.max_gap_fill_s)
         assert (b.gap[k, 0], b.gap[k, 1]) == (gm, gsec)
@@ -682,9 +684,9 @@ def test_imu_batch_kernel_equals_the_per_trip_functions(seed):
         c0, c1 = ch_off[k], ch_off[k + 1]
         if 1.0 / per >= CFG.intensity_min_imu_hz:
             assert b.with_ch[k]
-            for got, ax in ((b.ch_lon, a.lon), (b.ch_lat, a.lat)):
+            for got, ax in ((ch_lon, a.lon), (ch_lat, a.lat)):
                 want = _bin_means(it, ax, grids[k] - a.lag_s)
                 assert np.array_equal(got[c0:c1], want, equal_nan=True)
         else:
-            assert not b.with_ch[k] and (b.ch_lon[c0:c1] == -7.0).all()
+            assert not b.with_ch[k] and (ch_lon[c0:c1] == -7.0).all() and (ch_lat[c0:c1] == -7.0).all()
     assert b.grades.sum() > 0 and (b.gap[:, 1] > 0).any()  # events and filled gaps were there to compare
