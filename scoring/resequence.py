@@ -10,10 +10,11 @@ share with its own delay. The device contract numbers every message (+1 each), w
   ``window_ms`` past the moment it arrived (the missing seq was dead-lettered or is lost: go on without it);
 - a seq at or below the last released one (a repeat, or a device that rebooted and counts from 0 again) passes at
   once, for the cutter to judge; a repeat of a held seq is dropped and counted;
-- a vehicle seen for the first time starts at its first ``ignition_on`` (with anything older that was held, for
-  the cutter to judge); a first message that is not an ``ignition_on`` is held like a gap, because the trip's
-  start may still be on the way (two bridges reorder a vehicle's first messages: the cluster tests saw a trip's
-  batches reach Kafka before its ``ignition_on`` and the trip cut short). A device that sends no ignition events
+- a vehicle seen for the first time starts once the lowest seq it has sent so far is an ``ignition_on``; until
+  then its messages are held like a gap, because its first trip's start may still be on the way (two bridges
+  reorder a vehicle's first messages: the cluster tests saw a trip's batches reach Kafka before its
+  ``ignition_on``, and with one bridge killed, a second trip's ``ignition_on`` before the first's, each time
+  cutting trips short). A device that sends no ignition events
   (motion trips) is released when the window ends, so its first data waits ``window_ms`` of its partition's
   receive time once, or sooner when the whole stream has gone quiet (``release_new``: with no traffic the
   watermark never moves, and a new device's data would wait for ever). The cutter's durable state restarts a
@@ -65,14 +66,17 @@ class Resequencer:
             self.last[v] = seq
             return [p, *self._drain(v)]
         if last is None:
-            if not (isinstance(p.item, DeviceEvent) and p.item.event == "ignition_on"):
-                # a first message that does not start a trip: the trip's start may still be on the way (two
-                # bridges reorder a vehicle's first messages), so it waits like a gap, for an ignition_on with a
-                # lower seq or the end of the window
-                return self._hold(v, p)
-            self.last[v] = seq
-            earlier = self.held.pop(v, {})  # older messages held before it: for the cutter to judge, in order
-            return [*(earlier[s] for s in sorted(earlier) if s < seq), p, *self._after(v, earlier)]
+            # a vehicle not started yet: it starts when the lowest seq it has sent so far is an ignition_on (its
+            # first trip's start; two bridges reorder a vehicle's first messages, and a later trip's ignition_on
+            # can come before the first trip's), or when the window of that lowest message ends
+            self._hold(v, p)
+            held = self.held[v]
+            first = min(held)
+            q = held[first].item
+            if isinstance(q, DeviceEvent) and q.event == "ignition_on":
+                self.last[v] = first - 1
+                return self._drain(v)
+            return []
         if seq <= last:
             return [p, *self._drain(v)]
         if seq == last + 1:
@@ -87,13 +91,6 @@ class Resequencer:
         else:
             held[p.item.seq] = p
         return []
-
-    def _after(self, v: str, earlier: dict[int, Pending]) -> list[Pending]:
-        """The held messages after the first ignition_on of a vehicle, in order as far as they follow on."""
-        later = {s: q for s, q in earlier.items() if s > self.last[v]}
-        if later:
-            self.held[v] = later
-        return self._drain(v)
 
     def _drain(self, v: str) -> list[Pending]:
         held = self.held.get(v)

@@ -109,8 +109,10 @@ def test_orphans_and_old_repeats_are_dropped():
     c.load_partition(0, 0, {"V1": {"mode": "ignition"}})  # stored by the scorer that emitted the trip
     assert feed_all(c, [batch(5, 0), off(6, 10)]) == []  # tail of a trip already emitted before a restart
     assert c.counters.orphans == 0 and c.counters.reordered == 2  # held: its trip's start might still come
-    assert len(feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)])) == 1
-    assert c.counters.orphans == 2  # released ahead of the next trip's ignition_on, as orphans
+    assert feed_all(c, [on(7, 100), batch(8, 100), off(9, 110)], start_offset=2) == []  # 5 is still the lowest
+    window_ms = c.reseq.window_ms
+    assert len(c.feed(batch(0, 0, vehicle="V2"), 0, 5, received_ms=window_ms)) == 1  # the window ends: V1 starts
+    assert c.counters.orphans == 2  # the tail, before the next trip's ignition_on
     assert feed_all(c, [on(7, 100), batch(8, 100)]) == []  # redelivered after the trip closed
     assert c.counters.repeats == 2
 
@@ -532,3 +534,19 @@ def test_a_quiet_stream_starts_vehicles_that_wait_for_an_ignition_on():
     assert c.reseq.last["V1"] == 2 and c.counters.started_quiet == 1 and 2 in c.reseq.held["V2"]
     assert [m.batch.seq for m in c.tracks["V1"].msgs] == [0, 1, 2]
     assert offsets(c) == {0: 0}  # the motion track holds them: nothing committed past them
+
+
+def test_a_later_trips_ignition_on_first_does_not_start_a_new_vehicle():
+    """One of two bridges killed: Mosquitto kept routing every other message of a new vehicle to the dead bridge's
+    session, so the odd seqs of its first trip and its second trip's ignition_on arrived before the first trip's
+    ignition_on (resent by the device). Starting at that ignition_on cut the first trip by motion (a data gap, 147
+    messages) and orphaned 115 batches; the vehicle starts at the lowest seq only when that is an ignition_on."""
+    trip_a = [on(0, 0), batch(1, 0), batch(2, 10), batch(3, 20), off(4, 30)]
+    trip_b = [on(5, 100), batch(6, 100), batch(7, 110), off(8, 120)]
+    first_bridge = [m for m in trip_a + trip_b if m.seq % 2]
+    resent = [m for m in trip_a + trip_b if not m.seq % 2]
+    c = TripCutter()
+    trips = feed_all(c, first_bridge + resent)
+    got = [(t.messages, t.complete, t.ended_by) for t in trips]
+    assert got == [(5, True, "ignition_off"), (4, True, "ignition_off")]
+    assert c.counters.orphans == 0 and c.counters.motion_closed == 0 and not c.reseq.held
