@@ -5,10 +5,10 @@ Per trip whose IMU is used, ``imu_batch_kernel`` runs the very kernels ``measure
 arguments: the distance through GPS gaps (``gap_fill_kernel``), GPS speed read back onto the IMU's clock at the
 fitted lag (``trust_speed_kernel``), the 0.5 s moving means and the graded brake / acceleration / corner events
 (``window_mean_kernel``, ``event_kernel``), and the 1 s IMU means of the continuous measures' channel
-(``bin_means_kernel``) on the trip's 1 Hz grid, which is the speed channel's grid (scoring/batch.py computed it).
-The alignment itself stays per trip (its mean, eigenvectors and projections are NumPy / BLAS, whose sums this
-module does not re-create). tests/test_score_batch.py compares the kernel with the per-trip functions and every
-field of every row with the per-trip path.
+(``bin_means2_kernel``: ``bin_means_kernel`` of both axes in one pass) on the trip's 1 Hz grid, which is the speed
+channel's grid (scoring/batch.py computed it). The alignment itself stays per trip (its mean, eigenvectors and
+projections are NumPy / BLAS, whose sums this module does not re-create). tests/test_score_batch.py compares the
+kernel with the per-trip functions and every field of every row with the per-trip path.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from numba import njit
 from scoring.align import Alignment
 from scoring.features import bands, event_window
 from scoring.gapfill import gap_fill_kernel
-from scoring.imukernels import bin_means_kernel, trust_speed_kernel
+from scoring.imukernels import bin_means2_kernel, trust_speed_kernel
 from scoring.kernels import event_kernel, window_mean_kernel
 from ubi.common.config import ScoringConfig
 
@@ -132,8 +132,7 @@ def imu_batch_kernel(
             gi = np.empty(c1 - c0)
             for j in range(c1 - c0):
                 gi[j] = ch_t[c0 + j] - lag_ch[u]
-            bin_means_kernel(t, lon, gi, ch_lon[c0:c1])
-            bin_means_kernel(t, lat, gi, ch_lat[c0:c1])
+            bin_means2_kernel(t, lon, lat, gi, ch_lon[c0:c1], ch_lat[c0:c1])
 
 
 def fparams(cfg: ScoringConfig) -> np.ndarray:

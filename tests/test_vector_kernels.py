@@ -10,9 +10,10 @@ import pytest
 from scoring import reference as R
 from scoring.align import cross3, smooth
 from scoring.filecut import median_diff_int_kernel, median_int, vehicle_imu_hz
-from scoring.imukernels import gradient, median_step, median_step_kernel, nan_to_num_kernel
+from scoring.imukernels import bin_means2_kernel, gradient, median_step, median_step_kernel, nan_to_num_kernel
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
+from scoring.reference_imu import bin_means_reference
 
 
 def _same(got: np.ndarray, want: list[float]) -> bool:
@@ -176,3 +177,26 @@ def test_median_diff_int_kernel_equals_median_int():
             assert want > min(np.diff(t)) + 65_536  # handed over only where the median lies beyond the counts
     assert vehicle_imu_hz(np.arange(0, 20_000, 100, dtype=np.int64)) == 10
     assert vehicle_imu_hz(np.array([5], np.int64)) == 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bin_means2_equals_the_reference_per_series(seed):
+    """Both axes in one pass, each exactly bin_means_reference (the NumPy twin of bin_means_kernel): NaN and
+    infinite samples in either series only, holes longer than a bin, grid times before, after and between, an
+    empty series."""
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 5, 400):
+        ts = np.sort(rng.uniform(0, 60, n))
+        x1, x2 = rng.normal(0, 2, n), rng.normal(0, 2, n)
+        if n:
+            x1[rng.random(n) < 0.1] = np.nan
+            x2[rng.random(n) < 0.2] = np.nan
+            x1[rng.integers(0, n)] = np.inf
+            x2[(ts > 20) & (ts < 23)] = np.nan
+        grid = np.arange(-2.0, 63.0, 1.0) + rng.uniform(-0.5, 0.5)
+        o1, o2 = np.empty(grid.shape[0]), np.empty(grid.shape[0])
+        bin_means2_kernel(ts, x1, x2, grid, o1, o2)
+        for got, x in ((o1, x1), (o2, x2)):
+            with np.errstate(invalid="ignore"):
+                want = bin_means_reference(ts, x, grid)
+            assert [repr(v) for v in got.tolist()] == [repr(v) for v in want.tolist()], n
