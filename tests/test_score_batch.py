@@ -690,3 +690,22 @@ def test_imu_batch_kernel_equals_the_per_trip_functions(seed):
         else:
             assert not b.with_ch[k] and (ch_lon[c0:c1] == -7.0).all() and (ch_lat[c0:c1] == -7.0).all()
     assert b.grades.sum() > 0 and (b.gap[:, 1] > 0).any()  # events and filled gaps were there to compare
+
+
+def test_device_profiles_with_imu_batch_equal_per_trip(monkeypatch):
+    """Phone, dongle and OEM vehicles with IMU in one file: a configuration group each (the dongle's 1.5 s and the
+    OEM's 1.0 s lag searches, 16 and 11 lags, the dongle's smoothed speed channel), every row equal to the per-trip
+    path, none left to measure_trip."""
+    spec = FleetSpec(vehicles=3, days=1, seed=12)
+    gps, imu = normalised(*trip_frames(spec, [t for v in vehicle_ids(3) for t in make_trips(spec, v)]))
+    v = vehicle_ids(3)
+    cfg = ScoringConfig(device_classes={v[0]: "dongle", v[1]: "oem"})
+
+    def boom(*a, **k):
+        raise AssertionError("left to measure_trip")
+
+    monkeypatch.setattr(batchrows, "measure_trip", boom)
+    rows = assert_same(gps, imu, cfg)
+    assert {r["device_class"] for r in rows} == {"dongle", "oem", "phone"}
+    used = {r["device_class"] for r in rows if r["imu_status"] in ("vehicle_frame", "rotated")}
+    assert used == {"dongle", "oem", "phone"}
