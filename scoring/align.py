@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scoring.imukernels import gradient, nan_to_num_kernel
+from scoring.imukernels import gradient, nan_to_num_kernel, nanmean_rows
 from scoring.kernels import window_mean_kernel
 from scoring.lagfit import lag_fit
 from ubi.common.config import ScoringConfig
@@ -89,7 +89,7 @@ def align_to_vehicle(
             lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, {gps_t_s.shape[0]} GPS)"
         )
     vert = np.full(n, np.nan) if vert.shape[0] != n else vert
-    A = np.vstack([lon, lat, vert]).astype(np.float64)
+    A = np.vstack([lon, lat, vert]).astype(np.float64, copy=False)  # a new array either way
     period_s = float(np.median(np.diff(imu_t_s))) if period_s is None else period_s
     hz = 1.0 / period_s
     n1 = max(1, int(round(hz)))
@@ -97,7 +97,7 @@ def align_to_vehicle(
         u, gravity = np.array([0.0, 0.0, 1.0]), "no_vertical"
         A[2] = 0.0
     else:
-        mean = np.nanmean(A, axis=1)
+        mean = nanmean_rows(A)  # np.nanmean(A, axis=1)
         m = float(np.linalg.norm(mean))
         if not np.isfinite(m):
             return Alignment(lon, lat, "unusable", float("nan"), gravity="partial", reason="no finite samples")

@@ -240,3 +240,30 @@ def _bin_diff(tk: np.ndarray, c: np.ndarray, k: int, grid: np.ndarray, out: np.n
             hi -= 1
         cnt = hi - lo
         out[q] = (c[hi] - c[lo]) / cnt if cnt > 0 else np.nan
+
+
+@njit(cache=True, nogil=True)
+def nan_zero_rows_kernel(a: np.ndarray, z: np.ndarray, cnt: np.ndarray) -> None:
+    """For a 2-D float64 array: z = a with NaN as 0.0 (infinities kept), cnt[r] = row r's non-NaN values: what
+    ``np.nanmean`` builds before its sums (``nanmean_rows``)."""
+    for r in range(a.shape[0]):
+        c = 0
+        for i in range(a.shape[1]):
+            x = a[r, i]
+            if x != x:
+                z[r, i] = 0.0
+            else:
+                z[r, i] = x
+                c += 1
+        cnt[r] = c
+
+
+def nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmean(a, axis=1)`` of a 2-D float64 array: NumPy's own sum of the NaN-zeroed rows (its pairwise
+    summation) divided by the counts, as nanmean divides them, without its masks and copies (a row of NaN gives NaN
+    without nanmean's warning)."""
+    z = np.empty_like(a)
+    cnt = np.empty(a.shape[0], np.intp)
+    nan_zero_rows_kernel(np.ascontiguousarray(a), z, cnt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.true_divide(np.add.reduce(z, axis=1), cnt)

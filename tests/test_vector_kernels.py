@@ -4,13 +4,22 @@ results must not move by a bit)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from scoring import reference as R
 from scoring.align import cross3, smooth
 from scoring.filecut import median_diff_int_kernel, median_int, vehicle_imu_hz
-from scoring.imukernels import bin_means2_kernel, gradient, median_step, median_step_kernel, nan_to_num_kernel
+from scoring.imukernels import (
+    bin_means2_kernel,
+    gradient,
+    median_step,
+    median_step_kernel,
+    nan_to_num_kernel,
+    nanmean_rows,
+)
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
 from scoring.reference_imu import bin_means_reference
@@ -200,3 +209,22 @@ def test_bin_means2_equals_the_reference_per_series(seed):
             with np.errstate(invalid="ignore"):
                 want = bin_means_reference(ts, x, grid)
             assert [repr(v) for v in got.tolist()] == [repr(v) for v in want.tolist()], n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nanmean_rows_equals_numpy(seed):
+    """Row lengths around NumPy's pairwise blocks (8, 128) and its 8,192-value buffer, NaN here and there, a row of
+    NaN only, infinities, a row of -0.0, no columns."""
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 7, 8, 9, 127, 128, 129, 8191, 8192, 8193, 14_600):
+        for k in range(4):
+            a = rng.normal(0, 3, (3, n)) + np.array([[0.1], [0.2], [9.8]])
+            if n:
+                a[rng.random((3, n)) < 0.05] = np.nan
+                a[1] = np.nan if k == 1 else a[1]
+                a[0, rng.integers(0, n)] = np.inf if k == 2 else a[0, 0]
+                a[2] = -0.0 if k == 3 else a[2]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want = np.nanmean(a, axis=1)
+            assert [repr(x) for x in nanmean_rows(a).tolist()] == [repr(x) for x in want.tolist()], (n, k)
