@@ -17,10 +17,12 @@ import polars as pl
 import pyarrow as pa
 
 BATCH_ROWS = 1_000_000
-# Rows written per INSERT: at least one DuckDB row group (122,880 rows), so DuckDB writes them straight to the file
-# as compressed row groups ("optimistic writes") instead of through the WAL and a checkpoint; measured 3x faster
-# per row (15 vs 45 us for 1.5 kB rows, encrypted) than 50,000-row inserts.
-STAGE_ROWS = 131_072
+# Rows written per INSERT: whole DuckDB row groups (122,880 rows), so DuckDB writes them straight to the file as
+# compressed row groups ("optimistic writes") instead of through the WAL, measured 3x faster per row (15 vs 45 us
+# for 1.5 kB rows, encrypted) than 50,000-row inserts; and exactly whole ones, since the checkpoint merges the
+# partial row group each INSERT leaves: 15 inserts of 122,880 rows left nothing to checkpoint (0.0 s) where 12
+# of 150,000 took a 66 s checkpoint, and a 10 M-row month 231 s and a 16 GB peak (docs/capacity.md).
+STAGE_ROWS = 122_880
 
 
 class ArrowIds(Sequence[str]):
@@ -83,14 +85,19 @@ def fetch_columns(relation: Any, text: tuple[str, ...] = (), batch_rows: int | N
 
 
 def batched(chunks: Iterable[tuple[pl.DataFrame, pl.DataFrame]], rows: int) -> Iterator[tuple[pl.DataFrame, ...]]:
-    """(features, premiums) chunks joined into batches of at least ``rows`` rows (the last may be smaller), in order."""
+    """(features, premiums) chunks regrouped into batches of a whole multiple of ``rows`` rows (the rest carried
+    into the next batch; the last batch holds what remains), in order."""
     held: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     count = 0
     for chunk in chunks:
         held.append(chunk)
         count += chunk[1].height
         if count >= rows:
-            yield pl.concat([f for f, _ in held], rechunk=False), pl.concat([p for _, p in held], rechunk=False)
-            held, count = [], 0
+            f = pl.concat([f for f, _ in held], rechunk=False)
+            p = pl.concat([p for _, p in held], rechunk=False)
+            cut = count // rows * rows
+            yield f.head(cut), p.head(cut)
+            count -= cut
+            held = [(f.slice(cut), p.slice(cut))] if count else []
     if held:
         yield pl.concat([f for f, _ in held], rechunk=False), pl.concat([p for _, p in held], rechunk=False)
