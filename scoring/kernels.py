@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scoring.imukernels import np_interp_kernel as _interp
+
 
 @njit(cache=True, nogil=True)
 def trip_kernel(
@@ -465,7 +467,8 @@ def speed_events_kernel(
             g = np.empty(ng)
             for j in range(ng):
                 g[j] = t0 + j
-            vg = np.interp(g, tk[s0:s1], vk[s0:s1])
+            vg = np.empty(ng)
+            _interp(g, tk[s0:s1], vk[s0:s1], vg)
             vm = vg.copy()
             for j in range(1, ng - 1):
                 p, q, r = vg[j - 1], vg[j], vg[j + 1]

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from numba import njit
 
 from scoring import reference as R
 from scoring.align import cross3, smooth
@@ -19,6 +20,7 @@ from scoring.imukernels import (
     median_step_kernel,
     nan_to_num_kernel,
     nanmean_rows,
+    np_interp_kernel,
 )
 from scoring.lagfit import lag_scan_kernel
 from scoring.reference_batch import lag_scan_exact_reference
@@ -228,3 +230,31 @@ def test_nanmean_rows_equals_numpy(seed):
                 warnings.simplefilter("ignore")
                 want = np.nanmean(a, axis=1)
             assert [repr(x) for x in nanmean_rows(a).tolist()] == [repr(x) for x in want.tolist()], (n, k)
+
+
+@njit(cache=False)
+def _numba_interp(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    return np.interp(x, xp, fp)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_np_interp_kernel_equals_numbas_interp(seed):
+    """speed_events_kernel's 1 Hz resample now calls np_interp_kernel instead of numba's np.interp: the two agree
+    bit for bit (each is NumPy's, tests/test_score_batch.py checks the kernel against NumPy) on what the kernel
+    passes (a grid inside increasing fix times) and beyond it (points outside, NaN points, NaN, infinite and
+    repeated speeds, one and two fixes)."""
+    rng = np.random.default_rng(seed)
+    for m in (1, 2, 3, 40, 1500):
+        xp = 1.79e9 + np.cumsum(rng.choice([0.2, 1.0, 1.0, 1.0, 3.0, 9.5], m))
+        fp = np.abs(np.cumsum(rng.normal(0, 1.5, m)))
+        fp[rng.random(m) < 0.05] = np.nan
+        if m > 2:
+            fp[1] = np.inf
+            fp[2] = fp[1 + (m > 3)]
+        grid = xp[0] + 10.0 + np.arange(int(xp[-1] - xp[0]))  # the resample: whole seconds after the warm-up
+        x = np.sort(np.concatenate([grid, rng.uniform(xp[0] - 5, xp[-1] + 5, m)]))
+        x[rng.integers(0, x.shape[0], 2)] = np.nan
+        got = np.empty(x.shape[0])
+        np_interp_kernel(x, xp, fp, got)
+        want = _numba_interp(x, xp, fp)
+        assert [repr(v) for v in got.tolist()] == [repr(v) for v in want.tolist()], m
