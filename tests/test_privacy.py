@@ -184,3 +184,48 @@ def test_pseudonyms_in_sql_equal_the_python_reference(key, rng):
     con.executemany("INSERT INTO t VALUES (?)", [[i] for i in ids])
     got = con.execute(f"SELECT id, {privacy.pseudonym_sql('id', 'trip')} FROM t", privacy.hmac_pads(key)).fetchall()
     assert got == [(i, privacy.pseudonym(i, key, "trip")) for i in ids]
+
+
+SPILLER = """
+import sys
+from pathlib import Path
+from ubi.adapters import duckdb_store as store
+con = store.connect(Path(sys.argv[1]))
+con.execute("SET memory_limit = '64MB'")
+con.execute("SET threads = 1")
+con.execute("SET enable_progress_bar = false")
+con.execute("CREATE TEMP TABLE big AS SELECT i, md5(i::VARCHAR) AS h FROM range(3000000) t(i)")
+cur = con.execute("SELECT h FROM big ORDER BY h")
+cur.fetchmany(10)
+print("spilled", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_that_spills_does_not_stop_another_from_opening_the_file(home, tmp_path, monkeypatch):
+    """Two processes started in one working directory: an encrypted connection spilled into ./.tmp, and DuckDB
+    refused every other process's connection while those files lay there ("Existing temporary files found"), even
+    to another database file: the demo's store died while a pricing benchmark spilled. Each connection now spills
+    into its own directory beside its database, removed when its process is gone."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    db, other = tmp_path / "x.duckdb", tmp_path / "y.duckdb"
+    store.connect(db).close()
+    spiller = subprocess.Popen(
+        [sys.executable, "-c", SPILLER, str(other)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=os.environ
+    )
+    try:
+        assert spiller.stdout.readline().strip() == b"spilled"
+        spills = list(tmp_path.glob(".y.duckdb.tmp-*/*"))
+        assert spills and not (tmp_path / ".tmp").exists()  # its own directory, not the shared ./.tmp
+        con = store.connect(db)  # a second process meanwhile: the store, `ubi sql`
+        assert con.execute("SELECT count(*) FROM trips").fetchone() == (0,)
+        con.close()
+    finally:
+        spiller.kill()
+        spiller.wait()
+    assert list(tmp_path.glob(".y.duckdb.tmp-*"))  # killed: DuckDB could not clean up
+    store.connect(other).close()
+    assert not list(tmp_path.glob(".y.duckdb.tmp-*"))  # the next connection removes a dead process's files

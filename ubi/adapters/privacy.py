@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -239,6 +241,33 @@ def _crypto_for_writing(con: duckdb.DuckDBPyConnection, mode: str) -> str:
     return "mbedtls"
 
 
+_temp_seq = itertools.count()
+
+
+def private_temp_dir(path: Path) -> Path:
+    """A temporary directory of the connection's own, beside its database file. Without it an encrypted connection
+    (in-memory, the file attached) spills into ``./.tmp`` of the working directory, shared by every process started
+    there, and DuckDB refuses to switch temp-file encryption on while another process's files lie in it: the store
+    died that way while a pricing run spilled. DuckDB creates it on the first spill and removes it on close; those
+    of processes that died are removed here."""
+    stem = f".{path.name}.tmp-"
+    for d in path.parent.glob(stem + "*"):
+        pid = d.name[len(stem) :].split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+    return path.parent / f"{stem}{os.getpid()}-{next(_temp_seq)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -272,6 +301,7 @@ def open_database(path: Path | str, read_only: bool = False, cfg: Config | None 
     try:
         # readers too: a large query spills to temporary files, which are encrypted as well
         _crypto_for_writing(con, p.db_crypto)
+        con.execute(f"SET temp_directory = {_sql_text(str(private_temp_dir(path.absolute())))}")
         con.execute("SET temp_file_encryption = true")
         opts = f"ENCRYPTION_KEY {_sql_text(key)}" + (", READ_ONLY" if read_only else "")
         con.execute(f"ATTACH {_sql_text(str(path))} AS {DB_ALIAS} ({opts})")
