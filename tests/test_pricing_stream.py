@@ -164,11 +164,13 @@ def test_ubi_price_shows_progress_and_leaves_the_figures_for_prometheus(tmp_path
     err = capsys.readouterr().err
     assert "pricing: 300/300 policies' rows built (100%)" in err
     assert "reading the 2026-10 book" in err and "publishing the month" in err  # the steps around the rows
-    assert "committing the month" in err and "removing the rows of the run this one replaced" in err
+    assert "committing the month" in err and "removing the rows" not in err  # a first run replaces nothing
     assert "copying" not in err  # the rows are written where they stay: no publish copy
     text = pricing_textfile(tmp_path).read_text()
     assert "ubi_pricing_last_run_policies 300.0" in text and s.policies == 300
     assert f"ubi_pricing_last_run_premium_after_eur {float(s.premium_after)}" in text
+    price(cfg, "2026-10")  # the month again: the first run's rows go after the publish
+    assert "removing the rows of the run this one replaced" in capsys.readouterr().err
 
 
 def unpublished_rows(con) -> int:

@@ -525,6 +525,7 @@ class PricingTables:
         # The rows go where they stay, under this run's id, each batch committed on its own (PRICED_TABLES);
         # readers see none of them until _publish points the month at this run.
         self._clear_unpublished(month)
+        replaced = [r[0] for r in con.execute("SELECT run_id FROM published_runs WHERE month = ?", [month]).fetchall()]
         try:
             for feats, prems in batched(chunks, book_stream.STAGE_ROWS):  # a row group or more per INSERT
                 self._insert(feats, prems, month, run_id, rb, off_balance)
@@ -536,9 +537,10 @@ class PricingTables:
             except duckdb.Error as exc:  # they stay invisible; the month's next run deletes them
                 log.warning("run %s failed; its unpublished rows stay until the month's next run: %s", run_id, exc)
             raise
-        if self.phase:
-            self.phase("removing the rows of the run this one replaced")
-        self._delete_rows("month = ? AND run_id <> ?", [month, run_id])
+        if replaced:  # by run id: scanning the month's run ids for "not this run" took 12 s at 10 M rows
+            if self.phase:
+                self.phase("removing the rows of the run this one replaced")
+            self._delete_rows("month = ? AND list_contains(?, run_id)", [month, replaced])
 
     def _delete_rows(self, where: str, params: list) -> None:
         with transaction(self.con):
