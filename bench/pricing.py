@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/pricing.py                          # 100,000 policies x 60 trips
     .venv/bin/python bench/pricing.py --policies 1000000       # the growth check
-    .venv/bin/python bench/pricing.py --policies 10000000 --trips 6 --steps run --repeat 1   # issue 16, ~25 min
-    .venv/bin/python bench/pricing.py --policies 10000000 --synthetic --steps run --repeat 1  # 10 M x 60, SQL-built
+    .venv/bin/python bench/pricing.py --policies 10000000 --trips 6 --synthetic --steps run --repeat 1  # ~12 min
+    .venv/bin/python bench/pricing.py --policies 10000000 --synthetic --steps run --repeat 1  # 10 M x 60, ~1 h
 
 Books above 2 M policies are lean (only the trip columns the run reads; see ``build``). ``--workers`` sets the
 processes that build the rows (default ``Config.pricing_workers``); each step reports the load average and the
