@@ -94,7 +94,7 @@ def db_state(cfg: Config) -> tuple:
         rows = {
             t: con.execute(f'SELECT count(*), sum(exposure) FROM "{t}"').fetchone()
             for t in tables
-            if t.endswith("_rows")
+            if t.startswith("book_") and t.endswith("_rows")  # a loaded book's rows (not premium_rows, feature_rows)
         }
         return tables, books, rows
     finally:
