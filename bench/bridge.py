@@ -36,6 +36,7 @@ from simulator.devices import DeviceFleet  # noqa: E402
 from ubi.adapters.kafka import admin_client, auth, ensure_topics  # noqa: E402
 from ubi.adapters.mqtt import drop_session, make_client  # noqa: E402
 from ubi.common.config import load_config  # noqa: E402
+from ubi.ops.processes import BRIDGE_READY  # noqa: E402
 from ubi.ops.stack import Stack  # noqa: E402
 
 
@@ -123,13 +124,14 @@ class Baseline:
 
 def start_bridge(toml: Path, client_id: str, port: int) -> subprocess.Popen:
     env = {**os.environ, "UBI_CONFIG": str(toml)}
-    return subprocess.Popen(
+    log = Path(f"/tmp/{client_id}.log")
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "ubi.cli",
             "--log-level",
-            "WARNING",
+            "INFO",
             "bridge",
             "--client-id",
             client_id,
@@ -138,7 +140,23 @@ def start_bridge(toml: Path, client_id: str, port: int) -> subprocess.Popen:
         ],
         env=env,
         cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def wait_subscribed(procs: list[subprocess.Popen], timeout: float = 60) -> None:
+    """Until every bridge has its SUBACK (its log says so): a bridge stopped before it subscribed leaves no session
+    to queue for, and the drain then waits for messages that went nowhere (the bench hung that way once bridge
+    start-up grew past the second it used to wait)."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        while BRIDGE_READY not in p.log.read_text():  # type: ignore[attr-defined]
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bridge did not subscribe; log:\n{p.log.read_text()[-2000:]}")  # type: ignore[attr-defined]
+            time.sleep(0.1)
 
 
 def total(ports: list[int], key: str) -> float:
@@ -225,9 +243,10 @@ bridge_session_expiry_s = 600
     base.connect(cfg)
     ports = [args.metrics_port + i for i in range(args.bridges)]
     brs = start_bridges(toml, bridge_id, ports)
-    wait_metric(ports, "ubi_bridge_in_flight", 0, 30)
-    time.sleep(1.0)
-    stop_bridges(brs)
+    wait_subscribed(brs)
+    for b in brs:  # SIGKILL: a bridge stopped cleanly ends its session and leaves the share group (by design),
+        b.kill()  # so nothing would be queued for it
+        b.wait()
     base.disconnect()
 
     # 2. queue N messages for both
