@@ -94,22 +94,7 @@ def bin_means_kernel(ts: np.ndarray, x: np.ndarray, grid: np.ndarray, out: np.nd
             tk[k] = ts[i]
             c[k + 1] = c[k] + x[i]
             k += 1
-    lo = 0
-    hi = 0
-    for q in range(grid.shape[0]):
-        a = grid[q] - 0.5
-        b = grid[q] + 0.5
-        # searchsorted left on the finite samples' times, each bound walked from its last place
-        while lo < k and tk[lo] < a:
-            lo += 1
-        while lo > 0 and not (tk[lo - 1] < a):
-            lo -= 1
-        while hi < k and tk[hi] < b:
-            hi += 1
-        while hi > 0 and not (tk[hi - 1] < b):
-            hi -= 1
-        cnt = hi - lo
-        out[q] = (c[hi] - c[lo]) / cnt if cnt > 0 else np.nan
+    _bin_diff(tk, c, k, grid, out)
 
 
 @njit(cache=True, nogil=True)
@@ -223,8 +208,9 @@ def bin_means2_kernel(
 
 @njit(cache=True, nogil=True)
 def _bin_diff(tk: np.ndarray, c: np.ndarray, k: int, grid: np.ndarray, out: np.ndarray) -> None:
-    """``bin_means_kernel``'s second half: per grid time g, the finite samples in [g - 0.5, g + 0.5) (times tk[:k],
-    running sums c) and their mean, NaN where none."""
+    """The second half of ``bin_means_kernel`` and ``bin_means2_kernel``: per grid time g, the finite samples in
+    [g - 0.5, g + 0.5) (times tk[:k], running sums c) and their mean, NaN where none (searchsorted left on the
+    finite samples' times, each bound walked from its last place)."""
     lo = 0
     hi = 0
     for q in range(grid.shape[0]):
