@@ -22,7 +22,7 @@ import re
 import uuid
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Callable, Generator, Iterator, Protocol, Sequence
@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from pricing import offbalance, rowtext
-from pricing.engine import MonthFeatures, price_policy, statement
+from pricing.engine import price_policy, statement
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_LABELS, CAP_UP, Book, Factors, Priced, price_book
 from ubi.common.errors import PricingError
@@ -102,16 +102,7 @@ def _rows(
     sampled = (np.arange(lo, hi) + first) % CHECK_EVERY == 0  # by place in the whole book (``first``: a slice's)
     for j in np.flatnonzero(~ok | sampled).tolist():
         i = lo + j
-        f = MonthFeatures(
-            int(book.trips[i]),
-            float(book.km[i]),
-            float(book.driving_hours[i]),
-            int(book.harsh_brakes[i]),
-            int(book.harsh_accels[i]),
-            1.0 if book.completeness is None else float(book.completeness[i]),
-        )
-        if book.withheld:  # features the policyholder did not consent to (pricing/consent.py)
-            f = replace(f, withheld=frozenset(k for k, m in book.withheld.items() if m[i]))
+        f = book.month_features(i)
         prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
         r = price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
         if int(r.premium.scaleb(2)) != int(p.premium_c[i]) or int(r.factor.scaleb(4)) != int(p.factors.factor_u[i]):

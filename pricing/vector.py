@@ -8,12 +8,12 @@ own Decimal rounding for the rare values that sit within 1e-7 of a tie. ``test_v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
-from pricing.engine import FACTOR_PLACES
+from pricing.engine import FACTOR_PLACES, MonthFeatures
 from pricing.rulebook import Rulebook
 
 CAP_NONE, CAP_UP, CAP_DOWN = 0, 1, -1
@@ -37,6 +37,21 @@ class Book:
 
     def __len__(self) -> int:
         return int(self.base_c.shape[0])
+
+    def month_features(self, i: int) -> MonthFeatures:
+        """Policy i's inputs as the per-policy engine (``pricing.engine.price_policy``) takes them: the engine prices
+        rows the arrays do not cover and re-prices a sample of the others against them (``pricing.monthly``)."""
+        f = MonthFeatures(
+            int(self.trips[i]),
+            float(self.km[i]),
+            float(self.driving_hours[i]),
+            int(self.harsh_brakes[i]),
+            int(self.harsh_accels[i]),
+            1.0 if self.completeness is None else float(self.completeness[i]),
+        )
+        if self.withheld:  # features the policyholder did not consent to (pricing/consent.py)
+            f = replace(f, withheld=frozenset(k for k, m in self.withheld.items() if m[i]))
+        return f
 
     def value(self, feature: str) -> np.ndarray:
         """Same float operations as ``MonthFeatures.value``."""

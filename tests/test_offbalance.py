@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pricing import offbalance
-from pricing.engine import MonthFeatures, price_policy
+from pricing.engine import price_policy
 from pricing.rulebook import parse_rulebook
 from pricing.vector import CAP_LABELS, Book, price_book, round_factor
 from tests.pricing_data import add_policies, v1_october
@@ -37,13 +37,7 @@ def random_book(rng: np.random.Generator, n: int) -> tuple[Book, np.ndarray]:
 
 
 def engine(rb, book: Book, has_prev, i: int, ob=None):
-    f = MonthFeatures(
-        int(book.trips[i]),
-        float(book.km[i]),
-        float(book.driving_hours[i]),
-        int(book.harsh_brakes[i]),
-        int(book.harsh_accels[i]),
-    )
+    f = book.month_features(i)
     prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
     return price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
 

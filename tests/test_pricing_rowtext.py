@@ -7,7 +7,6 @@ previous premium, a zero premium, rounding ties), with and without an off-balanc
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ import pytest
 
 import pricing.monthly as monthly
 from pricing import rowtext
-from pricing.engine import MonthFeatures, price_policy, statement
+from pricing.engine import price_policy, statement
 from pricing.monthly import price_month_book
 from pricing.rulebook import load_rulebook, parse_rulebook
 from pricing.vector import Book
@@ -75,16 +74,7 @@ def random_book(seed: int, n: int, completeness: bool = True, withheld: bool = F
 
 def engine_row(rb, book: Book, has_prev: np.ndarray, ob: Decimal | None, i: int, excluded=None) -> tuple[str, str]:
     """The row as monthly._rows built every row before pricing.rowtext: the per-policy engine."""
-    f = MonthFeatures(
-        int(book.trips[i]),
-        float(book.km[i]),
-        float(book.driving_hours[i]),
-        int(book.harsh_brakes[i]),
-        int(book.harsh_accels[i]),
-        1.0 if book.completeness is None else float(book.completeness[i]),
-    )
-    if book.withheld:
-        f = replace(f, withheld=frozenset(k for k, m in book.withheld.items() if m[i]))
+    f = book.month_features(i)
     prev = Decimal(int(book.prev_c[i])).scaleb(-2) if has_prev[i] else None
     r = price_policy(rb, Decimal(int(book.base_c[i])).scaleb(-2), prev, f, ob)
     if excluded:
