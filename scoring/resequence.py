@@ -14,10 +14,10 @@ share with its own delay. The device contract numbers every message (+1 each), w
   then its messages are held like a gap, because its first trip's start may still be on the way (two bridges
   reorder a vehicle's first messages: the cluster tests saw a trip's batches reach Kafka before its
   ``ignition_on``, and with one bridge killed, a second trip's ``ignition_on`` before the first's, each time
-  cutting trips short). A device that sends no ignition events
-  (motion trips) is released when the window ends, so its first data waits ``window_ms`` of its partition's
-  receive time once, or sooner when the whole stream has gone quiet (``release_new``: with no traffic the
-  watermark never moves, and a new device's data would wait for ever). The cutter's durable state restarts a
+  cutting trips short). A device that sends no ignition events (motion trips) is released when the window ends,
+  so its first data waits ``window_ms`` of its partition's receive time once, or sooner when the whole stream has
+  gone quiet (``release_new``: with no traffic the watermark never moves, and a new device's data would wait for
+  ever). The cutter's durable state restarts a
   vehicle after its last closed trip (``start_after``), and a motion vehicle that has closed a trip at its first
   message (``known``), so a replay releases what the first run released.
 
@@ -119,8 +119,8 @@ class Resequencer:
         return out
 
     def release_new(self) -> list[Pending]:
-        """The stream has gone quiet: vehicles never started (their first message was not an ``ignition_on``)
-        start at their first held message, as if their window had ended (no watermark moves without traffic)."""
+        """The stream has gone quiet: vehicles never started (the lowest seq held is not an ``ignition_on``) start
+        at their lowest held message, as if their window had ended (no watermark moves without traffic)."""
         out: list[Pending] = []
         for v in [v for v in self.held if v not in self.last]:
             self.last[v] = min(self.held[v]) - 1

@@ -371,12 +371,15 @@ class ScoreStage:
                     # must start at the commit, where the loaded state stands
                     self.consumer.seek(tp, start)
                     records.pop(tp, None)
-            if not records:
-                n = self._start_when_quiet()
+            if records:
+                self._quiet_since = time.monotonic()
+                n = self.process(records)
+            elif self._quiet_start_due():
+                log.info("stream quiet: starting %d new vehicles without an ignition_on", self.cutter.reseq.new_held())
+                n = self.process({}, start_waiting=True)
+            else:
                 self.metrics.observe(self, records)
-                return n
-            self._quiet_since = time.monotonic()
-            n = self.process(records)
+                return 0
             with self.metrics.timed(self.metrics.commit.labels(self.cfg.kafka.scorer_group)):
                 self.checkpoint()
             self.metrics.observe(self, records)
@@ -385,16 +388,11 @@ class ScoreStage:
             self.healthy = False
             raise
 
-    def _start_when_quiet(self) -> int:
+    def _quiet_start_due(self) -> bool:
         """No records: once the stream has been quiet for ``ingest.reorder_quiet_s``, new vehicles waiting for an
         ignition_on start at their first message (motion devices: without traffic no window would ever end)."""
-        if time.monotonic() - self._quiet_since < self.cfg.ingest.reorder_quiet_s or not self.cutter.waiting_to_start():
-            return 0
-        log.info("stream quiet: starting %d new vehicles without an ignition_on", self.cutter.reseq.new_held())
-        n = self.process({}, start_waiting=True)
-        with self.metrics.timed(self.metrics.commit.labels(self.cfg.kafka.scorer_group)):
-            self.checkpoint()
-        return n
+        quiet = time.monotonic() - self._quiet_since >= self.cfg.ingest.reorder_quiet_s
+        return quiet and self.cutter.waiting_to_start()
 
     def run(self, install_signals: bool = True) -> None:
         """Until stopped, or until an error (raised after closing without a commit)."""
