@@ -242,6 +242,7 @@ def _crypto_for_writing(con: duckdb.DuckDBPyConnection, mode: str) -> str:
 
 
 _temp_seq = itertools.count()
+_swept: set[Path] = set()  # databases whose dead processes' spill directories this process has removed
 
 
 def private_temp_dir(path: Path) -> Path:
@@ -249,12 +250,15 @@ def private_temp_dir(path: Path) -> Path:
     (in-memory, the file attached) spills into ``./.tmp`` of the working directory, shared by every process started
     there, and DuckDB refuses to switch temp-file encryption on while another process's files lie in it: the store
     died that way while a pricing run spilled. DuckDB creates it on the first spill and removes it on close; those
-    of processes that died are removed here."""
+    of processes that died are removed here, once per process and database (the store opens a connection for each
+    write)."""
     stem = f".{path.name}.tmp-"
-    for d in path.parent.glob(stem + "*"):
-        pid = d.name[len(stem) :].split("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
+    if path not in _swept:
+        _swept.add(path)
+        for d in path.parent.glob(stem + "*"):
+            pid = d.name[len(stem) :].split("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(d, ignore_errors=True)
     return path.parent / f"{stem}{os.getpid()}-{next(_temp_seq)}"
 
 
