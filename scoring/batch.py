@@ -79,6 +79,36 @@ def clean_batch_kernel(
 
 
 @njit(cache=True, nogil=True)
+def kept_kernel(
+    off: np.ndarray,
+    keep: np.ndarray,
+    t_s: np.ndarray,
+    v: np.ndarray,
+    acc: np.ndarray,
+    lim: np.ndarray,
+    heading: np.ndarray,
+    phone: np.ndarray,
+    goff: np.ndarray,
+    tg: np.ndarray,
+    vg: np.ndarray,
+    ag: np.ndarray,
+    lg: np.ndarray,
+    hg: np.ndarray,
+    pg: np.ndarray,
+) -> None:
+    """The kept fixes (``keep`` != 0) of every column in one pass, as ``x[keep.astype(bool)]`` of each would give,
+    and each trip's first kept fix ``goff[k]`` (``goff[-1]`` the count)."""
+    w = 0
+    for k in range(off.shape[0] - 1):
+        goff[k] = w
+        for i in range(off[k], off[k + 1]):
+            if keep[i]:
+                tg[w], vg[w], ag[w], lg[w], hg[w], pg[w] = t_s[i], v[i], acc[i], lim[i], heading[i], phone[i]
+                w += 1
+    goff[off.shape[0] - 1] = w
+
+
+@njit(cache=True, nogil=True)
 def gps_batch_kernel(
     off: np.ndarray,
     t_s: np.ndarray,
@@ -303,15 +333,43 @@ def channel_batch_kernel(
                 source[k] = 1
 
 
+@njit(cache=True, nogil=True)
+def quarter_runs_kernel(t_s: np.ndarray, step: float, heads: np.ndarray, quarters: np.ndarray) -> int:
+    """The runs of equal ``floor(t_s / step)`` (NumPy's arithmetic): run r starts at ``heads[r]`` with quarter
+    ``quarters[r]``; returns the number of runs."""
+    r = 0
+    prev = np.int64(0)
+    for i in range(t_s.shape[0]):
+        q = np.int64(np.floor(t_s[i] / step))
+        if i == 0 or q != prev:
+            heads[r] = i
+            quarters[r] = q
+            r += 1
+            prev = q
+    return r
+
+
+@njit(cache=True, nogil=True)
+def fill_runs_kernel(heads: np.ndarray, vals: np.ndarray, out: np.ndarray) -> None:
+    """out[heads[r]:heads[r + 1]] = vals[r] (the last run to the end)."""
+    n = heads.shape[0]
+    for r in range(n):
+        hi = heads[r + 1] if r + 1 < n else out.shape[0]
+        for i in range(heads[r], hi):
+            out[i] = vals[r]
+
+
 def quarter_offsets(t_s: np.ndarray, tz: str) -> np.ndarray:
     """``scoring.features.local_offsets`` (the zone's UTC offset at each time, looked up per quarter hour) for long,
     mostly increasing series: one lookup per run of equal quarters instead of sorting every time for np.unique."""
-    if t_s.shape[0] == 0:
-        return np.zeros(0)
-    q = np.floor(t_s / _OFFSET_STEP_S).astype(np.int64)
-    head = np.flatnonzero(np.concatenate([[True], q[1:] != q[:-1]]))
-    vals = np.array([_offset_s(tz, int(x)) for x in q[head].tolist()])
-    return np.repeat(vals, np.diff(np.concatenate([head, [q.shape[0]]])))
+    t_s = np.ascontiguousarray(t_s, np.float64)
+    n = t_s.shape[0]
+    heads, quarters = np.empty(n, np.int64), np.empty(n, np.int64)
+    r = quarter_runs_kernel(t_s, float(_OFFSET_STEP_S), heads, quarters)
+    vals = np.array([_offset_s(tz, x) for x in quarters[:r].tolist()], np.float64)
+    out = np.empty(n)
+    fill_runs_kernel(heads[:r], vals, out)
+    return out
 
 
 def _params(cfg: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -468,9 +526,11 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
     )
     kb = keep.astype(bool)
     goff = np.zeros(nt + 1, np.int64)
-    ck = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    goff[:] = ck[off]
-    tg, vg, ag, pg, lg = t_s[kb], speed[kb], acc[kb], phone[kb], lim[kb]
+    hd_all = np.concatenate([np.asarray(t.heading, np.float64) for t in trips])
+    nk = int(np.count_nonzero(keep))
+    tg, vg, ag, lg, hd = (np.empty(nk) for _ in range(5))
+    pg = np.empty(nk, np.int8)
+    kept_kernel(off, keep, t_s, speed, acc, lim, hd_all, phone, goff, tg, vg, ag, lg, hd, pg)
     # speeds measure_trip would refuse: leave those trips to it
     badv = ~(np.isfinite(vg) & (vg >= 0))
     if badv.any():
@@ -493,7 +553,6 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
         goff, tg, vg, ag, pg, lg, mid_off, fp, ip, basic, basic_n, ev_kind, ev_s, ev_e, ev_p, ev_n, expo, ph, spd, heat
     )
     # the 1 Hz speed channel of the continuous measures (used where the trip's IMU is not)
-    hd = np.concatenate([np.asarray(t.heading, np.float64) for t in trips])[kb]
     with_h = np.ones(nt, np.uint8)
     ch_off = np.zeros(nt + 1, np.int64)
     src = np.zeros(nt, np.int8)

@@ -227,11 +227,63 @@ def _check_rows(gps: pl.DataFrame, vehicles: list, ev: pl.DataFrame) -> None:
             raise ScoreFileError(f"{v}: unknown event(s) {sorted(unknown[v])}")
 
 
+def _vehicle_runs(gps: pl.DataFrame) -> tuple[list, np.ndarray | None]:
+    """The vehicles in order of first appearance and, when each vehicle is one run of rows (a file grouped by
+    vehicle), the run boundaries (vehicle k's rows are ``[ends[k], ends[k + 1])``); else ``unique`` and None."""
+    r = gps.select(pl.col("vehicle_id").rle()).unnest("vehicle_id")
+    runs = r["value"].to_list()
+    if len(set(runs)) != len(runs):
+        return gps["vehicle_id"].unique(maintain_order=True).to_list(), None
+    ends = np.zeros(len(runs) + 1, np.int64)
+    np.cumsum(r["len"].to_numpy(), out=ends[1:])
+    return runs, ends
+
+
 def _vehicles(gps: pl.DataFrame) -> list:
     """The vehicles in order of first appearance: the runs of ``vehicle_id`` when each vehicle is one run (a file
     grouped by vehicle; cheaper than a hash of every row), else ``unique``."""
-    runs = gps.select(pl.col("vehicle_id").rle()).unnest("vehicle_id")["value"].to_list()
-    return runs if len(set(runs)) == len(runs) else gps["vehicle_id"].unique(maintain_order=True).to_list()
+    return _vehicle_runs(gps)[0]
+
+
+_FIX_ARRAYS = (
+    pl.col("t_ms"),
+    pl.col("speed_mps"),
+    pl.col("lat"),
+    pl.col("lon"),
+    pl.col("heading_deg").fill_null(0.0),
+    pl.col("accuracy_m").fill_null(0.0),
+    pl.col("phone").fill_null(-1),
+    pl.col("limit_kmh").is_not_null().alias("has_limit"),
+    pl.col("limit_kmh").fill_null(np.nan),
+)
+
+
+def _fix_arrays(fx: pl.LazyFrame) -> list[np.ndarray]:
+    """The fix rows' columns as ``cut_frames`` reads them (t, speed, lat, lon, heading, accuracy, phone, whether a
+    limit is posted, the limit in km/h), in one query: filling a column's nulls before ``to_numpy`` avoids its
+    slower null-to-NaN copy."""
+    df = fx.select(_FIX_ARRAYS).collect()
+    return [df.to_series(k).to_numpy() for k in range(df.width)]
+
+
+def _fix_runs(gps: pl.DataFrame, is_fix: pl.Series, ends: np.ndarray | None) -> tuple[dict, list[np.ndarray]] | None:
+    """``_runs`` of the fix rows without filtering the frame, when the file is already grouped by vehicle (``ends``,
+    rows' runs) and each vehicle's fixes are in time order: {vehicle: (first fix, end fix)} and ``_fix_arrays``; None
+    otherwise (the caller sorts)."""
+    if ends is None or gps["t_ms"].null_count():
+        return None
+    cols = _fix_arrays(gps.lazy().filter(pl.col("event").is_null()))
+    t = cols[0]
+    ev_rows = (~is_fix).arg_true().to_numpy()
+    fends = ends - np.searchsorted(ev_rows, ends)  # the fixes before each run's end
+    if t.shape[0] > 1:
+        step = np.diff(t) >= 0
+        inner = fends[1:-1]
+        step[inner[(inner > 0) & (inner < t.shape[0])] - 1] = True
+        if not step.all():
+            return None
+    names = gps["vehicle_id"].gather(ends[:-1]).to_list() if ends.shape[0] > 1 else []
+    return {v: (int(fends[k]), int(fends[k + 1])) for k, v in enumerate(names) if fends[k + 1] > fends[k]}, cols
 
 
 def _runs(df: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
@@ -261,10 +313,17 @@ def cut_frames(
 ) -> tuple[list[ClosedTrip], list[np.ndarray | None]]:
     """Every vehicle's trips, as ``TripCutter`` closes them from the messages ``vehicle_messages`` makes, with the
     file's posted limit at each of a trip's fixes (None where the vehicle's rows have none)."""
-    vehicles = _vehicles(gps)
-    ev = gps.filter(pl.col("event").is_not_null())
+    vehicles, ends = _vehicle_runs(gps)
+    is_fix = gps["event"].is_null()
+    ev = gps.filter(~is_fix)
     _check_rows(gps, vehicles, ev)
-    fx, fx_at = _runs(gps.filter(pl.col("event").is_null()).drop("event"))
+    fast = _fix_runs(gps, is_fix, ends)
+    fx: pl.DataFrame | None = None  # the fix rows as a frame: only vehicles cut from messages need it
+    if fast is None:
+        fx, fx_at = _runs(gps.filter(is_fix).drop("event"))
+        fix_cols = _fix_arrays(fx.lazy())
+    else:
+        fx_at, fix_cols = fast
     ev_of: dict[str, tuple[list[int], list[bool]]] = {}
     for v, te, e in zip(ev["vehicle_id"].to_list(), ev["t_ms"].to_list(), ev["event"].to_list(), strict=True):
         ts, on = ev_of.setdefault(v, ([], []))
@@ -275,13 +334,9 @@ def cut_frames(
         imu, imu_at = _runs(imu)
         it_all = imu["t_ms"].to_numpy()
         ia_all = tuple(imu[c].fill_null(np.nan).to_numpy() for c in ("acc_lon", "acc_lat", "acc_vert"))
-    t_all = fx["t_ms"].to_numpy()
-    sp_all, lat_all, lon_all = (fx[c].to_numpy() for c in ("speed_mps", "lat", "lon"))
-    head_all = fx["heading_deg"].fill_null(0.0).to_numpy()
-    acc_all = fx["accuracy_m"].fill_null(0.0).to_numpy()
-    phone_all = fx["phone"].fill_null(-1).to_numpy().astype(np.int8)
-    has_lim = fx["limit_kmh"].is_not_null().to_numpy()
-    lim_all = fx["limit_kmh"].fill_null(np.nan).to_numpy() / 3.6
+    t_all, sp_all, lat_all, lon_all, head_all, acc_all, phone_all, has_lim, lim_all = fix_cols
+    phone_all = phone_all.astype(np.int8)
+    lim_all = lim_all / 3.6
     max_trip_ms = int(IngestConfig().max_trip_s * 1000)
     rules = MotionRules.of(cfg)
     trips: list[ClosedTrip] = []
@@ -297,6 +352,8 @@ def cut_frames(
         else:
             plan = plan_motion(vehicle, t, sp_all[lo:hi], acc_all[lo:hi], rules)
         if plan is None:
+            if fx is None:
+                fx = gps.filter(is_fix).drop("event")
             g = pl.concat(
                 [
                     fx.slice(lo, hi - lo).with_columns(event=pl.lit(None, pl.String)),

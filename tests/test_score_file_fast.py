@@ -1,0 +1,112 @@
+"""The back-testing shortcuts of ``score-file`` (issue 12) equal what they replace: the fix rows' runs and columns
+read without filtering the frame (``_fix_runs``) equal the filtered, sorted frame's (``_runs`` + ``_fix_arrays``),
+and the batch's one-pass compaction of the kept fixes (``kept_kernel``) equals NumPy's boolean masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scoring.batch import fill_runs_kernel, kept_kernel, quarter_runs_kernel
+from ubi.stages import score_file
+
+
+def frame(rng: np.random.Generator, order: list[str], events: float, null_share: float = 0.1) -> pl.DataFrame:
+    """GPS rows of the vehicles in ``order`` (one run per entry), times increasing per run, ``events`` of the rows
+    ignition events (no fix columns), the optional columns null at ``null_share`` of the rows."""
+    rows = []
+    t = {v: 1_790_000_000_000 for v in set(order)}
+    for v in order:
+        for _ in range(int(rng.integers(0, 30))):
+            t[v] += int(rng.integers(1, 2000))
+            ev = rng.random() < events
+            nul = lambda x: None if rng.random() < null_share else x  # noqa: E731
+            rows.append(
+                {
+                    "vehicle_id": v,
+                    "t_ms": t[v],
+                    "lat": None if ev else float(rng.uniform(50, 51)),
+                    "lon": None if ev else float(rng.uniform(4, 5)),
+                    "speed_mps": None if ev else float(rng.uniform(0, 30)),
+                    "heading_deg": None if ev else nul(float(rng.uniform(0, 360))),
+                    "accuracy_m": None if ev else nul(float(rng.uniform(2, 20))),
+                    "phone": None if ev else nul(int(rng.integers(0, 2))),
+                    "limit_kmh": None if ev else nul(float(rng.choice([30, 50, 80]))),
+                    "event": str(rng.choice(["ignition_on", "ignition_off"])) if ev else None,
+                }
+            )
+    return pl.DataFrame(rows, schema=score_file.GPS_COLUMNS)
+
+
+def slow(gps: pl.DataFrame) -> tuple[dict, list[np.ndarray]]:
+    fx, at = score_file._runs(gps.filter(pl.col("event").is_null()).drop("event"))
+    return at, score_file._fix_arrays(fx.lazy())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fix_runs_equal_filtered_runs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    order = ["a", "b", "c", "d"][: 1 + seed % 4]
+    gps = frame(rng, order, events=[0.0, 0.05, 0.5, 1.0][seed % 4])
+    vehicles, ends = score_file._vehicle_runs(gps)
+    assert vehicles == gps["vehicle_id"].unique(maintain_order=True).to_list()
+    fast = score_file._fix_runs(gps, gps["event"].is_null(), ends)
+    assert fast is not None
+    at, cols = slow(gps)
+    assert fast[0] == at  # vehicles with events only have no entry in either
+    for x, y in zip(fast[1], cols, strict=True):
+        assert x.dtype == y.dtype
+        assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_fix_runs_leave_unsorted_or_interleaved_files_to_the_sort() -> None:
+    rng = np.random.default_rng(1)
+    gps = frame(rng, ["a", "b"], events=0.1)
+    assert score_file._vehicle_runs(frame(rng, ["a", "b", "a"], events=0.1))[1] is None  # a vehicle in two runs
+    second = int(gps["event"].is_null().arg_true()[1])  # a's first fixes (it has more than one at this seed)
+    assert gps["vehicle_id"][second] == "a"
+    backwards = gps.with_columns(pl.when(pl.int_range(pl.len()) == second).then(0).otherwise("t_ms").alias("t_ms"))
+    fix = backwards["event"].is_null()
+    assert score_file._fix_runs(backwards, fix, score_file._vehicle_runs(backwards)[1]) is None
+    nulls = gps.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise("t_ms").alias("t_ms"))
+    assert score_file._fix_runs(nulls, nulls["event"].is_null(), score_file._vehicle_runs(nulls)[1]) is None
+    # an event-only run between two runs of fixes does not hide the time order across vehicles
+    ev_only = pl.concat([gps, frame(rng, ["e"], events=1.0), frame(rng, ["f"], events=0.0)])
+    fast = score_file._fix_runs(ev_only, ev_only["event"].is_null(), score_file._vehicle_runs(ev_only)[1])
+    assert fast is not None and fast[0] == slow(ev_only)[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kept_kernel_equals_boolean_masks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(0, 50, int(rng.integers(0, 12)))
+    sizes[: 1 + seed % 3] = 0  # empty trips, at the start
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(off[-1])
+    keep = (rng.random(n) < [0.0, 0.5, 0.97, 1.0, 0.9, 0.1][seed]).astype(np.uint8)
+    cols = [rng.normal(size=n) for _ in range(5)]
+    cols[3][rng.random(n) < 0.3] = np.nan
+    phone = rng.integers(-1, 2, n).astype(np.int8)
+    nk = int(keep.sum())
+    out = [np.empty(nk) for _ in range(5)]
+    pg = np.empty(nk, np.int8)
+    goff = np.full(off.shape[0], -1, np.int64)
+    kept_kernel(off, keep, *cols, phone, goff, *out, pg)
+    kb = keep.astype(bool)
+    for o, c in zip(out + [pg], cols + [phone], strict=True):
+        assert np.array_equal(o, c[kb], equal_nan=True)
+    assert np.array_equal(goff, np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[off])
+
+
+def test_quarter_runs_kernel_edges() -> None:
+    """Runs of equal quarters (the offsets themselves: tests/test_score_batch.py against local_offsets)."""
+    t = np.array([0.0, 899.999, 900.0, 900.0, 100.0, -0.5, -0.5, 1e12])
+    heads, q = np.empty(t.shape[0], np.int64), np.empty(t.shape[0], np.int64)
+    r = quarter_runs_kernel(t, 900.0, heads, q)
+    assert heads[:r].tolist() == [0, 2, 4, 5, 7]
+    assert q[:r].tolist() == np.floor(t[[0, 2, 4, 5, 7]] / 900.0).astype(np.int64).tolist()
+    assert quarter_runs_kernel(np.zeros(0), 900.0, heads, q) == 0
+    out = np.empty(t.shape[0])
+    fill_runs_kernel(heads[:r], np.arange(r, dtype=np.float64), out)
+    assert out.tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
