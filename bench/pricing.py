@@ -53,6 +53,9 @@ PRICED_COLUMNS = (
     "ended_by",
     "seq_first",
     "seq_last",
+    "prev_start_ts",
+    "prev_seq_last",
+    "prev_ended_by",
 )
 
 
@@ -133,9 +136,11 @@ def synthesize(con, policies: int, trips: int, t0: float | None = None, first_tr
     two exponentials, speed uniform 25-70 km/h, harsh brakes and fast starts at the driver's rates from
     ``stops_per_100km`` of a road mix (counts rounded stochastically, not Poisson), trips spread over the first
     27 days; segments uniform. Trips are inserted one trip index at a time over every vehicle (time order, as
-    the store receives them). Only PRICED_COLUMNS are filled; seq_first/seq_last stay NULL as in the bulk books
-    (completeness 1). Deterministic (hash() of the ids), so a rebuild prices the same. ``first_trip`` > 0: only
-    trips from that index on, for books that have the policies and trips up to it."""
+    the store receives them). Only PRICED_COLUMNS are filled, with each trip's pair (prev_*) as the store keeps
+    it; seqs run on from trip to trip, with one trip in 256 after a withheld one and one in 64 missing a few
+    messages, so completeness is computed, not 1. Deterministic (hash() of the ids), so a rebuild prices the
+    same. ``first_trip`` > 0: only trips from that index on, for books that have the policies and trips up to
+    it."""
     import numpy as np
 
     from simulator.bulk import AGE_BASE, GROUP_BASE
@@ -166,30 +171,60 @@ def synthesize(con, policies: int, trips: int, t0: float | None = None, first_tr
             },
         )
     slot = 27 * 86400 * 1_000_000 // trips  # us, as simulator.bulk
+    # Each vehicle's seqs run on from its trip before (the store's pair, prev_*, filled as the store's upsert
+    # would): _seq holds every vehicle's last trip between the steps.
+    if first_trip == 0:
+        con.execute("CREATE OR REPLACE TEMP TABLE _seq (v BIGINT, seq_last BIGINT, start_ts TIMESTAMP)")
+    else:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _seq AS SELECT CAST(substr(vehicle_id, 3) AS BIGINT) AS v, seq_last,
+               start_ts FROM trips WHERE trip_id LIKE '%-' || lpad(CAST($k AS VARCHAR), 3, '0')""",
+            {"k": first_trip - 1},
+        )
     for k in range(first_trip, trips):
         con.execute(
-            """INSERT INTO trips (trip_id, vehicle_id, start_ts, distance_km, moving_s, harsh_brakes, harsh_accels,
-                                  messages, ended_by)
+            """CREATE OR REPLACE TEMP TABLE _new AS
                WITH h AS (SELECT v, hash(v * 1000 + $k) AS h1, hash(v * 1000 + $k + 500) AS h2, hash(-1 - v) AS hv
                           FROM range($n) t(v)),
                u AS (  -- uniform draws from 20-bit slices of the hashes (u1, u2 > 0 for the logarithms)
-                   SELECT v, h2, ((h1 & 1048575) + 1) / 1048577.0 AS u1, (((h1 >> 20) & 1048575) + 1) / 1048577.0 AS u2,
+                   SELECT v, h1, h2, hv, ((h1 & 1048575) + 1) / 1048577.0 AS u1,
+                          (((h1 >> 20) & 1048575) + 1) / 1048577.0 AS u2,
                           ((h1 >> 40) & 1048575) / 1048576.0 AS u3, (h2 & 1048575) / 1048576.0 AS u4,
                           ((h2 >> 20) & 1048575) / 1048576.0 AS u5,
                           least((hv & 1048575) / 1048576.0, ((hv >> 20) & 1048575) / 1048576.0) AS aggression,
                           $stops[1 + CAST((hv >> 40) % len($stops) AS INTEGER)] AS stops
                    FROM h),
-               t AS (SELECT *, -6.0 * (ln(u1) + ln(u2)) AS km, 25.0 + 45.0 * u3 AS speed FROM u)
-               SELECT 'T' || lpad(CAST(v AS VARCHAR), 8, '0') || '-' || lpad(CAST($k AS VARCHAR), 3, '0'),
-                      'VS' || lpad(CAST(v AS VARCHAR), 8, '0'),
-                      $month + to_microseconds($k * $slot + CAST((h2 >> 40) % ($slot // 4) AS BIGINT)),
-                      km, km / speed * 3600.0,
-                      CAST(floor((0.01 + 0.25 * aggression * aggression) * stops * km / 100 + u4) AS INTEGER),
-                      CAST(floor((0.005 + 0.15 * aggression * aggression) * stops * km / 100 + u5) AS INTEGER),
-                      CAST(km / speed * 360.0 AS INTEGER), 'ignition_off'
-               FROM t""",
+               t AS (SELECT *, -6.0 * (ln(u1) + ln(u2)) AS km, 25.0 + 45.0 * u3 AS speed FROM u),
+               m AS (SELECT *, CAST(km / speed * 360.0 AS INTEGER) AS messages,
+                            -- one trip in 256 follows a withheld one (its seqs never arrive), one in 64 lost a few
+                            CASE WHEN (h1 >> 60) = 0 AND (h2 >> 60) = 0 THEN 20 + CAST(h2 % 200 AS INTEGER)
+                                 ELSE 0 END AS withheld,
+                            CASE WHEN (h1 >> 60) = 1 AND (h2 >> 60) < 4 THEN 1 + CAST((h2 >> 8) % 5 AS INTEGER)
+                                 ELSE 0 END AS lost
+                     FROM t)
+               SELECT m.v,
+                      'T' || lpad(CAST(m.v AS VARCHAR), 8, '0') || '-' || lpad(CAST($k AS VARCHAR), 3, '0') AS trip_id,
+                      'VS' || lpad(CAST(m.v AS VARCHAR), 8, '0') AS vehicle_id,
+                      $month + to_microseconds($k * $slot + CAST((h2 >> 40) % ($slot // 4) AS BIGINT)) AS start_ts,
+                      km AS distance_km, km / speed * 3600.0 AS moving_s,
+                      CAST(floor((0.01 + 0.25 * aggression * aggression) * stops * km / 100 + u4) AS INTEGER)
+                          AS harsh_brakes,
+                      CAST(floor((0.005 + 0.15 * aggression * aggression) * stops * km / 100 + u5) AS INTEGER)
+                          AS harsh_accels,
+                      messages - lost AS messages, 'ignition_off' AS ended_by,
+                      coalesce(s.seq_last, CAST(hv % 100000 AS BIGINT)) + 1 + withheld AS seq_first,
+                      coalesce(s.seq_last, CAST(hv % 100000 AS BIGINT)) + withheld + messages AS seq_last,
+                      s.start_ts AS prev_start_ts, s.seq_last AS prev_seq_last,
+                      CASE WHEN s.v IS NOT NULL THEN 'ignition_off' END AS prev_ended_by
+               FROM m LEFT JOIN _seq s USING (v)""",
             {"n": policies, "k": k, "slot": slot, "stops": stops, "month": MONTH},
         )
+        con.execute(
+            """INSERT INTO trips (trip_id, vehicle_id, start_ts, distance_km, moving_s, harsh_brakes, harsh_accels,
+                                  messages, ended_by, seq_first, seq_last, prev_start_ts, prev_seq_last, prev_ended_by)
+               SELECT * EXCLUDE (v) FROM _new"""
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE _seq AS SELECT v, seq_last, start_ts FROM _new")
         if k % 10 == 9 or k == trips - 1:
             print(
                 f"  trip {k + 1} of {trips} for {policies:,} vehicles, {time.perf_counter() - t0:.0f} s",

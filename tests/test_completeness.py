@@ -78,7 +78,7 @@ def _premium(db, rb, month=date(2026, 10, 1)):
     return premium, json.loads(trace)
 
 
-def test_withholding_a_trip_never_pays(db):
+def test_withholding_a_trip_never_pays(db, tmp_path):
     """A careful driver with 10 complete trips earns a discount; the same driver with one trip withheld (a seq gap
     between ignition trips) gets no discount under min_completeness, and the trace and statement say why."""
     rows, seq = [], 0
@@ -89,12 +89,17 @@ def test_withholding_a_trip_never_pays(db):
     full, trace = _premium(db, RB)
     assert trace["completeness"] == {"share": 1.0, "min": RB.min_completeness, "no_discount": False}
     assert full < 60  # the discount of a clean month (no events)
-    db.execute("DELETE FROM trips WHERE trip_id = 'c5'")  # withheld: seqs 910..1091 never arrive
-    withheld, trace = _premium(db, RB)
+    other = store.connect(tmp_path / "withheld.duckdb")  # the same month where c5 (seqs 910..1091) never arrives
+    other.execute("INSERT INTO policies VALUES ('P1', 'V1', '2025-01-01', 60.00, 'B', '25-39', 'north')")
+    store.upsert_trips(other, rows[:5] + rows[6:])
+    withheld, trace = _premium(other, RB)
     assert trace["completeness"]["no_discount"] and trace["completeness"]["share"] == pytest.approx(0.9, abs=1e-3)
     assert withheld == 60  # no discount; no surcharge either
     off_rb = parse_rulebook(RB.text.replace("min_completeness = 0.95", "min_completeness = 0.0"))
-    assert _premium(db, off_rb)[0] < 60  # without the rule the withheld month would have paid
+    assert _premium(other, off_rb)[0] < 60  # without the rule the withheld month would have paid
+    store.upsert_trips(db, [rows[5]])  # and the trip arriving late (a replay) closes the gap again
+    assert store.upsert_trips(other, [rows[5]]) == 1 and _premium(other, RB) == (full, _premium(db, RB)[1])
+    other.close()
 
 
 def test_below_min_completeness_a_surcharge_still_applies():

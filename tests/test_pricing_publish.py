@@ -129,7 +129,7 @@ def test_a_version_1_file_upgrades_in_place(tmp_path):
     assert (
         kinds["premium_rows"] == kinds["feature_rows"] == "BASE TABLE" and "_pricing_stage_dead_premiums" not in kinds
     )
-    assert con.execute("SELECT version FROM schema_info").fetchall() == [(store.SCHEMA_VERSION,)] == [(2,)]
+    assert con.execute("SELECT version FROM schema_info").fetchall() == [(store.SCHEMA_VERSION,)] == [(3,)]
     assert month_rows(con) == before
     assert con.execute("SELECT * FROM monthly_features ORDER BY policy_id").fetchall() == features
     assert con.execute("SELECT month, run_id FROM published_runs").fetchall() == [(MONTH, run.run_id)]

@@ -315,6 +315,12 @@ def test_the_sql_built_national_book_is_what_it_says(tmp_path):
         assert 10 < r[5] < 14 and 1 < r[6] < 5  # bulk: km gamma(2, 6), a few harsh brakes per 100 km
         per_vehicle = con.execute("SELECT DISTINCT count(*) FROM trips GROUP BY vehicle_id").fetchall()
         assert per_vehicle == [(8,)]
+        assert store.link_trips(con) == 0  # each trip's pair (prev_*) is the one the store would keep
+        lo, n = con.execute(
+            "SELECT min(completeness), count(*) FILTER (WHERE completeness < 1) FROM month_completeness(?, ?)",
+            [MONTH, date(2026, 11, 1)],
+        ).fetchone()
+        assert 0.5 < lo < 0.99 and 100 < n < 1_500  # a few withheld or lost messages, not a uniform 1
         if name == "a":
             s = store.run_month(con, load_rulebook(Config().rulebook), MONTH, actor="t")
             assert s.policies == 3_000 and s.capped_up > 0 and s.priced_on_driving > 2_900

@@ -13,7 +13,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -50,7 +50,8 @@ TRIP_FRAME_SCHEMA = {f: _POLARS_TYPES[c.sql] for f, c in zip(TripRecord.__datacl
 
 log = logging.getLogger("ubi.adapters.duckdb_store")
 
-SCHEMA_VERSION = 2  # 2: premiums and monthly_features became views over rows written in place (_migrate)
+SCHEMA_VERSION = 3  # 2: premiums and monthly_features became views over rows written in place (_migrate)
+# 3: each trip keeps the vehicle's trip before it (prev_*, link_trips), filled in once for older files (_link_old)
 
 # A month's rows are written where they stay, chunk by chunk, each chunk committed (a DuckDB transaction holds
 # what it inserts in memory: ~15 GB for 10 M premiums with traces), under the run's id; the run is published by
@@ -107,6 +108,21 @@ SELECT f.* FROM feature_rows f SEMI JOIN published_runs r USING (month, run_id);
 CREATE OR REPLACE VIEW premiums AS
 SELECT p.* FROM premium_rows p SEMI JOIN published_runs r USING (month, run_id);
 """
+
+# The completeness expressions over a trip row and the stored pair (prev_*) of the vehicle's trip before it. A gap
+# between trips counts for ignition-cut trips only, when the seq went up, and when the trip before started at or
+# after {since} (a month's look-back).
+IGNITION_ENDS = "('ignition_off', 'next_trip', 'grace_timeout', 'timeout')"
+MISSING_IN_TRIP = (
+    "CASE WHEN seq_first IS NOT NULL AND seq_last IS NOT NULL "
+    "THEN greatest(seq_last - seq_first + 1 - messages, 0) ELSE 0 END"
+)
+MISSING_BEFORE = (
+    f"CASE WHEN ended_by IN {IGNITION_ENDS} AND prev_ended_by IN {IGNITION_ENDS} "
+    "AND prev_start_ts >= {since} AND seq_first > prev_seq_last THEN seq_first - prev_seq_last - 1 ELSE 0 END"
+)
+LINK_ORDER = "start_ts, seq_first, trip_id"  # a vehicle's trips in order (trip_id: ties are stable)
+LINK_DAYS = 62  # the look-back the stored pair covers: a month's last day (31) plus the month's look-back (31)
 
 SCHEMA = (
     """
@@ -228,31 +244,36 @@ FROM premiums p LEFT JOIN monthly_features f USING (policy_id, month);
 -- Data completeness (issue 11): device messages missing inside a trip (its seq span minus what arrived) and, for
 -- vehicles cut by ignition, between consecutive trips (nothing is sent between them, so a seq gap is data that
 -- never arrived or was withheld). A seq that goes down is a device reboot, not a gap. Motion-cut devices report
--- while parked, so only gaps inside their trips count. trip_gaps(lo, hi) reads only the trips started in
--- [lo, hi): a month's pricing sorts two months of trips, not the whole table.
-CREATE OR REPLACE MACRO trip_gaps(lo, hi) AS TABLE
-SELECT trip_id, vehicle_id, start_ts, messages,
-       CASE WHEN seq_first IS NOT NULL AND seq_last IS NOT NULL
-            THEN greatest(seq_last - seq_first + 1 - messages, 0) ELSE 0 END AS missing_in_trip,
-       CASE WHEN ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout')
-             AND prev_ended_by IN ('ignition_off', 'next_trip', 'grace_timeout', 'timeout')
-             AND seq_first > prev_seq_last
-            THEN seq_first - prev_seq_last - 1 ELSE 0 END AS missing_before
-FROM (SELECT *, lag(seq_last) OVER w AS prev_seq_last, lag(ended_by) OVER w AS prev_ended_by
-      FROM trips WHERE start_ts >= lo AND start_ts < hi
-      WINDOW w AS (PARTITION BY vehicle_id ORDER BY start_ts, seq_first));
-
+-- while parked, so only gaps inside their trips count. v_trip_gaps pairs every trip with the one before it by a
+-- window over the whole table (for analysis); pricing reads the pair the store keeps on each row (prev_*,
+-- link_trips below), so a month's completeness is one aggregate, not a sort of two months of trips.
 CREATE OR REPLACE VIEW v_trip_gaps AS
-SELECT * FROM trip_gaps(TIMESTAMP '1970-01-01', TIMESTAMP '9999-12-31');
+SELECT trip_id, vehicle_id, start_ts, messages, """
+    + MISSING_IN_TRIP
+    + """ AS missing_in_trip,
+       """
+    + MISSING_BEFORE.format(since="TIMESTAMP '1970-01-01'")
+    + """ AS missing_before
+FROM (SELECT * EXCLUDE (prev_start_ts, prev_seq_last, prev_ended_by), lag(start_ts) OVER w AS prev_start_ts,
+             lag(seq_last) OVER w AS prev_seq_last, lag(ended_by) OVER w AS prev_ended_by
+      FROM trips WINDOW w AS (PARTITION BY vehicle_id ORDER BY """
+    + LINK_ORDER
+    + """));
 
--- One month's completeness per vehicle; the trip before the month (a gap before its first trip) is looked for in
--- the 31 days before it.
+-- One month's completeness per vehicle; the trip before the month (a gap before its first trip) counts when it
+-- started in the 31 days before the month.
 CREATE OR REPLACE MACRO month_completeness(lo, hi) AS TABLE
 SELECT vehicle_id, count(*) AS trips, sum(messages) AS messages, sum(missing_in_trip) AS missing_in_trips,
        sum(missing_before) AS missing_between_trips,
        sum(messages) / (sum(messages) + sum(missing_in_trip) + sum(missing_before)) AS completeness
-FROM trip_gaps(CAST(lo AS TIMESTAMP) - INTERVAL 31 DAY, CAST(hi AS TIMESTAMP))
-WHERE start_ts >= CAST(lo AS TIMESTAMP) GROUP BY vehicle_id;
+FROM (SELECT vehicle_id, messages, """
+    + MISSING_IN_TRIP
+    + """ AS missing_in_trip,
+             """
+    + MISSING_BEFORE.format(since="CAST(lo AS TIMESTAMP) - INTERVAL 31 DAY")
+    + """ AS missing_before
+      FROM trips WHERE start_ts >= CAST(lo AS TIMESTAMP) AND start_ts < CAST(hi AS TIMESTAMP))
+GROUP BY vehicle_id;
 
 CREATE OR REPLACE VIEW v_completeness AS
 SELECT vehicle_id, CAST(date_trunc('month', start_ts) AS DATE) AS month, count(*) AS trips,
@@ -309,6 +330,7 @@ def _connect_once(path: Path, read_only: bool, init: bool) -> duckdb.DuckDBPyCon
         con.execute(SCHEMA + PRIVACY_SCHEMA)
         if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
             con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+        _link_old(con)
     return con
 
 
@@ -354,6 +376,18 @@ def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     log.info("store upgraded to schema version 2 (premiums and monthly_features are views over published runs)")
 
 
+def _link_old(con: duckdb.DuckDBPyConnection) -> None:
+    """2 -> 3: the prev_* columns (added empty by SCHEMA's ALTERs) are filled in for the trips already stored, in
+    one transaction with the version's change."""
+    if con.execute("SELECT max(version) FROM schema_info").fetchone()[0] >= 3:
+        return
+    with transaction(con):
+        n = link_trips(con)
+        con.execute("DELETE FROM schema_info")
+        con.execute("INSERT INTO schema_info VALUES (3)")
+    log.info("store upgraded to schema version 3 (%d trips paired with the trip before them)", n)
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     con.execute("BEGIN TRANSACTION")
@@ -381,9 +415,66 @@ def upsert_trips(con: duckdb.DuckDBPyConnection, rows: Sequence[TripRecord | dic
         if not latest:
             return 0
     df = pl.DataFrame([r.as_row() for r in latest.values()], schema=TRIP_FRAME_SCHEMA)  # noqa: F841 (used by SQL)
+    starts = [r.start_ms for r in latest.values()]
     with transaction(con):
         con.execute(upsert_sql("df"))
+        # A trip's id is its vehicle and start (scoring.trips.trip_id), so a replaced row keeps its place: only the
+        # batch's trips and the ones after them can have a new trip before them.
+        con.register("_link_scope", df.select("vehicle_id", "start_ms"))
+        try:
+            _link(
+                con,
+                "SELECT vehicle_id, make_timestamp(min(start_ms) * 1000) AS lo, "
+                "make_timestamp(max(start_ms) * 1000) AS hi FROM _link_scope GROUP BY vehicle_id",
+                lo=_ts(min(starts)),
+                hi=_ts(max(starts)),
+            )
+        finally:
+            con.unregister("_link_scope")
     return len(latest)
+
+
+def _ts(ms: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(milliseconds=ms)
+
+
+def link_trips(con: duckdb.DuckDBPyConnection) -> int:
+    """Pair every trip with the vehicle's trip before it (the prev_* columns), for trips written without the store's
+    upsert: bulk loads and files from before schema version 3. One window over the table; returns rows changed."""
+    return _link(con, None)
+
+
+def _link(
+    con: duckdb.DuckDBPyConnection, scope: str | None, lo: datetime | None = None, hi: datetime | None = None
+) -> int:
+    """Recompute the stored pair (prev_*: the trip before, if it started at most LINK_DAYS earlier) of the trips of
+    ``scope`` (SQL of rows vehicle_id, lo, hi: trips of that vehicle from lo to LINK_DAYS after hi; a new or
+    replaced trip changes its own pair and its successors'), or of every trip (None). ``lo``/``hi``: the bounds
+    of all scopes, a plain range DuckDB prunes the table's row groups by. Rows whose pair did not change are not
+    written."""
+    days = f"INTERVAL {LINK_DAYS} DAY"
+    if scope is None:
+        source, keep, params = "trips", "TRUE", {}
+    else:
+        source = (
+            f"(SELECT t.*, s.lo AS _lo FROM trips t JOIN ({scope}) s USING (vehicle_id) "
+            f"WHERE t.start_ts >= $lo - {days} AND t.start_ts <= $hi + {days} "
+            f"AND t.start_ts >= s.lo - {days} AND t.start_ts <= s.hi + {days}) src"
+        )
+        keep, params = "start_ts >= _lo", {"lo": lo, "hi": hi}
+    sql = f"""
+        UPDATE trips SET prev_start_ts = n.ps, prev_seq_last = n.pq, prev_ended_by = n.pe
+        FROM (SELECT trip_id, ps, CASE WHEN ps IS NULL THEN NULL ELSE pq END AS pq,
+                     CASE WHEN ps IS NULL THEN NULL ELSE pe END AS pe
+              FROM (SELECT trip_id, start_ts, {"_lo" if scope else "NULL AS _lo"},
+                           CASE WHEN lag(start_ts) OVER w >= start_ts - {days} THEN lag(start_ts) OVER w END AS ps,
+                           lag(seq_last) OVER w AS pq, lag(ended_by) OVER w AS pe
+                    FROM {source} WINDOW w AS (PARTITION BY vehicle_id ORDER BY {LINK_ORDER}))
+              WHERE {keep}) n
+        WHERE trips.trip_id = n.trip_id AND (trips.prev_start_ts IS DISTINCT FROM n.ps
+              OR trips.prev_seq_last IS DISTINCT FROM n.pq OR trips.prev_ended_by IS DISTINCT FROM n.pe)"""
+    row = con.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def last_data_by_vehicle(con: duckdb.DuckDBPyConnection, since_days: float) -> list[tuple[str, float | None]]:
@@ -435,12 +526,25 @@ def load_policies(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 # --- monthly pricing ------------------------------------------------------------------------------------------
 
-MONTH_FEATURES_SQL = """
+# One pass over the month's trips: the features of the trips not objected to, and the completeness of all of them
+# (the stored pair: MISSING_BEFORE), so a 600 M-trip month is read once and nothing is sorted (docs/capacity.md).
+MONTH_FEATURES_SQL = (
+    """
 WITH t AS (
-    SELECT vehicle_id, count(*) AS trips, sum(distance_km) AS km, sum(moving_s) AS moving_s,
-           sum(harsh_brakes) AS harsh_brakes, sum(harsh_accels) AS harsh_accels
-    FROM trips WHERE start_ts >= $start AND start_ts < $end
-      AND trip_id NOT IN (SELECT trip_id FROM trip_objections WHERE status <> 'rejected')
+    SELECT vehicle_id, count(*) FILTER (WHERE NOT objected) AS trips,
+           sum(distance_km) FILTER (WHERE NOT objected) AS km, sum(moving_s) FILTER (WHERE NOT objected) AS moving_s,
+           sum(harsh_brakes) FILTER (WHERE NOT objected) AS harsh_brakes,
+           sum(harsh_accels) FILTER (WHERE NOT objected) AS harsh_accels,
+           sum(messages) / (sum(messages) + sum(missing_in_trip) + sum(missing_before)) AS completeness
+    FROM (SELECT vehicle_id, distance_km, moving_s, harsh_brakes, harsh_accels, messages,
+                 trip_id IN (SELECT trip_id FROM trip_objections WHERE status <> 'rejected') AS objected,
+                 """
+    + MISSING_IN_TRIP
+    + """ AS missing_in_trip,
+                 """
+    + MISSING_BEFORE.format(since="CAST($start AS TIMESTAMP) - INTERVAL 31 DAY")
+    + """ AS missing_before
+          FROM trips WHERE start_ts >= $start AND start_ts < $end)
     GROUP BY vehicle_id
 )
 SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
@@ -448,14 +552,14 @@ SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
        coalesce(t.moving_s, 0.0) / 3600.0 AS driving_hours,
        coalesce(t.harsh_brakes, 0) AS harsh_brakes, coalesce(t.harsh_accels, 0) AS harsh_accels,
        CAST(round(prev.premium * 100) AS BIGINT) AS prev_c,
-       coalesce(c.completeness, 1.0) AS completeness
+       coalesce(t.completeness, 1.0) AS completeness
 FROM policies p
 LEFT JOIN t ON t.vehicle_id = p.vehicle_id
-LEFT JOIN month_completeness($start, $end) c ON c.vehicle_id = p.vehicle_id
 LEFT JOIN premiums prev ON prev.policy_id = p.policy_id AND prev.month = $prev
 WHERE p.start_date < $end
 ORDER BY p.policy_id
 """
+)
 
 
 class PricingTables:

@@ -199,7 +199,20 @@ COLUMNS: tuple[Column, ...] = tuple(
     for f in fields(TripRecord)
 )
 STORED_AT = Column("stored_at", "TIMESTAMP", "when the store wrote the row (UTC)", True, "now()::TIMESTAMP")
-TABLE_COLUMNS: tuple[Column, ...] = COLUMNS + (STORED_AT,)
+# The vehicle's trip before this one, kept by the store (ubi/adapters/duckdb_store.py, link_trips) so that a
+# month's data completeness is one aggregate instead of a window over two months of trips (docs/capacity.md).
+LINK_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "prev_start_ts",
+        "TIMESTAMP",
+        "start of the vehicle's previous trip if it started at most 62 days before (the store keeps it)",
+        False,
+        "CAST(NULL AS TIMESTAMP)",
+    ),
+    Column("prev_seq_last", "BIGINT", "that trip's seq_last (the store keeps it)", False, "CAST(NULL AS BIGINT)"),
+    Column("prev_ended_by", "VARCHAR", "that trip's ended_by (the store keeps it)", False, "CAST(NULL AS VARCHAR)"),
+)
+TABLE_COLUMNS: tuple[Column, ...] = COLUMNS + (STORED_AT,) + LINK_COLUMNS
 
 
 def create_table_sql(table: str = "trips") -> str:
