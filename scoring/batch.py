@@ -231,8 +231,9 @@ def channel_batch_kernel(
 ) -> None:
     """``scoring.intensity.channel`` of every trip without a used IMU (the 1 Hz speed channel: grid from warm-up
     after each segment's first fix, speed smoothed over ``speed_smooth_s``, centred differences, speed x heading
-    rate for the lateral), NumPy's arithmetic step by step. With ``g_out`` of length 0 only counts: out_off[k + 1] =
-    the end of trip k's channel. source[k]: 0 "speed", 1 "speed+heading"."""
+    rate for the lateral), NumPy's arithmetic step by step. out_off[k + 1] = the end of trip k's channel; with
+    ``g_out`` of length 0 it only counts; where the outputs are too short for the channel it stops with
+    out_off[-1] = -1 (the caller counts first then). source[k]: 0 "speed", 1 "speed+heading"."""
     count_only = g_out.shape[0] == 0
     nt = off.shape[0] - 1
     w = 0
@@ -254,6 +255,9 @@ def channel_batch_kernel(
                     t0 = tt[s0] + warmup
                     if tt[s1 - 1] - t0 >= 2.0:
                         m = _arange_len(t0, tt[s1 - 1] + 1e-9)
+                        if not count_only and w + m > g_out.shape[0]:
+                            out_off[nt] = -1
+                            return
                         if not count_only and m > 0:
                             g_out[w] = t0
                             if m > 1:
@@ -263,8 +267,8 @@ def channel_batch_kernel(
                                     g_out[w + q] = t0 + q * delta
                         w += m
                     s0 = s1
+        out_off[k + 1] = w
         if count_only:
-            out_off[k + 1] = w
             continue
         m = w - w0
         if m == 0:
@@ -563,9 +567,18 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
         float(cfg.event_warmup_s),
         float(cfg.min_corner_speed_mps),
     )
-    channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, e, e, e, e, src)
-    cg, cv, clon, clat = (np.empty(ch_off[-1]) for _ in range(4))
+    # one pass into outputs long enough for a 1 Hz grid over each trip's span (the count first where they are not)
+    nz = goff[1:] > goff[:-1]
+    span = tg[goff[1:][nz] - 1] - tg[goff[:-1][nz]]
+    cap = int(np.ceil(span).sum()) + 2 * int(goff[-1]) + nt
+    cg, cv, clon, clat = (np.empty(cap) for _ in range(4))
     channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, cg, cv, clon, clat, src)
+    if ch_off[-1] < 0:
+        channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, e, e, e, e, src)
+        cg, cv, clon, clat = (np.empty(ch_off[-1]) for _ in range(4))
+        channel_batch_kernel(goff, tg, vg, hd, with_h, *chp, ch_off, cg, cv, clon, clat, src)
+    m = int(ch_off[-1])
+    cg, cv, clon, clat = cg[:m], cv[:m], clon[:m], clat[:m]
     return GroupKernels(
         cfg,
         off,

@@ -110,3 +110,39 @@ def test_quarter_runs_kernel_edges() -> None:
     out = np.empty(t.shape[0])
     fill_runs_kernel(heads[:r], np.arange(r, dtype=np.float64), out)
     assert out.tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
+
+
+def test_channel_in_one_pass_equals_count_then_fill() -> None:
+    """``channel_batch_kernel`` into long enough outputs gives what counting first then filling gives (the batch's
+    one pass), and outputs one sample too short are refused with out_off[-1] = -1 (the batch then counts first)."""
+    from scoring.batch import channel_batch_kernel
+
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 2, 5, 300, 40, 1200]
+    t = np.concatenate([1.79e9 + np.cumsum(rng.choice([1.0, 1.0, 0.5, 2.0, 30.0], n)) for n in sizes])
+    v = np.abs(rng.normal(10, 5, t.shape[0]))
+    h = np.mod(np.cumsum(rng.normal(0, 10, t.shape[0])), 360)
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    nt = len(sizes)
+    args = (2.0, 5.0, 3.0, 2.0)
+    wh = np.ones(nt, np.uint8)
+    e = np.zeros(0)
+
+    def run(cap: int | None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        ch_off, src = np.zeros(nt + 1, np.int64), np.zeros(nt, np.int8)
+        if cap is None:
+            channel_batch_kernel(off, t, v, h, wh, *args, ch_off, e, e, e, e, src)
+            cap = int(ch_off[-1])
+        outs = [np.full(cap, -7.0) for _ in range(4)]
+        channel_batch_kernel(off, t, v, h, wh, *args, ch_off, *outs, src)
+        return ch_off, [o[: max(int(ch_off[-1]), 0)] for o in outs], src
+
+    ref_off, ref, ref_src = run(None)
+    n = int(ref_off[-1])
+    assert n > 500
+    for cap in (n, n + 5000):
+        ch_off, outs, src = run(cap)
+        assert np.array_equal(ch_off, ref_off) and np.array_equal(src, ref_src)
+        for a, b in zip(outs, ref, strict=True):
+            assert np.array_equal(a, b, equal_nan=True)
+    assert run(n - 1)[0][-1] == -1
