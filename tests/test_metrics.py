@@ -172,6 +172,33 @@ def test_scorer_endpoint_matches_the_stream():
     assert set(by_label(m, "ubi_kafka_consumer_lag", "partition").values()) == {0}
     assert m[("ubi_scorer_open_trips", ())] == 0
     assert m[("ubi_scorer_cutter_vehicles", ())] == 4
+    assert m[("ubi_scorer_vehicles_waiting_to_start", ())] == m[("ubi_scorer_reorder_held", ())] == 0
+
+
+def test_scorer_gauges_show_a_new_vehicle_waiting_to_start():
+    """A vehicle never seen before whose first messages are not an ignition_on waits (its ignition_on may still
+    come, reordered): the gauges show it and the messages it holds, until the reorder window lets it start."""
+    log = KafkaLog(partitions=3)
+    publish(log, CFG, [motion_stream("M", 2)])
+    metrics = ScorerMetrics()
+    consumer = MemConsumer(log, CFG.kafka.scorer_group, max_records=7)
+    stage = ScoreStage(
+        CFG, consumer, MemProducer(log), MemStateReader(log, CFG.kafka.scorer_state_topic), lambda t: b"{}", metrics
+    )
+    server = serve(metrics.registry, -1)
+    try:
+        stage.step()
+        first = scrape(server)
+        stage.step()
+        second = scrape(server)
+    finally:
+        server.shutdown()
+    read = sum(consumer.pos.values())
+    assert first[("ubi_scorer_vehicles_waiting_to_start", ())] == 1
+    assert first[("ubi_scorer_reorder_held", ())] == 7 == first[("ubi_scorer_records_total", ())]
+    assert first[("ubi_scorer_motion_tracks", ())] == 0
+    assert second[("ubi_scorer_vehicles_waiting_to_start", ())] == second[("ubi_scorer_reorder_held", ())] == 0
+    assert second[("ubi_scorer_motion_tracks", ())] == 1 and second[("ubi_scorer_records_total", ())] == read == 14
 
 
 def test_scorer_counters_carry_over_a_reconnect():
