@@ -95,15 +95,20 @@ def kept_kernel(
     lg: np.ndarray,
     hg: np.ndarray,
     pg: np.ndarray,
+    ok: np.ndarray,
 ) -> None:
     """The kept fixes (``keep`` != 0) of every column in one pass, as ``x[keep.astype(bool)]`` of each would give,
-    and each trip's first kept fix ``goff[k]`` (``goff[-1]`` the count)."""
+    and each trip's first kept fix ``goff[k]`` (``goff[-1]`` the count); ok[k] = 0 where a kept speed is not finite
+    and non-negative (measure_trip refuses those itself)."""
     w = 0
     for k in range(off.shape[0] - 1):
         goff[k] = w
         for i in range(off[k], off[k + 1]):
             if keep[i]:
-                tg[w], vg[w], ag[w], lg[w], hg[w], pg[w] = t_s[i], v[i], acc[i], lim[i], heading[i], phone[i]
+                x = v[i]
+                tg[w], vg[w], ag[w], lg[w], hg[w], pg[w] = t_s[i], x, acc[i], lim[i], heading[i], phone[i]
+                if not (x >= 0.0 and x < np.inf):
+                    ok[k] = 0
                 w += 1
     goff[off.shape[0] - 1] = w
 
@@ -338,13 +343,15 @@ def channel_batch_kernel(
 
 
 @njit(cache=True, nogil=True)
-def quarter_runs_kernel(t_s: np.ndarray, step: float, heads: np.ndarray, quarters: np.ndarray) -> int:
-    """The runs of equal ``floor(t_s / step)`` (NumPy's arithmetic): run r starts at ``heads[r]`` with quarter
-    ``quarters[r]``; returns the number of runs."""
+def quarter_runs_kernel(t_s: np.ndarray, step: float, mid: bool, heads: np.ndarray, quarters: np.ndarray) -> int:
+    """The runs of equal ``floor(x / step)`` (NumPy's arithmetic) of x = t_s, or with ``mid`` of the midpoints
+    ``0.5 * (t_s[1:] + t_s[:-1])``: run r starts at ``heads[r]`` with quarter ``quarters[r]``; returns the number of
+    runs."""
     r = 0
     prev = np.int64(0)
-    for i in range(t_s.shape[0]):
-        q = np.int64(np.floor(t_s[i] / step))
+    for i in range(t_s.shape[0] - 1 if mid else t_s.shape[0]):
+        x = 0.5 * (t_s[i + 1] + t_s[i]) if mid else t_s[i]
+        q = np.int64(np.floor(x / step))
         if i == 0 or q != prev:
             heads[r] = i
             quarters[r] = q
@@ -363,13 +370,14 @@ def fill_runs_kernel(heads: np.ndarray, vals: np.ndarray, out: np.ndarray) -> No
             out[i] = vals[r]
 
 
-def quarter_offsets(t_s: np.ndarray, tz: str) -> np.ndarray:
+def quarter_offsets(t_s: np.ndarray, tz: str, mid: bool = False) -> np.ndarray:
     """``scoring.features.local_offsets`` (the zone's UTC offset at each time, looked up per quarter hour) for long,
-    mostly increasing series: one lookup per run of equal quarters instead of sorting every time for np.unique."""
+    mostly increasing series: one lookup per run of equal quarters instead of sorting every time for np.unique.
+    With ``mid``: at the midpoints ``0.5 * (t_s[1:] + t_s[:-1])``, without making them."""
     t_s = np.ascontiguousarray(t_s, np.float64)
-    n = t_s.shape[0]
+    n = max(t_s.shape[0] - 1, 0) if mid else t_s.shape[0]
     heads, quarters = np.empty(n, np.int64), np.empty(n, np.int64)
-    r = quarter_runs_kernel(t_s, float(_OFFSET_STEP_S), heads, quarters)
+    r = quarter_runs_kernel(t_s, float(_OFFSET_STEP_S), mid, heads, quarters)
     vals = np.array([_offset_s(tz, x) for x in quarters[:r].tolist()], np.float64)
     out = np.empty(n)
     fill_runs_kernel(heads[:r], vals, out)
@@ -534,13 +542,9 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
     nk = int(np.count_nonzero(keep))
     tg, vg, ag, lg, hd = (np.empty(nk) for _ in range(5))
     pg = np.empty(nk, np.int8)
-    kept_kernel(off, keep, t_s, speed, acc, lim, hd_all, phone, goff, tg, vg, ag, lg, hd, pg)
-    # speeds measure_trip would refuse: leave those trips to it
-    badv = ~(np.isfinite(vg) & (vg >= 0))
-    if badv.any():
-        ok[np.unique(np.searchsorted(goff, np.flatnonzero(badv), side="right") - 1)] = 0
-    mid = 0.5 * (tg[1:] + tg[:-1])
-    mid_off = quarter_offsets(mid, cfg.time_zone)
+    # (speeds measure_trip would refuse: ok = 0, those trips are left to it)
+    kept_kernel(off, keep, t_s, speed, acc, lim, hd_all, phone, goff, tg, vg, ag, lg, hd, pg, ok)
+    mid_off = quarter_offsets(tg, cfg.time_zone, mid=True)
     fp, ip = _params(cfg)
     nv, na = int(ip[0]), int(ip[1])
     basic = np.zeros((nt, 4))

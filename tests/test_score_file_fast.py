@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from scoring.batch import fill_runs_kernel, kept_kernel, quarter_runs_kernel
+from scoring.batch import fill_runs_kernel, kept_kernel, quarter_offsets, quarter_runs_kernel
+from scoring.features import local_offsets
 from ubi.stages import score_file
 
 
@@ -91,22 +92,38 @@ def test_kept_kernel_equals_boolean_masks(seed: int) -> None:
     nk = int(keep.sum())
     out = [np.empty(nk) for _ in range(5)]
     pg = np.empty(nk, np.int8)
+    cols[1][rng.random(n) < 0.05] = rng.choice([np.nan, np.inf, -np.inf, -1.0, -0.0])  # speeds refused
     goff = np.full(off.shape[0], -1, np.int64)
-    kept_kernel(off, keep, *cols, phone, goff, *out, pg)
+    ok = np.ones(off.shape[0] - 1, np.uint8)
+    kept_kernel(off, keep, *cols, phone, goff, *out, pg, ok)
     kb = keep.astype(bool)
     for o, c in zip(out + [pg], cols + [phone], strict=True):
         assert np.array_equal(o, c[kb], equal_nan=True)
     assert np.array_equal(goff, np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[off])
+    # the trips holding a kept speed that is not finite and non-negative, as the batch found them before
+    vg = out[1]
+    badv = ~(np.isfinite(vg) & (vg >= 0))
+    want = np.ones_like(ok)
+    want[np.unique(np.searchsorted(goff, np.flatnonzero(badv), side="right") - 1)] = 0
+    assert np.array_equal(ok, want)
 
 
 def test_quarter_runs_kernel_edges() -> None:
     """Runs of equal quarters (the offsets themselves: tests/test_score_batch.py against local_offsets)."""
     t = np.array([0.0, 899.999, 900.0, 900.0, 100.0, -0.5, -0.5, 1e12])
     heads, q = np.empty(t.shape[0], np.int64), np.empty(t.shape[0], np.int64)
-    r = quarter_runs_kernel(t, 900.0, heads, q)
+    r = quarter_runs_kernel(t, 900.0, False, heads, q)
     assert heads[:r].tolist() == [0, 2, 4, 5, 7]
     assert q[:r].tolist() == np.floor(t[[0, 2, 4, 5, 7]] / 900.0).astype(np.int64).tolist()
-    assert quarter_runs_kernel(np.zeros(0), 900.0, heads, q) == 0
+    assert quarter_runs_kernel(np.zeros(0), 900.0, False, heads, q) == 0
+    assert quarter_runs_kernel(np.zeros(1), 900.0, True, heads, q) == 0
+    for tz in ("Europe/Amsterdam", "America/New_York"):  # the midpoints without making them
+        tt = np.sort(np.random.default_rng(2).uniform(1.77e9, 1.80e9, 2000))
+        want = quarter_offsets(0.5 * (tt[1:] + tt[:-1]), tz)
+        assert np.array_equal(quarter_offsets(tt, tz, mid=True), want)
+        assert np.array_equal(want, local_offsets(0.5 * (tt[1:] + tt[:-1]), tz))
+    assert quarter_offsets(np.zeros(1), "UTC", mid=True).shape == (0,)
+    assert quarter_offsets(np.zeros(0), "UTC", mid=True).shape == (0,)
     out = np.empty(t.shape[0])
     fill_runs_kernel(heads[:r], np.arange(r, dtype=np.float64), out)
     assert out.tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
