@@ -13,7 +13,8 @@ as many vehicles to show linearity; the real recordings of ../shared/realdata (t
 gets our trips as its labels). The per-message, per-trip path it replaces is timed once (``score_frames_per_trip``,
 from frames already read: GPS-only at both sizes, with IMU at 1x). Everything runs on one core: numba, polars, BLAS
 pinned to one thread; times are this process's CPU time (the machine is shared), best of ``--repeats``; wall time is
-printed beside it.
+printed beside it. Like ``ubi score-file``, the run first has glibc keep freed arrays for reuse
+(``keep_freed_memory``; ``--system-malloc`` leaves it as it is): polars' own allocator keeps its memory anyway.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ubi.stages.score_file import (  # noqa: E402
     IMU_COLUMNS,
     REQUIRED_GPS,
     REQUIRED_IMU,
+    keep_freed_memory,
     read_table,
     score_frames_per_trip,
     score_paths,
@@ -163,6 +165,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-before", action="store_true", help="skip timing the per-trip path (score_frames_per_trip)")
+    ap.add_argument(
+        "--system-malloc", action="store_true", help="leave glibc's malloc as it is (score-file's CLI tunes it)"
+    )
     a = ap.parse_args()
     if not a.no_peer:
         try:
@@ -170,7 +175,11 @@ def main() -> int:
         except ImportError:
             print("the peer is not installed: .venv/bin/pip install -e '.[bench]' (or run with --no-peer)")
             return 2
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; one thread per library")
+    kept = False if a.system_malloc else keep_freed_memory()  # as `ubi score-file` does
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; one thread per library; "
+        f"freed arrays {'kept for reuse (mallopt)' if kept else 'returned to the system'}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -4,6 +4,10 @@ and the batch's one-pass compaction of the kept fixes (``kept_kernel``) equals N
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -163,3 +167,34 @@ def test_channel_in_one_pass_equals_count_then_fill() -> None:
         for a, b in zip(outs, ref, strict=True):
             assert np.array_equal(a, b, equal_nan=True)
     assert run(n - 1)[0][-1] == -1
+
+
+FAULTS = """
+import resource, sys
+import numpy as np
+from ubi.stages.score_file import keep_freed_memory
+if sys.argv[1] == "1":
+    assert keep_freed_memory()
+a = np.ones(2_000_000)  # 16 MB, a size glibc maps fresh by default
+del a
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+b = np.ones(2_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_reuses_a_freed_array_without_faulting_it_in_again() -> None:
+    """What `ubi score-file` sets (keep_freed_memory): a freed 16 MB array's pages serve the next one (a fresh
+    mapping faults in ~4,000 pages again, unless transparent huge pages make them few)."""
+    root = Path(__file__).resolve().parents[1]
+    faults = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", FAULTS, on], cwd=root, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for on in ("0", "1")
+    ]
+    assert faults[1] < 50, faults
+    assert faults[1] < faults[0] or faults[0] < 50
