@@ -254,15 +254,14 @@ _FIX_ARRAYS = (
     pl.col("heading_deg").fill_null(0.0),
     pl.col("accuracy_m").fill_null(0.0),
     pl.col("phone").fill_null(-1),
-    pl.col("limit_kmh").is_not_null().alias("has_limit"),
     pl.col("limit_kmh").fill_null(np.nan),
 )
 
 
 def _fix_arrays(fx: pl.LazyFrame) -> list[np.ndarray]:
-    """The fix rows' columns as ``cut_frames`` reads them (t, speed, lat, lon, heading, accuracy, phone, whether a
-    limit is posted, the limit in km/h), in one query: filling a column's nulls before ``to_numpy`` avoids its
-    slower null-to-NaN copy."""
+    """The fix rows' columns as ``cut_frames`` reads them (t, speed, lat, lon, heading, accuracy, phone, the posted
+    limit in km/h, NaN where none), in one query: filling a column's nulls before ``to_numpy`` avoids its slower
+    null-to-NaN copy."""
     df = fx.select(_FIX_ARRAYS).collect()
     return [df.to_series(k).to_numpy() for k in range(df.width)]
 
@@ -335,7 +334,7 @@ def cut_frames(
         imu, imu_at = _runs(imu)
         it_all = imu["t_ms"].to_numpy()
         ia_all = tuple(imu[c].fill_null(np.nan).to_numpy() for c in ("acc_lon", "acc_lat", "acc_vert"))
-    t_all, sp_all, lat_all, lon_all, head_all, acc_all, phone_all, has_lim, lim_all = fix_cols
+    t_all, sp_all, lat_all, lon_all, head_all, acc_all, phone_all, lim_all = fix_cols
     phone_all = phone_all.astype(np.int8)
     lim_all = lim_all / 3.6
     max_trip_ms = int(IngestConfig().max_trip_s * 1000)
@@ -345,7 +344,7 @@ def cut_frames(
     for vehicle in vehicles:
         lo, hi = fx_at.get(vehicle, (0, 0))
         t = t_all[lo:hi]
-        lim = lim_all[lo:hi] if has_lim[lo:hi].any() else None
+        lim = None if np.isnan(lim_all[lo:hi]).all() else lim_all[lo:hi]  # NaN: null in the file (read_table)
         ilo, ihi = imu_at.get(vehicle, (0, 0))
         if vehicle in ev_of:
             ts, on = ev_of[vehicle]
@@ -370,6 +369,7 @@ def cut_frames(
         it = it_all[ilo:ihi] if ihi > ilo else np.zeros(0, np.int64)
         ia = tuple(c[ilo:ihi] for c in ia_all) if ihi > ilo else (np.zeros(0),) * 3
         hz = vehicle_imu_hz(it)
+        no_imu = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))  # trip_imu's answer without samples
         dup = np.flatnonzero(t[1:] == t[:-1]) + 1  # a repeated time keeps its first fix
         for p in plan:
             sel: slice | np.ndarray = slice(p.lo, p.hi)
@@ -380,7 +380,7 @@ def cut_frames(
             sel_all = sel if isinstance(sel, np.ndarray) else slice(lo + p.lo, lo + p.hi)
             if isinstance(sel_all, np.ndarray):
                 sel_all = sel_all + lo
-            imu_t, a_lon, a_lat, a_vert = trip_imu(it, ia, hz, t, p)
+            imu_t, a_lon, a_lat, a_vert = trip_imu(it, ia, hz, t, p) if ihi > ilo else no_imu
             if p.clip_imu and imu_t.shape[0]:
                 ik = (imu_t >= p.start_ms) & (imu_t <= p.end_ms)
                 imu_t, a_lon, a_lat, a_vert = imu_t[ik], a_lon[ik], a_lat[ik], a_vert[ik]
