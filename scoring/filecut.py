@@ -56,16 +56,22 @@ class PlannedTrip:
     clip_imu: bool = False  # motion trips hold only the IMU samples within [start_ms, end_ms]
 
 
+_NO_BATCHES = np.zeros(0, np.int64)
+_NO_BATCHES.flags.writeable = False
+
+
 def _n_batches(k: int) -> int:
     return -(-k // BATCH_FIXES)
 
 
 def plan_ignition(
-    vehicle: str, t: np.ndarray, ev_t: np.ndarray, ev_on: np.ndarray, max_trip_ms: int
+    vehicle: str, t: np.ndarray, ev_t: np.ndarray, ev_on: np.ndarray, max_trip_ms: int, batches: bool = True
 ) -> list[PlannedTrip] | None:
     """The trips TripCutter closes for a vehicle whose messages score-file synthesises from ``t`` (fix times, ms,
     sorted) and events (``ev_t`` ms, ``ev_on`` True for ignition_on), or None where only the message path is exact
-    (fixes before the first event, a trip longer than ``max_trip_ms``)."""
+    (fixes before the first event, a trip longer than ``max_trip_ms``). ``batches=False`` (a vehicle without IMU
+    samples, whose trips' messages ``trip_imu`` never reads) leaves each trip's ``batch_lo``/``batch_nxt`` empty:
+    two arrays a trip fewer to build."""
     order = np.lexsort((~ev_on, ev_t))  # by time, an ignition_on before an ignition_off at the same time
     ev_t, ev_on = ev_t[order], ev_on[order]
     stops = np.where(ev_on, np.searchsorted(t, ev_t, side="left"), np.searchsorted(t, ev_t, side="right"))
@@ -82,14 +88,14 @@ def plan_ignition(
     for k in range(len(ev_t_l)):
         if ev_on_l[k]:
             if open_k >= 0:
-                trip = _close(vehicle, t, open_k, k, False, ev_t_l, stops_l, seq_l, prev_start, max_trip_ms)
+                trip = _close(vehicle, t, open_k, k, False, ev_t_l, stops_l, seq_l, prev_start, max_trip_ms, batches)
                 if trip is None:
                     return None
                 trips.append(trip)
                 prev_start = ev_t_l[open_k]
             open_k = k
         elif open_k >= 0:
-            trip = _close(vehicle, t, open_k, k, True, ev_t_l, stops_l, seq_l, prev_start, max_trip_ms)
+            trip = _close(vehicle, t, open_k, k, True, ev_t_l, stops_l, seq_l, prev_start, max_trip_ms, batches)
             if trip is None:
                 return None
             trips.append(trip)
@@ -109,6 +115,7 @@ def _close(
     seqs: list[int],
     prev_start: int | None,
     max_trip_ms: int,
+    batches: bool = True,
 ) -> PlannedTrip | None:
     on_ms = ev_t[on]
     if ev_t[nxt] - on_ms > max_trip_ms:
@@ -116,9 +123,9 @@ def _close(
     lo, hi = stops[on], stops[nxt]
     end_ms = ev_t[nxt] if by_off else (int(t[hi - 1]) if hi > lo else on_ms)
     n = _n_batches(hi - lo)
-    batch_lo = lo + BATCH_FIXES * np.arange(n, dtype=np.int64)
-    batch_nxt = np.empty(n, np.int64)
-    if n:
+    batch_lo = lo + BATCH_FIXES * np.arange(n, dtype=np.int64) if batches else _NO_BATCHES
+    batch_nxt = np.empty(n, np.int64) if batches else _NO_BATCHES
+    if n and batches:
         batch_nxt[:-1] = t[batch_lo[1:]]
         batch_nxt[-1] = ev_t[nxt] + 1 if by_off else ev_t[nxt]
     tid = trip_id(vehicle, on_ms, seqs[on] if prev_start is not None and on_ms <= prev_start else None)

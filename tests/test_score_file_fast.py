@@ -198,3 +198,29 @@ def test_keep_freed_memory_reuses_a_freed_array_without_faulting_it_in_again() -
     ]
     assert faults[1] < 50, faults
     assert faults[1] < faults[0] or faults[0] < 50
+
+
+def test_plan_ignition_without_batches_plans_the_same_trips() -> None:
+    """``plan_ignition(..., batches=False)`` (a vehicle without IMU samples) plans the trips it plans with them,
+    field for field, only without the messages' IMU windows (empty, and trip_imu gives no samples for them)."""
+    from dataclasses import astuple
+
+    from scoring.filecut import plan_ignition, trip_imu
+
+    rng = np.random.default_rng(11)
+    t = np.cumsum(rng.choice([1000, 1000, 1000, 0, 40_000], 600)).astype(np.int64) + 1_790_000_000_000
+    ev_t = np.sort(rng.choice(t, 24, replace=False))
+    ev_t[0] = t[0]
+    ev_on = rng.random(24) < 0.6
+    ev_on[0] = True
+    with_b = plan_ignition("v", t, ev_t, ev_on, 10**9)
+    without = plan_ignition("v", t, ev_t, ev_on, 10**9, batches=False)
+    assert with_b is not None and without is not None and len(with_b) >= 5
+    assert any(p.batch_lo.shape[0] for p in with_b)
+    for a, b in zip(with_b, without, strict=True):
+        assert astuple(a)[:8] + astuple(a)[10:] == astuple(b)[:8] + astuple(b)[10:]
+        assert b.batch_lo.shape == b.batch_nxt.shape == (0,)
+        it = np.arange(t[0], t[-1], 100, dtype=np.int64)
+        acc = (np.ones(it.shape[0]), np.ones(it.shape[0]), np.ones(it.shape[0]))
+        assert trip_imu(it, acc, 10, t, b)[0].shape == (0,)
+    assert plan_ignition("v", t, ev_t[1:] + 1, ev_on[1:], 10**9, batches=False) is None  # fixes before the first event

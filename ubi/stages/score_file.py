@@ -348,7 +348,7 @@ def cut_frames(
         ilo, ihi = imu_at.get(vehicle, (0, 0))
         if vehicle in ev_of:
             ts, on = ev_of[vehicle]
-            plan = plan_ignition(vehicle, t, np.array(ts, np.int64), np.array(on, bool), max_trip_ms)
+            plan = plan_ignition(vehicle, t, np.array(ts, np.int64), np.array(on, bool), max_trip_ms, ihi > ilo)
         else:
             plan = plan_motion(vehicle, t, sp_all[lo:hi], acc_all[lo:hi], rules)
         if plan is None:
