@@ -16,17 +16,26 @@ Real devices differ in three ways that this module absorbs (research: issue 12):
 
 The IMU is used when R at the best lag reaches imu_min_r; otherwise the trip says why (``reason``) and events come
 from the speed channel. The lag is returned so the speed gate reads GPS speed at the right time.
+
+All of it is one numba kernel per trip (``align_kernel``), and ``align_batch_kernel`` runs it over many trips in one
+call (``ubi score-file``); the live stage's ``measure_trip`` and score-file both reach it through
+``align_to_vehicle`` / ``align_batch``, so they give the same alignment. The NumPy code it replaced is kept as
+``scoring.reference_align.align_reference`` (tests/test_align_kernel.py compares them: the same decisions and
+reasons, the numbers to ~1e-9 (sums in another order, a 3x3 Jacobi eigen-solver instead of LAPACK's), and
+``align_to_vehicle`` takes that path where the kernel does not apply (see ``_kernel_takes``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
-from scoring.imukernels import gradient, nan_to_num_kernel, nanmean_rows
+from scoring.imukernels import gradient, gradient_kernel, np_interp_kernel
 from scoring.kernels import window_mean_kernel
-from scoring.lagfit import lag_fit
+from scoring.lagfit import GRID_STEP_S, lag_scan_kernel, lags_of
 from ubi.common.config import ScoringConfig
 
 G = 9.80665
@@ -70,6 +79,411 @@ def smooth(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+# align_kernel's verdict, res[u] = (status, gravity, why, lag s, R, |mean| m/s^2, lon written, lat written)
+_STATUS = ("unusable", "vehicle_frame", "rotated")  # status -1: the kernel does not take it (align_reference does)
+_GRAVITY = ("raw", "removed", "no_vertical", "partial")
+_RAW, _REMOVED, _NO_VERTICAL, _PARTIAL = 0, 1, 2, 3
+_FITTED, _NO_FINITE, _PARTIAL_G, _OVERLAP, _STEADY, _LOW_R = 0, 1, 2, 3, 4, 5
+RES_WIDTH = 8
+_BIG = np.finfo(np.float64).max
+
+
+@njit(cache=True, nogil=True)
+def _num(x: float) -> float:
+    """np.nan_to_num of one float."""
+    if x != x:
+        return 0.0
+    if x == np.inf:
+        return _BIG
+    if x == -np.inf:
+        return -_BIG
+    return x
+
+
+@njit(cache=True, nogil=True)
+def _increasing(t: np.ndarray) -> bool:
+    """Finite and strictly increasing."""
+    for i in range(t.shape[0]):
+        if not np.isfinite(t[i]) or (i and t[i] <= t[i - 1]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def min_eigvec3_kernel(c: np.ndarray, out: np.ndarray) -> None:
+    """The unit eigenvector of the smallest eigenvalue of a symmetric 3x3 matrix (the first of equal ones, as
+    ``np.linalg.eigh`` orders them), by cyclic Jacobi rotations until the off-diagonal is zero to rounding; NaN
+    where the matrix is not finite. Its sign is the caller's to fix."""
+    a = c.copy()
+    v = np.eye(3)
+    for _ in range(60):
+        off = abs(a[0, 1]) + abs(a[0, 2]) + abs(a[1, 2])
+        scale = abs(a[0, 0]) + abs(a[1, 1]) + abs(a[2, 2])
+        if not off > 1e-300 + 1e-18 * scale:  # NaN too
+            break
+        for p, q in ((0, 1), (0, 2), (1, 2)):
+            apq = a[p, q]
+            if apq == 0.0:
+                continue
+            theta = (a[q, q] - a[p, p]) / (2.0 * apq)
+            t = 1.0 / (abs(theta) + np.sqrt(theta * theta + 1.0))
+            if theta < 0.0:
+                t = -t
+            cs = 1.0 / np.sqrt(t * t + 1.0)
+            sn = t * cs
+            for k in range(3):
+                akp, akq = a[k, p], a[k, q]
+                a[k, p] = cs * akp - sn * akq
+                a[k, q] = sn * akp + cs * akq
+            for k in range(3):
+                apk, aqk = a[p, k], a[q, k]
+                a[p, k] = cs * apk - sn * aqk
+                a[q, k] = sn * apk + cs * aqk
+            for k in range(3):
+                vkp, vkq = v[k, p], v[k, q]
+                v[k, p] = cs * vkp - sn * vkq
+                v[k, q] = sn * vkp + cs * vkq
+    j = 0
+    for i in (1, 2):
+        if a[i, i] < a[j, j]:
+            j = i
+    for i in range(3):
+        out[i] = v[i, j] if np.isfinite(a[j, j]) else np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def align_kernel(
+    it: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    vert: np.ndarray,
+    gt: np.ndarray,
+    gv: np.ndarray,
+    n1: int,
+    nblend: int,
+    fp: np.ndarray,
+    lags: np.ndarray,
+    shift: int,
+    out_lon: np.ndarray,
+    out_lat: np.ndarray,
+    res: np.ndarray,
+) -> None:
+    """One trip's alignment (module doc): IMU ``it`` (s) with its three axes (``vert`` NaN where none), kept GPS
+    fixes ``gt`` (s) / ``gv`` (m/s); ``n1`` samples in the 1 s smoothing, ``nblend`` in the gravity-removed blend;
+    fp = (gravity tolerance, gravity-free maximum, max lag, min R, blend s, max integration gap); ``lags`` the lags
+    tried (s, rounded as the verdict gives them), ``shift`` grid steps apart. The verdict goes into ``res``
+    (``RES_WIDTH``, codes above); rotated or blended axes into out_lon / out_lat (res[6] / res[7] = 1 where written,
+    else the input's are the answer). Needs n >= 10 samples, >= 3 fixes, equal lengths; res[0] = -1 where the
+    times are not finite and strictly increasing or the gravity-free covariance is not finite (not taken)."""
+    n = it.shape[0]
+    tol, free_max, max_lag, min_r, blend, max_gap = fp[0], fp[1], fp[2], fp[3], fp[4], fp[5]
+    for j in range(RES_WIDTH):
+        res[j] = 0.0
+    res[3] = res[4] = res[5] = np.nan
+    if not _increasing(it) or not _increasing(gt):
+        res[0] = -1.0
+        return
+    has_vert = False
+    for i in range(n):
+        if np.isfinite(vert[i]):
+            has_vert = True
+            break
+    u = np.zeros(3)
+    a0 = np.empty((3, n))  # np.nan_to_num(A), A[2] = 0 without a vertical axis
+    for i in range(n):
+        a0[0, i] = _num(lon[i])
+        a0[1, i] = _num(lat[i])
+        a0[2, i] = _num(vert[i]) if has_vert else 0.0
+    if not has_vert:
+        u[2] = 1.0
+        gravity = _NO_VERTICAL
+    else:
+        s0 = s1 = s2 = 0.0
+        c0 = c1 = c2 = 0
+        for i in range(n):
+            x, y, z = lon[i], lat[i], vert[i]
+            if x == x:
+                s0 += x
+                c0 += 1
+            if y == y:
+                s1 += y
+                c1 += 1
+            if z == z:
+                s2 += z
+                c2 += 1
+        m0, m1, m2 = s0 / c0, s1 / c1, s2 / c2
+        m = np.sqrt(m0 * m0 + m1 * m1 + m2 * m2)
+        res[5] = m
+        if not np.isfinite(m):
+            res[1], res[2] = _PARTIAL, _NO_FINITE
+            return
+        if abs(m - G) <= tol:
+            u[0], u[1], u[2] = m0 / m, m1 / m, m2 / m
+            gravity = _RAW
+        elif m <= free_max:
+            sm = np.empty((3, n))
+            raw = np.empty(n)
+            mu = np.zeros(3)
+            for r in range(3):
+                for i in range(n):
+                    raw[i] = lon[i] if r == 0 else (lat[i] if r == 1 else vert[i])
+                window_mean_kernel(raw, n1, sm[r])
+                for i in range(n):
+                    sm[r, i] = _num(sm[r, i])
+                    mu[r] += sm[r, i]
+                mu[r] /= n
+            cov = np.zeros((3, 3))
+            for r in range(3):
+                for q in range(r, 3):
+                    acc = 0.0
+                    for i in range(n):
+                        acc += (sm[r, i] - mu[r]) * (sm[q, i] - mu[q])
+                    cov[r, q] = cov[q, r] = acc / (n - 1)
+            for r in range(3):
+                for q in range(3):
+                    if not np.isfinite(cov[r, q]):
+                        res[0] = -1.0
+                        return
+            min_eigvec3_kernel(cov, u)
+            if not u[2] >= 0.0:  # least variance = vertical, towards acc_vert
+                u[0], u[1], u[2] = -u[0], -u[1], -u[2]
+            gravity = _REMOVED
+        else:
+            res[1], res[2] = _PARTIAL, _PARTIAL_G
+            return
+    res[1] = gravity
+    level = u[2] > _LEVEL_COS
+    x = np.zeros(3)
+    if level:
+        x[0] = 1.0
+    else:
+        j = 0
+        for i in (1, 2):
+            if abs(u[i]) < abs(u[j]):
+                j = i
+        x[j] = 1.0
+    xu = x[0] * u[0] + x[1] * u[1] + x[2] * u[2]
+    e1 = np.empty(3)
+    for i in range(3):
+        e1[i] = x[i] - xu * u[i]
+    nrm = np.sqrt(e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2])
+    for i in range(3):
+        e1[i] /= nrm
+    e2 = np.array([u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2], u[0] * e1[1] - u[1] * e1[0]])
+    p1 = np.empty(n)
+    p2 = np.empty(n)
+    for i in range(n):
+        p1[i] = e1[0] * a0[0, i] + e1[1] * a0[1, i] + e1[2] * a0[2, i]
+        p2[i] = e2[0] * a0[0, i] + e2[1] * a0[1, i] + e2[2] * a0[2, i]
+    h1 = np.empty(n)
+    h2 = np.empty(n)
+    window_mean_kernel(p1, n1, h1)
+    window_mean_kernel(p2, n1, h2)
+    t0 = max(it[0], gt[0]) + max_lag
+    t1 = min(it[n - 1], gt[gt.shape[0] - 1])
+    ng = 0
+    if t1 - t0 >= _MIN_OVERLAP_S:
+        ng = int(np.ceil((t1 - t0) / GRID_STEP_S))  # np.arange(t0, t1, 0.1): t0 + i * ((t0 + 0.1) - t0)
+    back = (lags.shape[0] - 1) * shift
+    xg = np.empty(back + ng)
+    grad = np.empty(gt.shape[0])
+    std = 0.0
+    mean = 0.0
+    dv = np.empty(ng)
+    if ng:
+        step = (t0 + GRID_STEP_S) - t0
+        for i in range(ng):
+            xg[back + i] = t0 + i * step if i else t0
+        gradient_kernel(gv, gt, grad)
+        np_interp_kernel(xg[back:], gt, grad, dv)
+        for i in range(ng):
+            mean += dv[i]
+        mean /= ng
+        for i in range(ng):
+            std += (dv[i] - mean) * (dv[i] - mean)
+        std = np.sqrt(std / ng)
+    if ng == 0 or std < _MIN_DV_STD:
+        res[2] = _OVERLAP if ng == 0 else _STEADY
+        if level and (gravity == _RAW or gravity == _NO_VERTICAL):
+            res[0], res[3] = 1.0, 0.0  # level mount, unchecked
+        return
+    dd = 0.0
+    for i in range(ng):
+        dv[i] -= mean
+        dd += dv[i] * dv[i]
+    for j in range(back):
+        xg[j] = t0 - GRID_STEP_S * (back - j)
+    y1 = np.empty(back + ng)
+    y2 = np.empty(back + ng)
+    np_interp_kernel(xg, it, h1, y1)
+    np_interp_kernel(xg, it, h2, y2)
+    nlag = lags.shape[0]
+    fit = np.empty((nlag, 3))
+    lag_scan_kernel(y1, y2, dv, dd, shift, nlag, fit)
+    best_r, kb = -1.0, -1
+    for k in range(nlag):
+        if fit[k, 0] > best_r:
+            best_r, kb = fit[k, 0], k
+    lag = lags[kb] if kb >= 0 else 0.0
+    b1 = fit[kb, 1] if kb >= 0 else 0.0
+    b2 = fit[kb, 2] if kb >= 0 else 0.0
+    res[3] = lag
+    if best_r < min_r:
+        res[2], res[4] = _LOW_R, max(best_r, 0.0)
+        return
+    res[4] = best_r
+    fwd = np.empty(3)
+    for i in range(3):
+        fwd[i] = b1 * e1[i] + b2 * e2[i]
+    nrm = np.sqrt(fwd[0] * fwd[0] + fwd[1] * fwd[1] + fwd[2] * fwd[2])
+    for i in range(3):
+        fwd[i] /= nrm
+    base = lon
+    if level and fwd[0] > _LEVEL_COS:
+        res[0] = 1.0
+    else:
+        res[0], res[6], res[7] = 2.0, 1.0, 1.0
+        left = np.array([u[1] * fwd[2] - u[2] * fwd[1], u[2] * fwd[0] - u[0] * fwd[2], u[0] * fwd[1] - u[1] * fwd[0]])
+        for i in range(n):
+            z = vert[i] if has_vert else 0.0
+            out_lon[i] = fwd[0] * lon[i] + fwd[1] * lat[i] + fwd[2] * z
+            out_lat[i] = left[0] * lon[i] + left[1] * lat[i] + left[2] * z
+        base = out_lon
+    if gravity == _REMOVED and blend > 0:
+        # restore_sustained: the forward axis gets its slow part back from GPS dv/dt at the fitted lag
+        m = gt.shape[0]
+        corr = np.empty(n)
+        tq = np.empty(n)
+        dvq = np.empty(n)
+        for i in range(n):
+            tq[i] = it[i] + lag
+        np_interp_kernel(tq, gt, grad, dvq)
+        for i in range(n):
+            j = np.searchsorted(gt, tq[i])
+            j = 1 if j < 1 else (m - 1 if j > m - 1 else j)
+            if tq[i] < gt[0] or tq[i] > gt[m - 1] or gt[j] - gt[j - 1] > max_gap:
+                dvq[i] = np.nan
+            tq[i] = dvq[i] - base[i]
+        window_mean_kernel(tq, nblend, corr)
+        for i in range(n):
+            out_lon[i] = base[i] + _num(corr[i])
+        res[6] = 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def align_batch_kernel(
+    ioff: np.ndarray,
+    it: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    vert: np.ndarray,
+    trip_k: np.ndarray,
+    goff: np.ndarray,
+    tg: np.ndarray,
+    vg: np.ndarray,
+    n1: np.ndarray,
+    nblend: np.ndarray,
+    fp: np.ndarray,
+    lags: np.ndarray,
+    shift: int,
+    out_lon: np.ndarray,
+    out_lat: np.ndarray,
+    res: np.ndarray,
+) -> None:
+    """``align_kernel`` for each trip u: IMU ``[ioff[u], ioff[u+1])`` of it / lon / lat / vert, kept fixes
+    ``[goff[k], goff[k+1])`` of tg / vg for k = trip_k[u]; its axes into the same rows of out_lon / out_lat."""
+    for u in range(trip_k.shape[0]):
+        i0, i1 = ioff[u], ioff[u + 1]
+        k = trip_k[u]
+        a, b = goff[k], goff[k + 1]
+        align_kernel(
+            it[i0:i1],
+            lon[i0:i1],
+            lat[i0:i1],
+            vert[i0:i1],
+            tg[a:b],
+            vg[a:b],
+            n1[u],
+            nblend[u],
+            fp,
+            lags,
+            shift,
+            out_lon[i0:i1],
+            out_lat[i0:i1],
+            res[u],
+        )
+
+
+@lru_cache(maxsize=64)
+def _lags(max_lag_s: float, step_s: float) -> tuple[np.ndarray, int] | None:
+    """The lags tried, rounded to the ms as the verdict gives them, and their distance in grid steps; None where
+    the step is not a whole number of grid steps (lag_fit_exact's case: align_reference)."""
+    shift = int(round(step_s / GRID_STEP_S))
+    if shift < 1 or abs(shift * GRID_STEP_S - step_s) > 1e-9:
+        return None
+    lags = np.array([round(float(x), 3) for x in lags_of(max_lag_s, step_s)], np.float64)
+    lags.flags.writeable = False
+    return lags, shift
+
+
+def _fparams(cfg: ScoringConfig) -> np.ndarray:
+    return np.array(
+        [
+            cfg.imu_gravity_tol_mps2,
+            cfg.imu_gravity_free_max_mps2,
+            cfg.imu_max_lag_s,
+            cfg.imu_min_r,
+            cfg.imu_removed_blend_s,
+            cfg.max_integration_gap_s,
+        ],
+        np.float64,
+    )
+
+
+def _windows(period_s: float, cfg: ScoringConfig) -> tuple[int, int] | None:
+    """Samples in the 1 s smoothing and in the gravity-removed blend (as align_reference and restore_sustained
+    round them), None where the interval is not a positive number (align_reference raises what it raises)."""
+    if not (np.isfinite(period_s) and period_s > 0.0):
+        return None
+    hz = 1.0 / period_s
+    if not np.isfinite(hz):
+        return None
+    return max(1, int(round(hz))), max(1, int(round(cfg.imu_removed_blend_s * hz)))
+
+
+def _verdict(lon: np.ndarray, lat: np.ndarray, r: np.ndarray, cfg: ScoringConfig) -> Alignment:
+    """The Alignment of a kernel verdict ``r`` (lon / lat: the axes it carries), with align_reference's reasons."""
+    status, gravity, why = _STATUS[int(r[0])], _GRAVITY[int(r[1])], int(r[2])
+    lag, fit_r = float(r[3]), float(r[4])
+    if why == _NO_FINITE:
+        return Alignment(lon, lat, "unusable", float("nan"), gravity="partial", reason="no finite samples")
+    if why == _PARTIAL_G:
+        why_s = f"partial gravity: |mean| = {float(r[5]):.1f} m/s2"
+        return Alignment(lon, lat, "unusable", float("nan"), gravity="partial", reason=why_s)
+    if why in (_OVERLAP, _STEADY):
+        why_s = f"overlap < {_MIN_OVERLAP_S:.0f} s" if why == _OVERLAP else "no speed changes to align on"
+        if status == "vehicle_frame":
+            return Alignment(lon, lat, "vehicle_frame", 0.0, gravity=gravity, reason=f"level mount, unchecked: {why_s}")
+        return Alignment(lon, lat, "unusable", float("nan"), gravity=gravity, reason=why_s)
+    if why == _LOW_R:
+        why_s = f"R = {fit_r:.2f} < {cfg.imu_min_r} at the best lag {lag:.1f} s"
+        return Alignment(lon, lat, "unusable", lag, fit_r, gravity, why_s)
+    how = f"{gravity} gravity, R = {fit_r:.2f} at lag {lag:.1f} s"
+    if gravity == "removed" and cfg.imu_removed_blend_s > 0:
+        how += f"; forward blended with GPS dv/dt over {cfg.imu_removed_blend_s:g} s, lateral attenuated"
+    return Alignment(lon, lat, status, lag, fit_r, gravity, how)
+
+
+def _too_few(n: int, lon: np.ndarray, lat: np.ndarray, n_gps: int) -> Alignment | None:
+    if n < 10 or lat.shape[0] != n or lon.shape[0] != n or n_gps < 3:
+        return Alignment(lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, {n_gps} GPS)")
+    return None
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
 def align_to_vehicle(
     imu_t_s: np.ndarray,
     lon: np.ndarray,
@@ -80,79 +494,93 @@ def align_to_vehicle(
     cfg: ScoringConfig | None = None,
     period_s: float | None = None,
 ) -> Alignment:
-    """The IMU in the vehicle frame, or why not (module doc). ``period_s``: the median IMU sample interval when
-    the caller has it (measure_trip needs it for events and the channel too; it is the same number)."""
+    """The IMU in the vehicle frame, or why not (module doc): ``align_kernel``, or ``align_reference`` for input
+    the kernel does not take (a lag step that is not a whole number of 0.1 s, times that are not finite float64
+    and strictly increasing, an interval that is not a positive number). ``period_s``: the median IMU sample
+    interval when the caller has it (measure_trip needs it for events and the channel too)."""
     cfg = cfg or ScoringConfig()
     n = imu_t_s.shape[0]
-    if n < 10 or lat.shape[0] != n or lon.shape[0] != n or gps_t_s.shape[0] < 3:
-        return Alignment(
-            lon, lat, "unusable", float("nan"), reason=f"too few samples ({n} IMU, {gps_t_s.shape[0]} GPS)"
-        )
-    vert = np.full(n, np.nan) if vert.shape[0] != n else vert
-    A = np.vstack([lon, lat, vert]).astype(np.float64, copy=False)  # a new array either way
-    period_s = float(np.median(np.diff(imu_t_s))) if period_s is None else period_s
-    hz = 1.0 / period_s
-    n1 = max(1, int(round(hz)))
-    if not np.isfinite(A[2]).any():
-        u, gravity = np.array([0.0, 0.0, 1.0]), "no_vertical"
-        A[2] = 0.0
-    else:
-        mean = nanmean_rows(A)  # np.nanmean(A, axis=1)
-        m = float(np.linalg.norm(mean))
-        if not np.isfinite(m):
-            return Alignment(lon, lat, "unusable", float("nan"), gravity="partial", reason="no finite samples")
-        if abs(m - G) <= cfg.imu_gravity_tol_mps2:
-            u, gravity = mean / m, "raw"
-        elif m <= cfg.imu_gravity_free_max_mps2:
-            S = np.vstack([np.nan_to_num(smooth(a, n1)) for a in A])
-            _, V = np.linalg.eigh(np.cov(S))
-            u = V[:, 0] * (1.0 if V[2, 0] >= 0 else -1.0)  # least variance = vertical, towards acc_vert
-            gravity = "removed"
-        else:
-            return Alignment(
-                lon, lat, "unusable", float("nan"), gravity="partial", reason=f"partial gravity: |mean| = {m:.1f} m/s2"
-            )
-    level = u[2] > _LEVEL_COS
-    x = np.eye(3)[int(np.argmin(np.abs(u)))] if not level else np.array([1.0, 0.0, 0.0])
-    e1 = x - x.dot(u) * u
-    e1 /= np.linalg.norm(e1)
-    e2 = cross3(u, e1)
-    A0 = np.empty_like(A)
-    nan_to_num_kernel(A, A0)  # np.nan_to_num(A)
-    h1, h2 = smooth(e1 @ A0, n1), smooth(e2 @ A0, n1)
-    t0 = max(imu_t_s[0], gps_t_s[0]) + cfg.imu_max_lag_s
-    t1 = min(imu_t_s[-1], gps_t_s[-1])
-    grid = np.arange(t0, t1, 0.1) if t1 - t0 >= _MIN_OVERLAP_S else np.zeros(0)
-    dv = np.interp(grid, gps_t_s, gradient(gps_v, gps_t_s)) if grid.size else grid
-    if grid.size == 0 or dv.std() < _MIN_DV_STD:
-        why = f"overlap < {_MIN_OVERLAP_S:.0f} s" if grid.size == 0 else "no speed changes to align on"
-        if level and gravity in ("raw", "no_vertical"):
-            return Alignment(lon, lat, "vehicle_frame", 0.0, gravity=gravity, reason=f"level mount, unchecked: {why}")
-        return Alignment(lon, lat, "unusable", float("nan"), gravity=gravity, reason=why)
-    d = dv - dv.mean()
-    dd = float(d @ d)
-    best_r, best_l, best_b = lag_fit(grid, imu_t_s, h1, h2, d, dd, cfg.imu_max_lag_s, cfg.imu_lag_step_s)
-    best_l = round(best_l, 3)
-    if best_r < cfg.imu_min_r:
-        return Alignment(
-            lon,
-            lat,
-            "unusable",
-            best_l,
-            max(best_r, 0.0),
-            gravity,
-            f"R = {max(best_r, 0.0):.2f} < {cfg.imu_min_r} at the best lag {best_l:.1f} s",
-        )
-    fwd = best_b[0] * e1 + best_b[1] * e2
-    fwd /= np.linalg.norm(fwd)
-    how = f"{gravity} gravity, R = {best_r:.2f} at lag {best_l:.1f} s"
-    if level and fwd[0] > _LEVEL_COS:
-        out = Alignment(lon, lat, "vehicle_frame", best_l, best_r, gravity, how)
-    else:
-        left = cross3(u, fwd)
-        out = Alignment(fwd @ A, left @ A, "rotated", best_l, best_r, gravity, how)
-    if gravity == "removed" and cfg.imu_removed_blend_s > 0:
-        return restore_sustained(out, imu_t_s, gps_t_s, gps_v, cfg, period_s)
+    few = _too_few(n, lon, lat, gps_t_s.shape[0])
+    if few is not None:
+        return few
+    per = float(np.median(np.diff(imu_t_s))) if period_s is None else period_s
+    lags, win = _lags(cfg.imu_max_lag_s, cfg.imu_lag_step_s), _windows(per, cfg)
+    if lags is None or win is None or not all(x.dtype == np.float64 for x in (imu_t_s, gps_t_s, gps_v)):
+        from scoring.reference_align import align_reference
+
+        return align_reference(imu_t_s, lon, lat, vert, gps_t_s, gps_v, cfg, period_s)
+    v = _f64(vert) if vert.shape[0] == n else np.full(n, np.nan)
+    out_lon, out_lat, res = np.empty(n), np.empty(n), np.empty(RES_WIDTH)
+    align_kernel(
+        _f64(imu_t_s), _f64(lon), _f64(lat), v, _f64(gps_t_s), _f64(gps_v), *win, _fparams(cfg), *lags,
+        out_lon, out_lat, res,
+    )  # fmt: skip
+    if res[0] < 0:
+        from scoring.reference_align import align_reference
+
+        return align_reference(imu_t_s, lon, lat, vert, gps_t_s, gps_v, cfg, period_s)
+    return _verdict(out_lon if res[6] else lon, out_lat if res[7] else lat, res, cfg)
+
+
+def align_batch(
+    trip_k: list[int],
+    its: list[np.ndarray],
+    lons: list[np.ndarray],
+    lats: list[np.ndarray],
+    verts: list[np.ndarray],
+    pers: list[float | None],
+    goff: np.ndarray,
+    tg: np.ndarray,
+    vg: np.ndarray,
+    cfg: ScoringConfig,
+) -> list[Alignment | None]:
+    """``align_to_vehicle`` of many trips in one kernel call: trip u has IMU ``its[u]`` (s) with its axes and
+    median interval ``pers[u]``, and the kept fixes ``[goff[k], goff[k+1])`` of ``tg`` (s) / ``vg`` (m/s), k =
+    ``trip_k[u]``. None for a trip the kernel does not take (the caller aligns it alone: align_to_vehicle gives
+    the same answer for the ones it does take). Rotated axes are views of one array for all trips."""
+    nt = len(trip_k)
+    out: list[Alignment | None] = [None] * nt
+    lags = _lags(cfg.imu_max_lag_s, cfg.imu_lag_step_s)
+    if lags is None or not (tg.dtype == vg.dtype == np.float64 and goff.dtype == np.int64):
+        return out
+    take: list[int] = []
+    wins: list[tuple[int, int]] = []
+    for u in range(nt):
+        n, per = its[u].shape[0], pers[u]
+        k = trip_k[u]
+        few = _too_few(n, lons[u], lats[u], int(goff[k + 1] - goff[k]))
+        if few is not None:
+            out[u] = few
+            continue
+        win = None if per is None else _windows(per, cfg)
+        if win is None or its[u].dtype != np.float64:
+            continue
+        take.append(u)
+        wins.append(win)
+    if not take:
+        return out
+    sizes = np.array([its[u].shape[0] for u in take], np.int64)
+    ioff = np.zeros(len(take) + 1, np.int64)
+    np.cumsum(sizes, out=ioff[1:])
+    cat = lambda xs: np.concatenate([np.asarray(xs[u], np.float64) for u in take])  # noqa: E731
+    vert = np.concatenate(
+        [np.asarray(verts[u], np.float64) if verts[u].shape[0] == its[u].shape[0] else np.full(its[u].shape[0], np.nan)
+         for u in take]
+    )  # fmt: skip
+    m = int(ioff[-1])
+    out_lon, out_lat = np.empty(m), np.empty(m)
+    res = np.empty((len(take), RES_WIDTH))
+    w = np.array(wins, np.int64).reshape(-1, 2)
+    align_batch_kernel(
+        ioff, cat(its), cat(lons), cat(lats), vert, np.array([trip_k[u] for u in take], np.int64), goff, tg, vg,
+        np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1]), _fparams(cfg), *lags, out_lon, out_lat, res,
+    )  # fmt: skip
+    for j, u in enumerate(take):
+        r = res[j]
+        if r[0] < 0:
+            continue
+        a, b = ioff[j], ioff[j + 1]
+        out[u] = _verdict(out_lon[a:b] if r[6] else lons[u], out_lat[a:b] if r[7] else lats[u], r, cfg)
     return out
 
 

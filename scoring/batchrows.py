@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import numpy as np
 from numba import njit
 
-from scoring.align import Alignment, align_to_vehicle
+from scoring.align import Alignment, align_batch, align_to_vehicle
 from scoring.batch import GroupKernels, config_groups, group_kernels, precomputed_of
 from scoring.batchimu import imu_batch
 from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, imu_status, measure_trip
@@ -417,6 +418,43 @@ def _aligned(trip: ClosedTrip, g: GroupKernels, k: int) -> tuple[Alignment, np.n
     return a, it, per
 
 
+def _alignments(
+    trips: list[ClosedTrip], idx: list[int], ok: list[int], g: GroupKernels
+) -> Iterator[tuple[int, tuple[Alignment, np.ndarray, float | None] | None]]:
+    """(k, ``_aligned`` of group trip k) for each trip the batch takes (``ok``), in order (None for a trip without
+    IMU samples too): the trips with IMU samples aligned by ``align_batch`` up to IMU_CHUNK samples at a time, one
+    at a time (``_aligned``) where it does not take one."""
+    ks = [k for k in range(len(idx)) if ok[k]]
+    j = 0
+    while j < len(ks):
+        window: list[int] = []
+        size = 0
+        while j < len(ks) and size < IMU_CHUNK:
+            window.append(ks[j])
+            size += trips[idx[ks[j]]].imu_t_ms.shape[0]
+            j += 1
+        imu_k = [k for k in window if trips[idx[k]].imu_t_ms.shape[0] and trips[idx[k]].speed.dtype == np.float64]
+        its = [trips[idx[k]].imu_t_ms / 1000.0 for k in imu_k]
+        pers = [median_step(it) if it.shape[0] >= 2 else None for it in its]
+        tr = [trips[idx[k]] for k in imu_k]
+        al = align_batch(
+            imu_k,
+            its,
+            [t.acc_lon for t in tr],
+            [t.acc_lat for t in tr],
+            [t.acc_vert for t in tr],
+            pers,
+            g.goff,
+            g.tg,
+            g.vg,
+            g.cfg,
+        )
+        done = {k: (a, it, per) for k, a, it, per in zip(imu_k, al, its, pers, strict=True) if a is not None}
+        for k in window:
+            trip = trips[idx[k]]
+            yield k, (None if trip.imu_t_ms.shape[0] == 0 else done[k] if k in done else _aligned(trip, g, k))
+
+
 def _batchable(trip: ClosedTrip, it: np.ndarray, per: float | None) -> bool:
     """A used IMU that imu_batch_kernel takes as ``measure_trip`` would: times finite and strictly increasing (else
     measure_trip raises), the fixes' arrays of the dtypes the group's arrays hold them in."""
@@ -481,15 +519,12 @@ def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: Sc
         pending: list[tuple[int, np.ndarray, Alignment, float]] = []
 
         size = 0
-        for k in range(len(idx)):
+        for k, r in _alignments(trips, idx, ok, g):
             trip = trips[idx[k]]
-            if not ok[k]:
-                continue
             if trip.imu_t_ms.shape[0] == 0:
                 sel.append(k)
                 aligned.append(None)
                 continue
-            r = _aligned(trip, g, k)
             if r is None:
                 continue
             a, it, per = r

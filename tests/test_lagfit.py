@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import scoring.align as align
+import scoring.reference_align as align_ref
 from scoring import lagfit
 from scoring.lagfit import lag_fit, lag_fit_exact, lag_scan_kernel
 from scoring.reference_batch import lag_scan_reference
@@ -56,14 +56,16 @@ def test_lag_fit_finds_the_lag_and_agrees_with_the_per_lag_interpolation():
 
 
 def _alignments(monkeypatch, trips, exact: bool):
-    monkeypatch.setattr(align, "lag_fit", lagfit.lag_fit_exact if exact else lagfit.lag_fit)
+    monkeypatch.setattr(align_ref, "lag_fit", lagfit.lag_fit_exact if exact else lagfit.lag_fit)
     out = []
     for trip in trips:
         if trip.imu_t_ms.shape[0] == 0:
             continue
         t_s = trip.t_ms / 1000.0
         out.append(
-            align.align_to_vehicle(trip.imu_t_ms / 1000.0, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, trip.speed)
+            align_ref.align_reference(
+                trip.imu_t_ms / 1000.0, trip.acc_lon, trip.acc_lat, trip.acc_vert, t_s, trip.speed
+            )
         )
     return out
 
