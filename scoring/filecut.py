@@ -223,12 +223,13 @@ def motion_cut_kernel(
 
 
 def plan_motion(
-    vehicle: str, t: np.ndarray, speed: np.ndarray, acc: np.ndarray, rules: MotionRules
+    vehicle: str, t: np.ndarray, speed: np.ndarray, acc: np.ndarray, rules: MotionRules, batches: bool = True
 ) -> list[PlannedTrip]:
     """The trips TripCutter cuts by motion from a vehicle's messages as score-file synthesises them (no events;
     ``t`` sorted, every fix; ``acc`` with a missing accuracy as 0): the track's decisions on the fixes it uses, and
     each trip's messages (those holding a used fix from its start to its end, or placed between) clipped to
-    [start, end], as ``TripCutter._close_motion`` takes them."""
+    [start, end], as ``TripCutter._close_motion`` takes them. The trips' spans are found for all of them at once;
+    ``batches=False`` leaves their messages' IMU windows empty (as ``plan_ignition``)."""
     n = t.shape[0]
     last = np.maximum.accumulate(np.where(acc <= rules.max_accuracy_m, t, np.iinfo(np.int64).min))
     prev = np.concatenate([[np.iinfo(np.int64).min], last[:-1]])
@@ -251,32 +252,24 @@ def plan_motion(
     b0 = BATCH_FIXES * np.arange(nb)
     lo_fix = cum[b0]  # a message's first used fix (global index among used fixes) = used count at its arrival
     hi_fix = cum[np.minimum(b0 + BATCH_FIXES, n)] - 1  # its last used fix, lo_fix - 1 when none
+    s, e = out[:k, 0], out[:k, 1]
+    start_ms, end_ms = t[ui[s]], t[ui[e]]
+    m0 = np.searchsorted(hi_fix, s, side="left")  # first message with hi_fix >= start
+    m1 = np.searchsorted(lo_fix, e, side="right") - 1  # last message with lo_fix <= end
+    lo = np.maximum(BATCH_FIXES * m0, np.searchsorted(t, start_ms, side="left"))
+    hi = np.minimum(np.minimum(BATCH_FIXES * (m1 + 1), n), np.searchsorted(t, end_ms, side="right"))
     trips = []
-    for s, e, by in out[:k].tolist():
-        start_ms, end_ms = int(t[ui[s]]), int(t[ui[e]])
-        m0 = int(np.searchsorted(hi_fix, s, side="left"))  # first message with hi_fix >= start
-        m1 = int(np.searchsorted(lo_fix, e, side="right")) - 1  # last message with lo_fix <= end
-        lo = max(BATCH_FIXES * m0, int(np.searchsorted(t, start_ms, side="left")))
-        hi = min(min(BATCH_FIXES * (m1 + 1), n), int(np.searchsorted(t, end_ms, side="right")))
-        batch_lo = b0[m0 : m1 + 1].astype(np.int64)
-        nxt_i = batch_lo + BATCH_FIXES
-        batch_nxt = np.where(nxt_i < n, t[np.minimum(nxt_i, n - 1)], np.iinfo(np.int64).max).astype(np.int64)
+    cols = (start_ms, end_ms, lo, hi, out[:k, 2], m0, m1)
+    spans = zip(*(c.tolist() for c in cols), strict=True)
+    for t0, t1, a, b, by, f, g in spans:
+        batch_lo = batch_nxt = _NO_BATCHES
+        if batches:
+            batch_lo = b0[f : g + 1].astype(np.int64)
+            nxt_i = batch_lo + BATCH_FIXES
+            batch_nxt = np.where(nxt_i < n, t[np.minimum(nxt_i, n - 1)], np.iinfo(np.int64).max).astype(np.int64)
+        by_gap = "data_gap" if by else "motion_stop"
         trips.append(
-            PlannedTrip(
-                trip_id(vehicle, start_ms),
-                start_ms,
-                end_ms,
-                lo,
-                hi,
-                m1 - m0 + 1,
-                True,
-                "data_gap" if by else "motion_stop",
-                batch_lo,
-                batch_nxt,
-                m0,
-                m1,
-                True,
-            )
+            PlannedTrip(trip_id(vehicle, t0), t0, t1, a, b, g - f + 1, True, by_gap, batch_lo, batch_nxt, f, g, True)
         )
     return trips
 

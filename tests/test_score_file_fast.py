@@ -224,3 +224,26 @@ def test_plan_ignition_without_batches_plans_the_same_trips() -> None:
         acc = (np.ones(it.shape[0]), np.ones(it.shape[0]), np.ones(it.shape[0]))
         assert trip_imu(it, acc, 10, t, b)[0].shape == (0,)
     assert plan_ignition("v", t, ev_t[1:] + 1, ev_on[1:], 10**9, batches=False) is None  # fixes before the first event
+
+
+def test_plan_motion_without_batches_plans_the_same_trips() -> None:
+    """``plan_motion(..., batches=False)`` plans the trips it plans with them, field for field, only without the
+    messages' IMU windows; a drive of stops, gaps and inaccurate fixes gives several trips of both endings."""
+    from dataclasses import astuple
+
+    from scoring.filecut import plan_motion
+    from scoring.motion import MotionRules
+    from ubi.common.config import ScoringConfig
+
+    rng = np.random.default_rng(4)
+    dt = rng.choice([1000, 1000, 1000, 1000, 2000, 400_000], 3000, p=[0.3, 0.3, 0.2, 0.19, 0.005, 0.005])
+    t = (np.cumsum(dt) + 1_790_000_000_000).astype(np.int64)
+    phase = (np.arange(3000) // 150) % 3  # driving, stopped, driving
+    speed = np.where(phase == 1, 0.0, np.abs(rng.normal(12, 4, 3000)))
+    acc = np.where(rng.random(3000) < 0.05, 80.0, rng.uniform(3, 12, 3000))
+    rules = MotionRules.of(ScoringConfig())
+    with_b, without = plan_motion("v", t, speed, acc, rules), plan_motion("v", t, speed, acc, rules, batches=False)
+    assert len(with_b) >= 5 and {p.ended_by for p in with_b} == {"motion_stop", "data_gap"}
+    for a, b in zip(with_b, without, strict=True):
+        assert astuple(a)[:8] + astuple(a)[10:] == astuple(b)[:8] + astuple(b)[10:]
+        assert a.batch_lo.shape[0] == a.messages and b.batch_lo.shape == b.batch_nxt.shape == (0,)

@@ -350,7 +350,7 @@ def cut_frames(
             ts, on = ev_of[vehicle]
             plan = plan_ignition(vehicle, t, np.array(ts, np.int64), np.array(on, bool), max_trip_ms, ihi > ilo)
         else:
-            plan = plan_motion(vehicle, t, sp_all[lo:hi], acc_all[lo:hi], rules)
+            plan = plan_motion(vehicle, t, sp_all[lo:hi], acc_all[lo:hi], rules, ihi > ilo)
         if plan is None:
             if fx is None:
                 fx = gps.filter(is_fix).drop("event")
