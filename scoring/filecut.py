@@ -222,6 +222,30 @@ def motion_cut_kernel(
     return k
 
 
+@njit(cache=True, nogil=True)
+def motion_used_kernel(
+    t: np.ndarray, acc: np.ndarray, max_acc: float, ui: np.ndarray, lo_fix: np.ndarray, hi_fix: np.ndarray
+) -> int:
+    """The fixes MotionTrack uses (accuracy <= max_acc and later than every accurate fix before): their indices into
+    ``ui`` (the count returned); for each message b (fixes ``[10 b, 10 b + 10)``) the used fixes before it
+    (``lo_fix[b]``: its first used fix's index among them) and up to its end, less one (``hi_fix[b]``: its last
+    used fix's, lo_fix[b] - 1 when none)."""
+    last = np.iinfo(np.int64).min
+    cnt = 0
+    n = t.shape[0]
+    for i in range(n):
+        if i % BATCH_FIXES == 0:
+            lo_fix[i // BATCH_FIXES] = cnt
+        if acc[i] <= max_acc:
+            if t[i] > last:
+                ui[cnt] = i
+                cnt += 1
+                last = t[i]
+        if i % BATCH_FIXES == BATCH_FIXES - 1 or i == n - 1:
+            hi_fix[i // BATCH_FIXES] = cnt - 1
+    return cnt
+
+
 def plan_motion(
     vehicle: str, t: np.ndarray, speed: np.ndarray, acc: np.ndarray, rules: MotionRules, batches: bool = True
 ) -> list[PlannedTrip]:
@@ -231,10 +255,10 @@ def plan_motion(
     [start, end], as ``TripCutter._close_motion`` takes them. The trips' spans are found for all of them at once;
     ``batches=False`` leaves their messages' IMU windows empty (as ``plan_ignition``)."""
     n = t.shape[0]
-    last = np.maximum.accumulate(np.where(acc <= rules.max_accuracy_m, t, np.iinfo(np.int64).min))
-    prev = np.concatenate([[np.iinfo(np.int64).min], last[:-1]])
-    used = (acc <= rules.max_accuracy_m) & (t > prev)
-    ui = np.flatnonzero(used)
+    nb = _n_batches(n)
+    ui, lo_fix, hi_fix = np.empty(n, np.int64), np.empty(nb, np.int64), np.empty(nb, np.int64)
+    t, acc = np.ascontiguousarray(t, np.int64), np.ascontiguousarray(acc, np.float64)
+    ui = ui[: motion_used_kernel(t, acc, float(rules.max_accuracy_m), ui, lo_fix, hi_fix)]
     out = np.empty((ui.shape[0] + 1, 3), np.int64)
     k = motion_cut_kernel(
         t[ui],
@@ -247,11 +271,7 @@ def plan_motion(
         rules.moving_mps,
         out,
     )
-    nb = _n_batches(n)
-    cum = np.concatenate([[0], np.cumsum(used)])  # used fixes before each fix index
     b0 = BATCH_FIXES * np.arange(nb)
-    lo_fix = cum[b0]  # a message's first used fix (global index among used fixes) = used count at its arrival
-    hi_fix = cum[np.minimum(b0 + BATCH_FIXES, n)] - 1  # its last used fix, lo_fix - 1 when none
     s, e = out[:k, 0], out[:k, 1]
     start_ms, end_ms = t[ui[s]], t[ui[e]]
     m0 = np.searchsorted(hi_fix, s, side="left")  # first message with hi_fix >= start

@@ -247,3 +247,32 @@ def test_plan_motion_without_batches_plans_the_same_trips() -> None:
     for a, b in zip(with_b, without, strict=True):
         assert astuple(a)[:8] + astuple(a)[10:] == astuple(b)[:8] + astuple(b)[10:]
         assert a.batch_lo.shape[0] == a.messages and b.batch_lo.shape == b.batch_nxt.shape == (0,)
+
+
+def motion_used_reference(t: np.ndarray, acc: np.ndarray, max_acc: float) -> tuple[np.ndarray, ...]:
+    """The NumPy that motion_used_kernel replaced in plan_motion."""
+    n = t.shape[0]
+    last = np.maximum.accumulate(np.where(acc <= max_acc, t, np.iinfo(np.int64).min))
+    prev = np.concatenate([[np.iinfo(np.int64).min], last[:-1]])
+    used = (acc <= max_acc) & (t > prev)
+    cum = np.concatenate([[0], np.cumsum(used)])
+    b0 = 10 * np.arange(-(-n // 10))
+    return np.flatnonzero(used), cum[b0], cum[np.minimum(b0 + 10, n)] - 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_motion_used_kernel_equals_reference(seed: int) -> None:
+    """The used fixes and each message's first/last used fix as the NumPy gives them: random times with repeats and
+    steps back, NaN and inaccurate fixes, lengths around whole messages, none at all."""
+    from scoring.filecut import motion_used_kernel
+
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 9, 10, 11, 20, 257):
+        t = np.cumsum(rng.choice([1000, 1000, 0, -3000, 60_000], n)).astype(np.int64)
+        acc = np.where(rng.random(n) < 0.2, np.nan, rng.uniform(0, 60, n))
+        if seed == 0:
+            acc[:] = 99.0  # none accurate
+        ui, lo, hi = np.empty(n, np.int64), np.empty(-(-n // 10), np.int64), np.empty(-(-n // 10), np.int64)
+        k = motion_used_kernel(t, acc, 30.0, ui, lo, hi)
+        ref = motion_used_reference(t, acc, 30.0)
+        assert np.array_equal(ui[:k], ref[0]) and np.array_equal(lo, ref[1]) and np.array_equal(hi, ref[2])
