@@ -114,6 +114,89 @@ def kept_kernel(
 
 
 @njit(cache=True, nogil=True)
+def source_kept_kernel(
+    start: np.ndarray,
+    off: np.ndarray,
+    t_ms: np.ndarray,
+    t_s: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    acc: np.ndarray,
+    v: np.ndarray,
+    heading: np.ndarray,
+    phone: np.ndarray,
+    lim: np.ndarray,
+    max_acc: float,
+    max_jump_mps: float,
+    max_rejects: int,
+    ok: np.ndarray,
+    keep: np.ndarray,
+    bad: np.ndarray,
+    jumps: np.ndarray,
+    goff: np.ndarray,
+    tg: np.ndarray,
+    vg: np.ndarray,
+    ag: np.ndarray,
+    lg: np.ndarray,
+    hg: np.ndarray,
+    pg: np.ndarray,
+) -> None:
+    """``check_batch_kernel``, ``clean_batch_kernel`` and ``kept_kernel`` in one pass over trips whose fixes lie
+    where they are in the file's arrays: trip k's are ``[start[k], start[k] + off[k+1] - off[k])`` of t_ms ...
+    phone (``lim``, ``keep``: concatenated as ``off`` says). The same calls and copies as those three kernels on
+    the concatenated arrays, without making them; tg ... pg need room for every fix (``goff[-1]`` are written)."""
+    w = 0
+    for k in range(off.shape[0] - 1):
+        a, n, o = start[k], off[k + 1] - off[k], off[k]
+        for i in range(a + 1, a + n):
+            if t_ms[i] <= t_ms[i - 1]:
+                ok[k] = 0
+                break
+        b = a + n
+        bad[k], jumps[k] = clean_kernel(
+            t_s[a:b], lat[a:b], lon[a:b], acc[a:b], max_acc, max_jump_mps, max_rejects, keep[o : o + n]
+        )
+        goff[k] = w
+        for i in range(n):
+            if keep[o + i]:
+                j = a + i
+                x = v[j]
+                tg[w], vg[w], ag[w], lg[w], hg[w], pg[w] = t_s[j], x, acc[j], lim[o + i], heading[j], phone[j]
+                if not (x >= 0.0 and x < np.inf):
+                    ok[k] = 0
+                w += 1
+    goff[off.shape[0] - 1] = w
+
+
+@dataclass(frozen=True)
+class FixSource:
+    """The arrays a file's trips are slices of (score-file's cut: every fix of the file, by vehicle and time) and
+    where each trip of the list they came with starts in them (-1: its arrays are not one slice of these), so
+    ``group_kernels`` reads the trips' fixes where they lie instead of concatenating seven columns of them."""
+
+    t_ms: np.ndarray  # int64
+    t_s: np.ndarray  # t_ms / 1000.0
+    speed: np.ndarray  # float64, as lat, lon, accuracy, heading
+    accuracy: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    heading: np.ndarray
+    phone: np.ndarray  # int8
+    start: np.ndarray  # int64, per trip
+
+
+def _from_source(src: FixSource | None, starts: np.ndarray | None, sizes: np.ndarray) -> bool:
+    """Whether every trip of a group is a slice of ``src`` that lies within it (else the arrays are concatenated)."""
+    if src is None or starts is None or starts.shape[0] != sizes.shape[0] or not starts.shape[0]:
+        return False
+    n = src.t_ms.shape[0]
+    cols = (src.t_s, src.speed, src.accuracy, src.lat, src.lon, src.heading, src.phone)
+    if any(c.shape != (n,) for c in cols) or src.phone.dtype != np.int8 or src.t_ms.dtype != np.int64:
+        return False
+    return bool((starts >= 0).all() and (starts + sizes <= n).all())
+
+
+@njit(cache=True, nogil=True)
 def gps_batch_kernel(
     off: np.ndarray,
     t_s: np.ndarray,
@@ -498,19 +581,20 @@ def _precompute_group(
     return [precomputed_of(g, k) if g.ok[k] else None for k in range(len(trips))]
 
 
-def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> GroupKernels:
-    """Every speed-channel kernel once over ``trips`` (all of configuration ``cfg``, each ``_fits``)."""
+def group_kernels(
+    trips: list[ClosedTrip],
+    limits: list[np.ndarray | None],
+    cfg: ScoringConfig,
+    fixes: FixSource | None = None,
+    starts: np.ndarray | None = None,
+) -> GroupKernels:
+    """Every speed-channel kernel once over ``trips`` (all of configuration ``cfg``, each ``_fits``); ``fixes`` and
+    ``starts`` (trip k's first fix in it): where the trips' fixes lie in a file's arrays (``FixSource``)."""
     nt = len(trips)
     sizes = np.array([t.t_ms.shape[0] for t in trips], np.int64)
     off = np.zeros(nt + 1, np.int64)
     np.cumsum(sizes, out=off[1:])
-    t_ms = np.concatenate([t.t_ms for t in trips]).astype(np.int64, copy=False)
     ok = np.ones(nt, np.uint8)
-    check_batch_kernel(off, t_ms, ok)
-    t_s = t_ms / 1000.0
-    f64 = lambda name: np.concatenate([np.asarray(getattr(t, name), np.float64) for t in trips])  # noqa: E731
-    lat, lon, acc, speed = f64("lat"), f64("lon"), f64("accuracy"), f64("speed")
-    phone = np.concatenate([np.asarray(t.phone, np.int8) for t in trips])
     if all(x is None for x in limits):  # no posted limits anywhere (no map, none in the file): one array
         lim = np.full(int(off[-1]), np.nan)
     else:
@@ -523,27 +607,34 @@ def group_kernels(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg:
     keep = np.zeros(off[-1], np.uint8)
     bad = np.zeros(nt, np.int64)
     jumps = np.zeros(nt, np.int64)
-    clean_batch_kernel(
-        off,
-        t_s,
-        lat,
-        lon,
-        acc,
-        float(cfg.max_gps_accuracy_m),
-        cfg.max_jump_speed_kmh / 3.6,
-        int(cfg.max_jump_rejects),
-        keep,
-        bad,
-        jumps,
-    )
-    kb = keep.astype(bool)
     goff = np.zeros(nt + 1, np.int64)
-    hd_all = np.concatenate([np.asarray(t.heading, np.float64) for t in trips])
-    nk = int(np.count_nonzero(keep))
-    tg, vg, ag, lg, hd = (np.empty(nk) for _ in range(5))
-    pg = np.empty(nk, np.int8)
-    # (speeds measure_trip would refuse: ok = 0, those trips are left to it)
-    kept_kernel(off, keep, t_s, speed, acc, lim, hd_all, phone, goff, tg, vg, ag, lg, hd, pg, ok)
+    clean_p = (float(cfg.max_gps_accuracy_m), cfg.max_jump_speed_kmh / 3.6, int(cfg.max_jump_rejects))
+    if fixes is not None and starts is not None and _from_source(fixes, starts, sizes):
+        # the fixes read where they lie: room for all of them, goff[-1] written (untouched pages cost nothing)
+        tg, vg, ag, lg, hd = (np.empty(off[-1]) for _ in range(5))
+        pg = np.empty(off[-1], np.int8)
+        source_kept_kernel(
+            starts, off, fixes.t_ms, fixes.t_s, fixes.lat, fixes.lon, fixes.accuracy, fixes.speed, fixes.heading,
+            fixes.phone, lim,
+            *clean_p, ok, keep, bad, jumps, goff, tg, vg, ag, lg, hd, pg,
+        )  # fmt: skip
+        nk = int(goff[-1])
+        tg, vg, ag, lg, hd, pg = tg[:nk], vg[:nk], ag[:nk], lg[:nk], hd[:nk], pg[:nk]
+    else:
+        t_ms = np.concatenate([t.t_ms for t in trips]).astype(np.int64, copy=False)
+        check_batch_kernel(off, t_ms, ok)
+        t_s = t_ms / 1000.0
+        f64 = lambda name: np.concatenate([np.asarray(getattr(t, name), np.float64) for t in trips])  # noqa: E731
+        lat, lon, acc, speed = f64("lat"), f64("lon"), f64("accuracy"), f64("speed")
+        phone = np.concatenate([np.asarray(t.phone, np.int8) for t in trips])
+        clean_batch_kernel(off, t_s, lat, lon, acc, *clean_p, keep, bad, jumps)
+        hd_all = np.concatenate([np.asarray(t.heading, np.float64) for t in trips])
+        nk = int(np.count_nonzero(keep))
+        tg, vg, ag, lg, hd = (np.empty(nk) for _ in range(5))
+        pg = np.empty(nk, np.int8)
+        # (speeds measure_trip would refuse: ok = 0, those trips are left to it)
+        kept_kernel(off, keep, t_s, speed, acc, lim, hd_all, phone, goff, tg, vg, ag, lg, hd, pg, ok)
+    kb = keep.astype(bool)
     mid_off = quarter_offsets(tg, cfg.time_zone, mid=True)
     fp, ip = _params(cfg)
     nv, na = int(ip[0]), int(ip[1])

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from scoring.align import Alignment, align_batch, align_to_vehicle
-from scoring.batch import GroupKernels, config_groups, group_kernels, precomputed_of
+from scoring.batch import FixSource, GroupKernels, config_groups, group_kernels, precomputed_of
 from scoring.batchimu import imu_batch
 from scoring.features import NO_EXPECTED_IMU, SCORER_VERSION, build_record, imu_status, measure_trip
 from scoring.imukernels import median_step
@@ -501,16 +501,22 @@ def _flush(
 IMU_CHUNK = 1_000_000  # IMU samples aligned and batched at a time: bounds the memory a large file's IMU takes
 
 
-def score_rows(trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig) -> list[dict]:
+def score_rows(
+    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig, src: FixSource | None = None
+) -> list[dict]:
     """``score_trip(trip, cfg, limit).as_row()`` of every trip (``limits``: posted limit per fix, m/s, NaN unknown,
     or None), the speed-channel kernels over all trips of a configuration at once and the rows column-wise
     (``rows``): trips without IMU samples, trips whose IMU is rejected (aligned per trip), and trips whose IMU is
     used (aligned per trip, then the accelerometer kernels over up to IMU_CHUNK samples of them at once:
     scoring/batchimu.py). What the batch cannot take goes through ``measure_trip`` with the batch's results
-    (``Precomputed``) or alone (it raises what it raises for them)."""
+    (``Precomputed``) or alone (it raises what it raises for them). ``src``: where the trips' fixes lie in the
+    file's arrays (score-file's cut; ``FixSource.start`` per trip of ``trips``)."""
     out: list[dict | None] = [None] * len(trips)
+    if src is not None and src.start.shape[0] != len(trips):
+        raise ValueError(f"score_rows: {src.start.shape[0]} trip starts for {len(trips)} trips")
     for c, idx in config_groups(trips, limits, cfg):
-        g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c)
+        starts = None if src is None else src.start[np.array(idx, np.int64)]
+        g = group_kernels([trips[i] for i in idx], [limits[i] for i in idx], c, src, starts)
         ok = g.ok.tolist()
         sel: list[int] = []
         aligned: list[Alignment | None] = []

@@ -276,3 +276,42 @@ def test_motion_used_kernel_equals_reference(seed: int) -> None:
         k = motion_used_kernel(t, acc, 30.0, ui, lo, hi)
         ref = motion_used_reference(t, acc, 30.0)
         assert np.array_equal(ui[:k], ref[0]) and np.array_equal(lo, ref[1]) and np.array_equal(hi, ref[2])
+
+
+def test_group_kernels_read_from_the_file_arrays_as_from_concatenated_trips(tmp_path: Path) -> None:
+    """The batch reading each trip's fixes where they lie in score-file's fix arrays (``FixSource``) gives every
+    ``GroupKernels`` array the concatenation gives, and falls back to it where a trip is not one slice of them."""
+    from dataclasses import fields, replace
+
+    from scoring.batch import _from_source, group_kernels
+    from simulator.fleet import FleetSpec, make_trips, vehicle_ids
+    from simulator.offline import trip_frames
+    from ubi.common.config import ScoringConfig
+
+    cfg = ScoringConfig()
+    spec = FleetSpec(vehicles=3, days=2, seed=5)
+    gps, _ = trip_frames(spec, [t for v in vehicle_ids(3) for t in make_trips(spec, v)])
+    gps.with_columns(pl.col("accuracy_m") * np.random.default_rng(1).uniform(0.2, 20, gps.height)).write_parquet(
+        tmp_path / "g.parquet"
+    )
+    gps = score_file.read_table(tmp_path / "g.parquet", score_file.GPS_COLUMNS, score_file.REQUIRED_GPS)
+    trips, limits, src = score_file._cut(gps, None, cfg)
+    assert len(trips) >= 10 and (src.start >= 0).all()
+    sizes = np.array([t.t_ms.shape[0] for t in trips], np.int64)
+    assert _from_source(src, src.start, sizes)
+    a, b = group_kernels(trips, limits, cfg), group_kernels(trips, limits, cfg, src, src.start)
+    assert int(a.keep.sum()) < a.keep.shape[0] and int(a.ev_n[:, :2].sum()) > 10  # fixes cleaned away, events
+
+    def same(x, y) -> None:
+        for f in fields(x):
+            if f.name not in ("cfg", "ev_s", "ev_e", "ev_p"):
+                assert np.array_equal(getattr(x, f.name), getattr(y, f.name), equal_nan=True), f.name
+        for k in range(len(trips)):  # the events written (the rest of the buffers is never read)
+            w, m = x.goff[k] + k, int(x.ev_n[k, 0] + x.ev_n[k, 1])
+            for e in ("ev_s", "ev_e", "ev_p"):
+                assert np.array_equal(getattr(x, e)[w : w + m], getattr(y, e)[w : w + m]), e
+
+    same(a, b)
+    bad = replace(src, start=np.where(np.arange(len(trips)) == 2, -1, src.start))
+    assert not _from_source(bad, bad.start, sizes)
+    same(a, group_kernels(trips, limits, cfg, bad, bad.start))

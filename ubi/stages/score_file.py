@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
+from scoring.batch import FixSource
 from scoring.batchrows import score_rows
 from scoring.features import score_trip, trip_limits
 from scoring.filecut import plan_ignition, plan_motion, trip_imu, vehicle_imu_hz
@@ -196,8 +197,8 @@ def score_frames(
     The frames are sorted once and split by vehicle with offsets; ignition vehicles are cut from arrays
     (scoring/filecut.py), the others through the messages and ``TripCutter`` as before, and all trips are scored in
     batches (scoring/batch.py): the same rows as ``score_frames_per_trip``."""
-    trips, limits = cut_frames(gps, imu, cfg, quarantined)
-    rows = score_trips(trips, limits, cfg, layer)
+    trips, limits, src = _cut(gps, imu, cfg, quarantined)
+    rows = score_trips(trips, limits, cfg, layer, src)
     order = sorted(range(len(rows)), key=lambda k: (rows[k]["vehicle_id"], rows[k]["start_ms"]))
     return [rows[k] for k in order]
 
@@ -313,6 +314,14 @@ def cut_frames(
 ) -> tuple[list[ClosedTrip], list[np.ndarray | None]]:
     """Every vehicle's trips, as ``TripCutter`` closes them from the messages ``vehicle_messages`` makes, with the
     file's posted limit at each of a trip's fixes (None where the vehicle's rows have none)."""
+    return _cut(gps, imu, cfg, quarantined)[:2]
+
+
+def _cut(
+    gps: pl.DataFrame, imu: pl.DataFrame | None, cfg: ScoringConfig, quarantined: list[Quarantined] | None = None
+) -> tuple[list[ClosedTrip], list[np.ndarray | None], FixSource]:
+    """``cut_frames``, and where each trip's fixes lie in the file's fix arrays (``FixSource``: the batch reads
+    them there)."""
     vehicles, ends = _vehicle_runs(gps)
     is_fix = gps["event"].is_null()
     ev = gps.filter(~is_fix)
@@ -341,6 +350,7 @@ def cut_frames(
     rules = MotionRules.of(cfg)
     trips: list[ClosedTrip] = []
     limits: list[np.ndarray | None] = []
+    starts: list[int] = []  # each trip's first fix in the fix arrays, -1 where its arrays are not one slice
     for vehicle in vehicles:
         lo, hi = fx_at.get(vehicle, (0, 0))
         t = t_all[lo:hi]
@@ -365,6 +375,7 @@ def cut_frames(
             vt = message_trips(vehicle, g, v_imu, cfg, quarantined)
             trips += vt
             limits += [None if lim is None else lim[np.searchsorted(t, tr.t_ms)] for tr in vt]
+            starts += [-1] * len(vt)
             continue
         it = it_all[ilo:ihi] if ihi > ilo else np.zeros(0, np.int64)
         ia = tuple(c[ilo:ihi] for c in ia_all) if ihi > ilo else (np.zeros(0),) * 3
@@ -410,18 +421,26 @@ def cut_frames(
                 )
             )
             limits.append(None if lim is None else lim[sel])
-    return trips, limits
+            starts.append(lo + p.lo if isinstance(sel, slice) else -1)
+    src = FixSource(
+        t_all, t_all / 1000.0, sp_all, acc_all, lat_all, lon_all, head_all, phone_all, np.array(starts, np.int64)
+    )
+    return trips, limits, src
 
 
 def score_trips(
-    trips: list[ClosedTrip], limits: list[np.ndarray | None], cfg: ScoringConfig, layer: MapLayer | None = None
+    trips: list[ClosedTrip],
+    limits: list[np.ndarray | None],
+    cfg: ScoringConfig,
+    layer: MapLayer | None = None,
+    src: FixSource | None = None,
 ) -> list[dict]:
     """Rows of the scored trips (``limits``: the file's posted limits per trip, None = from the map layer): the
     speed-channel kernels run over all trips at once (scoring/batch.py), each IMU is aligned per trip and the used
     ones' accelerometer kernels run over all of them at once (scoring/batchimu.py), and the rows are built
-    column-wise (scoring/batchrows.py)."""
+    column-wise (scoring/batchrows.py). ``src``: where the trips' fixes lie in the file's arrays (``_cut``)."""
     limits = [trip_limits(trip, layer) if lim is None else lim for trip, lim in zip(trips, limits, strict=True)]
-    return score_rows(trips, limits, cfg)
+    return score_rows(trips, limits, cfg, src)
 
 
 def score_frames_per_trip(
