@@ -315,3 +315,39 @@ def test_group_kernels_read_from_the_file_arrays_as_from_concatenated_trips(tmp_
     bad = replace(src, start=np.where(np.arange(len(trips)) == 2, -1, src.start))
     assert not _from_source(bad, bad.start, sizes)
     same(a, group_kernels(trips, limits, cfg, bad, bad.start))
+
+
+@pytest.mark.parametrize("nan_in", [(), ("heading_deg",), ("phone", "limit_kmh", "lat")])
+def test_read_table_rewrites_only_columns_with_nan_as_every_column_was(tmp_path: Path, nan_in: tuple) -> None:
+    """read_table turns NaN into null (an empty CSV cell) only in the float columns that hold one: the same frame
+    as when every float column went through fill_nan (the code before), for files with and without NaN, a float
+    phone column included."""
+    rng = np.random.default_rng(2)
+    n = 200
+    df = pl.DataFrame(
+        {
+            "vehicle_id": ["a"] * n,
+            "t_ms": np.arange(n, dtype=np.int64) * 1000,
+            "lat": rng.uniform(50, 51, n),
+            "lon": rng.uniform(4, 5, n),
+            "speed_mps": rng.uniform(0, 30, n),
+            "heading_deg": rng.uniform(0, 360, n),
+            "phone": rng.integers(0, 2, n).astype(np.float64),
+            "limit_kmh": rng.choice([30.0, 50.0], n),
+        }
+    ).with_columns([pl.when(pl.int_range(n) % 7 == 3).then(np.nan).otherwise(pl.col(c)).alias(c) for c in nan_in])
+    df.write_parquet(tmp_path / "g.parquet")
+
+    def before(d: pl.DataFrame) -> pl.DataFrame:
+        return d.select(
+            [
+                (pl.col(c).fill_nan(None) if d.schema[c].is_float() else pl.col(c)).cast(t)
+                if c in d.columns
+                else pl.lit(None, dtype=t).alias(c)
+                for c, t in score_file.GPS_COLUMNS.items()
+            ]
+        )
+
+    got = score_file.read_table(tmp_path / "g.parquet", score_file.GPS_COLUMNS, score_file.REQUIRED_GPS)
+    assert got.equals(before(df), null_equal=True) and got.schema == before(df).schema
+    assert sum(got[c].null_count() for c in nan_in) == len(nan_in) * len(range(3, n, 7))

@@ -75,11 +75,15 @@ def read_table(path: Path, columns: dict[str, pl.DataType], required: Iterable[s
         if c not in df.columns:
             return pl.lit(None, dtype=t).alias(c)
         e = pl.col(c)
-        if df.schema[c].is_float():
+        if c in with_nan:
             e = e.fill_nan(None)  # NaN as "no value" (e.g. phone on an event row), like an empty CSV cell
-        return e.cast(t)
+        return e.cast(t)  # nothing to do (no copy) for a column of its type already
 
     try:
+        # the float columns that hold a NaN, in one read: only those are rewritten (a copy of the column each)
+        floats = [c for c in columns if c in df.columns and df.schema[c].is_float()]
+        has = df.select([pl.col(c).is_nan().any() for c in floats]).row(0) if floats else ()
+        with_nan = {c for c, h in zip(floats, has, strict=True) if h}
         return df.select([col(c, t) for c, t in columns.items()])
     except pl.exceptions.PolarsError as exc:
         raise ScoreFileError(f"{path}: {exc}") from exc
