@@ -302,7 +302,8 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray, imu: RowImu 
         }
     quant = table_for(cfg)["quantiles"]
     lost_of: dict[str, np.ndarray] = {}
-    texts: list[list[str]] = []
+    texts: list[list[str]] = []  # per part: imputed, percentile, points lost, value of every trip
+    tmpl: list[str] = []  # per part: its text with those four as %s
     for name in sorted(cfg.score_weights):  # json.dumps(parts, sort_keys=True), part by part
         w = cfg.score_weights[name]
         knots = quant.get(name) or []
@@ -311,23 +312,20 @@ def rows(trips: list[ClosedTrip], g: GroupKernels, sel: np.ndarray, imu: RowImu 
         f = percentiles(np.maximum(0.0, np.where(has, x, 0.0)), knots)
         f = np.where(has, f, percentile(knots[len(knots) // 2], knots) if knots else 0.0)
         lost_of[name] = lost = pyround(w * f, 3)
-        wj = json.dumps(w)
         imp = ["false" if h else "true" for h in has.tolist()]
         val = _json_nums(pyround(np.where(has, x, 0.0), 6))
         val = [v if i == "false" else "null" for v, i in zip(val, imp, strict=True)]
-        pre, mid = f'"{name}": {{"imputed": ', ', "points_lost": '
-        texts.append(
-            [
-                f'{pre}{i}, "percentile": {pc}{mid}{lo}, "value": {v}, "weight": {wj}}}'
-                for i, pc, lo, v in zip(imp, _json_nums(pyround(f, 4)), _json_nums(lost), val, strict=True)
-            ]
-        )
+        texts += [imp, _json_nums(pyround(f, 4)), _json_nums(lost), val]
+        lit = (f'"{name}": {{"imputed": ', ', "percentile": ', ', "points_lost": ', ', "value": ')
+        last = f', "weight": {json.dumps(w)}}}'
+        tmpl.append("%s".join(t.replace("%", "%%") for t in lit) + "%s" + last.replace("%", "%%"))
     total = np.zeros(nt)
     for name in cfg.score_weights:  # summed in the configuration's order, as population_score sums
         total = total + lost_of[name]
     left = 100.0 - total
     score = pyround(np.where(left > 0.0, left, 0.0), 3).tolist()  # round(max(0.0, 100 - total), 3)
-    parts_json = ["{" + ", ".join(t) + "}" for t in zip(*texts, strict=True)]
+    whole = "{" + ", ".join(tmpl) + "}"  # one formatting per trip instead of one per part and a join
+    parts_json = [whole % t for t in zip(*texts, strict=True)] if tmpl else ["{}"] * nt
 
     gr = lambda a: a.tolist()  # noqa: E731
     al: list[Alignment | None] = [None] * nt if imu is None else imu.aligned

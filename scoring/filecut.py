@@ -25,7 +25,7 @@ tests/test_score_batch.py checks trip for trip, field by field, against the mess
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -36,10 +36,11 @@ from scoring.trips import trip_id
 BATCH_FIXES = 10  # fixes per synthesised message (ubi.stages.score_file.BATCH_FIXES)
 
 
-@dataclass(frozen=True)
-class PlannedTrip:
+class PlannedTrip(NamedTuple):
     """One trip of a vehicle: its fixes are ``[lo, hi)`` of the vehicle's sorted fixes, its messages' IMU windows
-    are ``batch_lo`` (first fix of each message) and ``batch_nxt`` (each window's exclusive end, ms)."""
+    are ``batch_lo`` (first fix of each message) and ``batch_nxt`` (each window's exclusive end, ms). A named
+    tuple: made once per trip of a file, cheaper to make than a frozen dataclass (each field set through
+    ``object.__setattr__``)."""
 
     trip_id: str
     start_ms: int
@@ -441,3 +442,59 @@ def trip_imu(
         keep = np.concatenate([[True], np.diff(out_t) > 0])
         return out_t[keep], o[0][order][keep], o[1][order][keep], o[2][order][keep]
     return out_t, o[0], o[1], o[2]
+
+
+def vehicle_trips_imu(
+    it: np.ndarray,
+    acc: tuple[np.ndarray, np.ndarray, np.ndarray],
+    hz: int,
+    fix_t: np.ndarray,
+    plan: list[PlannedTrip],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``trip_imu`` of each planned trip of a vehicle, a motion trip's (``clip_imu``) kept within its start and end
+    as score-file keeps it: all their messages' grids in one ``imu_grid_kernel`` call, each trip's IMU a slice of
+    its output (the kernel writes the messages one after the other), its count per message found beforehand;
+    a trip whose grid times do not increase is sorted as ``trip_imu`` sorts it."""
+    n = it.shape[0]
+    if n == 0 or not plan:
+        return [_clip(trip_imu(it, acc, hz, fix_t, p), p) for p in plan]
+    blo = np.concatenate([p.batch_lo for p in plan]).astype(np.int64, copy=False)
+    bnx = np.concatenate([p.batch_nxt for p in plan]).astype(np.int64, copy=False)
+    boff = np.zeros(len(plan) + 1, np.int64)
+    np.cumsum([p.batch_lo.shape[0] for p in plan], out=boff[1:])
+    lo = np.searchsorted(it, fix_t[blo])
+    hi = np.searchsorted(it, bnx)
+    span = it[np.maximum(hi - 1, 0)] - it[np.minimum(lo, n - 1)]
+    k = np.where(hi > lo, np.floor(span * hz / 1000.0).astype(np.int64) + 1, 0)  # the kernel's count, per message
+    moff = np.zeros(k.shape[0] + 1, np.int64)
+    np.cumsum(k, out=moff[1:])
+    total = int(moff[-1])
+    out_t = np.empty(total, np.int64)
+    o = [np.empty(total) for _ in range(3)]
+    if imu_grid_kernel(it, *acc, hz, fix_t, blo, bnx, out_t, *o) != total:
+        raise AssertionError("vehicle_trips_imu: the grids' count differs from imu_grid_kernel's")
+    toff = moff[boff].tolist()
+    bad = np.flatnonzero(out_t[1:] <= out_t[:-1])  # steps that do not increase (i: between i and i + 1)
+    res = []
+    for j, p in enumerate(plan):
+        a, b = toff[j], toff[j + 1]
+        if bad.shape[0] and np.searchsorted(bad, b - 1) > np.searchsorted(bad, a):
+            t, x0, x1, x2 = out_t[a:b], o[0][a:b], o[1][a:b], o[2][a:b]
+            order = np.argsort(t, kind="stable")
+            t = t[order]
+            keep = np.concatenate([[True], np.diff(t) > 0])
+            res.append(_clip((t[keep], x0[order][keep], x1[order][keep], x2[order][keep]), p))
+        else:
+            res.append(_clip((out_t[a:b], o[0][a:b], o[1][a:b], o[2][a:b]), p))
+    return res
+
+
+def _clip(
+    imu: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], p: PlannedTrip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A motion trip's IMU within [start_ms, end_ms] (the times are sorted: one slice)."""
+    t = imu[0]
+    if not p.clip_imu or not t.shape[0]:
+        return imu
+    a, b = int(np.searchsorted(t, p.start_ms, "left")), int(np.searchsorted(t, p.end_ms, "right"))
+    return t[a:b], imu[1][a:b], imu[2][a:b], imu[3][a:b]

@@ -203,8 +203,6 @@ def test_keep_freed_memory_reuses_a_freed_array_without_faulting_it_in_again() -
 def test_plan_ignition_without_batches_plans_the_same_trips() -> None:
     """``plan_ignition(..., batches=False)`` (a vehicle without IMU samples) plans the trips it plans with them,
     field for field, only without the messages' IMU windows (empty, and trip_imu gives no samples for them)."""
-    from dataclasses import astuple
-
     from scoring.filecut import plan_ignition, trip_imu
 
     rng = np.random.default_rng(11)
@@ -218,7 +216,7 @@ def test_plan_ignition_without_batches_plans_the_same_trips() -> None:
     assert with_b is not None and without is not None and len(with_b) >= 5
     assert any(p.batch_lo.shape[0] for p in with_b)
     for a, b in zip(with_b, without, strict=True):
-        assert astuple(a)[:8] + astuple(a)[10:] == astuple(b)[:8] + astuple(b)[10:]
+        assert tuple(a)[:8] + tuple(a)[10:] == tuple(b)[:8] + tuple(b)[10:]
         assert b.batch_lo.shape == b.batch_nxt.shape == (0,)
         it = np.arange(t[0], t[-1], 100, dtype=np.int64)
         acc = (np.ones(it.shape[0]), np.ones(it.shape[0]), np.ones(it.shape[0]))
@@ -229,8 +227,6 @@ def test_plan_ignition_without_batches_plans_the_same_trips() -> None:
 def test_plan_motion_without_batches_plans_the_same_trips() -> None:
     """``plan_motion(..., batches=False)`` plans the trips it plans with them, field for field, only without the
     messages' IMU windows; a drive of stops, gaps and inaccurate fixes gives several trips of both endings."""
-    from dataclasses import astuple
-
     from scoring.filecut import plan_motion
     from scoring.motion import MotionRules
     from ubi.common.config import ScoringConfig
@@ -245,7 +241,7 @@ def test_plan_motion_without_batches_plans_the_same_trips() -> None:
     with_b, without = plan_motion("v", t, speed, acc, rules), plan_motion("v", t, speed, acc, rules, batches=False)
     assert len(with_b) >= 5 and {p.ended_by for p in with_b} == {"motion_stop", "data_gap"}
     for a, b in zip(with_b, without, strict=True):
-        assert astuple(a)[:8] + astuple(a)[10:] == astuple(b)[:8] + astuple(b)[10:]
+        assert tuple(a)[:8] + tuple(a)[10:] == tuple(b)[:8] + tuple(b)[10:]
         assert a.batch_lo.shape[0] == a.messages and b.batch_lo.shape == b.batch_nxt.shape == (0,)
 
 
@@ -351,3 +347,61 @@ def test_read_table_rewrites_only_columns_with_nan_as_every_column_was(tmp_path:
     got = score_file.read_table(tmp_path / "g.parquet", score_file.GPS_COLUMNS, score_file.REQUIRED_GPS)
     assert got.equals(before(df), null_equal=True) and got.schema == before(df).schema
     assert sum(got[c].null_count() for c in nan_in) == len(nan_in) * len(range(3, n, 7))
+
+
+def _per_trip_imu(it, acc, hz, t, plan) -> list:
+    """trip_imu per trip, a motion trip's IMU masked to [start, end]: what cut_frames did before."""
+    from scoring.filecut import trip_imu
+
+    out = []
+    for p in plan:
+        imu = trip_imu(it, acc, hz, t, p)
+        if p.clip_imu and imu[0].shape[0]:
+            ik = (imu[0] >= p.start_ms) & (imu[0] <= p.end_ms)
+            imu = tuple(x[ik] for x in imu)
+        out.append(imu)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vehicle_trips_imu_equals_trip_imu_per_trip(seed: int) -> None:
+    """All of a vehicle's trips' IMU from one kernel call equals trip_imu trip by trip (and the motion trips' mask):
+    ignition and motion plans, IMU with jitter, repeated times and holes, messages whose windows overlap (grids
+    that must be sorted), a trip without messages, no IMU at all."""
+    from scoring.filecut import PlannedTrip, plan_ignition, plan_motion, vehicle_trips_imu
+    from scoring.motion import MotionRules
+    from ubi.common.config import ScoringConfig
+
+    rng = np.random.default_rng(seed)
+    n = 2000
+    t = (np.cumsum(rng.choice([1000, 1000, 1000, 30_000], n, p=[0.4, 0.4, 0.19, 0.01])) + 1_790_000_000_000).astype(
+        np.int64
+    )
+    hz = int(rng.choice([10, 25, 100]))
+    grid = np.arange(t[0] - 5000, t[-1] + 5000, 1000 // hz)
+    grid = grid + (rng.integers(-3, 4, grid.shape[0]) if seed % 2 else 0)  # jitter
+    it = np.sort(np.concatenate([grid, rng.integers(t[0], t[-1], 300)])).astype(np.int64)  # repeated times too
+    it = it[rng.random(it.shape[0]) > 0.05]  # holes
+    acc = tuple(rng.normal(0, 1, it.shape[0]) for _ in range(3))
+    ev_t = np.sort(rng.choice(t, 30, replace=False))
+    ev_t[0] = t[0]
+    ev_on = rng.random(30) < 0.6
+    ev_on[0] = True
+    speed = np.where((np.arange(n) // 120) % 3 == 1, 0.0, 12.0)
+    plans = [
+        plan_ignition("v", t, ev_t, ev_on, 10**9),
+        plan_motion("v", t, speed, np.full(n, 5.0), MotionRules.of(ScoringConfig())),
+    ]
+    bl = np.array([0, 10, 5, 20], np.int64)  # overlapping message windows: a grid to sort
+    nx = np.array([t[30], t[25], t[40], t[50]], np.int64)
+    plans.append([PlannedTrip("x", int(t[0]), int(t[50]), 0, 50, 4, True, "ignition_off", bl, nx, 0, 4)])
+    plans.append(plans[0][:3] + [PlannedTrip("e", 0, 1, 0, 0, 1, True, "ignition_off", bl[:0], nx[:0], 0, 1)])
+    for plan in plans:
+        assert plan is not None and len(plan) >= 1
+        for it_, acc_ in ((it, acc), (it[:0], tuple(a[:0] for a in acc))):
+            got, ref = vehicle_trips_imu(it_, acc_, hz, t, plan), _per_trip_imu(it_, acc_, hz, t, plan)
+            assert len(got) == len(ref)
+            for g, r in zip(got, ref, strict=True):
+                for x, y in zip(g, r, strict=True):
+                    assert np.array_equal(x, y, equal_nan=True) and x.dtype == y.dtype
+    assert sum(x[0].shape[0] for x in vehicle_trips_imu(it, acc, hz, t, plans[2])) > 0

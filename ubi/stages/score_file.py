@@ -20,7 +20,7 @@ import polars as pl
 from scoring.batch import FixSource
 from scoring.batchrows import score_rows
 from scoring.features import score_trip, trip_limits
-from scoring.filecut import plan_ignition, plan_motion, trip_imu, vehicle_imu_hz
+from scoring.filecut import plan_ignition, plan_motion, vehicle_imu_hz, vehicle_trips_imu
 from scoring.maplayer import MapLayer
 from scoring.motion import MotionRules
 from scoring.trips import ClosedTrip, Quarantined, TripCutter
@@ -386,7 +386,8 @@ def _cut(
         hz = vehicle_imu_hz(it)
         no_imu = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))  # trip_imu's answer without samples
         dup = np.flatnonzero(t[1:] == t[:-1]) + 1  # a repeated time keeps its first fix
-        for p in plan:
+        imus = vehicle_trips_imu(it, ia, hz, t, plan) if ihi > ilo else [no_imu] * len(plan)  # clipped to motion
+        for p, (imu_t, a_lon, a_lat, a_vert) in zip(plan, imus, strict=True):
             sel: slice | np.ndarray = slice(p.lo, p.hi)
             if dup.size and ((dup > p.lo) & (dup < p.hi)).any():
                 keep = np.ones(p.hi - p.lo, bool)
@@ -395,10 +396,6 @@ def _cut(
             sel_all = sel if isinstance(sel, np.ndarray) else slice(lo + p.lo, lo + p.hi)
             if isinstance(sel_all, np.ndarray):
                 sel_all = sel_all + lo
-            imu_t, a_lon, a_lat, a_vert = trip_imu(it, ia, hz, t, p) if ihi > ilo else no_imu
-            if p.clip_imu and imu_t.shape[0]:
-                ik = (imu_t >= p.start_ms) & (imu_t <= p.end_ms)
-                imu_t, a_lon, a_lat, a_vert = imu_t[ik], a_lon[ik], a_lat[ik], a_vert[ik]
             trips.append(
                 ClosedTrip(
                     p.trip_id,
