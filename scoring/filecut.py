@@ -419,6 +419,85 @@ def imu_grid_kernel(
     return w
 
 
+@njit(cache=True, nogil=True)
+def imu_grid_clip_kernel(
+    it: np.ndarray,
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    hz: int,
+    fix_t: np.ndarray,
+    batch_lo: np.ndarray,
+    batch_nxt: np.ndarray,
+    cmin: np.ndarray,
+    cmax: np.ndarray,
+    count: np.ndarray,
+    out_t: np.ndarray,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+) -> int:
+    """``imu_grid_kernel``'s grids without the points of message b outside [cmin[b], cmax[b]] (ms; a motion trip
+    keeps only its IMU within its start and end, and a message's grid can span hours of parking): the same points,
+    values and order for the rest, those outside never made. With ``out_t`` of length 0 it counts, each message's
+    kept points into ``count[b]``; either way it returns the total."""
+    step = 1000.0 / hz
+    half = 500.0 / hz
+    w = 0
+    count_only = out_t.shape[0] == 0
+    for b in range(batch_lo.shape[0]):
+        if count_only:
+            count[b] = 0
+        lo = np.searchsorted(it, fix_t[batch_lo[b]])
+        hi = np.searchsorted(it, batch_nxt[b])
+        if hi <= lo:
+            continue
+        t0 = it[lo]
+        k = int(np.floor((it[hi - 1] - t0) * hz / 1000.0)) + 1
+        q0 = 0
+        if cmin[b] > t0:  # the points before q0 lie before cmin: rint(q step) <= q step + 0.5
+            q0 = min(max(int(np.floor((cmin[b] - t0 - 1.0) / step)), 0), k)
+        n = hi - lo
+        j = lo
+        c = 0
+        for q in range(q0, k):
+            g = t0 + np.int64(np.rint(q * step))
+            if g < cmin[b]:
+                continue
+            if g > cmax[b]:
+                break
+            c += 1
+            if count_only:
+                continue
+            if n > 1:
+                while j < hi and it[j] < g:
+                    j += 1
+                jj = j - lo
+                if jj < 1:
+                    jj = 1
+                elif jj > n - 1:
+                    jj = n - 1
+                if abs(it[lo + jj - 1] - g) <= abs(it[lo + jj] - g):
+                    jj -= 1
+            else:
+                jj = 0
+            s = lo + jj
+            out_t[w] = g
+            if abs(it[s] - g) <= half:
+                o0[w] = a0[s]
+                o1[w] = a1[s]
+                o2[w] = a2[s]
+            else:
+                o0[w] = np.nan
+                o1[w] = np.nan
+                o2[w] = np.nan
+            w += 1
+        if count_only:
+            count[b] = c
+            w += c
+    return w
+
+
 def trip_imu(
     it: np.ndarray,
     acc: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -452,9 +531,10 @@ def vehicle_trips_imu(
     plan: list[PlannedTrip],
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``trip_imu`` of each planned trip of a vehicle, a motion trip's (``clip_imu``) kept within its start and end
-    as score-file keeps it: all their messages' grids in one ``imu_grid_kernel`` call, each trip's IMU a slice of
-    its output (the kernel writes the messages one after the other), its count per message found beforehand;
-    a trip whose grid times do not increase is sorted as ``trip_imu`` sorts it."""
+    as score-file keeps it: all their messages' grids in one ``imu_grid_clip_kernel`` call (a count pass first),
+    each trip's IMU a slice of its output (the kernel writes the messages one after the other), a motion trip's
+    points outside its start and end never made; a trip whose grid times do not increase is sorted as
+    ``trip_imu`` sorts it (sorting and keeping a time range commute)."""
     n = it.shape[0]
     if n == 0 or not plan:
         return [_clip(trip_imu(it, acc, hz, fix_t, p), p) for p in plan]
@@ -462,17 +542,20 @@ def vehicle_trips_imu(
     bnx = np.concatenate([p.batch_nxt for p in plan]).astype(np.int64, copy=False)
     boff = np.zeros(len(plan) + 1, np.int64)
     np.cumsum([p.batch_lo.shape[0] for p in plan], out=boff[1:])
-    lo = np.searchsorted(it, fix_t[blo])
-    hi = np.searchsorted(it, bnx)
-    span = it[np.maximum(hi - 1, 0)] - it[np.minimum(lo, n - 1)]
-    k = np.where(hi > lo, np.floor(span * hz / 1000.0).astype(np.int64) + 1, 0)  # the kernel's count, per message
+    big = np.iinfo(np.int64)
+    nb = np.diff(boff)
+    cmin = np.repeat(np.array([p.start_ms if p.clip_imu else big.min for p in plan], np.int64), nb)
+    cmax = np.repeat(np.array([p.end_ms if p.clip_imu else big.max for p in plan], np.int64), nb)
+    k = np.zeros(blo.shape[0], np.int64)
+    e, z = np.zeros(0, np.int64), np.zeros(0)
+    imu_grid_clip_kernel(it, *acc, hz, fix_t, blo, bnx, cmin, cmax, k, e, z, z, z)  # each message's count
     moff = np.zeros(k.shape[0] + 1, np.int64)
     np.cumsum(k, out=moff[1:])
     total = int(moff[-1])
     out_t = np.empty(total, np.int64)
     o = [np.empty(total) for _ in range(3)]
-    if imu_grid_kernel(it, *acc, hz, fix_t, blo, bnx, out_t, *o) != total:
-        raise AssertionError("vehicle_trips_imu: the grids' count differs from imu_grid_kernel's")
+    if imu_grid_clip_kernel(it, *acc, hz, fix_t, blo, bnx, cmin, cmax, k, out_t, *o) != total:
+        raise AssertionError("vehicle_trips_imu: the grids' count differs from the count pass's")
     toff = moff[boff].tolist()
     bad = np.flatnonzero(out_t[1:] <= out_t[:-1])  # steps that do not increase (i: between i and i + 1)
     res = []
