@@ -39,7 +39,7 @@ TARGETS = {"run_s": 30.0, "whatif_s": 15.0, "peak_mb": 2048.0}
 
 KEYLESS_ABOVE = 2_000_000  # policies: bigger books get a lean trips table (no trip_id key, unread columns empty)
 BLOCK = 100_000  # policies: bigger books repeat one generated block of this size under new ids (built in SQL)
-# The trip columns the monthly run reads (MONTH_FEATURES_SQL and month_completeness in ubi/adapters/duckdb_store.py);
+# The trip columns the monthly run reads (MONTH_TRIPS_SQL and month_completeness in ubi/adapters/duckdb_store.py);
 # a lean book fills only these (tests/test_pricing_stream.py checks it prices as the full book does).
 PRICED_COLUMNS = (
     "trip_id",

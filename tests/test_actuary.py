@@ -171,7 +171,8 @@ def test_protected_attributes_never_priced_on(priced):
         if path.name != "fairness.py":
             assert "protected_attributes" not in path.read_text(), path
     # the pricing run's own SQL, in the DuckDB adapter, never reads it either
-    assert "protected_attributes" not in inspect.getsource(store.PricingTables) + store.MONTH_FEATURES_SQL
+    sql = store.MONTH_POLICIES_SQL + store.MONTH_TRIPS_SQL + store.MONTH_OBJECTED_SQL
+    assert "protected_attributes" not in inspect.getsource(store.PricingTables) + sql
 
 
 def test_claims_generator_is_deterministic_and_documented():

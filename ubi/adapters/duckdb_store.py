@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from pricing import fit, monthly
+from pricing.month_sums import MonthSums, add_batch
 from pricing.monthly import Chunk, RunSummary, next_month, previous_month
 from pricing.rulebook import Rulebook
 from pricing.vector import CAP_DOWN, CAP_NONE, CAP_UP, Book
@@ -526,39 +527,38 @@ def load_policies(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 # --- monthly pricing ------------------------------------------------------------------------------------------
 
-# One pass over the month's trips: the features of the trips not objected to, and the completeness of all of them
-# (the stored pair: MISSING_BEFORE), so a 600 M-trip month is read once and nothing is sorted (docs/capacity.md).
-MONTH_FEATURES_SQL = (
-    """
-WITH t AS (
-    SELECT vehicle_id, count(*) FILTER (WHERE NOT objected) AS trips,
-           sum(distance_km) FILTER (WHERE NOT objected) AS km, sum(moving_s) FILTER (WHERE NOT objected) AS moving_s,
-           sum(harsh_brakes) FILTER (WHERE NOT objected) AS harsh_brakes,
-           sum(harsh_accels) FILTER (WHERE NOT objected) AS harsh_accels,
-           sum(messages) / (sum(messages) + sum(missing_in_trip) + sum(missing_before)) AS completeness
-    FROM (SELECT vehicle_id, distance_km, moving_s, harsh_brakes, harsh_accels, messages,
-                 trip_id IN (SELECT trip_id FROM trip_objections WHERE status <> 'rejected') AS objected,
-                 """
-    + MISSING_IN_TRIP
-    + """ AS missing_in_trip,
-                 """
-    + MISSING_BEFORE.format(since="CAST($start AS TIMESTAMP) - INTERVAL 31 DAY")
-    + """ AS missing_before
-          FROM trips WHERE start_ts >= $start AND start_ts < $end)
-    GROUP BY vehicle_id
-)
+# A month's book is read in two queries. The policies, in policy order, with last month's premium; and every trip
+# of the month with its policy's row number in that order (a join against the policies: a hash table of the
+# policies, not of per-trip partial sums), streamed in batches into per-policy sums (pricing/month_sums.py). A
+# GROUP BY over a 600 M-trip month spilled tens of GB (the trips are stored in time order, so no row group holds
+# few vehicles): docs/capacity.md. Completeness needs no window either: each trip carries the pair before it
+# (MISSING_BEFORE). Trips a policyholder objected to (pending or accepted, on the policy's own vehicle) leave the
+# features but not the completeness; their ids come along only for the vehicles that objected.
+MONTH_POLICIES_SQL = """
 SELECT p.policy_id, CAST(round(p.base_premium * 100) AS BIGINT) AS base_c,
-       coalesce(t.trips, 0) AS trips, coalesce(t.km, 0.0) AS km,
-       coalesce(t.moving_s, 0.0) / 3600.0 AS driving_hours,
-       coalesce(t.harsh_brakes, 0) AS harsh_brakes, coalesce(t.harsh_accels, 0) AS harsh_accels,
-       CAST(round(prev.premium * 100) AS BIGINT) AS prev_c,
-       coalesce(t.completeness, 1.0) AS completeness
-FROM policies p
-LEFT JOIN t ON t.vehicle_id = p.vehicle_id
-LEFT JOIN premiums prev ON prev.policy_id = p.policy_id AND prev.month = $prev
+       CAST(round(prev.premium * 100) AS BIGINT) AS prev_c
+FROM policies p LEFT JOIN premiums prev ON prev.policy_id = p.policy_id AND prev.month = $prev
 WHERE p.start_date < $end
 ORDER BY p.policy_id
 """
+MONTH_POLICY_NUMBERS = """
+SELECT vehicle_id, CAST(row_number() OVER (ORDER BY policy_id) - 1 AS BIGINT) AS idx,
+       policy_id IN (SELECT policy_id FROM trip_objections WHERE status <> 'rejected') AS objected
+FROM policies WHERE start_date < $end
+"""
+MONTH_TRIPS_SQL = (
+    "SELECT pol.idx, t.distance_km, t.moving_s, t.harsh_brakes, t.harsh_accels, t.messages, "
+    + MISSING_IN_TRIP
+    + " + "
+    + MISSING_BEFORE.format(since="CAST($start AS TIMESTAMP) - INTERVAL 31 DAY")
+    + " AS missing, CASE WHEN pol.objected THEN t.trip_id END AS trip_id FROM trips t JOIN ("
+    + MONTH_POLICY_NUMBERS
+    + ") pol USING (vehicle_id) WHERE t.start_ts >= $start AND t.start_ts < $end"
+)
+MONTH_OBJECTED_SQL = (
+    "SELECT pol.idx, o.trip_id FROM trip_objections o JOIN policies p USING (policy_id) JOIN ("
+    + MONTH_POLICY_NUMBERS
+    + ") pol ON pol.vehicle_id = p.vehicle_id WHERE o.status <> 'rejected'"
 )
 
 
@@ -573,14 +573,15 @@ class PricingTables:
 
     def month_book(self, month: date) -> tuple[Sequence[str], Book, np.ndarray]:
         """The month's per-policy inputs; the mask says which policies have a previous month's premium. Read in
-        record batches, ids kept in Arrow (ubi/adapters/book_stream.py: a 10 M-policy book in a few GB)."""
+        record batches, ids kept in Arrow (ubi/adapters/book_stream.py: a 10 M-policy book in a few GB); the trips
+        streamed into per-policy sums (MONTH_TRIPS_SQL)."""
         self.con.complete()  # DuckDB refuses a new result while an earlier one is unread
+        params = {"start": month, "end": next_month(month), "prev": previous_month(month)}
         r = fetch_columns(
-            self.con.sql(
-                MONTH_FEATURES_SQL, params={"start": month, "end": next_month(month), "prev": previous_month(month)}
-            ),
+            self.con.sql(MONTH_POLICIES_SQL, params={"end": params["end"], "prev": params["prev"]}),
             text=("policy_id",),
         )
+        sums = self._month_sums(len(r["base_c"]), params)
         col = {k: np.ma.getdata(v) for k, v in r.items()}
         has_prev = ~np.ma.getmaskarray(r["prev_c"])
         base_c = col["base_c"].astype(np.int64)
@@ -588,15 +589,39 @@ class PricingTables:
         book = Book(
             base_c,
             prev_c,
-            col["trips"].astype(np.int64),
-            col["km"].astype(np.float64),
-            col["driving_hours"].astype(np.float64),
-            col["harsh_brakes"].astype(np.int64),
-            col["harsh_accels"].astype(np.int64),
-            col["completeness"].astype(np.float64),
+            sums.trips,
+            sums.km,
+            sums.moving_s / 3600.0,
+            sums.harsh_brakes,
+            sums.harsh_accels,
+            sums.completeness(),
         )
         ids = col["policy_id"]
         return ids, with_consent(self.con, ids, book), has_prev  # consent: ubi/adapters/consent.py
+
+    def _month_sums(self, policies: int, params: dict) -> MonthSums:
+        """Every trip of the month added to its policy's slot, batch by batch; a trip with a pending or accepted
+        objection adds to the completeness only."""
+        objected = {(int(i), t) for i, t in self.con.execute(MONTH_OBJECTED_SQL, {"end": params["end"]}).fetchall()}
+        sums = MonthSums.zeros(policies)
+        reader = self.con.sql(MONTH_TRIPS_SQL, params={"start": params["start"], "end": params["end"]})
+        for batch in reader.to_arrow_reader(book_stream.BATCH_ROWS):
+            c = {name: col for name, col in zip(batch.schema.names, batch.columns, strict=True)}
+            idx = c["idx"].to_numpy()
+            kept = np.ones(len(idx), bool)
+            if objected and c["trip_id"].null_count < len(idx):
+                ids = c["trip_id"].to_pylist()
+                for r in np.flatnonzero(~c["trip_id"].is_null().to_numpy(zero_copy_only=False)):
+                    kept[r] = (int(idx[r]), ids[r]) not in objected
+            add_batch(
+                sums,
+                idx,
+                kept,
+                *(c[k].to_numpy(zero_copy_only=False) for k in ("distance_km", "moving_s")),
+                *(c[k].to_numpy(zero_copy_only=False).astype(np.int64) for k in ("harsh_brakes", "harsh_accels")),
+                *(c[k].to_numpy(zero_copy_only=False).astype(np.int64) for k in ("messages", "missing")),
+            )
+        return sums
 
     def excluded_trips(self, month: date) -> dict[str, list[dict]]:
         """Trips of the month left out of pricing because the policyholder objected (pending or accepted)."""
