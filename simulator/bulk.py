@@ -89,7 +89,9 @@ def bulk_trips(vehicles: list[str], trips_each: int, month: date, seed: int = 1,
 def load_bulk(
     con: duckdb.DuckDBPyConnection, policies: int, trips_each: int, month: date, seed: int = 1, chunk: int = 50_000
 ) -> None:
-    """Insert ``policies`` policies (with protected attributes) and their month of trips, in chunks."""
+    """Insert ``policies`` policies (with protected attributes) and their month of trips, in chunks. The trips
+    carry no seqs, so their completeness needs no pair before them (``prev_*``, which the store's upsert keeps;
+    ``ubi.adapters.duckdb_store.link_trips`` pairs trips written directly that do have seqs)."""
     for first in range(1, policies + 1, chunk):
         n = min(chunk, policies - first + 1)
         pol = bulk_policies(n, seed, first)
