@@ -74,5 +74,8 @@ def test_each_stage_endpoint_counts_what_went_through_it(env):
         con.close()
     assert st[("ubi_store_trips_stored", ())] == stored == len(expected)
     assert st[("ubi_store_records_total", ())] == len(expected) and lag(st) == 0
-    assert st[("ubi_store_duckdb_write_seconds_count", ())] >= 1
+    # seen once (CI at 7291f40): 0 writes timed while the records and rows were all there; the store's own figures
+    # and log say more if it comes back
+    written = {k: v for k, v in st.items() if k[0].startswith("ubi_store_")}
+    assert st[("ubi_store_duckdb_write_seconds_count", ())] >= 1, (written, stages[2].log.read_text()[-3000:])
     assert st[("ubi_store_devices_known", ())] == vehicles  # no policies loaded: the vehicles that drove
