@@ -356,6 +356,52 @@ def median_int(x: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _put_nearest(
+    it: np.ndarray,
+    lo: int,
+    hi: int,
+    j: int,
+    g: int,
+    half: float,
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    w: int,
+    out_t: np.ndarray,
+    o0: np.ndarray,
+    o1: np.ndarray,
+    o2: np.ndarray,
+) -> int:
+    """Grid point ``g`` into row ``w``: the axes of the nearest of it[lo:hi] (the earlier one on a tie) when it lies
+    within ``half`` a period, else NaN. ``j`` is the scan's position in ``it`` (grid points come in order); the
+    advanced position is returned. Shared by both grid kernels."""
+    n = hi - lo
+    if n > 1:
+        while j < hi and it[j] < g:
+            j += 1
+        jj = j - lo
+        if jj < 1:
+            jj = 1
+        elif jj > n - 1:
+            jj = n - 1
+        if abs(it[lo + jj - 1] - g) <= abs(it[lo + jj] - g):
+            jj -= 1
+    else:
+        jj = 0
+    s = lo + jj
+    out_t[w] = g
+    if abs(it[s] - g) <= half:
+        o0[w] = a0[s]
+        o1[w] = a1[s]
+        o2[w] = a2[s]
+    else:
+        o0[w] = np.nan
+        o1[w] = np.nan
+        o2[w] = np.nan
+    return j
+
+
+@njit(cache=True, nogil=True)
 def imu_grid_kernel(
     it: np.ndarray,
     a0: np.ndarray,
@@ -389,32 +435,9 @@ def imu_grid_kernel(
         if count_only:
             w += k
             continue
-        n = hi - lo
         j = lo
         for q in range(k):
-            g = t0 + np.int64(np.rint(q * step))
-            if n > 1:
-                while j < hi and it[j] < g:
-                    j += 1
-                jj = j - lo
-                if jj < 1:
-                    jj = 1
-                elif jj > n - 1:
-                    jj = n - 1
-                if abs(it[lo + jj - 1] - g) <= abs(it[lo + jj] - g):
-                    jj -= 1
-            else:
-                jj = 0
-            s = lo + jj
-            out_t[w] = g
-            if abs(it[s] - g) <= half:
-                o0[w] = a0[s]
-                o1[w] = a1[s]
-                o2[w] = a2[s]
-            else:
-                o0[w] = np.nan
-                o1[w] = np.nan
-                o2[w] = np.nan
+            j = _put_nearest(it, lo, hi, j, t0 + np.int64(np.rint(q * step)), half, a0, a1, a2, w, out_t, o0, o1, o2)
             w += 1
     return w
 
@@ -457,7 +480,6 @@ def imu_grid_clip_kernel(
         q0 = 0
         if cmin[b] > t0:  # the points before q0 lie before cmin: rint(q step) <= q step + 0.5
             q0 = min(max(int(np.floor((cmin[b] - t0 - 1.0) / step)), 0), k)
-        n = hi - lo
         j = lo
         c = 0
         for q in range(q0, k):
@@ -469,28 +491,7 @@ def imu_grid_clip_kernel(
             c += 1
             if count_only:
                 continue
-            if n > 1:
-                while j < hi and it[j] < g:
-                    j += 1
-                jj = j - lo
-                if jj < 1:
-                    jj = 1
-                elif jj > n - 1:
-                    jj = n - 1
-                if abs(it[lo + jj - 1] - g) <= abs(it[lo + jj] - g):
-                    jj -= 1
-            else:
-                jj = 0
-            s = lo + jj
-            out_t[w] = g
-            if abs(it[s] - g) <= half:
-                o0[w] = a0[s]
-                o1[w] = a1[s]
-                o2[w] = a2[s]
-            else:
-                o0[w] = np.nan
-                o1[w] = np.nan
-                o2[w] = np.nan
+            j = _put_nearest(it, lo, hi, j, g, half, a0, a1, a2, w, out_t, o0, o1, o2)
             w += 1
         if count_only:
             count[b] = c
