@@ -477,6 +477,11 @@ def imu_grid_clip_kernel(
             continue
         t0 = it[lo]
         k = int(np.floor((it[hi - 1] - t0) * hz / 1000.0)) + 1
+        whole = cmin[b] <= t0 and cmax[b] >= it[hi - 1]  # every grid point kept (the last one is <= it[hi - 1])
+        if count_only and whole:
+            count[b] = k
+            w += k
+            continue
         q0 = 0
         if cmin[b] > t0:  # the points before q0 lie before cmin: rint(q step) <= q step + 0.5
             q0 = min(max(int(np.floor((cmin[b] - t0 - 1.0) / step)), 0), k)
@@ -491,7 +496,16 @@ def imu_grid_clip_kernel(
             c += 1
             if count_only:
                 continue
-            j = _put_nearest(it, lo, hi, j, g, half, a0, a1, a2, w, out_t, o0, o1, o2)
+            while j < hi and it[j] < g:
+                j += 1
+            if j < hi and it[j] == g and (j == lo or it[j - 1] != g):
+                # a sample exactly on the grid (a regular device): the nearest, as _put_nearest would find it
+                out_t[w] = g
+                o0[w] = a0[j]
+                o1[w] = a1[j]
+                o2[w] = a2[j]
+            else:
+                j = _put_nearest(it, lo, hi, j, g, half, a0, a1, a2, w, out_t, o0, o1, o2)
             w += 1
         if count_only:
             count[b] = c

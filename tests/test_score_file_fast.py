@@ -363,11 +363,14 @@ def _per_trip_imu(it, acc, hz, t, plan) -> list:
     return out
 
 
+@pytest.mark.parametrize("regular", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_vehicle_trips_imu_equals_trip_imu_per_trip(seed: int) -> None:
+def test_vehicle_trips_imu_equals_trip_imu_per_trip(seed: int, regular: bool) -> None:
     """All of a vehicle's trips' IMU from one kernel call equals trip_imu trip by trip (and the motion trips' mask):
     ignition and motion plans, IMU with jitter, repeated times and holes, messages whose windows overlap (grids
-    that must be sorted), a trip without messages, no IMU at all."""
+    that must be sorted), a trip without messages, no IMU at all. ``regular``: a device sampling exactly on the
+    grid t0 + rint(q * 1000 / hz) (the kernel's shortcut for a sample on a grid point), with a few samples repeated
+    at the same time (the earlier one is the nearest), NaN values and holes."""
     from scoring.filecut import PlannedTrip, plan_ignition, plan_motion, vehicle_trips_imu
     from scoring.motion import MotionRules
     from ubi.common.config import ScoringConfig
@@ -377,12 +380,21 @@ def test_vehicle_trips_imu_equals_trip_imu_per_trip(seed: int) -> None:
     t = (np.cumsum(rng.choice([1000, 1000, 1000, 30_000], n, p=[0.4, 0.4, 0.19, 0.01])) + 1_790_000_000_000).astype(
         np.int64
     )
-    hz = int(rng.choice([10, 25, 100]))
-    grid = np.arange(t[0] - 5000, t[-1] + 5000, 1000 // hz)
-    grid = grid + (rng.integers(-3, 4, grid.shape[0]) if seed % 2 else 0)  # jitter
-    it = np.sort(np.concatenate([grid, rng.integers(t[0], t[-1], 300)])).astype(np.int64)  # repeated times too
-    it = it[rng.random(it.shape[0]) > 0.05]  # holes
+    hz = int(rng.choice([10, 30, 100] if regular else [10, 25, 100]))
+    if regular:
+        t_first = t[0] - 5000
+        grid = t_first + np.rint(np.arange((t[-1] + 5000 - t_first) * hz // 1000) * (1000.0 / hz)).astype(np.int64)
+        it = np.sort(np.concatenate([grid, rng.choice(grid, 40)])).astype(np.int64)  # 40 times twice
+        it = it[np.r_[True, rng.random(it.shape[0] - 1) > 0.02]]  # holes (the first sample kept: t0 stays)
+    else:
+        grid = np.arange(t[0] - 5000, t[-1] + 5000, 1000 // hz)
+        grid = grid + (rng.integers(-3, 4, grid.shape[0]) if seed % 2 else 0)  # jitter
+        it = np.sort(np.concatenate([grid, rng.integers(t[0], t[-1], 300)])).astype(np.int64)  # repeated times too
+        it = it[rng.random(it.shape[0]) > 0.05]  # holes
     acc = tuple(rng.normal(0, 1, it.shape[0]) for _ in range(3))
+    if regular:
+        for a in acc:
+            a[rng.random(it.shape[0]) < 0.01] = np.nan
     ev_t = np.sort(rng.choice(t, 30, replace=False))
     ev_t[0] = t[0]
     ev_on = rng.random(30) < 0.6
@@ -405,3 +417,41 @@ def test_vehicle_trips_imu_equals_trip_imu_per_trip(seed: int) -> None:
                 for x, y in zip(g, r, strict=True):
                     assert np.array_equal(x, y, equal_nan=True) and x.dtype == y.dtype
     assert sum(x[0].shape[0] for x in vehicle_trips_imu(it, acc, hz, t, plans[2])) > 0
+
+
+def test_column_array_equals_to_numpy_over_many_chunks() -> None:
+    """column_array (chunk by chunk into one NumPy array) gives what polars' to_numpy gives after fill_null(NaN):
+    the same values and dtype for a float column of several chunks with nulls and NaNs, an integer column, an empty
+    column and one chunk."""
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(0, 1, k).tolist() for k in (5, 0, 17, 1, 40)]
+    parts[0][2] = parts[2][3] = parts[4][30] = None
+    parts[0][4] = float("nan")
+    f = pl.concat([pl.Series("a", p, pl.Float64) for p in parts], rechunk=False)
+    assert f.n_chunks() > 1 and f.null_count() == 3
+    i = pl.concat([pl.Series("t", np.arange(k, dtype=np.int64) * 7) for k in (3, 8)], rechunk=False)
+    for s in (f, i, f.rechunk(), pl.Series("e", [], pl.Float64), pl.Series("e", [], pl.Int64)):
+        got = score_file.column_array(s)
+        ref = s.fill_null(np.nan).to_numpy() if s.dtype.is_float() else s.to_numpy()
+        assert np.array_equal(got, ref, equal_nan=True) and got.dtype == ref.dtype
+
+
+@pytest.mark.parametrize("key", ["t_ms", "vehicle_id"])
+def test_rows_without_their_vehicle_or_time_are_refused_with_the_row(tmp_path: Path, key: str) -> None:
+    """An IMU or GPS row without t_ms / vehicle_id is a clear ScoreFileError naming the column and the first such
+    row (it used to crash inside the IMU arrays with 'cannot convert float NaN to integer')."""
+    from ubi.common.errors import ScoreFileError
+
+    n = 30
+    imu = pl.DataFrame(
+        {
+            "vehicle_id": ["v"] * n,
+            "t_ms": np.arange(n, dtype=np.int64) * 100,
+            "acc_lon": np.zeros(n),
+            "acc_lat": np.zeros(n),
+            "acc_vert": np.full(n, 9.8),
+        }
+    ).with_columns(pl.when(pl.int_range(pl.len()).is_in([7, 11])).then(None).otherwise(pl.col(key)).alias(key))
+    imu.write_parquet(tmp_path / "i.parquet")
+    with pytest.raises(ScoreFileError, match=rf"2 row\(s\) without {key} \(the first: data row 8\)"):
+        score_file.read_table(tmp_path / "i.parquet", score_file.IMU_COLUMNS, score_file.REQUIRED_IMU)
