@@ -1,6 +1,7 @@
 """``ubi score-file`` throughput against a peer, in the same run on the same data (not a test).
 
     .venv/bin/python bench/score_file.py [--vehicles 5] [--days 7] [--scale 10] [--real-copies 20] [--repeats 3]
+        [--compression zstd|lz4|snappy|uncompressed]
 
 Ours: ``score_paths`` from Parquet files to scored rows, end to end (read, sort, cut into trips, every feature, the
 score), GPS-only and with the 10 Hz IMU. The peer: PyPI ``insurance-telematics`` (the ``bench`` extra), its polars
@@ -13,8 +14,11 @@ as many vehicles to show linearity; the real recordings of ../shared/realdata (t
 gets our trips as its labels). The per-message, per-trip path it replaces is timed once (``score_frames_per_trip``,
 from frames already read: GPS-only at both sizes, with IMU at 1x). Everything runs on one core: numba, polars, BLAS
 pinned to one thread; times are this process's CPU time (the machine is shared), best of ``--repeats``; wall time is
-printed beside it. Like ``ubi score-file``, the run first has glibc keep freed arrays for reuse
-(``keep_freed_memory``; ``--system-malloc`` leaves it as it is): polars' own allocator keeps its memory anyway.
+printed beside it. The last column times only reading the two files as score-file reads them (``read_table``):
+no processing can beat it, and with zstd (polars' default codec) the decoding of full-precision float columns is
+most of it, so ``--compression`` shows the codec's share. Like ``ubi score-file``, the run first has glibc keep
+freed arrays for reuse (``keep_freed_memory``; ``--system-malloc`` leaves it as it is): polars' own allocator keeps
+its memory anyway.
 """
 
 from __future__ import annotations
@@ -98,18 +102,31 @@ def per_trip(gp: Path, ip: Path | None) -> list[dict]:
     return score_frames_per_trip(gps, imu, CFG)
 
 
+def read_both(gp: Path, ip: Path) -> None:
+    """Only reading the two files as score-file reads them (``read_table``): the ceiling for everything else."""
+    read_table(gp, GPS_COLUMNS, REQUIRED_GPS)
+    read_table(ip, IMU_COLUMNS, REQUIRED_IMU)
+
+
 def measure(
-    name: str, gps: pl.DataFrame, imu: pl.DataFrame | None, tmp: Path, repeats: int, peer: bool, before: str = ""
+    name: str,
+    gps: pl.DataFrame,
+    imu: pl.DataFrame | None,
+    tmp: Path,
+    repeats: int,
+    peer: bool,
+    before: str = "",
+    compression: str = "zstd",
 ) -> dict:
     gp, ip, pp = tmp / f"{name}.gps.parquet", tmp / f"{name}.imu.parquet", tmp / f"{name}.peer.parquet"
-    gps.write_parquet(gp)
+    gps.write_parquet(gp, compression=compression)
     n_fix = int(gps.filter(pl.col("event").is_null()).height) if "event" in gps.columns else gps.height
     out: dict = {"name": name, "vehicles": gps["vehicle_id"].n_unique(), "fixes": n_fix}
     score_paths([gp], [], CFG)  # compile and warm caches outside the timing
     c, w, rows = timed(lambda: score_paths([gp], [], CFG), repeats)
     out |= {"trips": len(rows), "gps_cpu": c, "gps_wall": w}
     if imu is not None:
-        imu.write_parquet(ip)
+        imu.write_parquet(ip, compression=compression)
         out["imu"] = imu.height
         score_paths([gp], [ip], CFG)
         c, w, rows_imu = timed(lambda: score_paths([gp], [ip], CFG), repeats)
@@ -117,6 +134,7 @@ def measure(
             "imu_cpu": c,
             "imu_wall": w,
             "imu_used": sum(r["imu_status"] in ("vehicle_frame", "rotated") for r in rows_imu),
+            "read_cpu": timed(lambda: read_both(gp, ip), repeats)[0],
         }
     if "gps" in before:
         out["before_gps_cpu"] = timed(lambda: per_trip(gp, None), 1)[0]
@@ -164,6 +182,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument(
+        "--compression",
+        default="zstd",
+        choices=["zstd", "lz4", "snappy", "uncompressed"],
+        help="the Parquet codec of the files scored (polars' default: zstd); the peer's file keeps zstd",
+    )
     ap.add_argument("--no-before", action="store_true", help="skip timing the per-trip path (score_frames_per_trip)")
     ap.add_argument(
         "--system-malloc", action="store_true", help="leave glibc's malloc as it is (score-file's CLI tunes it)"
@@ -187,24 +211,27 @@ def main() -> int:
             g, i = fleet(a.vehicles * k, a.days, a.seed)
             before = "" if a.no_before else ("gps imu" if k == 1 else "gps")
             name = f"sim {a.vehicles * k} vehicles x {a.days} d"
-            results.append(measure(name, g, i, tmp, a.repeats, not a.no_peer, before))
+            results.append(measure(name, g, i, tmp, a.repeats, not a.no_peer, before, a.compression))
             print(results[-1], file=sys.stderr)
         r = real(a.real_copies)
         if r is not None:
-            results.append(measure(f"real recordings x{a.real_copies}", *r, tmp, a.repeats, not a.no_peer))
+            results.append(
+                measure(f"real recordings x{a.real_copies}", *r, tmp, a.repeats, not a.no_peer, "", a.compression)
+            )
             print(results[-1], file=sys.stderr)
     print(
         "| data | trips | GPS fixes | IMU samples | ours GPS-only, M fixes/s | peer, M fixes/s | ours / peer "
-        "| ours with IMU, M samples/s | / peer |"
+        "| ours with IMU, M samples/s | / peer | reading the files alone, M samples/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         gps = r["fixes"] / r["gps_cpu"] / 1e6
         peer = r["peer_fixes"] / r["peer_cpu"] / 1e6 if "peer_cpu" in r else float("nan")
         imu = (r["fixes"] + r["imu"]) / r["imu_cpu"] / 1e6 if "imu_cpu" in r else float("nan")
+        read = (r["fixes"] + r["imu"]) / r["read_cpu"] / 1e6 if "read_cpu" in r else float("nan")
         print(
             f"| {r['name']} | {r['trips']} | {r['fixes']:,} | {r.get('imu', 0):,} | {gps:.2f} | {peer:.2f} | "
-            f"{gps / peer:.2f} | {imu:.2f} | {imu / peer:.2f} |"
+            f"{gps / peer:.2f} | {imu:.2f} | {imu / peer:.2f} | {read:.1f} |"
         )
     for r in results:
         if "before_gps_cpu" in r:
