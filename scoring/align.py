@@ -21,8 +21,9 @@ All of it is one numba kernel per trip (``align_kernel``), and ``align_batch_ker
 call (``ubi score-file``); the live stage's ``measure_trip`` and score-file both reach it through
 ``align_to_vehicle`` / ``align_batch``, so they give the same alignment. The NumPy code it replaced is kept as
 ``scoring.reference_align.align_reference`` (tests/test_align_kernel.py compares them: the same decisions and
-reasons, the numbers to ~1e-9 (sums in another order, a 3x3 Jacobi eigen-solver instead of LAPACK's), and
-``align_to_vehicle`` takes that path where the kernel does not apply (see ``_kernel_takes``).
+reasons, the numbers to ~1e-9 (sums in another order, the 1 s and blend means from prefix sums
+(``moving_mean_kernel``), a 3x3 Jacobi eigen-solver instead of LAPACK's), and ``align_to_vehicle`` takes that path
+where the kernel does not apply (see ``_kernel_takes``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import numpy as np
 from numba import njit
 
 from scoring.imukernels import gradient, gradient_kernel, np_interp_kernel
-from scoring.kernels import window_mean_kernel
-from scoring.lagfit import GRID_STEP_S, lag_scan_kernel, lags_of
+from scoring.kernels import moving_mean_kernel, window_mean_kernel
+from scoring.lagfit import GRID_STEP_S, interp2_kernel, lag_scan_seq_kernel, lags_of
 from ubi.common.config import ScoringConfig
 
 G = 9.80665
@@ -189,11 +190,6 @@ def align_kernel(
             has_vert = True
             break
     u = np.zeros(3)
-    a0 = np.empty((3, n))  # np.nan_to_num(A), A[2] = 0 without a vertical axis
-    for i in range(n):
-        a0[0, i] = _num(lon[i])
-        a0[1, i] = _num(lat[i])
-        a0[2, i] = _num(vert[i]) if has_vert else 0.0
     if not has_vert:
         u[2] = 1.0
         gravity = _NO_VERTICAL
@@ -222,12 +218,9 @@ def align_kernel(
             gravity = _RAW
         elif m <= free_max:
             sm = np.empty((3, n))
-            raw = np.empty(n)
             mu = np.zeros(3)
             for r in range(3):
-                for i in range(n):
-                    raw[i] = lon[i] if r == 0 else (lat[i] if r == 1 else vert[i])
-                window_mean_kernel(raw, n1, sm[r])
+                moving_mean_kernel(lon if r == 0 else (lat if r == 1 else vert), n1, sm[r])
                 for i in range(n):
                     sm[r, i] = _num(sm[r, i])
                     mu[r] += sm[r, i]
@@ -270,15 +263,17 @@ def align_kernel(
     for i in range(3):
         e1[i] /= nrm
     e2 = np.array([u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2], u[0] * e1[1] - u[1] * e1[0]])
-    p1 = np.empty(n)
+    p1 = np.empty(n)  # e1 / e2 . np.nan_to_num(A), A[2] = 0 without a vertical axis
     p2 = np.empty(n)
     for i in range(n):
-        p1[i] = e1[0] * a0[0, i] + e1[1] * a0[1, i] + e1[2] * a0[2, i]
-        p2[i] = e2[0] * a0[0, i] + e2[1] * a0[1, i] + e2[2] * a0[2, i]
+        a, b = _num(lon[i]), _num(lat[i])
+        c = _num(vert[i]) if has_vert else 0.0
+        p1[i] = e1[0] * a + e1[1] * b + e1[2] * c
+        p2[i] = e2[0] * a + e2[1] * b + e2[2] * c
     h1 = np.empty(n)
     h2 = np.empty(n)
-    window_mean_kernel(p1, n1, h1)
-    window_mean_kernel(p2, n1, h2)
+    moving_mean_kernel(p1, n1, h1)
+    moving_mean_kernel(p2, n1, h2)
     t0 = max(it[0], gt[0]) + max_lag
     t1 = min(it[n - 1], gt[gt.shape[0] - 1])
     ng = 0
@@ -289,6 +284,7 @@ def align_kernel(
     grad = np.empty(gt.shape[0])
     std = 0.0
     mean = 0.0
+    dd = 0.0
     dv = np.empty(ng)
     if ng:
         step = (t0 + GRID_STEP_S) - t0
@@ -299,27 +295,23 @@ def align_kernel(
         for i in range(ng):
             mean += dv[i]
         mean /= ng
-        for i in range(ng):
-            std += (dv[i] - mean) * (dv[i] - mean)
-        std = np.sqrt(std / ng)
+        for i in range(ng):  # centred in place: d, and dd = d . d = ng var
+            dv[i] -= mean
+            dd += dv[i] * dv[i]
+        std = np.sqrt(dd / ng)
     if ng == 0 or std < _MIN_DV_STD:
         res[2] = _OVERLAP if ng == 0 else _STEADY
         if level and (gravity == _RAW or gravity == _NO_VERTICAL):
             res[0], res[3] = 1.0, 0.0  # level mount, unchecked
         return
-    dd = 0.0
-    for i in range(ng):
-        dv[i] -= mean
-        dd += dv[i] * dv[i]
     for j in range(back):
         xg[j] = t0 - GRID_STEP_S * (back - j)
     y1 = np.empty(back + ng)
     y2 = np.empty(back + ng)
-    np_interp_kernel(xg, it, h1, y1)
-    np_interp_kernel(xg, it, h2, y2)
+    interp2_kernel(xg, it, h1, h2, y1, y2)
     nlag = lags.shape[0]
     fit = np.empty((nlag, 3))
-    lag_scan_kernel(y1, y2, dv, dd, shift, nlag, fit)
+    lag_scan_seq_kernel(y1, y2, dv, dd, shift, nlag, fit)
     best_r, kb = -1.0, -1
     for k in range(nlag):
         if fit[k, 0] > best_r:
@@ -358,13 +350,14 @@ def align_kernel(
         for i in range(n):
             tq[i] = it[i] + lag
         np_interp_kernel(tq, gt, grad, dvq)
+        j = 1
         for i in range(n):
-            j = np.searchsorted(gt, tq[i])
-            j = 1 if j < 1 else (m - 1 if j > m - 1 else j)
+            while j < m - 1 and gt[j] < tq[i]:  # np.searchsorted(gt, tq[i]) clipped to 1..m-1 (tq increases)
+                j += 1
             if tq[i] < gt[0] or tq[i] > gt[m - 1] or gt[j] - gt[j - 1] > max_gap:
                 dvq[i] = np.nan
             tq[i] = dvq[i] - base[i]
-        window_mean_kernel(tq, nblend, corr)
+        moving_mean_kernel(tq, nblend, corr)
         for i in range(n):
             out_lon[i] = base[i] + _num(corr[i])
         res[6] = 1.0

@@ -13,7 +13,10 @@ seconds), so R and the coefficients agree with the per-lag interpolation to abou
 The dot products of all lags are advanced side by side, one grid sample at a time (they vectorise across lags),
 and the running sums are kept only at the windows' ends (no trip-sized temporaries): the same sums in the same
 order as one lag at a time, so bit for bit ``scoring.reference_batch.lag_scan_exact_reference``
-(tests/test_vector_kernels.py).
+(tests/test_vector_kernels.py). The alignment kernel (scoring.align) runs ``lag_scan_seq_kernel``: the same fit with
+each lag's dot products as one sum in sample order, eight samples per pass (2.5x faster; bit for bit
+``scoring.reference_align.lag_scan_seq_reference``, tests/test_align_fast_kernels.py), and reads both axes on the
+grid with ``interp2_kernel`` (np.interp bit for bit, one walk for both).
 """
 
 from __future__ import annotations
@@ -50,13 +53,12 @@ def _scan_unit_shift(z1: np.ndarray, z2: np.ndarray, d: np.ndarray, L: int) -> t
 
 
 @njit(cache=True, nogil=True)
-def lag_scan_kernel(
-    y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float, shift: int, nlag: int, out: np.ndarray
-) -> None:
-    """Least squares of ``d`` (centred, length G) on two regressors per lag k = 0..nlag-1: ``y[s : s + G]`` with
-    s = (nlag - 1 - k) * shift (``y`` holds (nlag - 1) * shift samples before the grid), each centred on its window;
-    ``dd`` = d . d. out[k] = (R, b1, b2), R = -1 where the 2x2 normal matrix is singular (|det| < 1e-12)."""
-    g = d.shape[0]
+def _centred_sums(
+    y1: np.ndarray, y2: np.ndarray, g: int, shift: int, nlag: int, pad: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The regressors centred on their global means, padded with ``pad`` zeros (z1, z2), and the running sums of
+    a, b, aa, ab, bb of the centred series (kept free of cancellation), read only where a lag's window starts
+    (kk * shift: at[0, kk]) or ends (kk * shift + g: at[1, kk])."""
     m = y1.shape[0]
     mu1 = 0.0
     mu2 = 0.0
@@ -65,12 +67,9 @@ def lag_scan_kernel(
         mu2 += y2[i]
     mu1 /= m
     mu2 /= m
-    # running sums of the globally centred series (keeps the window sums free of cancellation), kept only where a
-    # lag's window starts (kk * shift) or ends (kk * shift + g): at[0, kk] and at[1, kk], for a, b, aa, ab, bb
     at = np.zeros((2, nlag, 5))
-    L = (nlag + 7) // 8 * 8
-    z1 = np.zeros(m + L)  # the centred series, padded with zeros for _scan_unit_shift
-    z2 = np.zeros(m + L)
+    z1 = np.zeros(m + pad)
+    z2 = np.zeros(m + pad)
     u1 = u2 = u11 = u12 = u22 = 0.0
     last = (nlag - 1) * shift
     for i in range(m + 1):
@@ -91,9 +90,54 @@ def lag_scan_kernel(
         u11 = u11 + a * a
         u12 = u12 + a * b
         u22 = u22 + b * b
+    return z1, z2, at
+
+
+@njit(cache=True, nogil=True)
+def _solve_lags(
+    at: np.ndarray, c1s: np.ndarray, c2s: np.ndarray, d: np.ndarray, dd: float, nlag: int, out: np.ndarray
+) -> None:
+    """out[k] = (R, b1, b2) of lag k from the window sums ``at`` and the dot products with d of the regressors
+    that start at kk = nlag - 1 - k (c1s[kk], c2s[kk])."""
+    g = d.shape[0]
     sd = 0.0
     for i in range(g):
         sd += d[i]
+    for k in range(nlag):
+        kk = nlag - 1 - k
+        lo = at[0, kk]
+        hi = at[1, kk]
+        a1 = hi[0] - lo[0]
+        a2 = hi[1] - lo[1]
+        m11 = (hi[2] - lo[2]) - a1 * a1 / g
+        m12 = (hi[3] - lo[3]) - a1 * a2 / g
+        m22 = (hi[4] - lo[4]) - a2 * a2 / g
+        c1 = c1s[kk] - a1 / g * sd
+        c2 = c2s[kk] - a2 / g * sd
+        det = m11 * m22 - m12 * m12
+        if abs(det) < _DET_MIN:
+            out[k, 0] = -1.0
+            out[k, 1] = 0.0
+            out[k, 2] = 0.0
+            continue
+        b1 = (m22 * c1 - m12 * c2) / det
+        b2 = (m11 * c2 - m12 * c1) / det
+        q = (b1 * c1 + b2 * c2) / dd if dd > 0.0 else 0.0
+        out[k, 0] = np.sqrt(q) if q > 0.0 else 0.0
+        out[k, 1] = b1
+        out[k, 2] = b2
+
+
+@njit(cache=True, nogil=True)
+def lag_scan_kernel(
+    y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float, shift: int, nlag: int, out: np.ndarray
+) -> None:
+    """Least squares of ``d`` (centred, length G) on two regressors per lag k = 0..nlag-1: ``y[s : s + G]`` with
+    s = (nlag - 1 - k) * shift (``y`` holds (nlag - 1) * shift samples before the grid), each centred on its window;
+    ``dd`` = d . d. out[k] = (R, b1, b2), R = -1 where the 2x2 normal matrix is singular (|det| < 1e-12)."""
+    g = d.shape[0]
+    L = (nlag + 7) // 8 * 8
+    z1, z2, at = _centred_sums(y1, y2, g, shift, nlag, L)
     # two dot products per lag, four partial sums each: sample i goes to sum i % 4, the tail past the last whole
     # four to sum 0, each sum adding its samples in the order of i. acc[r, kk]: sum r of the lag whose regressors
     # start at kk * shift (k = nlag - 1 - kk).
@@ -122,29 +166,122 @@ def lag_scan_kernel(
                 r0 += z2[s + i] * d[i]
             p_acc[0, kk], p_acc[1, kk], p_acc[2, kk], p_acc[3, kk] = p0, p1, p2, p3
             r_acc[0, kk], r_acc[1, kk], r_acc[2, kk], r_acc[3, kk] = r0, r1, r2, r3
-    for k in range(nlag):
-        kk = nlag - 1 - k
-        lo = at[0, kk]
-        hi = at[1, kk]
-        a1 = hi[0] - lo[0]
-        a2 = hi[1] - lo[1]
-        m11 = (hi[2] - lo[2]) - a1 * a1 / g
-        m12 = (hi[3] - lo[3]) - a1 * a2 / g
-        m22 = (hi[4] - lo[4]) - a2 * a2 / g
-        c1 = ((p_acc[0, kk] + p_acc[1, kk]) + (p_acc[2, kk] + p_acc[3, kk])) - a1 / g * sd
-        c2 = ((r_acc[0, kk] + r_acc[1, kk]) + (r_acc[2, kk] + r_acc[3, kk])) - a2 / g * sd
-        det = m11 * m22 - m12 * m12
-        if abs(det) < _DET_MIN:
-            out[k, 0] = -1.0
-            out[k, 1] = 0.0
-            out[k, 2] = 0.0
+    c1s = np.empty(nlag)
+    c2s = np.empty(nlag)
+    for kk in range(nlag):
+        c1s[kk] = (p_acc[0, kk] + p_acc[1, kk]) + (p_acc[2, kk] + p_acc[3, kk])
+        c2s[kk] = (r_acc[0, kk] + r_acc[1, kk]) + (r_acc[2, kk] + r_acc[3, kk])
+    _solve_lags(at, c1s, c2s, d, dd, nlag, out)
+
+
+@njit(cache=True, nogil=True)
+def _dots_in_order(z1: np.ndarray, z2: np.ndarray, d: np.ndarray, shift: int, nlag: int) -> tuple[np.ndarray, ...]:
+    """Each lag's two dot products with d as one sum each, in the order of the samples: (c1s, c2s), c[kk] = sum over
+    i of z[kk * shift + i] * d[i]. For a lag step of one grid step every lag adds eight samples per pass, the lags
+    side by side (independent sums that vectorise across lags, the sums kept in memory only every eighth sample);
+    ``z1``/``z2`` carry at least (nlag + 7) // 8 * 8 zeros of padding past the last lag's window."""
+    g = d.shape[0]
+    c1 = np.zeros(nlag)
+    c2 = np.zeros(nlag)
+    if shift != 1:
+        for kk in range(nlag):
+            s = kk * shift
+            p = r = 0.0
+            for i in range(g):
+                p += z1[s + i] * d[i]
+                r += z2[s + i] * d[i]
+            c1[kk] = p
+            c2[kk] = r
+        return c1, c2
+    L = (nlag + 7) // 8 * 8
+    p_acc = np.zeros(L)
+    r_acc = np.zeros(L)
+    g8 = g - g % 8
+    for i in range(0, g8, 8):
+        d0, d1, d2, d3, d4, d5, d6, d7 = d[i], d[i + 1], d[i + 2], d[i + 3], d[i + 4], d[i + 5], d[i + 6], d[i + 7]
+        for kk in range(L):
+            j = i + kk
+            p_acc[kk] = (
+                p_acc[kk] + z1[j] * d0 + z1[j + 1] * d1 + z1[j + 2] * d2 + z1[j + 3] * d3
+                + z1[j + 4] * d4 + z1[j + 5] * d5 + z1[j + 6] * d6 + z1[j + 7] * d7
+            )  # fmt: skip
+            r_acc[kk] = (
+                r_acc[kk] + z2[j] * d0 + z2[j + 1] * d1 + z2[j + 2] * d2 + z2[j + 3] * d3
+                + z2[j + 4] * d4 + z2[j + 5] * d5 + z2[j + 6] * d6 + z2[j + 7] * d7
+            )  # fmt: skip
+    for i in range(g8, g):
+        di = d[i]
+        for kk in range(L):
+            p_acc[kk] = p_acc[kk] + z1[i + kk] * di
+            r_acc[kk] = r_acc[kk] + z2[i + kk] * di
+    for kk in range(nlag):
+        c1[kk] = p_acc[kk]
+        c2[kk] = r_acc[kk]
+    return c1, c2
+
+
+@njit(cache=True, nogil=True)
+def lag_scan_seq_kernel(
+    y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float, shift: int, nlag: int, out: np.ndarray
+) -> None:
+    """``lag_scan_kernel`` (the same fit, arguments and output) with each lag's dot products summed as one sum in
+    the order of the samples instead of four interleaved ones: 2.5x faster at the default 31 lags (the sums stay in
+    registers for eight samples), equal to it to rounding (~1e-15 relative), bit for bit
+    ``scoring.reference_align.lag_scan_seq_reference``. The alignment kernel's scan (scoring.align)."""
+    g = d.shape[0]
+    L = (nlag + 7) // 8 * 8
+    z1, z2, at = _centred_sums(y1, y2, g, shift, nlag, L)
+    c1s, c2s = _dots_in_order(z1, z2, d, shift, nlag)
+    _solve_lags(at, c1s, c2s, d, dd, nlag, out)
+
+
+@njit(cache=True, nogil=True)
+def interp2_kernel(
+    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, o1: np.ndarray, o2: np.ndarray
+) -> None:
+    """``np.interp(x, xp, f1)`` and ``np.interp(x, xp, f2)`` bit for bit (NumPy's arithmetic, as
+    scoring.imukernels.np_interp_kernel: the interval's slope times the offset from its left end, the right end's
+    value where that is not finite), both series in one walk of ``xp`` (increasing) with the interval's width
+    taken once; fastest for sorted ``x``."""
+    m = xp.shape[0]
+    if m == 1:  # NumPy's own case: fp[0] everywhere, NaN included
+        for i in range(x.shape[0]):
+            o1[i] = f1[0]
+            o2[i] = f2[0]
+        return
+    j = 0
+    for i in range(x.shape[0]):
+        xv = x[i]
+        if not (xv >= xp[0] and xv <= xp[m - 1]):  # NaN, or outside
+            if xv != xv:
+                o1[i] = o2[i] = xv
+            elif xv < xp[0]:
+                o1[i], o2[i] = f1[0], f2[0]
+            else:
+                o1[i], o2[i] = f1[m - 1], f2[m - 1]
             continue
-        b1 = (m22 * c1 - m12 * c2) / det
-        b2 = (m11 * c2 - m12 * c1) / det
-        q = (b1 * c1 + b2 * c2) / dd if dd > 0.0 else 0.0
-        out[k, 0] = np.sqrt(q) if q > 0.0 else 0.0
-        out[k, 1] = b1
-        out[k, 2] = b2
+        while j + 1 < m and xp[j + 1] <= xv:
+            j += 1
+        while j > 0 and xp[j] > xv:
+            j -= 1
+        if j == m - 1 or xp[j] == xv:
+            o1[i], o2[i] = f1[j], f2[j]
+            continue
+        dx = xp[j + 1] - xp[j]
+        s1 = (f1[j + 1] - f1[j]) / dx
+        s2 = (f2[j + 1] - f2[j]) / dx
+        r = s1 * (xv - xp[j]) + f1[j]
+        if r != r:
+            r = s1 * (xv - xp[j + 1]) + f1[j + 1]
+            if r != r and f1[j] == f1[j + 1]:
+                r = f1[j]
+        o1[i] = r
+        r = s2 * (xv - xp[j]) + f2[j]
+        if r != r:
+            r = s2 * (xv - xp[j + 1]) + f2[j + 1]
+            if r != r and f2[j] == f2[j + 1]:
+                r = f2[j]
+        o2[i] = r
 
 
 def lags_of(max_lag_s: float, step_s: float) -> np.ndarray:
