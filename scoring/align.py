@@ -34,9 +34,9 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from scoring.imukernels import gradient, gradient_kernel, np_interp_kernel
+from scoring.imukernels import gradient, gradient_kernel
 from scoring.kernels import moving_mean_kernel, window_mean_kernel
-from scoring.lagfit import GRID_STEP_S, interp2_kernel, lag_scan_seq_kernel, lags_of
+from scoring.lagfit import GRID_STEP_S, interp2_kernel, interp_kernel, lag_scan_seq_sums, lags_of
 from ubi.common.config import ScoringConfig
 
 G = 9.80665
@@ -153,6 +153,87 @@ def min_eigvec3_kernel(c: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def horizontal_means_kernel(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    vert: np.ndarray,
+    has_vert: bool,
+    e1: np.ndarray,
+    e2: np.ndarray,
+    n: int,
+    h1: np.ndarray,
+    h2: np.ndarray,
+) -> None:
+    """``moving_mean_kernel`` (window ``n``) of the axes projected on e1 and on e2, p = e . np.nan_to_num(A) (A[2]
+    = 0 without a vertical axis), bit for bit, without writing p: each block of 512 windows projects the samples
+    it reads into its two prefix sums side by side (p has no NaN, so a window's count is its clipped length).
+    Where a projection exceeds 1e100 in magnitude the projections are written and moving_mean_kernel (which
+    then takes window_mean_kernel) gives the means."""
+    m = lon.shape[0]
+    hw = (n - 1) // 2
+    a0, a1, a2, b0_, b1, b2 = e1[0], e1[1], e1[2], e2[0], e2[1], e2[2]
+    blk = 512
+    ps1 = np.empty(blk + n + 1)
+    ps2 = np.empty(blk + n + 1)
+    big = False
+    b0 = 0
+    while b0 < m and not big:
+        nb = min(blk, m - b0)
+        lo = b0 - hw if b0 > hw else 0  # the first sample a window of the block reads
+        hi = b0 + nb - 1 - hw + n  # one past the last
+        if hi > m:
+            hi = m
+        s1 = 0.0
+        s2 = 0.0
+        ps1[0] = 0.0
+        ps2[0] = 0.0
+        for j in range(lo, hi):
+            x, y = lon[j], lat[j]
+            z = vert[j] if has_vert else 0.0
+            if not (abs(x) <= _BIG and abs(y) <= _BIG and abs(z) <= _BIG):  # NaN or infinite: np.nan_to_num
+                x, y, z = _num(x), _num(y), _num(z)
+            x1 = a0 * x + a1 * y + a2 * z
+            x2 = b0_ * x + b1 * y + b2 * z
+            big |= not (abs(x1) <= 1e100 and abs(x2) <= 1e100)
+            s1 += x1
+            s2 += x2
+            ps1[j - lo + 1] = s1
+            ps2[j - lo + 1] = s2
+        q0 = hw if hw > b0 else b0  # windows inside the array, n samples each
+        q1 = m - n + hw + 1 if m - n + hw + 1 < b0 + nb else b0 + nb
+        if q1 > q0:
+            k0 = q0 - hw - lo
+            nn = float(n)
+            a_lo, a_hi = ps1[k0 : k0 + q1 - q0], ps1[k0 + n : k0 + n + q1 - q0]
+            b_lo, b_hi = ps2[k0 : k0 + q1 - q0], ps2[k0 + n : k0 + n + q1 - q0]
+            o1, o2 = h1[q0:q1], h2[q0:q1]
+            for q in range(q1 - q0):
+                o1[q] = (a_hi[q] - a_lo[q]) / nn
+                o2[q] = (b_hi[q] - b_lo[q]) / nn
+        else:
+            q0 = q1 = b0 + nb
+        for k in range(nb - (q1 - q0)):  # the windows clipped at the ends
+            i = b0 + k if b0 + k < q0 else b0 + k + (q1 - q0)
+            wl = i - hw
+            wh = wl + n
+            wl = wl if wl > 0 else 0
+            wh = wh if wh < m else m
+            h1[i] = (ps1[wh - lo] - ps1[wl - lo]) / float(wh - wl)
+            h2[i] = (ps2[wh - lo] - ps2[wl - lo]) / float(wh - wl)
+        b0 += nb
+    if big:
+        p1 = np.empty(m)
+        p2 = np.empty(m)
+        for j in range(m):
+            x, y = _num(lon[j]), _num(lat[j])
+            z = _num(vert[j]) if has_vert else 0.0
+            p1[j] = a0 * x + a1 * y + a2 * z
+            p2[j] = b0_ * x + b1 * y + b2 * z
+        moving_mean_kernel(p1, n, h1)
+        moving_mean_kernel(p2, n, h2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def align_kernel(
     it: np.ndarray,
     lon: np.ndarray,
@@ -263,17 +344,9 @@ def align_kernel(
     for i in range(3):
         e1[i] /= nrm
     e2 = np.array([u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2], u[0] * e1[1] - u[1] * e1[0]])
-    p1 = np.empty(n)  # e1 / e2 . np.nan_to_num(A), A[2] = 0 without a vertical axis
-    p2 = np.empty(n)
-    for i in range(n):
-        a, b = _num(lon[i]), _num(lat[i])
-        c = _num(vert[i]) if has_vert else 0.0
-        p1[i] = e1[0] * a + e1[1] * b + e1[2] * c
-        p2[i] = e2[0] * a + e2[1] * b + e2[2] * c
     h1 = np.empty(n)
     h2 = np.empty(n)
-    moving_mean_kernel(p1, n1, h1)
-    moving_mean_kernel(p2, n1, h2)
+    horizontal_means_kernel(lon, lat, vert, has_vert, e1, e2, n1, h1, h2)
     t0 = max(it[0], gt[0]) + max_lag
     t1 = min(it[n - 1], gt[gt.shape[0] - 1])
     ng = 0
@@ -285,18 +358,17 @@ def align_kernel(
     std = 0.0
     mean = 0.0
     dd = 0.0
+    sd = 0.0
     dv = np.empty(ng)
     if ng:
         step = (t0 + GRID_STEP_S) - t0
         for i in range(ng):
             xg[back + i] = t0 + i * step if i else t0
         gradient_kernel(gv, gt, grad)
-        np_interp_kernel(xg[back:], gt, grad, dv)
-        for i in range(ng):
-            mean += dv[i]
-        mean /= ng
-        for i in range(ng):  # centred in place: d, and dd = d . d = ng var
+        mean = interp_kernel(xg[back:], gt, grad, dv) / ng
+        for i in range(ng):  # centred in place: d, its sum sd, and dd = d . d = ng var
             dv[i] -= mean
+            sd += dv[i]
             dd += dv[i] * dv[i]
         std = np.sqrt(dd / ng)
     if ng == 0 or std < _MIN_DV_STD:
@@ -308,10 +380,10 @@ def align_kernel(
         xg[j] = t0 - GRID_STEP_S * (back - j)
     y1 = np.empty(back + ng)
     y2 = np.empty(back + ng)
-    interp2_kernel(xg, it, h1, h2, y1, y2)
+    t1, t2 = interp2_kernel(xg, it, h1, h2, y1, y2)
     nlag = lags.shape[0]
     fit = np.empty((nlag, 3))
-    lag_scan_seq_kernel(y1, y2, dv, dd, shift, nlag, fit)
+    lag_scan_seq_sums(y1, y2, t1, t2, dv, sd, dd, shift, nlag, fit)
     best_r, kb = -1.0, -1
     for k in range(nlag):
         if fit[k, 0] > best_r:
@@ -349,7 +421,7 @@ def align_kernel(
         dvq = np.empty(n)
         for i in range(n):
             tq[i] = it[i] + lag
-        np_interp_kernel(tq, gt, grad, dvq)
+        interp_kernel(tq, gt, grad, dvq)
         j = 1
         for i in range(n):
             while j < m - 1 and gt[j] < tq[i]:  # np.searchsorted(gt, tq[i]) clipped to 1..m-1 (tq increases)

@@ -407,7 +407,7 @@ _PREFIX_MAX = 1e100  # |values| a block's prefix sums carry without overflow or 
 _PREFIX_BLOCK = 512  # windows per block: the prefix sums restart at each block, so their rounding stays local
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")  # no zero-division check: the divisions vectorise
 def moving_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
     """``window_mean_kernel``'s means (the same centred windows of ``n`` samples clipped at the ends, finite values
     only, NaN where a window holds none) from prefix sums instead of summing each window on its own: a few

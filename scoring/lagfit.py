@@ -53,20 +53,24 @@ def _scan_unit_shift(z1: np.ndarray, z2: np.ndarray, d: np.ndarray, L: int) -> t
 
 
 @njit(cache=True, nogil=True)
+def _sum(y: np.ndarray) -> float:
+    t = 0.0
+    for i in range(y.shape[0]):
+        t += y[i]
+    return t
+
+
+@njit(cache=True, nogil=True)
 def _centred_sums(
-    y1: np.ndarray, y2: np.ndarray, g: int, shift: int, nlag: int, pad: int
+    y1: np.ndarray, y2: np.ndarray, g: int, shift: int, nlag: int, pad: int, t1: float = np.nan, t2: float = np.nan
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The regressors centred on their global means, padded with ``pad`` zeros (z1, z2), and the running sums of
     a, b, aa, ab, bb of the centred series (kept free of cancellation), read only where a lag's window starts
-    (kk * shift: at[0, kk]) or ends (kk * shift + g: at[1, kk])."""
+    (kk * shift: at[0, kk]) or ends (kk * shift + g: at[1, kk]). t1 / t2: the series' sums in order where the
+    caller has them."""
     m = y1.shape[0]
-    mu1 = 0.0
-    mu2 = 0.0
-    for i in range(m):
-        mu1 += y1[i]
-        mu2 += y2[i]
-    mu1 /= m
-    mu2 /= m
+    mu1 = (_sum(y1) if t1 != t1 else t1) / m
+    mu2 = (_sum(y2) if t2 != t2 else t2) / m
     at = np.zeros((2, nlag, 5))
     z1 = np.zeros(m + pad)
     z2 = np.zeros(m + pad)
@@ -95,14 +99,10 @@ def _centred_sums(
 
 @njit(cache=True, nogil=True)
 def _solve_lags(
-    at: np.ndarray, c1s: np.ndarray, c2s: np.ndarray, d: np.ndarray, dd: float, nlag: int, out: np.ndarray
+    at: np.ndarray, c1s: np.ndarray, c2s: np.ndarray, g: int, sd: float, dd: float, nlag: int, out: np.ndarray
 ) -> None:
-    """out[k] = (R, b1, b2) of lag k from the window sums ``at`` and the dot products with d of the regressors
-    that start at kk = nlag - 1 - k (c1s[kk], c2s[kk])."""
-    g = d.shape[0]
-    sd = 0.0
-    for i in range(g):
-        sd += d[i]
+    """out[k] = (R, b1, b2) of lag k from the window sums ``at`` and the dot products with d (``g`` samples, sum
+    ``sd``) of the regressors that start at kk = nlag - 1 - k (c1s[kk], c2s[kk])."""
     for k in range(nlag):
         kk = nlag - 1 - k
         lo = at[0, kk]
@@ -171,7 +171,7 @@ def lag_scan_kernel(
     for kk in range(nlag):
         c1s[kk] = (p_acc[0, kk] + p_acc[1, kk]) + (p_acc[2, kk] + p_acc[3, kk])
         c2s[kk] = (r_acc[0, kk] + r_acc[1, kk]) + (r_acc[2, kk] + r_acc[3, kk])
-    _solve_lags(at, c1s, c2s, d, dd, nlag, out)
+    _solve_lags(at, c1s, c2s, g, _sum(d), dd, nlag, out)
 
 
 @njit(cache=True, nogil=True)
@@ -228,60 +228,163 @@ def lag_scan_seq_kernel(
     the order of the samples instead of four interleaved ones: 2.5x faster at the default 31 lags (the sums stay in
     registers for eight samples), equal to it to rounding (~1e-15 relative), bit for bit
     ``scoring.reference_align.lag_scan_seq_reference``. The alignment kernel's scan (scoring.align)."""
-    g = d.shape[0]
-    L = (nlag + 7) // 8 * 8
-    z1, z2, at = _centred_sums(y1, y2, g, shift, nlag, L)
-    c1s, c2s = _dots_in_order(z1, z2, d, shift, nlag)
-    _solve_lags(at, c1s, c2s, d, dd, nlag, out)
+    lag_scan_seq_sums(y1, y2, np.nan, np.nan, d, _sum(d), dd, shift, nlag, out)
 
 
 @njit(cache=True, nogil=True)
-def interp2_kernel(
-    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, o1: np.ndarray, o2: np.ndarray
+def lag_scan_seq_sums(
+    y1: np.ndarray,
+    y2: np.ndarray,
+    t1: float,
+    t2: float,
+    d: np.ndarray,
+    sd: float,
+    dd: float,
+    shift: int,
+    nlag: int,
+    out: np.ndarray,
 ) -> None:
-    """``np.interp(x, xp, f1)`` and ``np.interp(x, xp, f2)`` bit for bit (NumPy's arithmetic, as
-    scoring.imukernels.np_interp_kernel: the interval's slope times the offset from its left end, the right end's
-    value where that is not finite), both series in one walk of ``xp`` (increasing) with the interval's width
-    taken once; fastest for sorted ``x``."""
+    """``lag_scan_seq_kernel`` given the sums its passes would take first, each in the order of the samples: t1 /
+    t2 of y1 / y2 (NaN: summed here), sd of d (the alignment kernel has them from the passes that wrote y and d)."""
+    g = d.shape[0]
+    L = (nlag + 7) // 8 * 8
+    z1, z2, at = _centred_sums(y1, y2, g, shift, nlag, L, t1, t2)
+    c1s, c2s = _dots_in_order(z1, z2, d, shift, nlag)
+    _solve_lags(at, c1s, c2s, g, sd, dd, nlag, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _slopes(xp: np.ndarray, f: np.ndarray, out: np.ndarray) -> None:
+    """out[j] = (f[j + 1] - f[j]) / (xp[j + 1] - xp[j]): NumPy's slope of each interval (no zero-division check,
+    so the divisions vectorise)."""
+    for j in range(xp.shape[0] - 1):
+        out[j] = (f[j + 1] - f[j]) / (xp[j + 1] - xp[j])
+
+
+@njit(cache=True, nogil=True)
+def _interp_walk(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
+    """np.interp(x, xp, fp) as scoring.imukernels.np_interp_kernel computes it (a slope per point, NumPy's
+    fallbacks where the value is not finite)."""
     m = xp.shape[0]
     if m == 1:  # NumPy's own case: fp[0] everywhere, NaN included
         for i in range(x.shape[0]):
-            o1[i] = f1[0]
-            o2[i] = f2[0]
+            out[i] = fp[0]
         return
     j = 0
     for i in range(x.shape[0]):
         xv = x[i]
-        if not (xv >= xp[0] and xv <= xp[m - 1]):  # NaN, or outside
-            if xv != xv:
-                o1[i] = o2[i] = xv
-            elif xv < xp[0]:
-                o1[i], o2[i] = f1[0], f2[0]
-            else:
-                o1[i], o2[i] = f1[m - 1], f2[m - 1]
+        if xv != xv:
+            out[i] = xv
+            continue
+        if xv < xp[0]:
+            out[i] = fp[0]
+            continue
+        if xv > xp[m - 1]:
+            out[i] = fp[m - 1]
             continue
         while j + 1 < m and xp[j + 1] <= xv:
             j += 1
         while j > 0 and xp[j] > xv:
             j -= 1
         if j == m - 1 or xp[j] == xv:
-            o1[i], o2[i] = f1[j], f2[j]
+            out[i] = fp[j]
             continue
-        dx = xp[j + 1] - xp[j]
-        s1 = (f1[j + 1] - f1[j]) / dx
-        s2 = (f2[j + 1] - f2[j]) / dx
-        r = s1 * (xv - xp[j]) + f1[j]
+        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+        r = slope * (xv - xp[j]) + fp[j]
         if r != r:
-            r = s1 * (xv - xp[j + 1]) + f1[j + 1]
-            if r != r and f1[j] == f1[j + 1]:
-                r = f1[j]
-        o1[i] = r
-        r = s2 * (xv - xp[j]) + f2[j]
-        if r != r:
-            r = s2 * (xv - xp[j + 1]) + f2[j + 1]
-            if r != r and f2[j] == f2[j + 1]:
-                r = f2[j]
-        o2[i] = r
+            r = slope * (xv - xp[j + 1]) + fp[j + 1]
+            if r != r and fp[j] == fp[j + 1]:
+                r = fp[j]
+        out[i] = r
+
+
+@njit(cache=True, nogil=True)
+def _interp_slopes(
+    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, s1: np.ndarray, f2: np.ndarray, s2: np.ndarray, two: bool,
+    o1: np.ndarray, o2: np.ndarray,
+) -> tuple[bool, float, float]:  # fmt: skip
+    """The walk of interp_kernel / interp2_kernel with each interval's slope precomputed (s1 / s2): (whether a
+    value came out NaN, where NumPy has fallbacks, the sums of o1 / o2 in order)."""
+    m = xp.shape[0]
+    lo, hi = xp[0], xp[m - 1]
+    j = 0
+    bad = False
+    t1 = t2 = 0.0
+    r2 = 0.0
+    for i in range(x.shape[0]):
+        xv = x[i]
+        if xv >= lo and xv < hi:
+            while xp[j + 1] <= xv:
+                j += 1
+            while xp[j] > xv:
+                j -= 1
+            dx = xv - xp[j]
+            if dx == 0.0:
+                r1 = f1[j]
+                if two:
+                    r2 = f2[j]
+            else:
+                r1 = s1[j] * dx + f1[j]
+                bad |= r1 != r1
+                if two:
+                    r2 = s2[j] * dx + f2[j]
+                    bad |= r2 != r2
+        elif xv < lo:
+            r1 = f1[0]
+            r2 = f2[0]
+        elif xv >= hi:
+            r1 = f1[m - 1]
+            r2 = f2[m - 1]
+        else:  # NaN
+            r1 = r2 = xv
+        o1[i] = r1
+        t1 += r1
+        if two:
+            o2[i] = r2
+            t2 += r2
+    return bad, t1, t2
+
+
+@njit(cache=True, nogil=True)
+def interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> float:
+    """``np.interp(x, xp, fp)`` bit for bit (NumPy's arithmetic, as scoring.imukernels.np_interp_kernel: the
+    interval's slope times the offset from its left end, the right end's value where that is not finite) into
+    ``out``, for ``xp`` increasing; returns the sum of ``out`` in order. Where the points are not much sparser than
+    xp the slopes are divided out beforehand, side by side (a division per point is most of the time of a walk),
+    and the walk takes NumPy's fallbacks only if a value comes out NaN; fastest for sorted ``x``."""
+    m = xp.shape[0]
+    if m < 2 or 2 * x.shape[0] < m:
+        _interp_walk(x, xp, fp, out)
+        return _sum(out)
+    s = np.empty(m - 1)
+    _slopes(xp, fp, s)
+    bad, t, _ = _interp_slopes(x, xp, fp, s, fp, s, False, out, out)
+    if bad:
+        _interp_walk(x, xp, fp, out)
+        t = _sum(out)
+    return t
+
+
+@njit(cache=True, nogil=True)
+def interp2_kernel(
+    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, o1: np.ndarray, o2: np.ndarray
+) -> tuple[float, float]:
+    """``interp_kernel`` of two series on the same points in one walk: o1 / o2, and their sums in order."""
+    m = xp.shape[0]
+    if m < 2 or 2 * x.shape[0] < m:
+        _interp_walk(x, xp, f1, o1)
+        _interp_walk(x, xp, f2, o2)
+        return _sum(o1), _sum(o2)
+    s1 = np.empty(m - 1)
+    s2 = np.empty(m - 1)
+    _slopes(xp, f1, s1)
+    _slopes(xp, f2, s2)
+    bad, t1, t2 = _interp_slopes(x, xp, f1, s1, f2, s2, True, o1, o2)
+    if bad:
+        _interp_walk(x, xp, f1, o1)
+        _interp_walk(x, xp, f2, o2)
+        t1, t2 = _sum(o1), _sum(o2)
+    return t1, t2
 
 
 def lags_of(max_lag_s: float, step_s: float) -> np.ndarray:

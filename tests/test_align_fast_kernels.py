@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 
 from scoring import reference as R
+from scoring.align import horizontal_means_kernel
 from scoring.kernels import moving_mean_kernel, window_mean_kernel
-from scoring.lagfit import interp2_kernel, lag_scan_kernel, lag_scan_seq_kernel
+from scoring.lagfit import interp2_kernel, interp_kernel, lag_scan_kernel, lag_scan_seq_kernel, lag_scan_seq_sums
 from scoring.reference_align import lag_scan_seq_reference
 from scoring.reference_batch import lag_scan_reference
+
+
+def _in_order(a: np.ndarray) -> float:
+    """The sum of a, sample by sample from 0.0 (what the kernels return; Python's sum() compensates from 3.12)."""
+    t = 0.0
+    for v in a.tolist():
+        t += v
+    return t
 
 
 def _moving_mean(a: np.ndarray, w: int) -> np.ndarray:
@@ -73,8 +82,15 @@ def test_moving_mean_takes_the_exact_sums_where_prefix_sums_cannot_carry() -> No
 
 
 def _interp2(x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """interp2_kernel's two series, checked against interp_kernel's and against the sums both return (the sum of
+    each output in order)."""
     o1, o2 = np.full(x.shape[0], 7.0), np.full(x.shape[0], 7.0)
-    interp2_kernel(x, xp, f1, f2, o1, o2)
+    t1, t2 = interp2_kernel(x, xp, f1, f2, o1, o2)
+    for o, f, t in ((o1, f1, t1), (o2, f2, t2)):
+        one = np.full(x.shape[0], 7.0)
+        t_one = interp_kernel(x, xp, f, one)
+        assert one.tobytes() == o.tobytes()
+        assert repr(t) == repr(t_one) == repr(_in_order(o))
     return o1, o2
 
 
@@ -84,13 +100,14 @@ def _bits(a: np.ndarray) -> list[str]:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_interp2_equals_numpy(seed: int) -> None:
-    """Sorted grids denser and sparser than xp, points before, after and on the samples, NaN points, unsorted
-    points, NaN and infinite values (NumPy's fallbacks), epoch-second times, one and two samples."""
+    """Sorted grids denser and sparser than xp (a division per point, or the slopes divided beforehand), points
+    before, after and on the samples and on the last one, NaN points, unsorted points, NaN and infinite values
+    (NumPy's fallbacks), repeated times, epoch-second times, one and two samples."""
     rng = np.random.default_rng(seed)
     for m in (1, 2, 3, 10, 700):
         xp = 1.79e9 + np.cumsum(rng.uniform(0.01, 0.3, m))
         f1, f2 = rng.normal(0, 2, m), rng.normal(0, 2, m)
-        if m > 2:
+        if m > 2 and seed % 3:  # else finite: the walk with the slopes divided beforehand gives every value
             f1[rng.integers(0, m, 2)] = np.nan
             f2[rng.integers(0, m)] = np.inf if seed % 2 else -np.inf
         for k in range(4):
@@ -101,9 +118,42 @@ def test_interp2_equals_numpy(seed: int) -> None:
                 rng.shuffle(x)  # any order: the walk goes back too
             if k == 3:
                 x = xp[0] + 0.1 * np.arange(int(10 * (xp[-1] - xp[0]) + 20)) - 1.0  # the alignment's grid
-            o1, o2 = _interp2(x, xp, f1, f2)
-            assert _bits(o1) == _bits(np.interp(x, xp, f1)), (m, k)
-            assert _bits(o2) == _bits(np.interp(x, xp, f2)), (m, k)
+                x[-3:] = xp[-1]
+            for xq in (x, x[: max(1, x.shape[0] // 8)]):  # dense, and sparse (fewer than half of xp)
+                for xs in (xp, np.repeat(xp, 2)[1:] if m > 3 and seed % 2 else xp):  # repeated times too
+                    g1, g2 = np.interp(xq, xs, np.interp(xs, xp, f1)), np.interp(xq, xs, np.interp(xs, xp, f2))
+                    o1, o2 = _interp2(xq, xs, np.interp(xs, xp, f1), np.interp(xs, xp, f2))
+                    assert _bits(o1) == _bits(g1), (m, k)
+                    assert _bits(o2) == _bits(g2), (m, k)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_horizontal_means_equal_the_projection_then_the_moving_mean(seed: int) -> None:
+    """Bit for bit np.nan_to_num of the axes projected with NumPy's products, then moving_mean_kernel: with and
+    without a vertical axis, NaN and infinite samples (projections beyond 1e100: the exact sums), windows 1-100,
+    arrays shorter than a window and across blocks."""
+    rng = np.random.default_rng(300 + seed)
+    for n in (1, 5, 511, 513, 3000):
+        a = rng.normal(0, 2, (3, n)) + np.array([[0.0], [0.0], [9.8]])
+        a[:, rng.random(n) < 0.05] = np.nan
+        if seed % 2 and n > 10:
+            a[rng.integers(0, 3), rng.integers(0, n)] = np.inf if seed == 1 else 1e200
+        u = rng.normal(size=3)
+        e1 = u / np.linalg.norm(u)
+        e2 = np.cross(e1, [0.0, 0.0, 1.0])
+        e2 /= np.linalg.norm(e2)
+        for has_vert in (True, False):
+            a0 = np.nan_to_num(a)
+            if not has_vert:
+                a0[2] = 0.0
+            for w in (1, 10, 100):
+                h1, h2 = np.full(n, 7.0), np.full(n, 7.0)
+                horizontal_means_kernel(a[0], a[1], a[2], has_vert, e1, e2, w, h1, h2)
+                for e, h in ((e1, h1), (e2, h2)):
+                    p = e[0] * a0[0] + e[1] * a0[1] + e[2] * a0[2]
+                    want = np.empty(n)
+                    moving_mean_kernel(p, w, want)
+                    assert h.tobytes() == want.tobytes(), (n, w, has_vert)
 
 
 def _seq(y1: np.ndarray, y2: np.ndarray, d: np.ndarray, shift: int, nlag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +180,9 @@ def test_lag_scan_seq_equals_its_reference_and_the_least_squares(seed: int) -> N
     d = d - d.mean()
     out, want = _seq(y1, y2, d, shift, nlag)
     assert out.tobytes() == want.tobytes(), (g, shift, nlag)
+    given = np.empty((nlag, 3))  # the sums handed in, as the alignment does: the same fit
+    lag_scan_seq_sums(y1, y2, _in_order(y1), _in_order(y2), d, _in_order(d), float(d @ d), shift, nlag, given)
+    assert given.tobytes() == out.tobytes()
     numpy_fit = lag_scan_reference(y1, y2, d, float(d @ d), shift, nlag)
     four = np.empty((nlag, 3))
     lag_scan_kernel(y1, y2, d, float(d @ d), shift, nlag, four)
