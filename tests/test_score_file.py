@@ -247,3 +247,21 @@ def test_implausible_trips_are_reported_not_dropped_silently(fleet, tmp_path, ca
     args = Namespace(paths=[tmp_path / "g.parquet"], imu=[], out=tmp_path / "t.json")
     assert score_file.main(Config(), args) == 0
     assert "refused as implausible (not scored; see the log): 1 (trip_too_long: 1)" in capsys.readouterr().out
+
+
+def test_imu_rows_of_a_vehicle_without_gps_are_counted_in_the_summary(fleet, tmp_path, capsys):
+    """IMU rows whose vehicle has no GPS rows cannot be placed in a trip: score_paths reports them per vehicle and
+    the command's summary says how many rows of which vehicles were left out (not only a log line)."""
+    live, messages = fleet
+    gps, imu = score_file.messages_to_frames(messages)
+    ghost = imu.head(37).with_columns(pl.lit("ghost-7").alias("vehicle_id"))
+    gps.write_parquet(tmp_path / "g.parquet")
+    pl.concat([imu, ghost]).write_parquet(tmp_path / "i.parquet")
+    unmatched: dict = {}
+    rows = score_file.score_paths([tmp_path / "g.parquet"], [tmp_path / "i.parquet"], CFG, None, unmatched)
+    assert unmatched == {"ghost-7": 37} and json.loads(json.dumps(rows)) == json.loads(json.dumps(live))
+    args = Namespace(paths=[tmp_path / "g.parquet"], imu=[tmp_path / "i.parquet"], out=tmp_path / "t.json")
+    assert score_file.main(Config(), args) == 0
+    assert "IMU rows not scored, their vehicle has no GPS rows: 37 rows of 1 vehicle(s) (ghost-7)" in (
+        capsys.readouterr().out
+    )

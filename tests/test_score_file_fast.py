@@ -455,3 +455,15 @@ def test_rows_without_their_vehicle_or_time_are_refused_with_the_row(tmp_path: P
     imu.write_parquet(tmp_path / "i.parquet")
     with pytest.raises(ScoreFileError, match=rf"2 row\(s\) without {key} \(the first: data row 8\)"):
         score_file.read_table(tmp_path / "i.parquet", score_file.IMU_COLUMNS, score_file.REQUIRED_IMU)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_distinct_through_runs_equals_unique(seed: int) -> None:
+    """distinct (the runs' values, then unique) is the set ``unique`` gives, for grouped and interleaved columns,
+    nulls and an empty column."""
+    rng = np.random.default_rng(seed)
+    names = [f"v{k}" for k in range(7)] + [None]
+    grouped = pl.Series("v", sorted(rng.choice(7, 500).tolist())).cast(pl.String)
+    mixed = pl.Series("v", [names[k] for k in rng.integers(0, 8, 500)], pl.String)
+    for s in (grouped, mixed, pl.Series("v", [], pl.String)):
+        assert score_file.distinct(s) == set(s.unique().to_list())
