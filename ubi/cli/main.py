@@ -329,8 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_price)
 
     s = sub.add_parser("score-file", help="score historical telemetry from CSV or Parquet files (back-tests)")
-    s.add_argument("paths", nargs="+", type=Path, help="telemetry files (see docs/score-file.md for columns)")
-    s.add_argument("--imu", nargs="*", type=Path, default=[], help="accelerometer files, if separate from GPS")
+    s.add_argument("paths", nargs="*", type=Path, help="telemetry files (see docs/score-file.md for columns)")
+    s.add_argument(
+        "--imu",
+        nargs="+",
+        action="extend",
+        type=Path,
+        default=[],
+        help="accelerometer files, if separate from GPS (takes every file after it: give the telemetry files first, "
+        "or end the list with --)",
+    )
     s.add_argument("--out", type=Path, required=True, help="output file: .csv, .parquet or .json")
     s.set_defaults(func=_score_file)
 

@@ -661,6 +661,14 @@ def keep_freed_memory() -> bool:
 def main(cfg: Config, args) -> int:
     """CLI entry (ubi/cli/main.py): args.paths, args.imu, args.out."""
     out = Path(args.out)
+    if not args.paths:
+        given = f" (--imu took {', '.join(map(str, args.imu))})" if args.imu else ""
+        print(
+            f"error: no telemetry files{given}: --imu takes every file after it, so give the telemetry files first "
+            "(ubi score-file gps.parquet --imu imu.parquet --out trips.csv) or end the IMU files with -- "
+            "(ubi score-file --imu imu.parquet -- gps.parquet --out trips.csv)"
+        )
+        return 2
     if out.suffix.lower() not in (".csv", ".parquet", ".json"):
         print(f"error: {out}: output must end in .csv, .parquet or .json")
         return 2
