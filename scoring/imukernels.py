@@ -116,11 +116,45 @@ def nan_to_num_kernel(a: np.ndarray, out: np.ndarray) -> None:
             o[i] = v
 
 
+_FEW = 8  # distinct differences median_step_kernel counts before it sorts them all
+
+
 @njit(cache=True, nogil=True)
 def median_step_kernel(t: np.ndarray) -> float:
     """``np.median(np.diff(t))`` (at least two times): the middle difference, or the mean of the two middle ones
     as NumPy takes it ((a + b) / 2; a difference is never -0.0), NaN when any difference is NaN."""
     n = t.shape[0] - 1
+    # a regular clock has a handful of distinct differences (a 0.1 s step of epoch seconds is 0.1 +- a few ulps):
+    # count them and take the middle from the counts; more than _FEW distinct values: np.median of them all
+    vals = np.empty(_FEW)
+    cnts = np.zeros(_FEW, np.int64)
+    nv = 0
+    for i in range(n):
+        x = t[i + 1] - t[i]
+        if x != x:
+            return np.nan
+        j = 0
+        while j < nv and vals[j] != x:
+            j += 1
+        if j == nv:
+            if nv == _FEW:
+                nv = -1
+                break
+            vals[nv] = x
+            nv += 1
+        cnts[j] += 1
+    if nv > 0:
+        order = np.argsort(vals[:nv])
+        lo_k, hi_k = (n - 1) // 2, n // 2  # the middle ranks (equal for an odd count)
+        a = b = 0.0
+        c = 0
+        for q in order:
+            if c <= lo_k < c + cnts[q]:
+                a = vals[q]
+            if c <= hi_k < c + cnts[q]:
+                b = vals[q]
+            c += cnts[q]
+        return a if lo_k == hi_k else (a + b) / 2
     d = np.empty(n)
     for i in range(n):
         d[i] = t[i + 1] - t[i]

@@ -119,6 +119,29 @@ def test_median_step_equals_numpy(seed):
     assert median_step(np.array([3, 5, 9], np.int64)) == 3.0  # other dtypes: NumPy itself
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_median_step_of_regular_clocks_equals_numpy(seed):
+    """The counting path (a few distinct differences): epoch-second times of regular devices (the differences are
+    the step +- a few ulps), with a few holes; 1..10 distinct differences around the 8 the kernel counts before it
+    sorts them all; an infinite time among them."""
+    rng = np.random.default_rng(seed)
+    for n in (2, 3, 4, 7, 50, 11_000):
+        for hz in (1, 10, 25, 30, 100):
+            q = np.arange(n)
+            if n > 10:
+                q = np.sort(rng.choice(np.arange(n + n // 20), n, replace=False))  # holes
+            t = (1_790_000_000_000 + np.rint(q * (1000.0 / hz))) / 1000.0
+            want = float(np.median(np.diff(t)))
+            assert repr(float(median_step_kernel(t))) == repr(want), (n, hz)
+    for distinct in range(1, 11):
+        d = rng.permutation(np.resize(np.arange(1, distinct + 1) * 0.01, 41 + seed))
+        t = np.concatenate([[5.0], 5.0 + np.cumsum(d)])
+        assert repr(float(median_step_kernel(t))) == repr(float(np.median(np.diff(t)))), distinct
+    t = np.array([0.0, 0.1, 0.2, np.inf, 0.4, 0.5])
+    with np.errstate(invalid="ignore"):
+        assert repr(float(median_step_kernel(t))) == repr(float(np.median(np.diff(t))))
+
+
 def test_nan_to_num_equals_numpy():
     rng = np.random.default_rng(5)
     for shape in ((0,), (1,), (7,), (3, 1000), (3, 0)):
