@@ -103,11 +103,16 @@ def _num(x: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _increasing(t: np.ndarray) -> bool:
-    """Finite and strictly increasing."""
-    for i in range(t.shape[0]):
-        if not np.isfinite(t[i]) or (i and t[i] <= t[i - 1]):
-            return False
-    return True
+    """Finite and strictly increasing: both ends finite and every step up (NaN compares False), one comparison per
+    sample without an early exit (it vectorises)."""
+    n = t.shape[0]
+    if n == 0:
+        return True
+    ok = np.isfinite(t[0]) and np.isfinite(t[n - 1])
+    up = True
+    for i in range(1, n):
+        up &= t[i] > t[i - 1]
+    return ok and up
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -190,11 +195,13 @@ def horizontal_means_kernel(
         for j in range(lo, hi):
             x, y = lon[j], lat[j]
             z = vert[j] if has_vert else 0.0
-            if not (abs(x) <= _BIG and abs(y) <= _BIG and abs(z) <= _BIG):  # NaN or infinite: np.nan_to_num
-                x, y, z = _num(x), _num(y), _num(z)
             x1 = a0 * x + a1 * y + a2 * z
             x2 = b0_ * x + b1 * y + b2 * z
-            big |= not (abs(x1) <= 1e100 and abs(x2) <= 1e100)
+            if not (abs(x1) <= 1e100 and abs(x2) <= 1e100):  # a NaN or infinite sample (np.nan_to_num), or huge
+                x, y, z = _num(x), _num(y), _num(z)
+                x1 = a0 * x + a1 * y + a2 * z
+                x2 = b0_ * x + b1 * y + b2 * z
+                big |= not (abs(x1) <= 1e100 and abs(x2) <= 1e100)
             s1 += x1
             s2 += x2
             ps1[j - lo + 1] = s1
@@ -277,17 +284,14 @@ def align_kernel(
     else:
         s0 = s1 = s2 = 0.0
         c0 = c1 = c2 = 0
-        for i in range(n):
+        for i in range(n):  # np.nanmean of each axis (adding 0.0 for a NaN leaves a sum from +0.0 as it is)
             x, y, z = lon[i], lat[i], vert[i]
-            if x == x:
-                s0 += x
-                c0 += 1
-            if y == y:
-                s1 += y
-                c1 += 1
-            if z == z:
-                s2 += z
-                c2 += 1
+            s0 += x if x == x else 0.0
+            s1 += y if y == y else 0.0
+            s2 += z if z == z else 0.0
+            c0 += x == x
+            c1 += y == y
+            c2 += z == z
         m0, m1, m2 = s0 / c0, s1 / c1, s2 / c2
         m = np.sqrt(m0 * m0 + m1 * m1 + m2 * m2)
         res[5] = m

@@ -303,45 +303,66 @@ def _interp_slopes(
     x: np.ndarray, xp: np.ndarray, f1: np.ndarray, s1: np.ndarray, f2: np.ndarray, s2: np.ndarray, two: bool,
     o1: np.ndarray, o2: np.ndarray,
 ) -> tuple[bool, float, float]:  # fmt: skip
-    """The walk of interp_kernel / interp2_kernel with each interval's slope precomputed (s1 / s2): (whether a
-    value came out NaN, where NumPy has fallbacks, the sums of o1 / o2 in order)."""
+    """The walk of interp_kernel / interp2_kernel for sorted ``x`` with each interval's slope precomputed (s1 /
+    s2): (whether the caller must take NumPy's own walk instead: a value came out NaN, where NumPy has fallbacks,
+    or x is not sorted; the sums of o1 / o2 in order). One comparison per point finds a point's interval."""
     m = xp.shape[0]
+    nx = x.shape[0]
     lo, hi = xp[0], xp[m - 1]
+    i = 0
+    while i < nx and x[i] < lo:
+        o1[i] = f1[0]
+        o2[i] = f2[0]
+        i += 1
     j = 0
     bad = False
     t1 = t2 = 0.0
-    r2 = 0.0
-    for i in range(x.shape[0]):
-        xv = x[i]
-        if xv >= lo and xv < hi:
+    for q in range(i):
+        t1 += o1[q]
+        t2 += o2[q]
+    if two:
+        while i < nx:
+            xv = x[i]
+            if not xv < hi:
+                break
             while xp[j + 1] <= xv:
                 j += 1
-            while xp[j] > xv:
-                j -= 1
-            dx = xv - xp[j]
-            if dx == 0.0:
-                r1 = f1[j]
-                if two:
-                    r2 = f2[j]
-            else:
-                r1 = s1[j] * dx + f1[j]
-                bad |= r1 != r1
-                if two:
-                    r2 = s2[j] * dx + f2[j]
-                    bad |= r2 != r2
-        elif xv < lo:
-            r1 = f1[0]
-            r2 = f2[0]
-        elif xv >= hi:
-            r1 = f1[m - 1]
-            r2 = f2[m - 1]
-        else:  # NaN
-            r1 = r2 = xv
-        o1[i] = r1
-        t1 += r1
-        if two:
+            xj = xp[j]
+            bad |= xv < xj  # not sorted
+            dx = xv - xj
+            r1 = s1[j] * dx + f1[j]
+            r2 = s2[j] * dx + f2[j]
+            r1 = f1[j] if dx == 0.0 else r1  # NumPy's value at a sample (-0.0 stays -0.0)
+            r2 = f2[j] if dx == 0.0 else r2
+            bad |= (r1 != r1) | (r2 != r2)
+            o1[i] = r1
             o2[i] = r2
+            t1 += r1
             t2 += r2
+            i += 1
+    else:
+        while i < nx:
+            xv = x[i]
+            if not xv < hi:
+                break
+            while xp[j + 1] <= xv:
+                j += 1
+            xj = xp[j]
+            bad |= xv < xj
+            dx = xv - xj
+            r1 = s1[j] * dx + f1[j]
+            r1 = f1[j] if dx == 0.0 else r1
+            bad |= r1 != r1
+            o1[i] = r1
+            t1 += r1
+            i += 1
+    while i < nx:  # past the last sample (NaN or an earlier point: not sorted)
+        bad |= not x[i] >= hi
+        o1[i] = f1[m - 1]
+        o2[i] = f2[m - 1]
+        t1 += f1[m - 1]
+        t2 += f2[m - 1]
+        i += 1
     return bad, t1, t2
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scoring import reference as R
-from scoring.align import horizontal_means_kernel
+from scoring.align import _increasing, horizontal_means_kernel
 from scoring.kernels import moving_mean_kernel, window_mean_kernel
 from scoring.lagfit import interp2_kernel, interp_kernel, lag_scan_kernel, lag_scan_seq_kernel, lag_scan_seq_sums
 from scoring.reference_align import lag_scan_seq_reference
@@ -204,3 +204,27 @@ def test_lag_scan_seq_on_a_trip_sized_grid() -> None:
     out, want = _seq(y1, y2, d, 1, nlag)
     assert out.tobytes() == want.tobytes()
     assert int(np.argmax(out[:, 0])) == nlag - 1 - 13 and out[:, 0].max() > 0.9
+
+
+def test_increasing_equals_the_plain_check() -> None:
+    """align's time check (both ends finite, every step up, no early exit) against all-finite-and-strictly-up:
+    NaN or an infinity anywhere, a repeated or a backward step anywhere, empty and one-sample arrays."""
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 2, 3, 17, 300):
+        base = 1.79e9 + np.cumsum(rng.uniform(0.01, 0.2, n))
+        cases = [base]
+        for v in (np.nan, np.inf, -np.inf):
+            for at in {0, n // 2, n - 1} if n else set():
+                c = base.copy()
+                c[at] = v
+                cases.append(c)
+        for at in range(1, n, max(1, n // 5)):
+            c = base.copy()
+            c[at] = c[at - 1]
+            cases.append(c)
+            c = base.copy()
+            c[at] = c[at - 1] - 0.5
+            cases.append(c)
+        for t in cases:
+            want = bool(np.isfinite(t).all() and (np.diff(t) > 0).all())
+            assert _increasing(t) == want, (n, t)
