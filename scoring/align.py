@@ -360,7 +360,6 @@ def align_kernel(
     xg = np.empty(back + ng)
     grad = np.empty(gt.shape[0])
     std = 0.0
-    mean = 0.0
     dd = 0.0
     sd = 0.0
     dv = np.empty(ng)
@@ -369,11 +368,9 @@ def align_kernel(
         for i in range(ng):
             xg[back + i] = t0 + i * step if i else t0
         gradient_kernel(gv, gt, grad)
-        mean = interp_kernel(xg[back:], gt, grad, dv) / ng
-        for i in range(ng):  # centred in place: d, its sum sd, and dd = d . d = ng var
-            dv[i] -= mean
-            sd += dv[i]
-            dd += dv[i] * dv[i]
+        sd, sq = interp_kernel(xg[back:], gt, grad, dv)
+        dd = sq - sd * (sd / ng)  # sum((dv - mean)^2) = ng var; the fit takes dv as it is (lag_scan_seq_sums)
+        dd = dd if dd > 0.0 else 0.0
         std = np.sqrt(dd / ng)
     if ng == 0 or std < _MIN_DV_STD:
         res[2] = _OVERLAP if ng == 0 else _STEADY

@@ -245,7 +245,9 @@ def lag_scan_seq_sums(
     out: np.ndarray,
 ) -> None:
     """``lag_scan_seq_kernel`` given the sums its passes would take first, each in the order of the samples: t1 /
-    t2 of y1 / y2 (NaN: summed here), sd of d (the alignment kernel has them from the passes that wrote y and d)."""
+    t2 of y1 / y2 (NaN: summed here), sd of d (the alignment kernel has them from the passes that wrote y and d).
+    ``d`` need not be centred (each lag's fit centres its regressors, c = z . d - sum(z) sd / G): ``dd`` is the
+    centred sum of squares, sum((d - mean d)^2)."""
     g = d.shape[0]
     L = (nlag + 7) // 8 * 8
     z1, z2, at = _centred_sums(y1, y2, g, shift, nlag, L, t1, t2)
@@ -305,7 +307,8 @@ def _interp_slopes(
 ) -> tuple[bool, float, float]:  # fmt: skip
     """The walk of interp_kernel / interp2_kernel for sorted ``x`` with each interval's slope precomputed (s1 /
     s2): (whether the caller must take NumPy's own walk instead: a value came out NaN, where NumPy has fallbacks,
-    or x is not sorted; the sums of o1 / o2 in order). One comparison per point finds a point's interval."""
+    or x is not sorted; the sums of o1 / o2 in order, or of o1 and of its squares for one series). One comparison
+    per point finds a point's interval."""
     m = xp.shape[0]
     nx = x.shape[0]
     lo, hi = xp[0], xp[m - 1]
@@ -319,7 +322,7 @@ def _interp_slopes(
     t1 = t2 = 0.0
     for q in range(i):
         t1 += o1[q]
-        t2 += o2[q]
+        t2 += o2[q] if two else o1[q] * o1[q]
     if two:
         while i < nx:
             xv = x[i]
@@ -355,42 +358,52 @@ def _interp_slopes(
             bad |= r1 != r1
             o1[i] = r1
             t1 += r1
+            t2 += r1 * r1
             i += 1
     while i < nx:  # past the last sample (NaN or an earlier point: not sorted)
         bad |= not x[i] >= hi
         o1[i] = f1[m - 1]
         o2[i] = f2[m - 1]
         t1 += f1[m - 1]
-        t2 += f2[m - 1]
+        t2 += f2[m - 1] if two else f1[m - 1] * f1[m - 1]
         i += 1
     return bad, t1, t2
 
 
 @njit(cache=True, nogil=True)
-def interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> float:
+def _sum_sq(y: np.ndarray) -> float:
+    t = 0.0
+    for i in range(y.shape[0]):
+        t += y[i] * y[i]
+    return t
+
+
+@njit(cache=True, nogil=True)
+def interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     """``np.interp(x, xp, fp)`` bit for bit (NumPy's arithmetic, as scoring.imukernels.np_interp_kernel: the
     interval's slope times the offset from its left end, the right end's value where that is not finite) into
-    ``out``, for ``xp`` increasing; returns the sum of ``out`` in order. Where the points are not much sparser than
-    xp the slopes are divided out beforehand, side by side (a division per point is most of the time of a walk),
-    and the walk takes NumPy's fallbacks only if a value comes out NaN; fastest for sorted ``x``."""
+    ``out``, for ``xp`` increasing; returns the sum of ``out`` and of its squares, in order. Where the points are
+    not much sparser than xp the slopes are divided out beforehand, side by side (a division per point is most of
+    the time of a walk), and the walk takes NumPy's own only if a value comes out NaN (its fallbacks) or the
+    points are not sorted."""
     m = xp.shape[0]
     if m < 2 or 2 * x.shape[0] < m:
         _interp_walk(x, xp, fp, out)
-        return _sum(out)
+        return _sum(out), _sum_sq(out)
     s = np.empty(m - 1)
     _slopes(xp, fp, s)
-    bad, t, _ = _interp_slopes(x, xp, fp, s, fp, s, False, out, out)
+    bad, t, tt = _interp_slopes(x, xp, fp, s, fp, s, False, out, out)
     if bad:
         _interp_walk(x, xp, fp, out)
-        t = _sum(out)
-    return t
+        t, tt = _sum(out), _sum_sq(out)
+    return t, tt
 
 
 @njit(cache=True, nogil=True)
 def interp2_kernel(
     x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, o1: np.ndarray, o2: np.ndarray
 ) -> tuple[float, float]:
-    """``interp_kernel`` of two series on the same points in one walk: o1 / o2, and their sums in order."""
+    """``interp_kernel`` of two series on the same points in one walk: o1 / o2, and their sums (only) in order."""
     m = xp.shape[0]
     if m < 2 or 2 * x.shape[0] < m:
         _interp_walk(x, xp, f1, o1)

@@ -83,14 +83,15 @@ def test_moving_mean_takes_the_exact_sums_where_prefix_sums_cannot_carry() -> No
 
 def _interp2(x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """interp2_kernel's two series, checked against interp_kernel's and against the sums both return (the sum of
-    each output in order)."""
+    each output in order, and interp_kernel's sum of squares)."""
     o1, o2 = np.full(x.shape[0], 7.0), np.full(x.shape[0], 7.0)
     t1, t2 = interp2_kernel(x, xp, f1, f2, o1, o2)
     for o, f, t in ((o1, f1, t1), (o2, f2, t2)):
         one = np.full(x.shape[0], 7.0)
-        t_one = interp_kernel(x, xp, f, one)
+        t_one, tt_one = interp_kernel(x, xp, f, one)
         assert one.tobytes() == o.tobytes()
         assert repr(t) == repr(t_one) == repr(_in_order(o))
+        assert repr(tt_one) == repr(_in_order(o * o))
     return o1, o2
 
 
@@ -183,6 +184,12 @@ def test_lag_scan_seq_equals_its_reference_and_the_least_squares(seed: int) -> N
     given = np.empty((nlag, 3))  # the sums handed in, as the alignment does: the same fit
     lag_scan_seq_sums(y1, y2, _in_order(y1), _in_order(y2), d, _in_order(d), float(d @ d), shift, nlag, given)
     assert given.tobytes() == out.tobytes()
+    dv = d + 0.7  # not centred, as the alignment hands it in (with the centred sum of squares): the same fit
+    raw = np.empty((nlag, 3))
+    lag_scan_seq_sums(y1, y2, np.nan, np.nan, dv, _in_order(dv), float(d @ d), shift, nlag, raw)
+    if g > 2:
+        assert np.array_equal(raw[:, 0] < 0, out[:, 0] < 0)
+        np.testing.assert_allclose(raw, out, rtol=1e-9, atol=1e-9 * float(np.abs(out).max()))
     numpy_fit = lag_scan_reference(y1, y2, d, float(d @ d), shift, nlag)
     four = np.empty((nlag, 3))
     lag_scan_kernel(y1, y2, d, float(d @ d), shift, nlag, four)
