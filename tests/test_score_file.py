@@ -272,14 +272,18 @@ def test_imu_before_the_paths_is_a_clear_error_and_double_dash_ends_it(fleet, tm
     said only that ``paths`` was required. Now the command says what happened and how to write it; ``--`` ends the
     IMU list and scores as the usual order does."""
     from ubi.cli.main import main as cli
+    from ubi.common.config import get_config
 
     live, messages = fleet
     gps, imu = score_file.messages_to_frames(messages)
     g, i, out = tmp_path / "g.parquet", tmp_path / "i.parquet", tmp_path / "t.json"
     gps.write_parquet(g)
     imu.write_parquet(i)
-    assert cli(["score-file", "--imu", str(i), str(g), "--out", str(out)]) == 2
-    said = capsys.readouterr().out
-    assert f"no telemetry files (--imu took {i}, {g})" in said and not out.exists()
-    assert cli(["score-file", "--imu", str(i), "--out", str(out), "--", str(g)]) == 0
+    try:
+        assert cli(["score-file", "--imu", str(i), str(g), "--out", str(out)]) == 2
+        said = capsys.readouterr().out
+        assert f"no telemetry files (--imu took {i}, {g})" in said and not out.exists()
+        assert cli(["score-file", "--imu", str(i), "--out", str(out), "--", str(g)]) == 0
+    finally:
+        get_config.cache_clear()  # the CLI loaded the configuration: later tests set their own environment
     assert json.loads(out.read_text()) == json.loads(json.dumps(live))

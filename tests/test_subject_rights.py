@@ -32,10 +32,14 @@ def trip(vehicle: str, i: int, km: float, brakes: int) -> dict:
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
+    from ubi.common.config import get_config
+
     monkeypatch.setenv("UBI_HOME", str(tmp_path / "home"))
     for var in ("UBI_DB_KEY", "UBI_PSEUDONYM_KEY", "UBI_CONFIG", "UBI_DB"):
         monkeypatch.delenv(var, raising=False)
-    return tmp_path / "home"
+    get_config.cache_clear()  # the CLI's config, if an earlier test loaded it, names another home (and audit log)
+    yield tmp_path / "home"
+    get_config.cache_clear()
 
 
 @pytest.fixture
