@@ -256,11 +256,24 @@ def lag_scan_seq_sums(
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _slopes(xp: np.ndarray, f: np.ndarray, out: np.ndarray) -> None:
-    """out[j] = (f[j + 1] - f[j]) / (xp[j + 1] - xp[j]): NumPy's slope of each interval (no zero-division check,
-    so the divisions vectorise)."""
-    for j in range(xp.shape[0] - 1):
-        out[j] = (f[j + 1] - f[j]) / (xp[j + 1] - xp[j])
+def _slopes(xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, two: bool) -> np.ndarray:
+    """Each interval's left value and NumPy's slope, (f[j + 1] - f[j]) / (xp[j + 1] - xp[j]), of f1 (and f2) side
+    by side in one row per interval: (f1, s1[, f2, s2]) (no zero-division check, so the divisions vectorise)."""
+    m = xp.shape[0]
+    if not two:
+        one = np.empty((m - 1, 2))
+        for j in range(m - 1):
+            one[j, 0] = f1[j]
+            one[j, 1] = (f1[j + 1] - f1[j]) / (xp[j + 1] - xp[j])
+        return one
+    out = np.empty((m - 1, 4))
+    for j in range(m - 1):
+        dx = xp[j + 1] - xp[j]
+        out[j, 0] = f1[j]
+        out[j, 1] = (f1[j + 1] - f1[j]) / dx
+        out[j, 2] = f2[j]
+        out[j, 3] = (f2[j + 1] - f2[j]) / dx
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -300,73 +313,96 @@ def _interp_walk(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray)
         out[i] = r
 
 
-@njit(cache=True, nogil=True)
-def _interp_slopes(
-    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, s1: np.ndarray, f2: np.ndarray, s2: np.ndarray, two: bool,
-    o1: np.ndarray, o2: np.ndarray,
-) -> tuple[bool, float, float]:  # fmt: skip
-    """The walk of interp_kernel / interp2_kernel for sorted ``x`` with each interval's slope precomputed (s1 /
-    s2): (whether the caller must take NumPy's own walk instead: a value came out NaN, where NumPy has fallbacks,
-    or x is not sorted; the sums of o1 / o2 in order, or of o1 and of its squares for one series). One comparison
-    per point finds a point's interval."""
-    m = xp.shape[0]
-    nx = x.shape[0]
-    lo, hi = xp[0], xp[m - 1]
-    i = 0
-    while i < nx and x[i] < lo:
-        o1[i] = f1[0]
-        o2[i] = f2[0]
-        i += 1
+@njit(cache=True, nogil=True, error_model="numpy")
+def _walk2(
+    x: np.ndarray, xp: np.ndarray, tab: np.ndarray, i0: int, o1: np.ndarray, o2: np.ndarray, t1: float, t2: float
+) -> tuple[int, bool, float, float]:
+    """_interp_slopes' walk for two series from point i0 up to the first point not before xp's last: (that
+    point, whether a value came out NaN or the points went back, the sums t1 / t2 gone on with o1 / o2)."""
+    hi = xp[xp.shape[0] - 1]
     j = 0
     bad = False
+    i1 = x.shape[0]
+    for i in range(i0, x.shape[0]):
+        xv = x[i]
+        if not xv < hi:
+            i1 = i
+            break
+        while xp[j + 1] <= xv:
+            j += 1
+        xj = xp[j]
+        bad |= xv < xj  # not sorted
+        dx = xv - xj
+        r1 = tab[j, 1] * dx + tab[j, 0]
+        r2 = tab[j, 3] * dx + tab[j, 2]
+        r1 = tab[j, 0] if dx == 0.0 else r1  # NumPy's value at a sample (-0.0 stays -0.0)
+        r2 = tab[j, 2] if dx == 0.0 else r2
+        bad |= (r1 != r1) | (r2 != r2)
+        o1[i] = r1
+        o2[i] = r2
+        t1 += r1
+        t2 += r2
+    return i1, bad, t1, t2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _walk1(
+    x: np.ndarray, xp: np.ndarray, tab: np.ndarray, i0: int, o1: np.ndarray, t1: float, t2: float
+) -> tuple[int, bool, float, float]:
+    """_walk2 for one series: (that point, NaN / not sorted, the sums t1 / t2 gone on with o1 and its squares)."""
+    hi = xp[xp.shape[0] - 1]
+    j = 0
+    bad = False
+    i1 = x.shape[0]
+    for i in range(i0, x.shape[0]):
+        xv = x[i]
+        if not xv < hi:
+            i1 = i
+            break
+        while xp[j + 1] <= xv:
+            j += 1
+        xj = xp[j]
+        bad |= xv < xj
+        dx = xv - xj
+        r1 = tab[j, 1] * dx + tab[j, 0]
+        r1 = tab[j, 0] if dx == 0.0 else r1
+        bad |= r1 != r1
+        o1[i] = r1
+        t1 += r1
+        t2 += r1 * r1
+    return i1, bad, t1, t2
+
+
+@njit(cache=True, nogil=True)
+def _interp_slopes(
+    x: np.ndarray, xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, tab: np.ndarray, two: bool, o1: np.ndarray,
+    o2: np.ndarray,
+) -> tuple[bool, float, float]:  # fmt: skip
+    """The walk of interp_kernel / interp2_kernel for sorted ``x`` with each interval's slope precomputed (``tab``,
+    _slopes: an interval's numbers in one row): (whether the caller must take NumPy's own walk instead: a value
+    came out NaN, where NumPy has fallbacks, or x is not sorted; the sums of o1 / o2 in order, or of o1 and of its
+    squares for one series). One comparison per point finds a point's interval."""
+    m = xp.shape[0]
+    nx = x.shape[0]
+    i0 = 0
+    while i0 < nx and x[i0] < xp[0]:
+        o1[i0] = f1[0]
+        o2[i0] = f2[0]
+        i0 += 1
     t1 = t2 = 0.0
-    for q in range(i):
+    for q in range(i0):
         t1 += o1[q]
         t2 += o2[q] if two else o1[q] * o1[q]
     if two:
-        while i < nx:
-            xv = x[i]
-            if not xv < hi:
-                break
-            while xp[j + 1] <= xv:
-                j += 1
-            xj = xp[j]
-            bad |= xv < xj  # not sorted
-            dx = xv - xj
-            r1 = s1[j] * dx + f1[j]
-            r2 = s2[j] * dx + f2[j]
-            r1 = f1[j] if dx == 0.0 else r1  # NumPy's value at a sample (-0.0 stays -0.0)
-            r2 = f2[j] if dx == 0.0 else r2
-            bad |= (r1 != r1) | (r2 != r2)
-            o1[i] = r1
-            o2[i] = r2
-            t1 += r1
-            t2 += r2
-            i += 1
+        i1, bad, t1, t2 = _walk2(x, xp, tab, i0, o1, o2, t1, t2)
     else:
-        while i < nx:
-            xv = x[i]
-            if not xv < hi:
-                break
-            while xp[j + 1] <= xv:
-                j += 1
-            xj = xp[j]
-            bad |= xv < xj
-            dx = xv - xj
-            r1 = s1[j] * dx + f1[j]
-            r1 = f1[j] if dx == 0.0 else r1
-            bad |= r1 != r1
-            o1[i] = r1
-            t1 += r1
-            t2 += r1 * r1
-            i += 1
-    while i < nx:  # past the last sample (NaN or an earlier point: not sorted)
-        bad |= not x[i] >= hi
+        i1, bad, t1, t2 = _walk1(x, xp, tab, i0, o1, t1, t2)
+    for i in range(i1, nx):  # past the last sample (NaN or an earlier point: not sorted)
+        bad |= not x[i] >= xp[m - 1]
         o1[i] = f1[m - 1]
         o2[i] = f2[m - 1]
         t1 += f1[m - 1]
         t2 += f2[m - 1] if two else f1[m - 1] * f1[m - 1]
-        i += 1
     return bad, t1, t2
 
 
@@ -390,9 +426,7 @@ def interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray
     if m < 2 or 2 * x.shape[0] < m:
         _interp_walk(x, xp, fp, out)
         return _sum(out), _sum_sq(out)
-    s = np.empty(m - 1)
-    _slopes(xp, fp, s)
-    bad, t, tt = _interp_slopes(x, xp, fp, s, fp, s, False, out, out)
+    bad, t, tt = _interp_slopes(x, xp, fp, fp, _slopes(xp, fp, fp, False), False, out, out)
     if bad:
         _interp_walk(x, xp, fp, out)
         t, tt = _sum(out), _sum_sq(out)
@@ -409,11 +443,7 @@ def interp2_kernel(
         _interp_walk(x, xp, f1, o1)
         _interp_walk(x, xp, f2, o2)
         return _sum(o1), _sum(o2)
-    s1 = np.empty(m - 1)
-    s2 = np.empty(m - 1)
-    _slopes(xp, f1, s1)
-    _slopes(xp, f2, s2)
-    bad, t1, t2 = _interp_slopes(x, xp, f1, s1, f2, s2, True, o1, o2)
+    bad, t1, t2 = _interp_slopes(x, xp, f1, f2, _slopes(xp, f1, f2, True), True, o1, o2)
     if bad:
         _interp_walk(x, xp, f1, o1)
         _interp_walk(x, xp, f2, o2)
