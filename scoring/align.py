@@ -17,9 +17,10 @@ Real devices differ in three ways that this module absorbs (research: issue 12):
 The IMU is used when R at the best lag reaches imu_min_r; otherwise the trip says why (``reason``) and events come
 from the speed channel. The lag is returned so the speed gate reads GPS speed at the right time.
 
-All of it is one numba kernel per trip (``align_kernel``), and ``align_batch_kernel`` runs it over many trips in one
-call (``ubi score-file``); the live stage's ``measure_trip`` and score-file both reach it through
-``align_to_vehicle`` / ``align_batch``, so they give the same alignment. The NumPy code it replaced is kept as
+All of it is one numba kernel per trip (``align_kernel``); the live stage's ``measure_trip`` and score-file
+(``align_batch``: one call per trip on the trip's own arrays, which costs less than copying a file's trips into one
+array for a single call) both reach it through ``align_to_vehicle`` / ``align_batch``, so they give the same
+alignment. The NumPy code it replaced is kept as
 ``scoring.reference_align.align_reference`` (tests/test_align_kernel.py compares them: the same decisions and
 reasons, the numbers to ~1e-9 (sums in another order, the 1 s and blend means from prefix sums
 (``moving_mean_kernel``), a 3x3 Jacobi eigen-solver instead of LAPACK's), and ``align_to_vehicle`` takes that path
@@ -436,50 +437,6 @@ def align_kernel(
         res[6] = 1.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def align_batch_kernel(
-    ioff: np.ndarray,
-    it: np.ndarray,
-    lon: np.ndarray,
-    lat: np.ndarray,
-    vert: np.ndarray,
-    trip_k: np.ndarray,
-    goff: np.ndarray,
-    tg: np.ndarray,
-    vg: np.ndarray,
-    n1: np.ndarray,
-    nblend: np.ndarray,
-    fp: np.ndarray,
-    lags: np.ndarray,
-    shift: int,
-    out_lon: np.ndarray,
-    out_lat: np.ndarray,
-    res: np.ndarray,
-) -> None:
-    """``align_kernel`` for each trip u: IMU ``[ioff[u], ioff[u+1])`` of it / lon / lat / vert, kept fixes
-    ``[goff[k], goff[k+1])`` of tg / vg for k = trip_k[u]; its axes into the same rows of out_lon / out_lat."""
-    for u in range(trip_k.shape[0]):
-        i0, i1 = ioff[u], ioff[u + 1]
-        k = trip_k[u]
-        a, b = goff[k], goff[k + 1]
-        align_kernel(
-            it[i0:i1],
-            lon[i0:i1],
-            lat[i0:i1],
-            vert[i0:i1],
-            tg[a:b],
-            vg[a:b],
-            n1[u],
-            nblend[u],
-            fp,
-            lags,
-            shift,
-            out_lon[i0:i1],
-            out_lat[i0:i1],
-            res[u],
-        )
-
-
 @lru_cache(maxsize=64)
 def _lags(max_lag_s: float, step_s: float) -> tuple[np.ndarray, int] | None:
     """The lags tried, rounded to the ms as the verdict gives them, and their distance in grid steps; None where
@@ -600,10 +557,11 @@ def align_batch(
     vg: np.ndarray,
     cfg: ScoringConfig,
 ) -> list[Alignment | None]:
-    """``align_to_vehicle`` of many trips in one kernel call: trip u has IMU ``its[u]`` (s) with its axes and
-    median interval ``pers[u]``, and the kept fixes ``[goff[k], goff[k+1])`` of ``tg`` (s) / ``vg`` (m/s), k =
-    ``trip_k[u]``. None for a trip the kernel does not take (the caller aligns it alone: align_to_vehicle gives
-    the same answer for the ones it does take). Rotated axes are views of one array for all trips."""
+    """``align_to_vehicle`` of many trips: trip u has IMU ``its[u]`` (s) with its axes and median interval
+    ``pers[u]``, and the kept fixes ``[goff[k], goff[k+1])`` of ``tg`` (s) / ``vg`` (m/s), k = ``trip_k[u]``; the
+    kernel runs on each trip's own arrays (float64, contiguous: no copy) and its fixes' views. None for a trip the
+    kernel does not take (the caller aligns it alone: align_to_vehicle gives the same answer for the ones it does
+    take)."""
     nt = len(trip_k)
     out: list[Alignment | None] = [None] * nt
     lags = _lags(cfg.imu_max_lag_s, cfg.imu_lag_step_s)
@@ -625,28 +583,17 @@ def align_batch(
         wins.append(win)
     if not take:
         return out
-    sizes = np.array([its[u].shape[0] for u in take], np.int64)
-    ioff = np.zeros(len(take) + 1, np.int64)
-    np.cumsum(sizes, out=ioff[1:])
-    cat = lambda xs: np.concatenate([np.asarray(xs[u], np.float64) for u in take])  # noqa: E731
-    vert = np.concatenate(
-        [np.asarray(verts[u], np.float64) if verts[u].shape[0] == its[u].shape[0] else np.full(its[u].shape[0], np.nan)
-         for u in take]
-    )  # fmt: skip
-    m = int(ioff[-1])
-    out_lon, out_lat = np.empty(m), np.empty(m)
-    res = np.empty((len(take), RES_WIDTH))
-    w = np.array(wins, np.int64).reshape(-1, 2)
-    align_batch_kernel(
-        ioff, cat(its), cat(lons), cat(lats), vert, np.array([trip_k[u] for u in take], np.int64), goff, tg, vg,
-        np.ascontiguousarray(w[:, 0]), np.ascontiguousarray(w[:, 1]), _fparams(cfg), *lags, out_lon, out_lat, res,
-    )  # fmt: skip
-    for j, u in enumerate(take):
-        r = res[j]
-        if r[0] < 0:
-            continue
-        a, b = ioff[j], ioff[j + 1]
-        out[u] = _verdict(out_lon[a:b] if r[6] else lons[u], out_lat[a:b] if r[7] else lats[u], r, cfg)
+    fp = _fparams(cfg)
+    res = np.empty(RES_WIDTH)
+    for u, (n1, nblend) in zip(take, wins, strict=True):
+        n, k = its[u].shape[0], trip_k[u]
+        v = _f64(verts[u]) if verts[u].shape[0] == n else np.full(n, np.nan)
+        out_lon, out_lat = np.empty(n), np.empty(n)
+        a, b = goff[k], goff[k + 1]
+        lon, lat = _f64(lons[u]), _f64(lats[u])
+        align_kernel(_f64(its[u]), lon, lat, v, tg[a:b], vg[a:b], n1, nblend, fp, *lags, out_lon, out_lat, res)
+        if res[0] >= 0:
+            out[u] = _verdict(out_lon if res[6] else lons[u], out_lat if res[7] else lats[u], res, cfg)
     return out
 
 
