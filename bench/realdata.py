@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from tests import realdata  # noqa: E402
@@ -87,10 +88,14 @@ def ranking() -> None:
         "intensity source | largest parts lost (mean points) |"
     )
     print("|---|---|---|---|---|---|---|")
+    every_old: list[float] = []
+    every_new: list[float] = []
     for name in realdata.RECORDINGS:
         rows = score_frames(*realdata.frames(name), cfg)
         old = [_v4_score(r) for r in rows]
         new = [r["score"] for r in rows]
+        every_old += old
+        every_new += new
         src = Counter(r["intensity_source"] for r in rows)
         lost = Counter()
         for r in rows:
@@ -102,6 +107,12 @@ def ranking() -> None:
             f"{len(set(old))} -> {len(set(new))} | {min(new):.1f} / {sorted(new)[len(new) // 2]:.1f} / "
             f"{max(new):.1f} | {dict(src)} | {top} |"
         )
+    q_old, q_new = np.percentile(every_old, [25, 50, 75]), np.percentile(every_new, [25, 50, 75])
+    print(
+        f"\nall {len(every_new)} trips: exactly 100 on {sum(x == 100 for x in every_new)} (scorer 4: "
+        f"{sum(x == 100 for x in every_old)}), {len(set(every_new))} distinct scores ({len(set(every_old))}), "
+        f"quartiles {' / '.join(f'{x:.0f}' for x in q_new)} (scorer 4: {' / '.join(f'{x:.0f}' for x in q_old)})"
+    )
 
 
 def r_parts(r: dict) -> dict:

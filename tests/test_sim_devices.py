@@ -5,10 +5,12 @@ Tolerances (per profile, all kinds pooled over a 5-vehicle x 3-day fleet; measur
 - IMU devices (oem, phone_raw, phone_linear): the IMU is used on >= 95% of trips; recall of true events (every
   band) >= 0.95 and of harsh-or-severe >= 0.85; precision >= 0.7 on OEM, >= 0.4 on phones; harsh-or-severe
   counts within 35% of the truth on OEM, within 120% on phones. Phones are the known gap: their vibration
-  (calibrated on the real phones, 0.4 m/s^2 per 10 Hz sample) lets manoeuvres just under a cut point through the
-  0.5 s mean, so harsh-or-severe counts run 1.3-1.8x the truth; a strict xfail test holds the target (precision
-  0.8, counts within 25%) until the scorer meets it. A wider mean for phones closes most of it here (1.5 s:
-  precision 0.59 -> 0.78, harsh+ 152 -> 99 detections for 80 true) but not on the real labelled phone trips
+  (0.3 m/s^2 per 10 Hz sample, calibrated on the real phones' noise in the 0.5 s mean: see
+  test_simulated_phone_vibration_is_that_of_the_real_phones) lets manoeuvres just under a cut point through the
+  0.5 s mean, so harsh-or-severe counts run 1.2-1.6x the truth; a strict xfail test holds the target (precision
+  0.8, counts within 25%) until the scorer meets it. A wider mean for phones closes most of it (measured with the
+  noisier 0.4 of before, 1.5 s: precision 0.59 -> 0.78, harsh+ 152 -> 99 detections for 80 true) but not on the
+  real labelled phone trips
   (bench/labelled.py, driverBehaviorDataset): labelled aggressive brakes found 9 -> 7 of 12 (harsh+ 8 -> 0),
   turns 10 -> 3; real manoeuvres are short and the wider mean flattens them. The real data wins: 0.5 s stays.
 - OBD (speed channel, no IMU, no cornering): recall >= 0.9 every band, >= 0.7 harsh-or-severe; precision >= 0.5.
@@ -37,7 +39,7 @@ from simulator.fleet import (
     vehicle_ids,
 )
 from simulator.motion import DT, DriverProfile, TripTrace, make_trip_calibrated, manoeuvre
-from simulator.offline import write_offline
+from simulator.offline import trip_frames, write_offline
 from simulator.run import vehicle_stream
 from simulator.sensors import PROFILES, SCORING_CLASS, device_view, parse_device_mix
 from tests import realdata
@@ -209,6 +211,40 @@ def test_device_profiles_have_the_real_artefacts():
         assert norm == pytest.approx(9.81, abs=0.3) if name == "phone_raw" else norm < 0.5
 
 
+def _mean_noise(t_s: np.ndarray, x: np.ndarray) -> float:
+    """What event detection sees of a device's noise: the robust spread (1.4826 MAD) of the 0.5 s moving mean about
+    the 2 s moving mean, at the device's own rate (the per-sample spread depends on the rate, this does not)."""
+    from scoring.align import smooth
+
+    hz = 1.0 / float(np.median(np.diff(t_s)))
+    r = smooth(x, max(1, round(0.5 * hz))) - smooth(x, max(1, round(2.0 * hz)))
+    r = r[np.isfinite(r)]
+    return float(1.4826 * np.median(np.abs(r - np.median(r))))
+
+
+@pytest.mark.skipif(not realdata.available(), reason="../shared/realdata is not here")
+def test_simulated_phone_vibration_is_that_of_the_real_phones():
+    """The phones' noise in the 0.5 s mean, horizontal axes: the simulated phone (10 Hz) within the range of the real
+    phones in ../shared (quat-orient at 16.7 Hz, the ikhyd iPhone at 25.6 Hz), widened by 15%. With the 0.4 m/s^2
+    per 10 Hz sample used before it was 0.16-0.21, above both; the over-count of harsh events on simulated phones
+    was partly the simulator's."""
+    real = []
+    for name in ("quat-orient", "ikhyd"):
+        _, imu = realdata.frames(name)
+        for _, g in imu.group_by("vehicle_id"):
+            g = g.sort("t_ms")
+            real += [_mean_noise(g["t_ms"].to_numpy() / 1000.0, g[c].to_numpy()) for c in ("acc_lon", "acc_lat")]
+    s = replace(spec("phone_linear"), vehicles=4, days=2)
+    _, imu = trip_frames(s, [t for v in vehicle_ids(s.vehicles) for t in make_trips(s, v)])
+    sim = []
+    for _, g in imu.group_by("vehicle_id"):
+        g = g.sort("t_ms")
+        sim += [_mean_noise(g["t_ms"].to_numpy() / 1000.0, g[c].to_numpy()) for c in ("acc_lon", "acc_lat")]
+    assert 0.08 <= min(real) and max(real) <= 0.2, real  # what the recordings hold (0.10-0.16)
+    assert min(real) / 1.15 <= float(np.median(sim)) <= max(real) * 1.15, (sorted(sim), sorted(real))
+    assert max(sim) <= max(real) * 1.25, (sorted(sim), sorted(real))
+
+
 def test_every_profile_streams_messages_the_contract_accepts():
     """One trip per device class through the live path's encoder and validator: every message accepted."""
     from simulator.fleet import device_profile
@@ -249,9 +285,9 @@ def test_every_profile_streams_messages_the_contract_accepts():
             0.25,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="known scorer gap: with real phone vibration (0.4 m/s^2 at 10 Hz) the 0.5 s mean lets "
-                "manoeuvres just under a cut point through; harsh+ counts 1.3-1.8x the truth (a wider mean fixes "
-                "it here but loses the real labelled brakes and turns: module docstring)",
+                reason="known scorer gap: with real phone vibration (0.3 m/s^2 at 10 Hz) the 0.5 s mean lets "
+                "manoeuvres just under a cut point through; harsh+ counts 1.2-1.6x the truth (a wider mean fixes "
+                "most of it here but loses the real labelled brakes and turns: module docstring)",
             ),
             id="phone_raw-strict",
         ),
