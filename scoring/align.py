@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from scoring.imukernels import gradient, gradient_kernel
-from scoring.kernels import moving_mean_kernel, window_mean_kernel
+from scoring.kernels import PREFIX_BLOCK, clipped_window, moving_mean_kernel, prefix_block, window_mean_kernel
 from scoring.lagfit import GRID_STEP_S, interp2_kernel, interp_kernel, lag_scan_seq_sums, lags_of
 from ubi.common.config import ScoringConfig
 
@@ -178,17 +178,14 @@ def horizontal_means_kernel(
     m = lon.shape[0]
     hw = (n - 1) // 2
     a0, a1, a2, b0_, b1, b2 = e1[0], e1[1], e1[2], e2[0], e2[1], e2[2]
-    blk = 512
+    blk = PREFIX_BLOCK
     ps1 = np.empty(blk + n + 1)
     ps2 = np.empty(blk + n + 1)
     big = False
     b0 = 0
     while b0 < m and not big:
         nb = min(blk, m - b0)
-        lo = b0 - hw if b0 > hw else 0  # the first sample a window of the block reads
-        hi = b0 + nb - 1 - hw + n  # one past the last
-        if hi > m:
-            hi = m
+        lo, hi, q0, q1 = prefix_block(b0, nb, hw, n, m)
         s1 = 0.0
         s2 = 0.0
         ps1[0] = 0.0
@@ -207,9 +204,7 @@ def horizontal_means_kernel(
             s2 += x2
             ps1[j - lo + 1] = s1
             ps2[j - lo + 1] = s2
-        q0 = hw if hw > b0 else b0  # windows inside the array, n samples each
-        q1 = m - n + hw + 1 if m - n + hw + 1 < b0 + nb else b0 + nb
-        if q1 > q0:
+        if q1 > q0:  # windows inside the array, n samples each
             k0 = q0 - hw - lo
             nn = float(n)
             a_lo, a_hi = ps1[k0 : k0 + q1 - q0], ps1[k0 + n : k0 + n + q1 - q0]
@@ -218,14 +213,8 @@ def horizontal_means_kernel(
             for q in range(q1 - q0):
                 o1[q] = (a_hi[q] - a_lo[q]) / nn
                 o2[q] = (b_hi[q] - b_lo[q]) / nn
-        else:
-            q0 = q1 = b0 + nb
         for k in range(nb - (q1 - q0)):  # the windows clipped at the ends
-            i = b0 + k if b0 + k < q0 else b0 + k + (q1 - q0)
-            wl = i - hw
-            wh = wl + n
-            wl = wl if wl > 0 else 0
-            wh = wh if wh < m else m
+            i, wl, wh = clipped_window(b0, k, q0, q1, hw, n, m)
             h1[i] = (ps1[wh - lo] - ps1[wl - lo]) / float(wh - wl)
             h2[i] = (ps2[wh - lo] - ps2[wl - lo]) / float(wh - wl)
         b0 += nb

@@ -404,7 +404,34 @@ def window_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
 
 
 _PREFIX_MAX = 1e100  # |values| a block's prefix sums carry without overflow or swamping (an IMU is below 1e3)
-_PREFIX_BLOCK = 512  # windows per block: the prefix sums restart at each block, so their rounding stays local
+PREFIX_BLOCK = 512  # windows per block: the prefix sums restart at each block, so their rounding stays local
+
+
+@njit(cache=True, nogil=True)
+def prefix_block(b0: int, nb: int, h: int, n: int, m: int) -> tuple[int, int, int, int]:
+    """The layout of one block of windows b0 .. b0 + nb - 1 (centred windows of ``n`` samples, ``h`` = (n - 1) // 2
+    before the centre, an array of ``m``) for a prefix-sum moving mean: (lo, hi), the samples the block's windows
+    read, and (q0, q1), its windows that lie wholly inside the array (q0 = q1 = b0 + nb where none does).
+    ``moving_mean_kernel`` and scoring.align's ``horizontal_means_kernel`` share it."""
+    lo = b0 - h if b0 > h else 0
+    hi = b0 + nb - 1 - h + n
+    if hi > m:
+        hi = m
+    q0 = h if h > b0 else b0
+    q1 = m - n + h + 1 if m - n + h + 1 < b0 + nb else b0 + nb
+    if q1 <= q0:
+        q0 = q1 = b0 + nb
+    return lo, hi, q0, q1
+
+
+@njit(cache=True, nogil=True)
+def clipped_window(b0: int, k: int, q0: int, q1: int, h: int, n: int, m: int) -> tuple[int, int, int]:
+    """The k-th window of a block (``prefix_block``) that is clipped at an end of the array: its centre i (b0 ..
+    q0 - 1, then q1 .. b0 + nb - 1) and the samples it reads, [wl, wh)."""
+    i = b0 + k if b0 + k < q0 else b0 + k + (q1 - q0)
+    wl = i - h
+    wh = wl + n
+    return i, (wl if wl > 0 else 0), (wh if wh < m else m)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")  # no zero-division check: the divisions vectorise
@@ -422,16 +449,13 @@ def moving_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
             window_mean_kernel(a, n, out)
             return
     h = (n - 1) // 2
-    blk = _PREFIX_BLOCK
+    blk = PREFIX_BLOCK
     ps = np.empty(blk + n + 1)
     pc = np.empty(blk + n + 1)
     b0 = 0
     while b0 < m:
         nb = min(blk, m - b0)
-        lo = b0 - h if b0 > h else 0  # the first sample a window of the block reads
-        hi = b0 + nb - 1 - h + n  # one past the last
-        if hi > m:
-            hi = m
+        lo, hi, q0, q1 = prefix_block(b0, nb, h, n, m)
         s = 0.0
         c = 0.0
         ps[0] = 0.0
@@ -444,8 +468,6 @@ def moving_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
             ps[j - lo + 1] = s
             pc[j - lo + 1] = c
         # windows inside the array (i - h >= 0, i - h + n <= m) read ps / pc at i - h - lo and n further on
-        q0 = h if h > b0 else b0
-        q1 = m - n + h + 1 if m - n + h + 1 < b0 + nb else b0 + nb
         if q1 > q0:
             k0 = q0 - h - lo
             s_lo = ps[k0 : k0 + q1 - q0]
@@ -457,14 +479,10 @@ def moving_mean_kernel(a: np.ndarray, n: int, out: np.ndarray) -> None:
                 cc = c_hi[q] - c_lo[q]
                 r = (s_hi[q] - s_lo[q]) / (cc if cc > 0.0 else 1.0)
                 o[q] = r if cc > 0.0 else np.nan
-        else:
-            q0 = q1 = b0 + nb
-        for k in range(nb - (q1 - q0)):  # the windows clipped at the ends: b0 .. q0 - 1, then q1 .. b0 + nb - 1
-            i = b0 + k if b0 + k < q0 else b0 + k + (q1 - q0)
-            wl = i - h
-            wh = wl + n
-            wl = (wl if wl > 0 else 0) - lo
-            wh = (wh if wh < m else m) - lo
+        for k in range(nb - (q1 - q0)):  # the windows clipped at the ends
+            i, wl, wh = clipped_window(b0, k, q0, q1, h, n, m)
+            wl -= lo
+            wh -= lo
             cc = pc[wh] - pc[wl]
             out[i] = (ps[wh] - ps[wl]) / cc if cc > 0.0 else np.nan
         b0 += nb

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scoring.imukernels import np_interp_kernel
+
 GRID_STEP_S = 0.1  # the fit's grid (scoring.align)
 _DET_MIN = 1e-12  # a singular fit (an axis without signal) is skipped
 
@@ -276,43 +278,6 @@ def _slopes(xp: np.ndarray, f1: np.ndarray, f2: np.ndarray, two: bool) -> np.nda
     return out
 
 
-@njit(cache=True, nogil=True)
-def _interp_walk(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray) -> None:
-    """np.interp(x, xp, fp) as scoring.imukernels.np_interp_kernel computes it (a slope per point, NumPy's
-    fallbacks where the value is not finite)."""
-    m = xp.shape[0]
-    if m == 1:  # NumPy's own case: fp[0] everywhere, NaN included
-        for i in range(x.shape[0]):
-            out[i] = fp[0]
-        return
-    j = 0
-    for i in range(x.shape[0]):
-        xv = x[i]
-        if xv != xv:
-            out[i] = xv
-            continue
-        if xv < xp[0]:
-            out[i] = fp[0]
-            continue
-        if xv > xp[m - 1]:
-            out[i] = fp[m - 1]
-            continue
-        while j + 1 < m and xp[j + 1] <= xv:
-            j += 1
-        while j > 0 and xp[j] > xv:
-            j -= 1
-        if j == m - 1 or xp[j] == xv:
-            out[i] = fp[j]
-            continue
-        slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
-        r = slope * (xv - xp[j]) + fp[j]
-        if r != r:
-            r = slope * (xv - xp[j + 1]) + fp[j + 1]
-            if r != r and fp[j] == fp[j + 1]:
-                r = fp[j]
-        out[i] = r
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def _walk2(
     x: np.ndarray, xp: np.ndarray, tab: np.ndarray, i0: int, o1: np.ndarray, o2: np.ndarray, t1: float, t2: float
@@ -424,11 +389,11 @@ def interp_kernel(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, out: np.ndarray
     points are not sorted."""
     m = xp.shape[0]
     if m < 2 or 2 * x.shape[0] < m:
-        _interp_walk(x, xp, fp, out)
+        np_interp_kernel(x, xp, fp, out)
         return _sum(out), _sum_sq(out)
     bad, t, tt = _interp_slopes(x, xp, fp, fp, _slopes(xp, fp, fp, False), False, out, out)
     if bad:
-        _interp_walk(x, xp, fp, out)
+        np_interp_kernel(x, xp, fp, out)
         t, tt = _sum(out), _sum_sq(out)
     return t, tt
 
@@ -440,13 +405,13 @@ def interp2_kernel(
     """``interp_kernel`` of two series on the same points in one walk: o1 / o2, and their sums (only) in order."""
     m = xp.shape[0]
     if m < 2 or 2 * x.shape[0] < m:
-        _interp_walk(x, xp, f1, o1)
-        _interp_walk(x, xp, f2, o2)
+        np_interp_kernel(x, xp, f1, o1)
+        np_interp_kernel(x, xp, f2, o2)
         return _sum(o1), _sum(o2)
     bad, t1, t2 = _interp_slopes(x, xp, f1, f2, _slopes(xp, f1, f2, True), True, o1, o2)
     if bad:
-        _interp_walk(x, xp, f1, o1)
-        _interp_walk(x, xp, f2, o2)
+        np_interp_kernel(x, xp, f1, o1)
+        np_interp_kernel(x, xp, f2, o2)
         t1, t2 = _sum(o1), _sum(o2)
     return t1, t2
 

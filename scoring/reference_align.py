@@ -7,13 +7,12 @@ positive number), so both give what they gave before there. Also the plain-Pytho
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from scoring.align import _LEVEL_COS, _MIN_DV_STD, _MIN_OVERLAP_S, Alignment, G, cross3, restore_sustained, smooth
 from scoring.imukernels import gradient, nan_to_num_kernel, nanmean_rows
 from scoring.lagfit import lag_fit
+from scoring.reference_batch import lag_scan_plain
 from ubi.common.config import ScoringConfig
 
 
@@ -107,44 +106,13 @@ def lag_scan_seq_reference(
     y1: list[float], y2: list[float], d: list[float], dd: float, shift: int, nlag: int
 ) -> list[tuple[float, float, float]]:
     """scoring.lagfit.lag_scan_seq_kernel in plain Python floats, every sum in the kernel's order (so equal to it
-    bit for bit): the global means, running sums of the centred series read at each window's ends, and per lag two
-    dot products each summed sample by sample from 0.0."""
-    g, m = len(d), len(y1)
-    mu1 = mu2 = 0.0
-    for i in range(m):
-        mu1 += y1[i]
-        mu2 += y2[i]
-    mu1 /= m
-    mu2 /= m
-    z1 = [x - mu1 for x in y1]
-    z2 = [x - mu2 for x in y2]
-    run = [(0.0, 0.0, 0.0, 0.0, 0.0)]
-    for a, b in zip(z1, z2, strict=True):
-        u = run[-1]
-        run.append((u[0] + a, u[1] + b, u[2] + a * a, u[3] + a * b, u[4] + b * b))
-    sd = 0.0
-    for x in d:
-        sd += x
-    out = []
-    for k in range(nlag):
-        s = (nlag - 1 - k) * shift
-        lo, hi = run[s], run[s + g]
-        a1, a2 = hi[0] - lo[0], hi[1] - lo[1]
-        m11 = (hi[2] - lo[2]) - a1 * a1 / g
-        m12 = (hi[3] - lo[3]) - a1 * a2 / g
-        m22 = (hi[4] - lo[4]) - a2 * a2 / g
-        p = r = 0.0
-        for i in range(g):
-            p = p + z1[s + i] * d[i]
-            r = r + z2[s + i] * d[i]
-        c1 = p - a1 / g * sd
-        c2 = r - a2 / g * sd
-        det = m11 * m22 - m12 * m12
-        if abs(det) < 1e-12:
-            out.append((-1.0, 0.0, 0.0))
-            continue
-        b1 = (m22 * c1 - m12 * c2) / det
-        b2 = (m11 * c2 - m12 * c1) / det
-        q = (b1 * c1 + b2 * c2) / dd if dd > 0.0 else 0.0
-        out.append((math.sqrt(q) if q > 0.0 else 0.0, b1, b2))
-    return out
+    bit for bit): scoring.reference_batch's ``lag_scan_plain`` with each dot product summed sample by sample
+    from 0.0."""
+
+    def dot(z: list[float], s: int) -> float:
+        p = 0.0
+        for i in range(len(d)):
+            p = p + z[s + i] * d[i]
+        return p
+
+    return lag_scan_plain(y1, y2, d, dd, shift, nlag, dot)

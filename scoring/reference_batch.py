@@ -56,12 +56,13 @@ def lag_scan_reference(y1: np.ndarray, y2: np.ndarray, d: np.ndarray, dd: float,
     return out
 
 
-def lag_scan_exact_reference(
-    y1: list[float], y2: list[float], d: list[float], dd: float, shift: int, nlag: int
+def lag_scan_plain(
+    y1: list[float], y2: list[float], d: list[float], dd: float, shift: int, nlag: int, dot
 ) -> list[tuple[float, float, float]]:
-    """scoring.lagfit.lag_scan_kernel in plain Python floats, every sum in the kernel's order (so equal to it bit
-    for bit): the global means, running sums of the centred series read at each window's ends, two dot products
-    per lag in four partial sums (sample i to sum i % 4, the tail past the last whole four to sum 0)."""
+    """The lag scans' least squares in plain Python floats, every sum in the kernels' order: the global means,
+    running sums of the centred series read at each window's ends, and per lag the two dot products, each
+    ``dot(z, s)`` = sum of z[s + i] * d[i] in the order of the kernel it stands for (``lag_scan_exact_reference``,
+    scoring.reference_align's ``lag_scan_seq_reference``)."""
     g, m = len(d), len(y1)
     mu1 = mu2 = 0.0
     for i in range(m):
@@ -78,7 +79,6 @@ def lag_scan_exact_reference(
     sd = 0.0
     for x in d:
         sd += x
-    q4 = g - g % 4
     out = []
     for k in range(nlag):
         s = (nlag - 1 - k) * shift
@@ -87,14 +87,8 @@ def lag_scan_exact_reference(
         m11 = (hi[2] - lo[2]) - a1 * a1 / g
         m12 = (hi[3] - lo[3]) - a1 * a2 / g
         m22 = (hi[4] - lo[4]) - a2 * a2 / g
-        p = [0.0] * 4
-        r = [0.0] * 4
-        for i in range(g):
-            j = i % 4 if i < q4 else 0
-            p[j] += z1[s + i] * d[i]
-            r[j] += z2[s + i] * d[i]
-        c1 = ((p[0] + p[1]) + (p[2] + p[3])) - a1 / g * sd
-        c2 = ((r[0] + r[1]) + (r[2] + r[3])) - a2 / g * sd
+        c1 = dot(z1, s) - a1 / g * sd
+        c2 = dot(z2, s) - a2 / g * sd
         det = m11 * m22 - m12 * m12
         if abs(det) < 1e-12:
             out.append((-1.0, 0.0, 0.0))
@@ -104,3 +98,21 @@ def lag_scan_exact_reference(
         q = (b1 * c1 + b2 * c2) / dd if dd > 0.0 else 0.0
         out.append((math.sqrt(q) if q > 0.0 else 0.0, b1, b2))
     return out
+
+
+def lag_scan_exact_reference(
+    y1: list[float], y2: list[float], d: list[float], dd: float, shift: int, nlag: int
+) -> list[tuple[float, float, float]]:
+    """scoring.lagfit.lag_scan_kernel in plain Python floats, every sum in the kernel's order (so equal to it bit
+    for bit): ``lag_scan_plain`` with each dot product in four partial sums (sample i to sum i % 4, the tail past
+    the last whole four to sum 0), added as (p0 + p1) + (p2 + p3)."""
+    g = len(d)
+    q4 = g - g % 4
+
+    def dot(z: list[float], s: int) -> float:
+        p = [0.0] * 4
+        for i in range(g):
+            p[i % 4 if i < q4 else 0] += z[s + i] * d[i]
+        return (p[0] + p[1]) + (p[2] + p[3])
+
+    return lag_scan_plain(y1, y2, d, dd, shift, nlag, dot)
